@@ -1,0 +1,13 @@
+//! Plain types and rules of the rental domain.
+//!
+//! Everything here is pure: no I/O, no async runtime, no database and no HTTP. Values are built through
+//! validating constructors (`parse`), so a value of a domain type is always valid. This crate must not depend
+//! on tokio, sea-orm or actix; a test in `xtask` enforces it.
+
+mod error;
+mod user;
+
+pub use error::{Collector, DomainError, FieldError};
+pub use user::{Email, FullName, Password, Role, UserId};
+
+pub use user::{EMAIL_MAX_LEN, FULL_NAME_MAX_LEN, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};

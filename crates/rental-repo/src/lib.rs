@@ -1,0 +1,24 @@
+//! Persistence for the rental backend.
+//!
+//! One sea-orm implementation serves SQLite (the embedded default) and PostgreSQL. This crate owns the
+//! connection pool and its statistics, migrations under an advisory lock, the query optimizer used by every
+//! list (offset and keyset pagination, filter and sort whitelists, batch loading of relations) and the
+//! repositories. sea-orm entities stay private; callers see plain records and [`RepoError`].
+//!
+//! It depends on `rental-domain` and `rental-migrations` only; it knows nothing of HTTP.
+
+mod config;
+mod db;
+mod entity;
+mod error;
+mod lock;
+pub mod query;
+mod tokens;
+mod users;
+
+pub use config::DatabaseConfig;
+pub use db::{Backend, Database, PoolStats, StatementStats};
+pub use error::{RepoError, RepoResult};
+pub use lock::BackoffPolicy;
+pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
+pub use users::{NewUserRecord, UserChanges, UserFilter, UserListItem, UserRecord, UserRepo, user_list_spec};

@@ -1,0 +1,529 @@
+//! The query optimizer's request side: pagination, sorting and filtering, validated against a per-resource
+//! whitelist before any SQL is built.
+//!
+//! A list request arrives as the raw query-string pairs. [`ListSpec::parse`] checks them against the
+//! resource's whitelist and gives a [`ListQuery`]: the pagination style (offset or keyset), one sort field with
+//! a direction, typed filter values and the free-text search. Anything unknown is an
+//! [`RepoError::InvalidQuery`] that names the parameter.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{RepoError, RepoResult};
+
+/// Default and largest page size of offset pagination.
+pub const OFFSET_DEFAULT_PER_PAGE: u64 = 20;
+/// Default and largest page size of keyset pagination.
+pub const KEYSET_DEFAULT_LIMIT: u64 = 50;
+/// Largest page of either style.
+pub const MAX_PAGE_SIZE: u64 = 100;
+/// Longest free-text search accepted.
+pub const MAX_SEARCH_LEN: usize = 200;
+
+/// How the kind of a filter's value is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterKind {
+    /// `true` or `false`.
+    Bool,
+    /// A timestamp (RFC 3339) or a date (`2026-11-22`, meaning its midnight UTC).
+    DateTime,
+    /// One of a fixed set of words.
+    OneOf(&'static [&'static str]),
+}
+
+/// A typed filter value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterValue {
+    /// From [`FilterKind::Bool`].
+    Bool(bool),
+    /// From [`FilterKind::DateTime`].
+    DateTime(DateTime<Utc>),
+    /// From [`FilterKind::OneOf`].
+    Word(&'static str),
+}
+
+/// The kind of value a sort field holds, which is what a keyset cursor must carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKind {
+    /// A timestamp.
+    DateTime,
+    /// A string.
+    Text,
+}
+
+/// Sort direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Smallest first.
+    #[serde(rename = "asc")]
+    Asc,
+    /// Largest first.
+    #[serde(rename = "desc")]
+    Desc,
+}
+
+/// The whitelist of one listable resource.
+#[derive(Debug, Clone)]
+pub struct ListSpec {
+    /// Name bound into cursors, so a cursor of another resource is refused.
+    pub resource: &'static str,
+    /// Filters the resource accepts.
+    pub filters: &'static [(&'static str, FilterKind)],
+    /// Fields it can be sorted by.
+    pub sorts: &'static [(&'static str, SortKind)],
+    /// The sort used when none is asked for.
+    pub default_sort: (&'static str, Direction),
+    /// Whether `q` (free-text search) is supported.
+    pub searchable: bool,
+}
+
+/// Pagination of a list request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pagination {
+    /// `page` (1-based) and `per_page`.
+    Offset {
+        /// Page number, from 1.
+        page: u64,
+        /// Items per page.
+        per_page: u64,
+    },
+    /// `cursor` and `limit`.
+    Keyset {
+        /// Where the previous page ended; `None` for the first page.
+        after: Option<Cursor>,
+        /// Items per page.
+        limit: u64,
+        /// Whether to also count all matching rows.
+        include_total: bool,
+    },
+}
+
+/// A validated list request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListQuery {
+    /// Offset or keyset pagination.
+    pub pagination: Pagination,
+    /// Field to sort by (from the whitelist).
+    pub sort: &'static str,
+    /// Direction of the sort.
+    pub direction: Direction,
+    /// Typed filters, keyed by their whitelisted name.
+    pub filters: BTreeMap<&'static str, FilterValue>,
+    /// Free-text search, lower-cased and trimmed.
+    pub search: Option<String>,
+}
+
+impl ListQuery {
+    /// The value of a boolean filter, if given.
+    pub fn bool_filter(&self, name: &str) -> Option<bool> {
+        match self.filters.get(name) {
+            Some(FilterValue::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The value of a timestamp filter, if given.
+    pub fn datetime_filter(&self, name: &str) -> Option<DateTime<Utc>> {
+        match self.filters.get(name) {
+            Some(FilterValue::DateTime(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The value of a word filter, if given.
+    pub fn word_filter(&self, name: &str) -> Option<&'static str> {
+        match self.filters.get(name) {
+            Some(FilterValue::Word(w)) => Some(w),
+            _ => None,
+        }
+    }
+}
+
+/// A page of offset pagination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// Rows matching the filters, on all pages.
+    pub total: u64,
+    /// This page's number, from 1.
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+    /// Number of pages (0 when nothing matches).
+    pub pages: u64,
+}
+
+/// A page of keyset pagination.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeysetPage<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// Opaque cursor of the next page, `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// Rows matching the filters, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// Either kind of page, as the pagination style of the request decides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Listing<T> {
+    /// Answer to offset pagination.
+    Offset(Page<T>),
+    /// Answer to keyset pagination.
+    Keyset(KeysetPage<T>),
+}
+
+impl<T> Listing<T> {
+    /// Converts every item, keeping the paging information.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Listing<U> {
+        match self {
+            Listing::Offset(p) => Listing::Offset(Page {
+                items: p.items.into_iter().map(f).collect(),
+                total: p.total,
+                page: p.page,
+                per_page: p.per_page,
+                pages: p.pages,
+            }),
+            Listing::Keyset(p) => Listing::Keyset(KeysetPage {
+                items: p.items.into_iter().map(f).collect(),
+                next_cursor: p.next_cursor,
+                total: p.total,
+            }),
+        }
+    }
+
+    /// The items of the page.
+    pub fn items(&self) -> &[T] {
+        match self {
+            Listing::Offset(p) => &p.items,
+            Listing::Keyset(p) => &p.items,
+        }
+    }
+}
+
+/// The value of the sort field where a keyset page ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CursorValue {
+    /// A timestamp.
+    DateTime(DateTime<Utc>),
+    /// A string.
+    Text(String),
+}
+
+/// Position after the last row of a keyset page: the sort field's value and the id that breaks ties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Resource the cursor belongs to.
+    #[serde(rename = "r")]
+    pub resource: String,
+    /// Sort field.
+    #[serde(rename = "s")]
+    pub sort: String,
+    /// Sort direction.
+    #[serde(rename = "d")]
+    pub direction: Direction,
+    /// Last value of the sort field.
+    #[serde(rename = "v")]
+    pub value: CursorValue,
+    /// Last id.
+    #[serde(rename = "i")]
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The opaque text form handed to clients.
+    pub fn encode(&self) -> String {
+        // Serialising a struct of plain fields cannot fail; an empty cursor would only end the listing early.
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    fn decode(raw: &str) -> RepoResult<Self> {
+        let bad = || RepoError::invalid("cursor", "is not a cursor issued by this list");
+        if raw.len() > 512 {
+            return Err(bad());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
+}
+
+const RESERVED: [&str; 7] = ["page", "per_page", "cursor", "limit", "include_total", "sort", "q"];
+
+impl ListSpec {
+    /// Validates the raw query-string pairs of a list request.
+    ///
+    /// # Errors
+    /// [`RepoError::InvalidQuery`] naming the first parameter that is unknown, repeated or out of range.
+    pub fn parse(&self, params: &[(String, String)]) -> RepoResult<ListQuery> {
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (key, value) in params {
+            let known = RESERVED.contains(&key.as_str()) || self.filters.iter().any(|(name, _)| name == key);
+            if !known {
+                return Err(RepoError::invalid(key.clone(), "is not a filter of this list"));
+            }
+            if seen.insert(key, value).is_some() {
+                return Err(RepoError::invalid(key.clone(), "is given more than once"));
+            }
+        }
+
+        let (sort, direction) = match seen.get("sort") {
+            None => self.default_sort,
+            Some(raw) => {
+                let (name, direction) = match raw.strip_prefix('-') {
+                    Some(name) => (name, Direction::Desc),
+                    None => (*raw, Direction::Asc),
+                };
+                let Some((name, _)) = self.sorts.iter().find(|(n, _)| *n == name) else {
+                    let allowed: Vec<_> = self.sorts.iter().map(|(n, _)| *n).collect();
+                    return Err(RepoError::invalid(
+                        "sort",
+                        format!("cannot sort by `{name}`; use one of {} (prefix - for descending)", allowed.join(", ")),
+                    ));
+                };
+                (*name, direction)
+            }
+        };
+
+        let mut filters = BTreeMap::new();
+        for (name, kind) in self.filters {
+            if let Some(raw) = seen.get(name) {
+                filters.insert(*name, parse_filter(name, *kind, raw)?);
+            }
+        }
+
+        let search = match seen.get("q") {
+            None => None,
+            Some(_) if !self.searchable => return Err(RepoError::invalid("q", "this list has no search")),
+            Some(raw) => {
+                let q = raw.trim().to_lowercase();
+                if q.chars().count() > MAX_SEARCH_LEN {
+                    return Err(RepoError::invalid("q", "must be at most 200 characters"));
+                }
+                (!q.is_empty()).then_some(q)
+            }
+        };
+
+        let offset_style = seen.contains_key("page") || seen.contains_key("per_page");
+        let keyset_style =
+            seen.contains_key("cursor") || seen.contains_key("limit") || seen.contains_key("include_total");
+        if offset_style && keyset_style {
+            return Err(RepoError::invalid(
+                "cursor",
+                "cannot be combined with page/per_page: use either page/per_page or cursor/limit",
+            ));
+        }
+        let pagination = if keyset_style {
+            let limit = parse_size("limit", seen.get("limit").copied(), KEYSET_DEFAULT_LIMIT)?;
+            let include_total = match seen.get("include_total") {
+                None => true,
+                Some(raw) => parse_bool("include_total", raw)?,
+            };
+            let after = match seen.get("cursor") {
+                None => None,
+                Some(raw) => Some(self.check_cursor(Cursor::decode(raw)?, sort, direction)?),
+            };
+            Pagination::Keyset { after, limit, include_total }
+        } else {
+            let page = match seen.get("page") {
+                None => 1,
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(p) if (1..=1_000_000_000).contains(&p) => p,
+                    _ => return Err(RepoError::invalid("page", "must be a whole number from 1")),
+                },
+            };
+            let per_page = parse_size("per_page", seen.get("per_page").copied(), OFFSET_DEFAULT_PER_PAGE)?;
+            Pagination::Offset { page, per_page }
+        };
+        Ok(ListQuery { pagination, sort, direction, filters, search })
+    }
+
+    fn check_cursor(&self, cursor: Cursor, sort: &str, direction: Direction) -> RepoResult<Cursor> {
+        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
+        let value_fits = matches!(
+            (kind, &cursor.value),
+            (Some(SortKind::DateTime), CursorValue::DateTime(_)) | (Some(SortKind::Text), CursorValue::Text(_))
+        );
+        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction || !value_fits {
+            return Err(RepoError::invalid("cursor", "belongs to another list or sort order"));
+        }
+        Ok(cursor)
+    }
+
+    /// Builds the cursor that follows a row whose sort field holds `value`.
+    pub fn cursor_after(&self, query: &ListQuery, value: CursorValue, id: Uuid) -> String {
+        Cursor {
+            resource: self.resource.to_owned(),
+            sort: query.sort.to_owned(),
+            direction: query.direction,
+            value,
+            id,
+        }
+        .encode()
+    }
+}
+
+fn parse_size(field: &str, raw: Option<&str>, default: u64) -> RepoResult<u64> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(RepoError::invalid(field, format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))),
+        },
+    }
+}
+
+fn parse_bool(field: &str, raw: &str) -> RepoResult<bool> {
+    match raw {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(RepoError::invalid(field, "must be true or false")),
+    }
+}
+
+fn parse_filter(name: &str, kind: FilterKind, raw: &str) -> RepoResult<FilterValue> {
+    match kind {
+        FilterKind::Bool => parse_bool(name, raw).map(FilterValue::Bool),
+        FilterKind::DateTime => parse_datetime(raw)
+            .map(FilterValue::DateTime)
+            .ok_or_else(|| RepoError::invalid(name, "must be an RFC 3339 timestamp or a date (YYYY-MM-DD)")),
+        FilterKind::OneOf(words) => words
+            .iter()
+            .find(|w| **w == raw)
+            .map(|w| FilterValue::Word(w))
+            .ok_or_else(|| RepoError::invalid(name, format!("must be one of {}", words.join(", ")))),
+    }
+}
+
+fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0).map(|t| t.and_utc())
+}
+
+/// Escapes `%`, `_` and the escape character itself for a `LIKE ... ESCAPE '\'` pattern.
+pub fn like_contains(search: &str) -> String {
+    let mut pattern = String::with_capacity(search.len() + 2);
+    pattern.push('%');
+    for c in search.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ListSpec = ListSpec {
+        resource: "things",
+        filters: &[
+            ("is_active", FilterKind::Bool),
+            ("created_after", FilterKind::DateTime),
+            ("role", FilterKind::OneOf(&["admin", "staff"])),
+        ],
+        sorts: &[("created_at", SortKind::DateTime), ("name", SortKind::Text)],
+        default_sort: ("created_at", Direction::Desc),
+        searchable: true,
+    };
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    fn field_of(err: RepoError) -> String {
+        match err {
+            RepoError::InvalidQuery { field, .. } => field,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_offset_page_one_of_twenty() {
+        let q = SPEC.parse(&[]).unwrap();
+        assert_eq!(q.pagination, Pagination::Offset { page: 1, per_page: 20 });
+        assert_eq!((q.sort, q.direction), ("created_at", Direction::Desc));
+    }
+
+    #[test]
+    fn keyset_defaults_to_fifty_with_total() {
+        let q = SPEC.parse(&params(&[("limit", "50")])).unwrap();
+        assert_eq!(q.pagination, Pagination::Keyset { after: None, limit: 50, include_total: true });
+        let q = SPEC.parse(&params(&[("include_total", "false")])).unwrap();
+        assert_eq!(q.pagination, Pagination::Keyset { after: None, limit: 50, include_total: false });
+    }
+
+    #[test]
+    fn out_of_range_pages_are_refused() {
+        for (k, v) in [("page", "0"), ("per_page", "1000000000"), ("per_page", "0"), ("limit", "101"), ("page", "x")] {
+            assert_eq!(field_of(SPEC.parse(&params(&[(k, v)])).unwrap_err()), k);
+        }
+    }
+
+    #[test]
+    fn unknown_filters_and_sorts_are_named() {
+        assert_eq!(field_of(SPEC.parse(&params(&[("password_hash", "x")])).unwrap_err()), "password_hash");
+        let err = SPEC.parse(&params(&[("sort", "-password_hash")])).unwrap_err();
+        assert!(err.to_string().contains("password_hash"), "{err}");
+        assert_eq!(field_of(SPEC.parse(&params(&[("role", "root")])).unwrap_err()), "role");
+        assert_eq!(field_of(SPEC.parse(&params(&[("is_active", "yes")])).unwrap_err()), "is_active");
+        assert_eq!(field_of(SPEC.parse(&params(&[("is_active", "1"), ("is_active", "0")])).unwrap_err()), "is_active");
+    }
+
+    #[test]
+    fn filters_are_typed() {
+        let q = SPEC
+            .parse(&params(&[
+                ("is_active", "true"),
+                ("created_after", "2026-01-02"),
+                ("role", "staff"),
+                ("q", " Ada "),
+            ]))
+            .unwrap();
+        assert_eq!(q.bool_filter("is_active"), Some(true));
+        assert_eq!(q.datetime_filter("created_after").unwrap().to_rfc3339(), "2026-01-02T00:00:00+00:00");
+        assert_eq!(q.word_filter("role"), Some("staff"));
+        assert_eq!(q.search.as_deref(), Some("ada"));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let q = SPEC.parse(&params(&[("sort", "name"), ("limit", "10")])).unwrap();
+        let id = Uuid::now_v7();
+        let cursor = SPEC.cursor_after(&q, CursorValue::Text("m".into()), id);
+        let next = SPEC.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap();
+        let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
+        assert_eq!(after.id, id);
+
+        // Same cursor under another sort order, another resource, or forged bytes.
+        assert_eq!(field_of(SPEC.parse(&params(&[("sort", "-name"), ("cursor", &cursor)])).unwrap_err()), "cursor");
+        let other = ListSpec { resource: "others", ..SPEC };
+        assert_eq!(field_of(other.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap_err()), "cursor");
+        for forged in ["garbage!", "e30", &"A".repeat(600)] {
+            assert_eq!(field_of(SPEC.parse(&params(&[("cursor", forged)])).unwrap_err()), "cursor");
+        }
+        assert_eq!(
+            field_of(SPEC.parse(&params(&[("cursor", &cursor), ("page", "2")])).unwrap_err()),
+            "cursor",
+            "mixing styles"
+        );
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_contains("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}

@@ -1,0 +1,148 @@
+//! Refresh tokens: stored as SHA-256 digests, grouped in families that rotate on every use.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rental_domain::UserId;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use crate::entity::refresh_token;
+use crate::{Database, RepoResult};
+
+/// A refresh token to store.
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// Owner.
+    pub user_id: UserId,
+    /// Login session the token belongs to; every rotation stays in the family.
+    pub family_id: Uuid,
+    /// Hex SHA-256 of the token; the token itself is never stored.
+    pub token_hash: String,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A stored refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// Row id.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: UserId,
+    /// Login session.
+    pub family_id: Uuid,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// When it was exchanged for a new one.
+    pub used_at: Option<DateTime<Utc>>,
+    /// When its family was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Refresh tokens.
+#[derive(Debug, Clone)]
+pub struct RefreshTokenRepo {
+    db: Database,
+}
+
+impl RefreshTokenRepo {
+    /// A repository over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Stores a token.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the insert fails.
+    pub async fn insert(&self, token: NewRefreshToken) -> RepoResult<Uuid> {
+        let id = Uuid::now_v7();
+        let model = refresh_token::ActiveModel {
+            id: Set(id),
+            user_id: Set(token.user_id.as_uuid()),
+            family_id: Set(token.family_id),
+            token_hash: Set(token.token_hash),
+            created_at: Set(Utc::now().trunc_subsecs(6)),
+            expires_at: Set(token.expires_at.trunc_subsecs(6)),
+            used_at: Set(None),
+            revoked_at: Set(None),
+        };
+        refresh_token::Entity::insert(model).exec_without_returning(self.db.connection()).await?;
+        Ok(id)
+    }
+
+    /// The token with this digest.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn find_by_hash(&self, token_hash: &str) -> RepoResult<Option<RefreshTokenRecord>> {
+        let model = refresh_token::Entity::find()
+            .filter(refresh_token::Column::TokenHash.eq(token_hash))
+            .one(self.db.connection())
+            .await?;
+        Ok(model.map(|m| RefreshTokenRecord {
+            id: m.id,
+            user_id: UserId::from_uuid(m.user_id),
+            family_id: m.family_id,
+            expires_at: m.expires_at,
+            used_at: m.used_at,
+            revoked_at: m.revoked_at,
+        }))
+    }
+
+    /// Marks an unused, unrevoked token as used. Returns `false` when another request used it first, which
+    /// makes the conditional update the arbiter between two racing refreshes.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the update fails.
+    pub async fn mark_used(&self, id: Uuid) -> RepoResult<bool> {
+        let result = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::UsedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .filter(refresh_token::Column::Id.eq(id))
+            .filter(refresh_token::Column::UsedAt.is_null())
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(self.db.connection())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Revokes every token of a family (logout, or reuse of a used token).
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the update fails.
+    pub async fn revoke_family(&self, family_id: Uuid) -> RepoResult<u64> {
+        let result = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .filter(refresh_token::Column::FamilyId.eq(family_id))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(self.db.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Revokes every token of a user (password change, deactivation).
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the update fails.
+    pub async fn revoke_user(&self, user_id: UserId) -> RepoResult<u64> {
+        let result = refresh_token::Entity::update_many()
+            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .filter(refresh_token::Column::UserId.eq(user_id.as_uuid()))
+            .filter(refresh_token::Column::RevokedAt.is_null())
+            .exec(self.db.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Deletes tokens that expired before `before`.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the delete fails.
+    pub async fn delete_expired(&self, before: DateTime<Utc>) -> RepoResult<u64> {
+        let result = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::ExpiresAt.lt(before))
+            .exec(self.db.connection())
+            .await?;
+        Ok(result.rows_affected)
+    }
+}

@@ -1,0 +1,547 @@
+//! The user repository: users with their roles.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rental_domain::{Email, FullName, Role, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SimpleExpr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::entity::{user, user_role};
+use crate::query::{
+    CursorValue, Direction, FilterKind, KeysetPage, ListQuery, ListSpec, Listing, Page, Pagination, SortKind,
+    like_contains,
+};
+use crate::{Database, RepoError, RepoResult};
+
+/// A stored user with its roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Time-ordered id.
+    pub id: UserId,
+    /// Lower-cased e-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Argon2 PHC string; `None` for an account that has no password yet.
+    pub password_hash: Option<String>,
+    /// Whether the user may log in and use tokens.
+    pub is_active: bool,
+    /// Whether the user has every permission.
+    pub is_superuser: bool,
+    /// Roles, sorted.
+    pub roles: Vec<Role>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A row of a user list: the same shape as [`UserRecord`].
+pub type UserListItem = UserRecord;
+
+/// A user to insert.
+#[derive(Debug, Clone)]
+pub struct NewUserRecord {
+    /// Address, already validated and normalised.
+    pub email: Email,
+    /// Display name.
+    pub full_name: FullName,
+    /// Argon2 PHC string, or `None` for an account without a password.
+    pub password_hash: Option<String>,
+    /// Whether the account starts active.
+    pub is_active: bool,
+    /// Whether the account has every permission.
+    pub is_superuser: bool,
+    /// Roles to grant.
+    pub roles: Vec<Role>,
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    /// New address.
+    pub email: Option<Email>,
+    /// New name.
+    pub full_name: Option<FullName>,
+    /// New password hash.
+    pub password_hash: Option<String>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// Grant or revoke superuser.
+    pub is_superuser: Option<bool>,
+}
+
+/// Filters of the user list, as the whitelist names them.
+#[derive(Debug, Clone, Copy)]
+pub struct UserFilter;
+
+impl UserFilter {
+    /// `is_active=true|false`
+    pub const IS_ACTIVE: &'static str = "is_active";
+    /// `is_superuser=true|false`
+    pub const IS_SUPERUSER: &'static str = "is_superuser";
+    /// `role=admin|staff|customer`
+    pub const ROLE: &'static str = "role";
+    /// `created_after=<timestamp or date>` (inclusive)
+    pub const CREATED_AFTER: &'static str = "created_after";
+    /// `created_before=<timestamp or date>` (exclusive)
+    pub const CREATED_BEFORE: &'static str = "created_before";
+}
+
+static USER_LIST_SPEC: ListSpec = ListSpec {
+    resource: "users",
+    filters: &[
+        (UserFilter::IS_ACTIVE, FilterKind::Bool),
+        (UserFilter::IS_SUPERUSER, FilterKind::Bool),
+        (UserFilter::ROLE, FilterKind::OneOf(&["admin", "staff", "customer"])),
+        (UserFilter::CREATED_AFTER, FilterKind::DateTime),
+        (UserFilter::CREATED_BEFORE, FilterKind::DateTime),
+    ],
+    sorts: &[("created_at", SortKind::DateTime), ("email", SortKind::Text), ("full_name", SortKind::Text)],
+    default_sort: ("created_at", Direction::Desc),
+    searchable: true,
+};
+
+/// The whitelist of the user list: filters `is_active`, `is_superuser`, `role`, `created_after`,
+/// `created_before`; sorts `created_at` (default, newest first), `email`, `full_name`; search `q` in e-mail
+/// and name.
+pub fn user_list_spec() -> &'static ListSpec {
+    &USER_LIST_SPEC
+}
+
+/// Rows per multi-row INSERT: 1,000 users of 8 columns stay far below the bind-parameter limits of both
+/// SQLite (32,766) and PostgreSQL (65,535).
+const INSERT_CHUNK: usize = 1_000;
+
+/// Users and their roles.
+#[derive(Debug, Clone)]
+pub struct UserRepo {
+    db: Database,
+}
+
+/// Timestamps are kept to the microsecond, the precision of PostgreSQL, so a value read back equals the one
+/// written on both backends.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn role_of(name: &str) -> Option<Role> {
+    name.parse().ok()
+}
+
+impl UserRepo {
+    /// A repository over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// Inserts one user with its roles, in one transaction.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when the e-mail address is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, new: NewUserRecord) -> RepoResult<UserRecord> {
+        let txn = self.db.connection().begin().await?;
+        let (model, roles) = to_models(new, now());
+        let id = uuid_of(&model);
+        let written = async {
+            user::Entity::insert(model).exec_without_returning(&txn).await?;
+            if !roles.is_empty() {
+                user_role::Entity::insert_many(roles).exec_without_returning(&txn).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(txn, written).await?;
+        self.find(UserId::from_uuid(id)).await?.ok_or(RepoError::NotFound)
+    }
+
+    /// Inserts many users in one all-or-nothing transaction with multi-row INSERTs. Conflicting e-mails, within
+    /// the batch or with stored users, are found before anything is written and reported with the row's index.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] with `index` for the first offending row.
+    #[tracing::instrument(skip_all, fields(rows = rows.len()))]
+    pub async fn bulk_create(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
+        let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
+        for (index, row) in rows.iter().enumerate() {
+            if let Some(earlier) = first_index.insert(row.email.as_str(), index) {
+                return Err(RepoError::Conflict {
+                    message: format!("e-mail address repeats row {earlier}"),
+                    index: Some(index),
+                });
+            }
+        }
+        let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+        let mut taken = HashSet::new();
+        for chunk in emails.chunks(INSERT_CHUNK) {
+            let found: Vec<String> = user::Entity::find()
+                .select_only()
+                .column(user::Column::Email)
+                .filter(user::Column::Email.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.db.connection())
+                .await?;
+            taken.extend(found);
+        }
+        if let Some(index) = emails.iter().position(|e| taken.contains(*e)) {
+            return Err(RepoError::Conflict {
+                message: "a user with this e-mail address already exists".into(),
+                index: Some(index),
+            });
+        }
+
+        let count = rows.len();
+        let created = now();
+        let mut users = Vec::with_capacity(count);
+        let mut roles = Vec::with_capacity(count);
+        for row in rows {
+            let (model, mut row_roles) = to_models(row, created);
+            users.push(model);
+            roles.append(&mut row_roles);
+        }
+        let txn = self.db.connection().begin().await?;
+        let written = async {
+            for chunk in users.chunks(INSERT_CHUNK) {
+                user::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            }
+            for chunk in roles.chunks(INSERT_CHUNK * 2) {
+                user_role::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
+            }
+            Ok(count)
+        }
+        .await;
+        finish(txn, written).await
+    }
+
+    /// A user by id.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn find(&self, id: UserId) -> RepoResult<Option<UserRecord>> {
+        let model = user::Entity::find_by_id(id.as_uuid()).one(self.db.connection()).await?;
+        self.with_roles_one(model).await
+    }
+
+    /// A user by (normalised) e-mail address.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn find_by_email(&self, email: &Email) -> RepoResult<Option<UserRecord>> {
+        let model =
+            user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(self.db.connection()).await?;
+        self.with_roles_one(model).await
+    }
+
+    /// Applies `changes`, stamping `updated_at`.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] for an unknown id; [`RepoError::Conflict`] when the new e-mail is taken.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn update(&self, id: UserId, changes: UserChanges) -> RepoResult<UserRecord> {
+        let mut update = user::Entity::update_many()
+            .col_expr(user::Column::UpdatedAt, Expr::val(now()).into())
+            .filter(user::Column::Id.eq(id.as_uuid()));
+        if let Some(email) = changes.email {
+            update = update.col_expr(user::Column::Email, Expr::val(email.into_inner()).into());
+        }
+        if let Some(name) = changes.full_name {
+            update = update.col_expr(user::Column::FullName, Expr::val(name.into_inner()).into());
+        }
+        if let Some(hash) = changes.password_hash {
+            update = update.col_expr(user::Column::PasswordHash, Expr::val(hash).into());
+        }
+        if let Some(active) = changes.is_active {
+            update = update.col_expr(user::Column::IsActive, Expr::val(active).into());
+        }
+        if let Some(superuser) = changes.is_superuser {
+            update = update.col_expr(user::Column::IsSuperuser, Expr::val(superuser).into());
+        }
+        let result = update.exec(self.db.connection()).await?;
+        if result.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        self.find(id).await?.ok_or(RepoError::NotFound)
+    }
+
+    /// Deletes a user; its roles and refresh tokens go with it.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] for an unknown id.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn delete(&self, id: UserId) -> RepoResult<()> {
+        let result = user::Entity::delete_by_id(id.as_uuid()).exec(self.db.connection()).await?;
+        if result.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Replaces the roles of a user, in one transaction.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`] for an unknown id.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn set_roles(&self, id: UserId, roles: &[Role]) -> RepoResult<UserRecord> {
+        let txn = self.db.connection().begin().await?;
+        let written = async {
+            let touched = user::Entity::update_many()
+                .col_expr(user::Column::UpdatedAt, Expr::val(now()).into())
+                .filter(user::Column::Id.eq(id.as_uuid()))
+                .exec(&txn)
+                .await?;
+            if touched.rows_affected == 0 {
+                return Err(RepoError::NotFound);
+            }
+            user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id.as_uuid())).exec(&txn).await?;
+            let created = now();
+            let mut unique: Vec<Role> = roles.to_vec();
+            unique.sort();
+            unique.dedup();
+            if !unique.is_empty() {
+                let rows = unique.iter().map(|role| role_model(id.as_uuid(), *role, created));
+                user_role::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(txn, written).await?;
+        self.find(id).await?.ok_or(RepoError::NotFound)
+    }
+
+    /// Number of active users that are superusers or hold the admin role.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn count_admins(&self) -> RepoResult<u64> {
+        let admins = Query::select()
+            .column(user_role::Column::UserId)
+            .from(user_role::Entity)
+            .and_where(user_role::Column::Role.eq(Role::Admin.as_str()))
+            .to_owned();
+        let count = user::Entity::find()
+            .filter(user::Column::IsActive.eq(true))
+            .filter(Condition::any().add(user::Column::IsSuperuser.eq(true)).add(user::Column::Id.in_subquery(admins)))
+            .count(self.db.connection())
+            .await?;
+        Ok(count)
+    }
+
+    /// One page of users matching `query`, with their roles. Costs at most three statements whatever the page
+    /// size: the count (unless skipped), the page, and the roles of every user on it.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when a query fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn list(&self, query: &ListQuery) -> RepoResult<Listing<UserRecord>> {
+        let conn = self.db.connection();
+        let filtered = user::Entity::find().filter(filter_condition(query));
+        let sort_column = sort_column(query.sort);
+        let order = match query.direction {
+            Direction::Asc => Order::Asc,
+            Direction::Desc => Order::Desc,
+        };
+        let ordered = filtered.clone().order_by(sort_column, order.clone()).order_by(user::Column::Id, order);
+
+        match &query.pagination {
+            Pagination::Offset { page, per_page } => {
+                let total = filtered.count(conn).await?;
+                let offset = (page - 1).saturating_mul(*per_page);
+                let models = if offset >= total {
+                    Vec::new()
+                } else {
+                    ordered.offset(offset).limit(*per_page).all(conn).await?
+                };
+                let items = self.with_roles(models).await?;
+                Ok(Listing::Offset(Page {
+                    items,
+                    total,
+                    page: *page,
+                    per_page: *per_page,
+                    pages: total.div_ceil(*per_page),
+                }))
+            }
+            Pagination::Keyset { after, limit, include_total } => {
+                let total = if *include_total { Some(filtered.count(conn).await?) } else { None };
+                let mut page = ordered;
+                if let Some(cursor) = after {
+                    let value = match &cursor.value {
+                        CursorValue::DateTime(t) => Expr::val(*t),
+                        CursorValue::Text(s) => Expr::val(s.clone()),
+                    };
+                    let left = Expr::tuple([Expr::col(sort_column), Expr::col(user::Column::Id)]);
+                    let right = Expr::tuple([value, Expr::val(cursor.id)]);
+                    let seek = match query.direction {
+                        Direction::Asc => left.gt(right),
+                        Direction::Desc => left.lt(right),
+                    };
+                    page = page.filter(seek);
+                }
+                let mut models = page.limit(limit + 1).all(conn).await?;
+                let has_more = models.len() as u64 > *limit;
+                models.truncate(*limit as usize);
+                let next_cursor = match (has_more, models.last()) {
+                    (true, Some(last)) => {
+                        let value = match query.sort {
+                            "email" => CursorValue::Text(last.email.clone()),
+                            "full_name" => CursorValue::Text(last.full_name.clone()),
+                            _ => CursorValue::DateTime(last.created_at),
+                        };
+                        Some(USER_LIST_SPEC.cursor_after(query, value, last.id))
+                    }
+                    _ => None,
+                };
+                let items = self.with_roles(models).await?;
+                Ok(Listing::Keyset(KeysetPage { items, next_cursor, total }))
+            }
+        }
+    }
+
+    async fn with_roles_one(&self, model: Option<user::Model>) -> RepoResult<Option<UserRecord>> {
+        match model {
+            None => Ok(None),
+            Some(model) => Ok(self.with_roles(vec![model]).await?.pop()),
+        }
+    }
+
+    /// Loads the roles of all `models` with one statement and joins them in memory.
+    async fn with_roles(&self, models: Vec<user::Model>) -> RepoResult<Vec<UserRecord>> {
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        let rows =
+            user_role::Entity::find().filter(user_role::Column::UserId.is_in(ids)).all(self.db.connection()).await?;
+        let mut roles: HashMap<Uuid, Vec<Role>> = HashMap::with_capacity(models.len());
+        for row in rows {
+            if let Some(role) = role_of(&row.role) {
+                roles.entry(row.user_id).or_default().push(role);
+            }
+        }
+        Ok(models
+            .into_iter()
+            .map(|m| {
+                let mut user_roles = roles.remove(&m.id).unwrap_or_default();
+                user_roles.sort();
+                UserRecord {
+                    id: UserId::from_uuid(m.id),
+                    email: m.email,
+                    full_name: m.full_name,
+                    password_hash: m.password_hash,
+                    is_active: m.is_active,
+                    is_superuser: m.is_superuser,
+                    roles: user_roles,
+                    created_at: m.created_at,
+                    updated_at: m.updated_at,
+                }
+            })
+            .collect())
+    }
+
+    /// The database this repository works on.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Runs raw SQL against the pool, for tests and tools that must look beneath the repository.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the statement fails.
+    pub async fn execute_raw(&self, sql: &str) -> RepoResult<u64> {
+        Ok(self.db.connection().execute_unprepared(sql).await?.rows_affected())
+    }
+}
+
+/// Commits when the work succeeded and rolls back, explicitly and at once, when it failed: a transaction left
+/// to its destructor would hold its locks until the pool gets round to the connection.
+async fn finish<T>(txn: DatabaseTransaction, result: RepoResult<T>) -> RepoResult<T> {
+    match result {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+    }
+}
+
+fn uuid_of(model: &user::ActiveModel) -> Uuid {
+    match &model.id {
+        Set(id) => *id,
+        _ => Uuid::nil(),
+    }
+}
+
+fn role_model(user_id: Uuid, role: Role, created_at: DateTime<Utc>) -> user_role::ActiveModel {
+    user_role::ActiveModel { user_id: Set(user_id), role: Set(role.as_str().to_owned()), created_at: Set(created_at) }
+}
+
+fn to_models(new: NewUserRecord, created_at: DateTime<Utc>) -> (user::ActiveModel, Vec<user_role::ActiveModel>) {
+    let id = UserId::new().as_uuid();
+    let mut unique = new.roles;
+    unique.sort();
+    unique.dedup();
+    let roles = unique.into_iter().map(|role| role_model(id, role, created_at)).collect();
+    let model = user::ActiveModel {
+        id: Set(id),
+        email: Set(new.email.into_inner()),
+        full_name: Set(new.full_name.into_inner()),
+        password_hash: Set(new.password_hash),
+        is_active: Set(new.is_active),
+        is_superuser: Set(new.is_superuser),
+        created_at: Set(created_at),
+        updated_at: Set(created_at),
+    };
+    (model, roles)
+}
+
+fn sort_column(sort: &str) -> user::Column {
+    match sort {
+        "email" => user::Column::Email,
+        "full_name" => user::Column::FullName,
+        _ => user::Column::CreatedAt,
+    }
+}
+
+fn filter_condition(query: &ListQuery) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(active) = query.bool_filter(UserFilter::IS_ACTIVE) {
+        condition = condition.add(user::Column::IsActive.eq(active));
+    }
+    if let Some(superuser) = query.bool_filter(UserFilter::IS_SUPERUSER) {
+        condition = condition.add(user::Column::IsSuperuser.eq(superuser));
+    }
+    if let Some(after) = query.datetime_filter(UserFilter::CREATED_AFTER) {
+        condition = condition.add(user::Column::CreatedAt.gte(after));
+    }
+    if let Some(before) = query.datetime_filter(UserFilter::CREATED_BEFORE) {
+        condition = condition.add(user::Column::CreatedAt.lt(before));
+    }
+    if let Some(role) = query.word_filter(UserFilter::ROLE) {
+        let holders = Query::select()
+            .column(user_role::Column::UserId)
+            .from(user_role::Entity)
+            .and_where(user_role::Column::Role.eq(role))
+            .to_owned();
+        condition = condition.add(user::Column::Id.in_subquery(holders));
+    }
+    if let Some(search) = &query.search {
+        let pattern = like_contains(search);
+        let name: SimpleExpr = Func::lower(Expr::col(user::Column::FullName)).into();
+        condition = condition.add(
+            Condition::any()
+                .add(Expr::col(user::Column::Email).like(LikeExpr::new(pattern.clone()).escape('\\')))
+                .add(name.like(LikeExpr::new(pattern).escape('\\'))),
+        );
+    }
+    condition
+}

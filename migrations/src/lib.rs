@@ -1,0 +1,21 @@
+//! The schema of the rental backend: one list of migrations for SQLite and PostgreSQL.
+//!
+//! Migrations are written with sea-query's portable builders; anything only PostgreSQL can do sits behind a
+//! backend check inside the migration. This crate knows nothing of the other crates of the workspace.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_users;
+
+/// Every migration of the project, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_users::Migration)]
+    }
+}
+
+pub use sea_orm_migration::{MigrationTrait as Migration, MigratorTrait};

@@ -1,1 +1,47 @@
-//! placeholder
+//! Business operations of the rental backend.
+//!
+//! Authentication (argon2id password hashes computed on the blocking pool, JWT access tokens, rotating refresh
+//! tokens grouped in families), users and roles with their authorization rules, and the caches in front of
+//! the repositories. Callers get plain view types and [`ServiceError`]; no sea-orm type crosses this crate's
+//! public API, and it knows nothing of HTTP.
+
+mod auth;
+mod config;
+mod error;
+mod password;
+mod principal;
+mod users;
+
+use rental_repo::{Database, RefreshTokenRepo, UserRepo};
+
+pub use auth::{AuthService, Registration, TokenPair};
+pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
+pub use error::{ServiceError, ServiceResult};
+pub use password::PasswordHasher;
+pub use principal::Principal;
+pub use rental_repo::query::{KeysetPage, Listing, Page};
+pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
+
+/// Every service, wired over one database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Login, tokens, registration, password changes.
+    pub auth: AuthService,
+    /// Profiles and user administration.
+    pub users: UserService,
+}
+
+impl Services {
+    /// Builds the services over `db`.
+    ///
+    /// # Errors
+    /// [`ServiceError::Config`] when the configuration cannot be used (argon2 parameters out of range, a JWT
+    /// secret that is too short).
+    pub fn new(db: Database, config: &ServiceConfig) -> ServiceResult<Self> {
+        let hasher = PasswordHasher::new(&config.auth)?;
+        let user_repo = UserRepo::new(db.clone());
+        let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
+        let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
+        Ok(Self { auth, users })
+    }
+}

@@ -1,0 +1,115 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret string whose `Debug` and `Serialize` never show it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "<unset>" } else { "<redacted>" })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC key of the access tokens (HS256), at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// `iss` claim of the tokens.
+    pub issuer: String,
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_ttl_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP: 19,456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes.
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; unset means half the CPU cores (at least one), which leaves the other half
+    /// to serve requests while a burst of logins queues.
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: Secret::default(),
+            issuer: "rental-api".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: None,
+        }
+    }
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// How long an authenticated user stays cached; every write to the user evicts it at once.
+    pub user_ttl_secs: u64,
+    /// Most users kept.
+    pub user_capacity: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { user_ttl_secs: 60, user_capacity: 100_000 }
+    }
+}
+
+/// Everything the services are configured with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Caches.
+    pub cache: CacheConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let config = AuthConfig { jwt_secret: Secret::new("super-secret-value"), ..AuthConfig::default() };
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+        let json = serde_json::to_string(&config).unwrap_or_default();
+        assert!(!json.contains("super-secret-value"), "{json}");
+        assert!(json.contains("<redacted>"));
+    }
+}

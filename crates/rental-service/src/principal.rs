@@ -1,0 +1,22 @@
+use rental_domain::{Role, UserId};
+use uuid::Uuid;
+
+/// The authenticated caller of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Who.
+    pub user_id: UserId,
+    /// Their roles.
+    pub roles: Vec<Role>,
+    /// Whether they are a superuser.
+    pub is_superuser: bool,
+    /// The login session (refresh-token family) the access token belongs to.
+    pub session_id: Uuid,
+}
+
+impl Principal {
+    /// Admins are superusers and holders of the admin role.
+    pub fn is_admin(&self) -> bool {
+        self.is_superuser || self.roles.contains(&Role::Admin)
+    }
+}

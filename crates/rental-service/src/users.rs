@@ -1,0 +1,385 @@
+//! Profiles and user administration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+use rental_domain::{Collector, DomainError, Email, FieldError, FullName, Password, Role, UserId};
+use rental_repo::query::Listing;
+use rental_repo::{NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, user_list_spec};
+use serde::Serialize;
+
+use crate::{CacheConfig, PasswordHasher, Principal, ServiceError, ServiceResult};
+
+/// Most users in one bulk request.
+pub const BULK_MAX: usize = 10_000;
+
+/// A user as callers see it: everything but the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    /// Id.
+    pub id: UserId,
+    /// Lower-cased e-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Whether the user may log in.
+    pub is_active: bool,
+    /// Whether the user has every permission.
+    pub is_superuser: bool,
+    /// Whether a password is set (bulk-imported accounts may have none yet).
+    pub has_password: bool,
+    /// Roles, sorted.
+    pub roles: Vec<Role>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(r: UserRecord) -> Self {
+        Self {
+            id: r.id,
+            email: r.email,
+            full_name: r.full_name,
+            is_active: r.is_active,
+            is_superuser: r.is_superuser,
+            has_password: r.password_hash.is_some(),
+            roles: r.roles,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A user created by an admin, as received (unvalidated).
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Address.
+    pub email: String,
+    /// Name.
+    pub full_name: String,
+    /// Password; without one the account cannot log in until an admin sets one.
+    pub password: Option<String>,
+    /// Defaults to active.
+    pub is_active: Option<bool>,
+    /// Defaults to false.
+    pub is_superuser: Option<bool>,
+    /// Defaults to `[customer]`.
+    pub roles: Option<Vec<Role>>,
+}
+
+/// Changes an admin makes to a user; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct UserUpdate {
+    /// New address.
+    pub email: Option<String>,
+    /// New name.
+    pub full_name: Option<String>,
+    /// New password.
+    pub password: Option<String>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+    /// Grant or revoke superuser.
+    pub is_superuser: Option<bool>,
+}
+
+/// Changes users make to their own profile.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    /// New address.
+    pub email: Option<String>,
+    /// New name.
+    pub full_name: Option<String>,
+}
+
+/// Profiles and user administration. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct UserService {
+    repo: UserRepo,
+    hasher: PasswordHasher,
+    /// Users by id for authentication; every write to a user evicts its entry.
+    cache: Cache<UserId, Arc<UserRecord>>,
+}
+
+impl UserService {
+    /// A service over `repo`.
+    pub fn new(repo: UserRepo, hasher: PasswordHasher, config: &CacheConfig) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(config.user_capacity)
+            .time_to_live(Duration::from_secs(config.user_ttl_secs))
+            .build();
+        Self { repo, hasher, cache }
+    }
+
+    /// A user by id through the cache; concurrent misses for one id share one database read.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`] when the read fails.
+    pub(crate) async fn cached(&self, id: UserId) -> ServiceResult<Option<Arc<UserRecord>>> {
+        let repo = self.repo.clone();
+        let loaded = self
+            .cache
+            .try_get_with(id, async move {
+                match repo.find(id).await {
+                    Ok(Some(user)) => Ok(Arc::new(user)),
+                    Ok(None) => Err(RepoError::NotFound),
+                    Err(err) => Err(err),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(user) => Ok(Some(user)),
+            Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
+            Err(err) => Err(ServiceError::Internal(format!("loading user: {err}"))),
+        }
+    }
+
+    pub(crate) async fn evict(&self, id: UserId) {
+        self.cache.invalidate(&id).await;
+    }
+
+    /// The caller's own profile.
+    ///
+    /// # Errors
+    /// [`ServiceError::Unauthorized`] when the account is gone.
+    pub async fn me(&self, principal: &Principal) -> ServiceResult<UserView> {
+        match self.cached(principal.user_id).await? {
+            Some(user) => Ok(UserView::from((*user).clone())),
+            None => Err(ServiceError::Unauthorized("the account no longer exists")),
+        }
+    }
+
+    /// Updates the caller's own name or address.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] listing bad fields; [`ServiceError::Conflict`] when the address is taken.
+    #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
+    pub async fn update_me(&self, principal: &Principal, update: ProfileUpdate) -> ServiceResult<UserView> {
+        let mut errors = Collector::default();
+        let email = update.email.as_deref().and_then(|e| errors.take(Email::parse(e)));
+        let full_name = update.full_name.as_deref().and_then(|n| errors.take(FullName::parse(n)));
+        errors.finish()?;
+        let changes = UserChanges { email, full_name, ..UserChanges::default() };
+        let user = self.repo.update(principal.user_id, changes).await.map_err(not_found_as("user"))?;
+        self.evict(principal.user_id).await;
+        Ok(user.into())
+    }
+
+    /// Lists users (admins only) with the query parameters of the request, validated against the whitelist.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] for non-admins; [`ServiceError::InvalidQuery`] naming a bad parameter.
+    pub async fn list(&self, principal: &Principal, params: &[(String, String)]) -> ServiceResult<Listing<UserView>> {
+        require_admin(principal)?;
+        let query = user_list_spec().parse(params)?;
+        Ok(self.repo.list(&query).await?.map(UserView::from))
+    }
+
+    /// One user (admins only).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
+    pub async fn get(&self, principal: &Principal, id: UserId) -> ServiceResult<UserView> {
+        require_admin(principal)?;
+        self.repo.find(id).await?.map(UserView::from).ok_or(ServiceError::NotFound("user"))
+    }
+
+    /// Creates a user (admins only).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] listing every bad field,
+    /// [`ServiceError::Conflict`] when the address is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, principal: &Principal, new: NewUser) -> ServiceResult<UserView> {
+        require_admin(principal)?;
+        let (record, password) = validate_new(&new).map_err(ServiceError::Invalid)?;
+        let record = self.with_hash(record, password).await?;
+        Ok(self.repo.create(record).await?.into())
+    }
+
+    /// Creates up to 10,000 users in one all-or-nothing transaction (admins only). Every row is validated
+    /// before anything is written; the first bad or conflicting row is named by its index. Passwords, when
+    /// given, are hashed first, so rows with passwords cost one argon2 hash each.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] with fields like `users[3].email`,
+    /// [`ServiceError::Conflict`] with the index of the row whose address is taken or repeated.
+    #[tracing::instrument(skip_all, fields(rows = rows.len()))]
+    pub async fn bulk_create(&self, principal: &Principal, rows: Vec<NewUser>) -> ServiceResult<usize> {
+        require_admin(principal)?;
+        if rows.is_empty() || rows.len() > BULK_MAX {
+            return Err(DomainError::field("users", "must hold between 1 and 10000 users").into());
+        }
+        let mut errors = Vec::new();
+        let mut valid = Vec::with_capacity(rows.len());
+        for (index, row) in rows.iter().enumerate() {
+            match validate_new(row) {
+                Ok(ok) => valid.push(ok),
+                Err(err) => {
+                    let prefix = format!("users[{index}]");
+                    errors.extend(err.fields().iter().cloned().map(|f: FieldError| f.within(&prefix)));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            errors.truncate(100);
+            return Err(DomainError::Invalid(errors).into());
+        }
+        let mut records = Vec::with_capacity(valid.len());
+        for (record, password) in valid {
+            records.push(self.with_hash(record, password).await?);
+        }
+        Ok(self.repo.bulk_create(records).await?)
+    }
+
+    /// Changes a user (admins only). Admins cannot deactivate themselves, so an instance always keeps one.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Invalid`],
+    /// [`ServiceError::Conflict`].
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn update(&self, principal: &Principal, id: UserId, update: UserUpdate) -> ServiceResult<UserView> {
+        require_admin(principal)?;
+        let mut errors = Collector::default();
+        let email = update.email.as_deref().and_then(|e| errors.take(Email::parse(e)));
+        let full_name = update.full_name.as_deref().and_then(|n| errors.take(FullName::parse(n)));
+        let password = update.password.as_deref().and_then(|p| errors.take(Password::parse(p)));
+        errors.finish()?;
+        if id == principal.user_id && (update.is_active == Some(false) || update.is_superuser == Some(false)) {
+            return Err(ServiceError::Conflict {
+                message: "admins cannot deactivate or demote their own account".into(),
+                index: None,
+            });
+        }
+        let password_hash = match password {
+            Some(p) => Some(self.hasher.hash(p).await?),
+            None => None,
+        };
+        let changes = UserChanges {
+            email,
+            full_name,
+            password_hash,
+            is_active: update.is_active,
+            is_superuser: update.is_superuser,
+        };
+        let user = self.repo.update(id, changes).await.map_err(not_found_as("user"))?;
+        self.evict(id).await;
+        Ok(user.into())
+    }
+
+    /// Deletes a user (admins only), never oneself.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Conflict`] for oneself.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn delete(&self, principal: &Principal, id: UserId) -> ServiceResult<()> {
+        require_admin(principal)?;
+        if id == principal.user_id {
+            return Err(ServiceError::Conflict {
+                message: "admins cannot delete their own account".into(),
+                index: None,
+            });
+        }
+        self.repo.delete(id).await.map_err(not_found_as("user"))?;
+        self.evict(id).await;
+        Ok(())
+    }
+
+    /// Replaces a user's roles (admins only).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Conflict`] when admins would
+    /// remove their own admin role.
+    #[tracing::instrument(skip_all, fields(user_id = %id))]
+    pub async fn set_roles(&self, principal: &Principal, id: UserId, roles: Vec<Role>) -> ServiceResult<UserView> {
+        require_admin(principal)?;
+        if id == principal.user_id && !principal.is_superuser && !roles.contains(&Role::Admin) {
+            return Err(ServiceError::Conflict {
+                message: "admins cannot remove their own admin role".into(),
+                index: None,
+            });
+        }
+        let user = self.repo.set_roles(id, &roles).await.map_err(not_found_as("user"))?;
+        self.evict(id).await;
+        Ok(user.into())
+    }
+
+    /// Creates a superuser with the admin role: the command-line way to bootstrap an instance.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] for a bad address or password; [`ServiceError::Conflict`] when it exists.
+    pub async fn create_admin(&self, email: &str, password: &str) -> ServiceResult<UserView> {
+        let mut errors = Collector::default();
+        let email = errors.take(Email::parse(email));
+        let password = errors.take(Password::parse(password));
+        errors.finish()?;
+        let (Some(email), Some(password)) = (email, password) else {
+            return Err(ServiceError::Internal("validated values missing".into()));
+        };
+        let full_name = FullName::parse("Administrator")?;
+        let record = NewUserRecord {
+            email,
+            full_name,
+            password_hash: Some(self.hasher.hash(password).await?),
+            is_active: true,
+            is_superuser: true,
+            roles: vec![Role::Admin],
+        };
+        Ok(self.repo.create(record).await?.into())
+    }
+
+    /// Whether any active admin exists.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`] when the count fails.
+    pub async fn admin_exists(&self) -> ServiceResult<bool> {
+        Ok(self.repo.count_admins().await? > 0)
+    }
+
+    async fn with_hash(&self, mut record: NewUserRecord, password: Option<Password>) -> ServiceResult<NewUserRecord> {
+        if let Some(password) = password {
+            record.password_hash = Some(self.hasher.hash(password).await?);
+        }
+        Ok(record)
+    }
+}
+
+fn require_admin(principal: &Principal) -> ServiceResult<()> {
+    if principal.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden("this action needs the admin role")) }
+}
+
+fn not_found_as(what: &'static str) -> impl Fn(RepoError) -> ServiceError {
+    move |err| match err {
+        RepoError::NotFound => ServiceError::NotFound(what),
+        other => other.into(),
+    }
+}
+
+/// Checks every field of a new user, collecting all errors.
+fn validate_new(new: &NewUser) -> Result<(NewUserRecord, Option<Password>), DomainError> {
+    let mut errors = Collector::default();
+    let email = errors.take(Email::parse(&new.email));
+    let full_name = errors.take(FullName::parse(&new.full_name));
+    let password = match new.password.as_deref() {
+        Some(p) => errors.take(Password::parse(p)).map(Some),
+        None => Some(None),
+    };
+    errors.finish()?;
+    match (email, full_name, password) {
+        (Some(email), Some(full_name), Some(password)) => Ok((
+            NewUserRecord {
+                email,
+                full_name,
+                password_hash: None,
+                is_active: new.is_active.unwrap_or(true),
+                is_superuser: new.is_superuser.unwrap_or(false),
+                roles: new.roles.clone().unwrap_or_else(|| vec![Role::Customer]),
+            },
+            password,
+        )),
+        _ => Err(DomainError::field("user", "invalid")),
+    }
+}

@@ -1,0 +1,623 @@
+//! Request counters and latency histogram: [`RequestMetrics`] and its [`RequestSnapshot`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Route label under which requests are counted once [`RequestMetrics`] already tracks its maximum
+/// number of distinct routes. Real route patterns start with `/`, so this cannot collide with one.
+pub const OTHER_ROUTE: &str = "other";
+
+/// Default maximum number of distinct routes tracked by [`RequestMetrics::new`].
+pub const DEFAULT_MAX_ROUTES: usize = 256;
+
+/// Upper bound of the first latency bucket, in nanoseconds (50 µs).
+const FIRST_BOUND_NANOS: f64 = 50_000.0;
+/// Buckets per doubling of latency: each bucket is `2^(1/4)` ≈ 1.19 times wider than the previous.
+const BUCKETS_PER_DOUBLING: f64 = 4.0;
+/// Number of finite bucket upper bounds: `50 µs * 2^(81/4)` ≈ 62.4 s, the first bound above 60 s.
+const FINITE_BOUNDS: usize = 82;
+/// Finite buckets plus one overflow bucket for anything slower than the last bound.
+const BUCKETS: usize = FINITE_BOUNDS + 1;
+/// Length of the ring of per-second counters behind the last-minute request rate.
+const RING_SECONDS: u64 = 60;
+const COUNT_MASK: u64 = 0xFFFF_FFFF;
+
+/// Request statistics shared by every worker of the HTTP server.
+///
+/// Cloning is cheap (an [`Arc`]) and every clone feeds the same counters. Recording is lock-free
+/// for latencies and totals (relaxed atomics). Per-route counts take a read lock on a map of routes
+/// already seen, which does not allocate; only the first request for a new route takes the write
+/// lock and allocates its name.
+///
+/// Latencies go into 83 fixed buckets: `[0, 50 µs]`, then buckets whose upper bounds grow by a
+/// factor of `2^(1/4)` up to about 62.4 s, then one overflow bucket. See [`LatencySummary`] for the
+/// resulting error bound on quantiles.
+#[derive(Clone)]
+pub struct RequestMetrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    /// Upper bounds of the finite buckets, in nanoseconds, strictly increasing.
+    bounds: [u64; FINITE_BOUNDS],
+    buckets: [AtomicU64; BUCKETS],
+    /// Sum of all latencies in whole microseconds (nanoseconds would wrap after ~584 years of
+    /// cumulative latency, which a busy server can reach in months).
+    sum_micros: AtomicU64,
+    max_nanos: AtomicU64,
+    total: AtomicU64,
+    server_errors: AtomicU64,
+    client_errors: AtomicU64,
+    /// Per-second request counts: the high 32 bits hold the second (since `started`) that the slot
+    /// currently counts, the low 32 bits the count.
+    ring: [AtomicU64; RING_SECONDS as usize],
+    max_routes: usize,
+    routes: RwLock<HashMap<Box<str>, RouteCounters>>,
+    other: RouteCounters,
+}
+
+#[derive(Debug, Default)]
+struct RouteCounters {
+    requests: AtomicU64,
+    client_errors: AtomicU64,
+    server_errors: AtomicU64,
+}
+
+impl RouteCounters {
+    fn record(&self, class: StatusClass) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match class {
+            StatusClass::Client => {
+                self.client_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            StatusClass::Server => {
+                self.server_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            StatusClass::Other => {}
+        }
+    }
+
+    fn load(&self, route: &str) -> RouteCount {
+        RouteCount {
+            route: route.to_owned(),
+            requests: self.requests.load(Ordering::Relaxed),
+            client_errors: self.client_errors.load(Ordering::Relaxed),
+            server_errors: self.server_errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum StatusClass {
+    Client,
+    Server,
+    Other,
+}
+
+impl StatusClass {
+    fn of(status: u16) -> Self {
+        match status {
+            400..=499 => Self::Client,
+            500.. => Self::Server,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A point-in-time copy of the counters of a [`RequestMetrics`].
+///
+/// The counters are read one after another without stopping writers, so under load the fields can
+/// disagree by the few requests recorded while the snapshot was taken.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestSnapshot {
+    /// Seconds since the [`RequestMetrics`] was created.
+    pub uptime_secs: f64,
+    /// Requests recorded since creation.
+    pub total_requests: u64,
+    /// Requests answered with a status of 500 or more.
+    pub server_errors: u64,
+    /// Requests answered with a status from 400 to 499.
+    pub client_errors: u64,
+    /// Mean request rate since creation, per second (uptime counted as at least one second).
+    pub requests_per_sec: f64,
+    /// Request rate over roughly the last 60 seconds (the current partial second plus the 59
+    /// before it), per second.
+    pub requests_per_sec_last_minute: f64,
+    /// Latency statistics since creation.
+    pub latency: LatencySummary,
+    /// Request counts per route pattern, most requested first; requests for routes beyond the
+    /// limit are summed under [`OTHER_ROUTE`].
+    pub routes: Vec<RouteCount>,
+}
+
+/// Latency statistics in milliseconds, estimated from the histogram of [`RequestMetrics`].
+///
+/// `count`, `sum_ms`, `mean_ms` and `max_ms` are exact (the sum is kept in whole microseconds, so
+/// the mean may be low by less than 1 µs). Quantiles use the nearest-rank definition and report the
+/// geometric middle of the bucket that holds the sample of that rank, capped at `max_ms`. For
+/// latencies between 50 µs and about 62.4 s the estimate is therefore within a factor `2^(1/8)`
+/// (about ±9.1 %) of the true quantile; at or below 50 µs it reports 0.05 ms (or the maximum, if
+/// lower); above 62.4 s it reports the maximum. With no requests every field is zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    /// Number of latencies recorded.
+    pub count: u64,
+    /// Sum of all latencies.
+    pub sum_ms: f64,
+    /// Mean latency.
+    pub mean_ms: f64,
+    /// Median latency (estimated).
+    pub p50_ms: f64,
+    /// 95th percentile latency (estimated).
+    pub p95_ms: f64,
+    /// 99th percentile latency (estimated).
+    pub p99_ms: f64,
+    /// Largest latency recorded.
+    pub max_ms: f64,
+}
+
+/// Request counts for one route pattern.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteCount {
+    /// Matched route pattern, such as `/api/v1/users/{id}`, or [`OTHER_ROUTE`].
+    pub route: String,
+    /// Requests recorded for the route.
+    pub requests: u64,
+    /// Of which answered with a status from 400 to 499.
+    pub client_errors: u64,
+    /// Of which answered with a status of 500 or more.
+    pub server_errors: u64,
+}
+
+impl Default for RequestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RequestMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routes = self.inner.routes.read().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("RequestMetrics")
+            .field("total", &self.inner.total.load(Ordering::Relaxed))
+            .field("routes", &routes)
+            .field("max_routes", &self.inner.max_routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestMetrics {
+    /// Creates empty metrics tracking at most [`DEFAULT_MAX_ROUTES`] distinct routes.
+    pub fn new() -> Self {
+        Self::with_max_routes(DEFAULT_MAX_ROUTES)
+    }
+
+    /// Creates empty metrics tracking at most `max_routes` distinct routes; requests for further
+    /// routes are counted under [`OTHER_ROUTE`].
+    pub fn with_max_routes(max_routes: usize) -> Self {
+        Self::with_start(Instant::now(), max_routes)
+    }
+
+    fn with_start(started: Instant, max_routes: usize) -> Self {
+        let bounds = std::array::from_fn(|i| {
+            // Rounded to whole nanoseconds; the bounds stay strictly increasing because each
+            // bucket is thousands of nanoseconds wide.
+            (FIRST_BOUND_NANOS * (i as f64 / BUCKETS_PER_DOUBLING).exp2()).round() as u64
+        });
+        Self {
+            inner: Arc::new(Inner {
+                started,
+                bounds,
+                buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+                sum_micros: AtomicU64::new(0),
+                max_nanos: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                server_errors: AtomicU64::new(0),
+                client_errors: AtomicU64::new(0),
+                ring: std::array::from_fn(|_| AtomicU64::new(0)),
+                max_routes,
+                routes: RwLock::new(HashMap::new()),
+                other: RouteCounters::default(),
+            }),
+        }
+    }
+
+    /// Records one finished request.
+    ///
+    /// `route` should be the matched route pattern (for example `/api/v1/users/{id}`), never the
+    /// raw path, or the route table fills with one entry per id; use a fixed name such as
+    /// `"unmatched"` for requests that matched no route. Statuses of 500 and above count as server
+    /// errors, 400 to 499 as client errors.
+    pub fn record(&self, route: &str, status: u16, duration: Duration) {
+        self.record_at(Instant::now(), route, status, duration);
+    }
+
+    fn record_at(&self, now: Instant, route: &str, status: u16, duration: Duration) {
+        let inner = &*self.inner;
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = inner.bounds.partition_point(|&bound| bound < nanos);
+        inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        inner.sum_micros.fetch_add(nanos / 1_000, Ordering::Relaxed);
+        inner.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        inner.total.fetch_add(1, Ordering::Relaxed);
+
+        let class = StatusClass::of(status);
+        match class {
+            StatusClass::Client => {
+                inner.client_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            StatusClass::Server => {
+                inner.server_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            StatusClass::Other => {}
+        }
+
+        inner.count_second(now.saturating_duration_since(inner.started).as_secs());
+        inner.count_route(route, class);
+    }
+
+    /// Takes a snapshot of all counters and computes rates and latency statistics.
+    ///
+    /// This walks the 83 buckets and copies the route table, so call it from metrics and health
+    /// endpoints, not per request.
+    pub fn snapshot(&self) -> RequestSnapshot {
+        self.snapshot_at(Instant::now())
+    }
+
+    fn snapshot_at(&self, now: Instant) -> RequestSnapshot {
+        let inner = &*self.inner;
+        let elapsed = now.saturating_duration_since(inner.started);
+        let uptime_secs = elapsed.as_secs_f64();
+        let total_requests = inner.total.load(Ordering::Relaxed);
+
+        RequestSnapshot {
+            uptime_secs,
+            total_requests,
+            server_errors: inner.server_errors.load(Ordering::Relaxed),
+            client_errors: inner.client_errors.load(Ordering::Relaxed),
+            requests_per_sec: total_requests as f64 / uptime_secs.max(1.0),
+            requests_per_sec_last_minute: inner.last_minute_rate(elapsed),
+            latency: inner.latency(),
+            routes: inner.route_counts(),
+        }
+    }
+}
+
+impl Inner {
+    fn count_second(&self, second: u64) {
+        let Ok(tag) = u32::try_from(second) else {
+            return; // 136 years of uptime.
+        };
+        let tag = u64::from(tag);
+        let slot = &self.ring[(second % RING_SECONDS) as usize];
+        let mut current = slot.load(Ordering::Relaxed);
+        loop {
+            let slot_second = current >> 32;
+            let next = if slot_second == tag {
+                current.saturating_add(1)
+            } else if slot_second < tag {
+                (tag << 32) | 1
+            } else {
+                // A thread stalled for a minute recorded late: its second already left the window.
+                return;
+            };
+            match slot.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn last_minute_rate(&self, elapsed: Duration) -> f64 {
+        let now_second = elapsed.as_secs();
+        let first_second = now_second.saturating_sub(RING_SECONDS - 1);
+        let count: u64 = self
+            .ring
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|value| {
+                let second = value >> 32;
+                (first_second..=now_second).contains(&second)
+            })
+            .map(|value| value & COUNT_MASK)
+            .sum();
+        // The window runs from the start of `first_second` to now.
+        let window = (elapsed.as_secs_f64() - first_second as f64).max(1.0);
+        count as f64 / window
+    }
+
+    fn count_route(&self, route: &str, class: StatusClass) {
+        {
+            let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(counters) = routes.get(route) {
+                counters.record(class);
+                return;
+            }
+            if routes.len() >= self.max_routes {
+                self.other.record(class);
+                return;
+            }
+        }
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(counters) = routes.get(route) {
+            counters.record(class);
+        } else if routes.len() >= self.max_routes {
+            self.other.record(class);
+        } else {
+            let counters = RouteCounters::default();
+            counters.record(class);
+            routes.insert(route.into(), counters);
+        }
+    }
+
+    fn route_counts(&self) -> Vec<RouteCount> {
+        let mut counts: Vec<RouteCount> = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(route, counters)| counters.load(route))
+            .collect();
+        let other = self.other.load(OTHER_ROUTE);
+        if other.requests > 0 {
+            counts.push(other);
+        }
+        counts.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.route.cmp(&b.route)));
+        counts
+    }
+
+    fn latency(&self) -> LatencySummary {
+        let buckets: [u64; BUCKETS] = std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        let count: u64 = buckets.iter().sum();
+        if count == 0 {
+            return LatencySummary::default();
+        }
+        let max_nanos = self.max_nanos.load(Ordering::Relaxed);
+        let sum_ms = self.sum_micros.load(Ordering::Relaxed) as f64 / 1_000.0;
+        let quantile = |q: f64| nanos_to_ms(self.quantile_nanos(&buckets, count, q, max_nanos));
+        LatencySummary {
+            count,
+            sum_ms,
+            mean_ms: sum_ms / count as f64,
+            p50_ms: quantile(0.50),
+            p95_ms: quantile(0.95),
+            p99_ms: quantile(0.99),
+            max_ms: nanos_to_ms(max_nanos as f64),
+        }
+    }
+
+    /// Nearest-rank quantile `q` of `count > 0` samples, estimated as described on
+    /// [`LatencySummary`].
+    fn quantile_nanos(&self, buckets: &[u64; BUCKETS], count: u64, q: f64, max: u64) -> f64 {
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        let index = buckets
+            .iter()
+            .position(|&n| {
+                seen += n;
+                seen >= rank
+            })
+            .unwrap_or(BUCKETS - 1);
+        let estimate = match index {
+            0 => self.bounds[0] as f64,
+            i if i < FINITE_BOUNDS => (self.bounds[i - 1] as f64 * self.bounds[i] as f64).sqrt(),
+            _ => max as f64,
+        };
+        estimate.min(max as f64)
+    }
+}
+
+fn nanos_to_ms(nanos: f64) -> f64 {
+    nanos / 1_000_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATIO: f64 = 1.090_507_732_665_257_7; // 2^(1/8)
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Asserts that `estimate` is within the documented error bound of `truth` (both in ms).
+    fn assert_close(estimate: f64, truth: f64) {
+        assert!(
+            estimate >= truth / RATIO - 1e-9 && estimate <= truth * RATIO + 1e-9,
+            "estimate {estimate} ms is not within 2^(1/8) of {truth} ms"
+        );
+    }
+
+    #[test]
+    fn buckets_span_50_micros_to_past_60_seconds() {
+        let metrics = RequestMetrics::new();
+        let bounds = &metrics.inner.bounds;
+        assert_eq!(bounds[0], 50_000);
+        assert!(bounds[FINITE_BOUNDS - 1] >= 60_000_000_000);
+        assert!(bounds[FINITE_BOUNDS - 2] < 60_000_000_000);
+        assert!(bounds.windows(2).all(|w| {
+            let ratio = w[1] as f64 / w[0] as f64;
+            (ratio - 2f64.powf(0.25)).abs() < 1e-4 // Rounded to whole nanoseconds.
+        }));
+    }
+
+    #[test]
+    fn empty_snapshot_is_all_zero() {
+        let snapshot = RequestMetrics::new().snapshot();
+        assert_eq!(snapshot.total_requests, 0);
+        assert_eq!(snapshot.latency, LatencySummary::default());
+        assert!(snapshot.routes.is_empty());
+        assert_eq!(snapshot.requests_per_sec_last_minute, 0.0);
+    }
+
+    #[test]
+    fn quantiles_of_one_to_hundred_ms_fall_in_the_right_buckets() {
+        let metrics = RequestMetrics::new();
+        for n in 1..=100 {
+            metrics.record("/api/v1/items", 200, ms(n));
+        }
+        let latency = metrics.snapshot().latency;
+        assert_eq!(latency.count, 100);
+        assert!((latency.sum_ms - 5_050.0).abs() < 1e-9);
+        assert!((latency.mean_ms - 50.5).abs() < 1e-9);
+        assert!((latency.max_ms - 100.0).abs() < 1e-9);
+        assert_close(latency.p50_ms, 50.0);
+        assert_close(latency.p95_ms, 95.0);
+        assert_close(latency.p99_ms, 99.0);
+        assert!(latency.p99_ms <= latency.max_ms);
+
+        // The median is exactly the geometric middle of the bucket holding 50 ms.
+        let bounds = &metrics.inner.bounds;
+        let i = bounds.partition_point(|&b| b < 50_000_000);
+        assert!(bounds[i - 1] < 50_000_000 && 50_000_000 <= bounds[i]);
+        let middle = (bounds[i - 1] as f64 * bounds[i] as f64).sqrt() / 1e6;
+        assert!((latency.p50_ms - middle).abs() < 1e-9);
+    }
+
+    #[test]
+    fn skewed_distribution_separates_median_and_tail() {
+        let metrics = RequestMetrics::new();
+        for _ in 0..90 {
+            metrics.record("/a", 200, ms(10));
+        }
+        for _ in 0..10 {
+            metrics.record("/a", 200, ms(1_000));
+        }
+        let latency = metrics.snapshot().latency;
+        assert_close(latency.p50_ms, 10.0);
+        assert_close(latency.p95_ms, 1_000.0);
+        assert_close(latency.p99_ms, 1_000.0);
+        assert!((latency.mean_ms - 109.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tiny_and_huge_latencies_are_capped_by_the_maximum() {
+        let metrics = RequestMetrics::new();
+        metrics.record("/a", 200, Duration::from_micros(10));
+        let latency = metrics.snapshot().latency;
+        assert!((latency.p50_ms - 0.01).abs() < 1e-12, "{latency:?}");
+
+        let metrics = RequestMetrics::new();
+        metrics.record("/a", 200, Duration::from_secs(100));
+        metrics.record("/a", 200, Duration::MAX);
+        let latency = metrics.snapshot().latency;
+        assert_eq!(latency.count, 2);
+        assert_eq!(latency.p50_ms, nanos_to_ms(u64::MAX as f64));
+        assert_eq!(latency.max_ms, latency.p50_ms);
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let metrics = RequestMetrics::new();
+        for status in [200, 201, 304, 399, 400, 404, 499, 500, 503, 599] {
+            metrics.record("/a", status, ms(1));
+        }
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.total_requests, 10);
+        assert_eq!(snapshot.client_errors, 3);
+        assert_eq!(snapshot.server_errors, 3);
+        assert_eq!(
+            snapshot.routes,
+            vec![RouteCount { route: "/a".into(), requests: 10, client_errors: 3, server_errors: 3 }]
+        );
+    }
+
+    #[test]
+    fn routes_beyond_the_limit_go_to_other() {
+        let metrics = RequestMetrics::with_max_routes(2);
+        metrics.record("/a", 200, ms(1));
+        metrics.record("/a", 200, ms(1));
+        metrics.record("/b", 500, ms(1));
+        metrics.record("/c", 404, ms(1));
+        metrics.record("/d", 200, ms(1));
+        metrics.record("/a", 200, ms(1)); // Known routes still count after the table is full.
+        let routes = metrics.snapshot().routes;
+        let names: Vec<_> = routes.iter().map(|r| r.route.as_str()).collect();
+        assert_eq!(names, ["/a", "other", "/b"]);
+        assert_eq!(routes[0].requests, 3);
+        assert_eq!(routes[1].requests, 2);
+        assert_eq!(routes[1].client_errors, 1);
+        assert_eq!(routes[2].server_errors, 1);
+    }
+
+    #[test]
+    fn rates_over_lifetime_and_last_minute() {
+        let start = Instant::now();
+        let metrics = RequestMetrics::with_start(start, DEFAULT_MAX_ROUTES);
+        // Two requests per second for 120 seconds.
+        for second in 0..120 {
+            for _ in 0..2 {
+                metrics.record_at(start + Duration::from_secs(second), "/a", 200, ms(1));
+            }
+        }
+        let snapshot = metrics.snapshot_at(start + Duration::from_millis(119_500));
+        assert_eq!(snapshot.total_requests, 240);
+        assert!((snapshot.requests_per_sec - 240.0 / 119.5).abs() < 1e-9);
+        // Seconds 60..=119 are in the window, which spans 59.5 s.
+        assert!((snapshot.requests_per_sec_last_minute - 120.0 / 59.5).abs() < 1e-9);
+
+        // Ten quiet minutes later the last-minute rate drops to zero.
+        let later = metrics.snapshot_at(start + Duration::from_secs(720));
+        assert_eq!(later.requests_per_sec_last_minute, 0.0);
+        assert!((later.requests_per_sec - 240.0 / 720.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_late_writer_does_not_reset_a_newer_second() {
+        let start = Instant::now();
+        let metrics = RequestMetrics::with_start(start, DEFAULT_MAX_ROUTES);
+        metrics.record_at(start + Duration::from_secs(65), "/a", 200, ms(1));
+        metrics.record_at(start + Duration::from_secs(5), "/a", 200, ms(1)); // Same slot, stale.
+        let snapshot = metrics.snapshot_at(start + Duration::from_secs(65));
+        assert_eq!(snapshot.total_requests, 2);
+        assert!((snapshot.requests_per_sec_last_minute - 1.0 / 59.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn first_second_rate_is_not_inflated() {
+        let start = Instant::now();
+        let metrics = RequestMetrics::with_start(start, DEFAULT_MAX_ROUTES);
+        metrics.record_at(start, "/a", 200, ms(1));
+        let snapshot = metrics.snapshot_at(start + Duration::from_millis(10));
+        assert_eq!(snapshot.requests_per_sec, 1.0);
+        assert_eq!(snapshot.requests_per_sec_last_minute, 1.0);
+    }
+
+    #[test]
+    fn clones_share_counters_across_threads() {
+        let metrics = RequestMetrics::new();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let metrics = metrics.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1_000 {
+                        let route = if i % 2 == 0 { "/even" } else { "/odd" };
+                        metrics.record(route, if t == 0 { 500 } else { 200 }, ms(2));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.total_requests, 4_000);
+        assert_eq!(snapshot.latency.count, 4_000);
+        assert_eq!(snapshot.server_errors, 1_000);
+        assert_eq!(snapshot.routes.iter().map(|r| r.requests).sum::<u64>(), 4_000);
+        assert_close(snapshot.latency.p99_ms, 2.0);
+    }
+
+    #[test]
+    fn metrics_are_send_and_sync() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<RequestMetrics>();
+    }
+}

@@ -14,7 +14,7 @@ mod users;
 
 use rental_repo::{Database, RefreshTokenRepo, UserRepo};
 
-pub use auth::{AuthService, Registration, TokenPair};
+pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{ServiceError, ServiceResult};
 pub use password::PasswordHasher;

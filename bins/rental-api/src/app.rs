@@ -1,0 +1,132 @@
+//! The actix application: routes, middleware, extractor configuration and the OpenAPI document.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Compress, DefaultHeaders, from_fn};
+use actix_web::{App, Error, HttpResponse, web};
+use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::{AppExt, scope};
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::error::ApiError;
+use crate::request_id::request_context;
+use crate::routes::{auth, health, users};
+use crate::settings::ServerConfig;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Rental API", description = "Rental-management backend: users, catalogue, rentals, billing."),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Login, tokens, registration"),
+        (name = "users", description = "Profiles and user administration"),
+        (name = "health", description = "Liveness and readiness")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/api/v1/auth/login", Scopes::new()))])),
+        );
+    }
+}
+
+/// The OpenAPI document, rendered once.
+struct OpenApiJson(String);
+
+async fn openapi_json(document: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document.0.clone())
+}
+
+/// Builds the application over `state` (`None` only to render the OpenAPI document), returning it with its
+/// OpenAPI document.
+pub fn build(
+    state: Option<web::Data<AppState>>,
+    server: ServerConfig,
+) -> (
+    App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody>,
+            Error = Error,
+            InitError = (),
+        >,
+    >,
+    utoipa::openapi::OpenApi,
+) {
+    let json = web::JsonConfig::default()
+        .limit(server.json_limit_bytes)
+        .error_handler(|err, _req| ApiError::from_json(err).into());
+    let bulk_json = web::JsonConfig::default()
+        .limit(server.bulk_json_limit_bytes)
+        .error_handler(|err, _req| ApiError::from_json(err).into());
+    let query = web::QueryConfig::default().error_handler(|err, _req| ApiError::from_query(err).into());
+    let form = web::FormConfig::default()
+        .limit(server.json_limit_bytes)
+        .error_handler(|err, _req| ApiError::from_form(err).into());
+    let payload = web::PayloadConfig::new(server.json_limit_bytes);
+    let mut app = App::new().into_utoipa_app().openapi(ApiDoc::openapi());
+    if let Some(state) = state {
+        app = app.app_data(web::Data::new(state.metrics.clone())).app_data(state);
+    }
+    let (app, mut openapi) = app
+        .app_data(json)
+        .app_data(query)
+        .app_data(form)
+        .app_data(payload)
+        .service(health::live)
+        .service(health::ready)
+        .service(
+            scope::scope("/api/v1")
+                .route("/openapi.json", web::get().to(openapi_json))
+                .service(auth::login)
+                .service(auth::refresh)
+                .service(auth::logout)
+                .service(auth::register)
+                .service(users::me)
+                .service(users::update_me)
+                .service(users::change_password)
+                .service(scope::scope("/users/bulk").app_data(bulk_json).service(users::bulk_create))
+                .service(users::list)
+                .service(users::create)
+                .service(users::get)
+                .service(users::update)
+                .service(users::remove)
+                .service(users::set_roles),
+        )
+        .split_for_parts();
+    openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+
+    let document = web::Data::new(OpenApiJson(serde_json::to_string(&openapi).unwrap_or_default()));
+    let app = app
+        .app_data(document)
+        .service(Scalar::with_url("/docs", openapi.clone()))
+        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
+        .wrap(Compress::default())
+        .wrap(
+            DefaultHeaders::new()
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "no-referrer")),
+        )
+        .wrap(from_fn(request_context));
+    (app, openapi)
+}
+
+/// The OpenAPI document alone, for `rental-api openapi`: no database needed.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    build(None, ServerConfig::default()).1
+}

@@ -1,0 +1,166 @@
+//! The command line: `serve` (default), `migrate`, `create-admin`, `openapi`, `print-config`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpServer, web};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rental_monitor::RequestMetrics;
+use rental_repo::{BackoffPolicy, Database};
+use rental_service::{ServiceError, Services};
+
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::{app, telemetry};
+
+/// Rental-management backend.
+#[derive(Debug, Parser)]
+#[command(name = "rental-api", version, about)]
+pub struct Cli {
+    /// Directory of `default.toml` and `{RENTAL_ENV}.toml`.
+    #[arg(long, env = "RENTAL_CONFIG_DIR", default_value = "config", global = true)]
+    pub config_dir: PathBuf,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations and serve HTTP (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create an administrator (superuser with the admin role).
+    CreateAdmin {
+        /// The administrator's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input (required, so it never shows in `ps`).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Print the OpenAPI 3.1 document as JSON.
+    Openapi,
+    /// Print the effective configuration, secrets redacted.
+    PrintConfig,
+}
+
+/// Runs the command line.
+///
+/// # Errors
+/// Whatever stops the command; `main` prints it with its causes.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", serde_json::to_string_pretty(&app::openapi_document())?);
+        return Ok(());
+    }
+    let settings = Settings::load(&cli.config_dir)?;
+    match command {
+        Command::PrintConfig => {
+            print!("# profile: {}\n{}", settings.env, settings.to_redacted_toml()?);
+            Ok(())
+        }
+        Command::Migrate => {
+            telemetry::init(&settings.log)?;
+            let db = connect(&settings).await?;
+            tracing::info!("migrations are up to date");
+            db.close().await?;
+            Ok(())
+        }
+        Command::CreateAdmin { email, password_stdin } => {
+            telemetry::init(&settings.log)?;
+            if !password_stdin {
+                anyhow::bail!("give the password on standard input with --password-stdin");
+            }
+            let mut input = String::new();
+            std::io::stdin().read_to_string(&mut input).context("reading the password from standard input")?;
+            let password = input.lines().next().unwrap_or_default();
+            let db = connect(&settings).await?;
+            let services = Services::new(db, &settings.service_config())?;
+            match services.users.create_admin(&email, password).await {
+                Ok(user) => {
+                    println!("created administrator {} ({})", user.email, user.id);
+                    Ok(())
+                }
+                Err(ServiceError::Conflict { .. }) => anyhow::bail!("a user with the e-mail {email} already exists"),
+                Err(err) => Err(err.into()),
+            }
+        }
+        Command::Serve => {
+            telemetry::init(&settings.log)?;
+            serve(settings).await
+        }
+        Command::Openapi => Ok(()),
+    }
+}
+
+async fn connect(settings: &Settings) -> anyhow::Result<Database> {
+    let db = Database::connect(&settings.database)
+        .await
+        .with_context(|| format!("connecting to {}", settings.database.redacted_url()))?;
+    db.migrate(&BackoffPolicy::default()).await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// Serves HTTP until SIGINT or SIGTERM, then lets in-flight requests finish.
+///
+/// # Errors
+/// When the database cannot be prepared or the address cannot be bound.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let db = connect(&settings).await?;
+    let pool = db.pool_stats();
+    tracing::info!(
+        backend = ?db.backend(),
+        database = %settings.database.redacted_url(),
+        pool_size = pool.size,
+        pool_min = pool.min_connections,
+        pool_max = pool.max_connections,
+        "database ready"
+    );
+    let services = Services::new(db.clone(), &settings.service_config())?;
+    match services.users.admin_exists().await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "no administrator exists yet; create one with: \
+             echo 'a-long-password' | rental-api create-admin --email you@example.com --password-stdin"
+        ),
+        Err(err) => tracing::warn!(error = %err, "could not check for an administrator"),
+    }
+    spawn_token_cleanup(services.clone());
+
+    let state = web::Data::new(AppState { services, db, metrics: RequestMetrics::new(), started: Instant::now() });
+    let server = settings.server.clone();
+    let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    tracing::info!(host = %server.host, port = server.port, workers, profile = %settings.env, "listening");
+    let config = server.clone();
+    HttpServer::new(move || app::build(Some(state.clone()), config.clone()).0)
+        .workers(workers)
+        .shutdown_timeout(server.shutdown_timeout_secs)
+        .bind((server.host.as_str(), server.port))
+        .with_context(|| format!("binding {}:{}", server.host, server.port))?
+        .run()
+        .await
+        .context("HTTP server")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Deletes expired refresh tokens once an hour.
+fn spawn_token_cleanup(services: Services) {
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match services.auth.purge_expired_tokens().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "expired refresh tokens deleted"),
+                Err(err) => tracing::warn!(error = %err, "refresh token clean-up failed"),
+            }
+        }
+    });
+}

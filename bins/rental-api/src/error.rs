@@ -1,0 +1,221 @@
+//! The one error type of the HTTP layer and the envelope every error answer uses:
+//! `{"error":{"code","message","details"},"request_id"}`.
+
+use std::fmt;
+
+use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError, UrlencodedError};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use rental_service::ServiceError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// One bad field of a request.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The field, e.g. `email` or `users[3].email`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+    /// For batches, the index of the offending row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+/// The `error` member of the envelope.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `validation_failed`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Every bad field, for validation errors.
+    pub details: Vec<ErrorDetail>,
+}
+
+/// The error envelope.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+    /// The request's id, as in the `X-Request-Id` header.
+    pub request_id: Option<String>,
+}
+
+/// An error answer. Built from service errors and from actix's extractor errors.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Vec<ErrorDetail>,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl fmt::Debug for ApiError {
+    /// The whole cause chain, for the log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)?;
+        let mut cause = self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static));
+        while let Some(err) = cause {
+            write!(f, "\n  caused by: {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: Vec::new(), source: None }
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404 for routes that do not exist.
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    }
+
+    fn internal(source: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error",
+            message: "the server failed to handle the request".into(),
+            details: Vec::new(),
+            source: Some(source),
+        }
+    }
+
+    /// Adds field details.
+    #[must_use]
+    pub fn with_details(mut self, details: Vec<ErrorDetail>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// Maps a JSON body error: malformed JSON is 400, a well-formed body of the wrong shape 422, too big 413.
+    pub fn from_json(err: JsonPayloadError) -> Self {
+        match err {
+            JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {limit} bytes"))
+            }
+            JsonPayloadError::ContentType => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ),
+            JsonPayloadError::Deserialize(err) => Self::from_serde_json(&err),
+            JsonPayloadError::Payload(PayloadError::Overflow) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "body too large")
+            }
+            other => Self::bad_request("malformed_body", format!("cannot read the body: {other}")),
+        }
+    }
+
+    /// Maps a serde_json error of a request body.
+    pub fn from_serde_json(err: &serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        match err.classify() {
+            Category::Data => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", err.to_string()),
+            Category::Syntax | Category::Eof | Category::Io => {
+                Self::bad_request("malformed_json", format!("the body is not valid JSON: {err}"))
+            }
+        }
+    }
+
+    /// Maps a query-string error.
+    pub fn from_query(err: QueryPayloadError) -> Self {
+        Self::bad_request("invalid_query", format!("invalid query string: {err}"))
+    }
+
+    /// Maps a form body error.
+    pub fn from_form(err: UrlencodedError) -> Self {
+        match err {
+            UrlencodedError::Overflow { size, limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body of {size} bytes exceeds {limit} bytes"),
+            ),
+            other => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("invalid form body: {other}")),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Invalid(invalid) => {
+                let details: Vec<ErrorDetail> = invalid
+                    .fields()
+                    .iter()
+                    .map(|f| ErrorDetail { field: f.field.clone(), message: f.message.clone(), index: None })
+                    .collect();
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "some fields are invalid")
+                    .with_details(details)
+            }
+            ServiceError::InvalidQuery { field, message } => {
+                Self::bad_request("invalid_query", format!("query parameter `{field}` {message}"))
+                    .with_details(vec![ErrorDetail { field, message, index: None }])
+            }
+            ServiceError::Unauthorized(message) => Self::unauthorized(message),
+            ServiceError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+            ServiceError::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
+            ServiceError::Conflict { message, index } => {
+                let details = index
+                    .map(|i| {
+                        vec![ErrorDetail { field: format!("users[{i}]"), message: message.clone(), index: Some(i) }]
+                    })
+                    .unwrap_or_default();
+                let message = match index {
+                    Some(i) => format!("row {i}: {message}"),
+                    None => message,
+                };
+                Self::new(StatusCode::CONFLICT, "conflict", message).with_details(details)
+            }
+            other => Self::internal(Box::new(other)),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if self.status.is_server_error() {
+            // The one place the full chain is logged; the client sees only the generic message.
+            tracing::error!(error = ?self, "request failed");
+        }
+        let envelope = ErrorEnvelope {
+            error: ErrorBody { code: self.code, message: self.message.clone(), details: self.details.clone() },
+            request_id: request_id::current(),
+        };
+        HttpResponse::build(self.status).json(envelope)
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,61 @@
+//! Extractors: the authenticated caller, and raw query pairs for list endpoints.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use rental_service::Principal;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The caller, authenticated by the bearer access token. Deactivated or deleted accounts are refused.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Principal);
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::unauthorized("authentication is not configured"))?;
+            let token = token?;
+            Ok(Auth(state.services.auth.authenticate(&token).await?))
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <access token> header"))?;
+    let value = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(ApiError::unauthorized("the Authorization header must be `Bearer <access token>`")),
+    }
+}
+
+/// Every query-string pair, in order, for the list endpoints' whitelist check.
+#[derive(Debug, Clone)]
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl FromRequest for QueryPairs {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+                .map(QueryPairs)
+                .map_err(|e| ApiError::bad_request("invalid_query", format!("invalid query string: {e}"))),
+        )
+    }
+}

@@ -1,0 +1,52 @@
+//! HTTP handlers. Each parses its input, calls one service method and renders the answer.
+
+pub mod auth;
+pub mod health;
+pub mod users;
+
+use chrono::{DateTime, Utc};
+use rental_domain::Role;
+use rental_service::UserView;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Lower-cased e-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Whether the user may log in.
+    pub is_active: bool,
+    /// Whether the user has every permission.
+    pub is_superuser: bool,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Roles.
+    #[schema(value_type = Vec<String>, example = json!(["customer"]))]
+    pub roles: Vec<Role>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserView> for UserResponse {
+    fn from(u: UserView) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            email: u.email,
+            full_name: u.full_name,
+            is_active: u.is_active,
+            is_superuser: u.is_superuser,
+            has_password: u.has_password,
+            roles: u.roles,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}

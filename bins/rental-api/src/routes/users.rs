@@ -1,0 +1,313 @@
+//! `/api/v1/users/*`: one's own profile, and user administration for admins.
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use rental_domain::{Role, UserId};
+use rental_service::{Listing, NewUser, ProfileUpdate, UserUpdate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, QueryPairs};
+use crate::routes::UserResponse;
+use crate::state::AppState;
+
+/// Changes to one's own profile.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdateRequest {
+    /// New e-mail address.
+    pub email: Option<String>,
+    /// New display name.
+    pub full_name: Option<String>,
+}
+
+/// A password change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The password in use now.
+    pub current_password: String,
+    /// The new password (8–128 characters).
+    pub new_password: String,
+}
+
+/// A user created by an admin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// E-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Password; without one the account cannot log in until an admin sets one.
+    pub password: Option<String>,
+    /// Defaults to true.
+    pub is_active: Option<bool>,
+    /// Defaults to false.
+    pub is_superuser: Option<bool>,
+    /// Defaults to `["customer"]`.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub roles: Option<Vec<Role>>,
+}
+
+impl From<CreateUserRequest> for NewUser {
+    fn from(r: CreateUserRequest) -> Self {
+        Self {
+            email: r.email,
+            full_name: r.full_name,
+            password: r.password,
+            is_active: r.is_active,
+            is_superuser: r.is_superuser,
+            roles: r.roles,
+        }
+    }
+}
+
+/// Up to 10,000 users created together, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkCreateRequest {
+    /// The users.
+    pub users: Vec<CreateUserRequest>,
+}
+
+/// Result of a bulk creation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkCreateResponse {
+    /// Users created.
+    pub created: usize,
+}
+
+/// Changes an admin makes to a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// New e-mail address.
+    pub email: Option<String>,
+    /// New display name.
+    pub full_name: Option<String>,
+    /// New password.
+    pub password: Option<String>,
+    /// Activate or deactivate; deactivation also stops the user's existing tokens.
+    pub is_active: Option<bool>,
+    /// Grant or revoke superuser.
+    pub is_superuser: Option<bool>,
+}
+
+/// The full set of roles of a user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolesRequest {
+    /// `admin`, `staff`, `customer`.
+    #[schema(value_type = Vec<String>, example = json!(["staff"]))]
+    pub roles: Vec<Role>,
+}
+
+/// Query parameters of the user list. Use either `page`/`per_page` or `cursor`/`limit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    /// Offset pagination: page number from 1.
+    pub page: Option<u64>,
+    /// Offset pagination: 1–100, default 20.
+    pub per_page: Option<u64>,
+    /// Keyset pagination: `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Keyset pagination: 1–100, default 50.
+    pub limit: Option<u64>,
+    /// Keyset pagination: `false` skips counting all matches.
+    pub include_total: Option<bool>,
+    /// `created_at` (default `-created_at`), `email`, `full_name`; prefix `-` for descending.
+    pub sort: Option<String>,
+    /// Search in e-mail and name.
+    pub q: Option<String>,
+    /// Filter.
+    pub is_active: Option<bool>,
+    /// Filter.
+    pub is_superuser: Option<bool>,
+    /// Filter: `admin`, `staff` or `customer`.
+    pub role: Option<String>,
+    /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    pub created_after: Option<String>,
+    /// Created before (RFC 3339 or YYYY-MM-DD).
+    pub created_before: Option<String>,
+}
+
+/// A page of users: `{items,total,page,per_page,pages}` for offset pagination,
+/// `{items,next_cursor[,total]}` for keyset pagination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// The users.
+    pub items: Vec<UserResponse>,
+    /// All matches (offset pagination, or keyset with `include_total`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Offset pagination: this page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// Offset pagination: page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u64>,
+    /// Offset pagination: number of pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<u64>,
+    /// Keyset pagination: cursor of the next page, `null` on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Option<String>>,
+}
+
+impl From<Listing<UserResponse>> for UserPage {
+    fn from(listing: Listing<UserResponse>) -> Self {
+        match listing {
+            Listing::Offset(p) => Self {
+                items: p.items,
+                total: Some(p.total),
+                page: Some(p.page),
+                per_page: Some(p.per_page),
+                pages: Some(p.pages),
+                next_cursor: None,
+            },
+            Listing::Keyset(p) => Self {
+                items: p.items,
+                total: p.total,
+                page: None,
+                per_page: None,
+                pages: None,
+                next_cursor: Some(p.next_cursor),
+            },
+        }
+    }
+}
+
+fn parse_id(raw: &str) -> ApiResult<UserId> {
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid user id (UUID)")))
+}
+
+/// The caller's profile.
+#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = UserResponse), (status = 401, body = ErrorEnvelope)))]
+#[get("/users/me")]
+pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<UserResponse>> {
+    Ok(web::Json(state.services.users.me(&auth.0).await?.into()))
+}
+
+/// Change one's own name or e-mail address.
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = ProfileUpdateRequest,
+    responses((status = 200, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[patch("/users/me")]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<ProfileUpdateRequest>,
+) -> ApiResult<web::Json<UserResponse>> {
+    let body = body.into_inner();
+    let changes = ProfileUpdate { email: body.email, full_name: body.full_name };
+    Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?.into()))
+}
+
+/// Change one's own password; ends every session of the account.
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = PasswordChangeRequest,
+    responses((status = 204, description = "Changed"), (status = 422, body = ErrorEnvelope)))]
+#[post("/users/me/password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<PasswordChangeRequest>,
+) -> ApiResult<HttpResponse> {
+    state.services.auth.change_password(&auth.0, &body.current_password, &body.new_password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// List users (admin). Filters, sort and search are checked against a whitelist; an unknown one is a 400
+/// naming it.
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
+    responses((status = 200, body = UserPage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/users")]
+pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<web::Json<UserPage>> {
+    let listing = state.services.users.list(&auth.0, &query.0).await?;
+    Ok(web::Json(listing.map(UserResponse::from).into()))
+}
+
+/// Create a user (admin).
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses((status = 201, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[post("/users")]
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<CreateUserRequest>,
+) -> ApiResult<HttpResponse> {
+    let user = state.services.users.create(&auth.0, body.into_inner().into()).await?;
+    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+}
+
+/// Create up to 10,000 users in one transaction (admin). Nothing is written if any row fails; the error
+/// names the row's index.
+#[utoipa::path(tag = "users", security(("bearer" = [])), request_body = BulkCreateRequest,
+    responses((status = 201, body = BulkCreateResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[post("")]
+pub async fn bulk_create(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<BulkCreateRequest>,
+) -> ApiResult<HttpResponse> {
+    let rows = body.into_inner().users.into_iter().map(NewUser::from).collect();
+    let created = state.services.users.bulk_create(&auth.0, rows).await?;
+    Ok(HttpResponse::Created().json(BulkCreateResponse { created }))
+}
+
+/// One user (admin).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+#[get("/users/{id}")]
+pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserResponse>> {
+    let id = parse_id(&id)?;
+    Ok(web::Json(state.services.users.get(&auth.0, id).await?.into()))
+}
+
+/// Change a user (admin).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+    request_body = UpdateUserRequest,
+    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+#[patch("/users/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<UpdateUserRequest>,
+) -> ApiResult<web::Json<UserResponse>> {
+    let id = parse_id(&id)?;
+    let b = body.into_inner();
+    let changes = UserUpdate {
+        email: b.email,
+        full_name: b.full_name,
+        password: b.password,
+        is_active: b.is_active,
+        is_superuser: b.is_superuser,
+    };
+    Ok(web::Json(state.services.users.update(&auth.0, id, changes).await?.into()))
+}
+
+/// Delete a user (admin).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+#[delete("/users/{id}")]
+pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id)?;
+    state.services.users.delete(&auth.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Replace a user's roles (admin).
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+    request_body = RolesRequest,
+    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+#[put("/users/{id}/roles")]
+pub async fn set_roles(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<RolesRequest>,
+) -> ApiResult<web::Json<UserResponse>> {
+    let id = parse_id(&id)?;
+    Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?.into()))
+}

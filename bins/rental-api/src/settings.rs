@@ -1,0 +1,293 @@
+//! The binary's configuration: built-in defaults < `config/default.toml` < `config/{RENTAL_ENV}.toml` <
+//! `RENTAL__SECTION__KEY` environment variables. Unknown keys are rejected; the result is validated once at
+//! start-up and every library crate gets its own `XConfig` section from it.
+
+use std::path::Path;
+
+use config::{Config, Environment, File};
+use rental_repo::DatabaseConfig;
+use rental_service::{AuthConfig, CacheConfig, Secret, ServiceConfig};
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that names the profile (`development`, `test`, `production`, ...).
+pub const ENV_VAR: &str = "RENTAL_ENV";
+/// The profile used when `RENTAL_ENV` is unset.
+pub const DEFAULT_ENV: &str = "development";
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on.
+    pub port: u16,
+    /// Worker threads; unset means one per CPU core.
+    pub workers: Option<usize>,
+    /// Largest JSON body accepted, in bytes (413 beyond it).
+    pub json_limit_bytes: usize,
+    /// Largest body of `POST /api/v1/users/bulk`, in bytes: 10,000 users fit in about 1.5 MB.
+    pub bulk_json_limit_bytes: usize,
+    /// Seconds given to in-flight requests at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: None,
+            json_limit_bytes: 256 * 1024,
+            bulk_json_limit_bytes: 8 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines on a terminal, JSON otherwise.
+    Auto,
+    /// Readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `info,rental_repo=debug`; `RUST_LOG` overrides it.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Auto }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The profile these settings were loaded for (from `RENTAL_ENV`).
+    #[serde(skip_deserializing)]
+    pub env: String,
+    /// HTTP server.
+    pub server: ServerConfig,
+    /// Database pool.
+    pub database: DatabaseConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// Caches.
+    pub cache: CacheConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: DEFAULT_ENV.into(),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            cache: CacheConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A file or variable could not be read or has an unknown key or a wrong type.
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// The values do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the settings of the profile in `RENTAL_ENV` from `config_dir` and the environment.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the key or rule at fault.
+    pub fn load(config_dir: &Path) -> Result<Self, SettingsError> {
+        let env = std::env::var(ENV_VAR).unwrap_or_else(|_| DEFAULT_ENV.into());
+        Self::load_from(config_dir, &env, Environment::with_prefix("RENTAL").prefix_separator("__").separator("__"))
+    }
+
+    /// Loads with an explicit profile and environment source (tests pass a fixed map).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the key or rule at fault.
+    pub fn load_from(config_dir: &Path, env: &str, environment: Environment) -> Result<Self, SettingsError> {
+        if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(SettingsError::Invalid(format!("{ENV_VAR} must be a plain name, got `{env}`")));
+        }
+        let loaded = Config::builder()
+            .add_source(File::from(config_dir.join("default")).required(false))
+            .add_source(File::from(config_dir.join(env)).required(false))
+            .add_source(environment.try_parsing(true))
+            .build()?;
+        let mut settings: Settings = loaded.try_deserialize()?;
+        settings.env = env.to_owned();
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Whether this is a development profile, where a missing JWT secret is generated.
+    pub fn is_development(&self) -> bool {
+        matches!(self.env.as_str(), "development" | "test")
+    }
+
+    fn validate(&mut self) -> Result<(), SettingsError> {
+        let invalid = |msg: String| Err(SettingsError::Invalid(msg));
+        if self.auth.jwt_secret.is_empty() {
+            if !self.is_development() {
+                return invalid(format!(
+                    "auth.jwt_secret is required in the `{}` profile: set RENTAL__AUTH__JWT_SECRET to at least 32 \
+                     random characters",
+                    self.env
+                ));
+            }
+            // Development only: a fresh secret per start, so tokens do not survive a restart.
+            let random = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            self.auth.jwt_secret = Secret::new(random);
+        }
+        if self.auth.jwt_secret.expose().len() < rental_service::MIN_SECRET_LEN {
+            return invalid("auth.jwt_secret must be at least 32 characters".into());
+        }
+        if self.server.json_limit_bytes == 0 || self.server.bulk_json_limit_bytes == 0 {
+            return invalid("server.json_limit_bytes and server.bulk_json_limit_bytes must be positive".into());
+        }
+        if self.server.workers == Some(0) {
+            return invalid("server.workers must be at least 1".into());
+        }
+        if let (Some(min), Some(max)) = (self.database.min_connections, self.database.max_connections)
+            && min > max
+        {
+            return invalid(format!("database.min_connections ({min}) exceeds database.max_connections ({max})"));
+        }
+        if self.database.max_connections == Some(0) {
+            return invalid("database.max_connections must be at least 1".into());
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
+            return invalid("auth token lifetimes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The sections the services are configured with.
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig { auth: self.auth.clone(), cache: self.cache.clone() }
+    }
+
+    /// The effective configuration as TOML, secrets and database password redacted.
+    ///
+    /// # Errors
+    /// When the settings cannot be rendered (they always can; the error is passed on, not hidden).
+    pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
+        let mut shown = self.clone();
+        shown.database.url = self.database.redacted_url();
+        toml::to_string_pretty(&shown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Environment::with_prefix("RENTAL").prefix_separator("__").separator("__").source(Some(map))
+    }
+
+    fn dir_with(files: &[(&str, &str)]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rental-config-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, body) in files {
+            std::fs::write(dir.join(name), body).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = dir_with(&[
+            ("default.toml", "[server]\nport = 9000\nhost = \"0.0.0.0\"\n"),
+            ("staging.toml", "[server]\nport = 9100\n[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n"),
+        ]);
+        let settings = Settings::load_from(&dir, "staging", env(&[("RENTAL__SERVER__PORT", "9200")])).unwrap();
+        assert_eq!(settings.server.port, 9200, "environment beats the profile file");
+        assert_eq!(settings.server.host, "0.0.0.0", "default.toml beats built-in defaults");
+        assert_eq!(settings.env, "staging");
+        let settings = Settings::load_from(&dir, "staging", env(&[])).unwrap();
+        assert_eq!(settings.server.port, 9100, "profile file beats default.toml");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = dir_with(&[("default.toml", "[server]\nprot = 9000\n")]);
+        let err = Settings::load_from(&dir, "development", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let dir = dir_with(&[]);
+        let err = Settings::load_from(&dir, "development", env(&[("RENTAL__DATABASE__URLL", "x")])).unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn jwt_secret_is_required_outside_development() {
+        let dir = dir_with(&[]);
+        let err = Settings::load_from(&dir, "production", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("RENTAL__AUTH__JWT_SECRET"), "{err}");
+        let err = Settings::load_from(&dir, "production", env(&[("RENTAL__AUTH__JWT_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().contains("32"), "{err}");
+        let dev = Settings::load_from(&dir, "development", env(&[])).unwrap();
+        assert!(dev.auth.jwt_secret.expose().len() >= 32, "development generates one");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let dir = dir_with(&[]);
+        let err = Settings::load_from(&dir, "development", env(&[("RENTAL__SERVER__PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+        let err = Settings::load_from(
+            &dir,
+            "development",
+            env(&[("RENTAL__DATABASE__MIN_CONNECTIONS", "9"), ("RENTAL__DATABASE__MAX_CONNECTIONS", "3")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("min_connections"), "{err}");
+        assert!(Settings::load_from(&dir, "../etc", env(&[])).is_err());
+    }
+
+    #[test]
+    fn printed_config_hides_secrets() {
+        let dir = dir_with(&[]);
+        let settings = Settings::load_from(
+            &dir,
+            "production",
+            env(&[
+                ("RENTAL__AUTH__JWT_SECRET", "a-very-long-production-secret-value-123"),
+                ("RENTAL__DATABASE__URL", "postgres://app:hunter2@db/rental"),
+            ]),
+        )
+        .unwrap();
+        let shown = settings.to_redacted_toml().unwrap();
+        assert!(!shown.contains("a-very-long-production-secret-value-123"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db/rental"), "{shown}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Bad input: each answers 4xx with the envelope, never 500, and writes nothing.
+
+use actix_web::test::TestRequest;
+use serde_json::json;
+
+use crate::support::{admin_token, app, bearer, context, customer_token, send};
+
+#[actix_web::test]
+async fn malformed_bodies_get_clear_4xx() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let register = || TestRequest::post().uri("/api/v1/auth/register");
+
+    let malformed = send(
+        &app,
+        register().insert_header(("Content-Type", "application/json")).set_payload("{\"email\": \"a@b.com\","),
+    )
+    .await;
+    malformed.assert_error(400, "malformed_json");
+
+    let wrong_type =
+        send(&app, register().set_json(json!({"email": 5, "full_name": "A", "password": "password1"}))).await;
+    wrong_type.assert_error(422, "invalid_body");
+
+    let missing = send(&app, register().set_json(json!({"email": "a@b.com"}))).await;
+    missing.assert_error(422, "invalid_body");
+    assert!(missing.body["error"]["message"].as_str().unwrap().contains("full_name"), "{}", missing.body);
+
+    let unknown = send(
+        &app,
+        register()
+            .set_json(json!({"email": "a@b.com", "full_name": "A", "password": "password1", "is_superuser": true})),
+    )
+    .await;
+    unknown.assert_error(422, "invalid_body");
+    assert!(unknown.body["error"]["message"].as_str().unwrap().contains("is_superuser"));
+
+    let huge = "x".repeat(300 * 1024);
+    let oversized =
+        send(&app, register().set_json(json!({"email": "a@b.com", "full_name": huge, "password": "password1"}))).await;
+    oversized.assert_error(413, "payload_too_large");
+
+    let text = send(&app, register().insert_header(("Content-Type", "text/plain")).set_payload("hello")).await;
+    text.assert_error(415, "unsupported_media_type");
+    let login_text = send(
+        &app,
+        TestRequest::post().uri("/api/v1/auth/login").insert_header(("Content-Type", "text/plain")).set_payload("x"),
+    )
+    .await;
+    login_text.assert_error(415, "unsupported_media_type");
+
+    let invalid =
+        send(&app, register().set_json(json!({"email": "nope", "full_name": " ", "password": "short"}))).await;
+    invalid.assert_error(422, "validation_failed");
+    assert_eq!(invalid.body["error"]["details"].as_array().unwrap().len(), 3);
+
+    // Nothing of the above was written.
+    let admin = admin_token(&ctx, &app).await;
+    let all = send(&app, bearer(TestRequest::get().uri("/api/v1/users"), &admin)).await;
+    assert_eq!(all.body["total"], 1, "{}", all.body);
+}
+
+#[actix_web::test]
+async fn duplicate_emails_conflict_in_any_case() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    customer_token(&app, "jane@example.com").await;
+    let again = send(
+        &app,
+        TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .set_json(json!({"email": "JANE@example.COM", "full_name": "J", "password": "password1"})),
+    )
+    .await;
+    again.assert_error(409, "conflict");
+}
+
+#[actix_web::test]
+async fn bad_list_queries_and_ids_are_400() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let admin = admin_token(&ctx, &app).await;
+    for (query, field) in [
+        ("page=0", "page"),
+        ("per_page=1000000000", "per_page"),
+        ("limit=0", "limit"),
+        ("password_hash=x", "password_hash"),
+        ("sort=password_hash", "sort"),
+        ("role=root", "role"),
+        ("is_active=maybe", "is_active"),
+        ("created_after=yesterday", "created_after"),
+        ("cursor=Zm9yZ2Vk", "cursor"),
+        ("cursor=%%%", "cursor"),
+        ("page=2&cursor=abc", "cursor"),
+    ] {
+        let reply = send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/users?{query}")), &admin)).await;
+        if query == "cursor=%%%" {
+            assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+            continue;
+        }
+        reply.assert_error(400, "invalid_query");
+        assert_eq!(reply.body["error"]["details"][0]["field"], field, "{query}: {}", reply.body);
+    }
+
+    // A cursor of another sort order is foreign.
+    let first = send(&app, bearer(TestRequest::get().uri("/api/v1/users?limit=1&sort=email"), &admin)).await;
+    customer_token(&app, "a@example.com").await;
+    let page = send(&app, bearer(TestRequest::get().uri("/api/v1/users?limit=1&sort=email"), &admin)).await;
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let foreign =
+        send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/users?sort=-email&cursor={cursor}")), &admin)).await;
+    foreign.assert_error(400, "invalid_query");
+    assert_eq!(first.status, 200);
+
+    for path in ["/api/v1/users/not-a-uuid", "/api/v1/users/123"] {
+        send(&app, bearer(TestRequest::get().uri(path), &admin)).await.assert_error(400, "invalid_id");
+    }
+    let ghost = uuid::Uuid::now_v7();
+    send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/users/{ghost}")), &admin))
+        .await
+        .assert_error(404, "not_found");
+    send(&app, bearer(TestRequest::delete().uri(&format!("/api/v1/users/{ghost}")), &admin))
+        .await
+        .assert_error(404, "not_found");
+    let roles = send(
+        &app,
+        bearer(TestRequest::put().uri(&format!("/api/v1/users/{ghost}/roles")), &admin)
+            .set_json(json!({"roles": ["overlord"]})),
+    )
+    .await;
+    roles.assert_error(422, "invalid_body");
+}

@@ -1,0 +1,8 @@
+//! API tests: the real actix application over a real database (SQLite, or PostgreSQL from TEST_DATABASE_URL).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod auth;
+mod errors;
+mod support;
+mod system;

@@ -1,0 +1,135 @@
+//! A test application and request helpers.
+
+use std::time::Instant;
+
+use actix_http::Request;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use rental_api::app;
+use rental_api::settings::ServerConfig;
+use rental_api::state::AppState;
+use rental_monitor::RequestMetrics;
+use rental_repo::{Database, DatabaseConfig};
+use rental_service::{AuthConfig, Secret, ServiceConfig, Services};
+use rental_testkit::TestDb;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "api-test-secret-api-test-secret-0123";
+
+pub struct Ctx {
+    pub state: web::Data<AppState>,
+    pub _db: TestDb,
+}
+
+pub async fn context() -> Ctx {
+    let test_db = TestDb::new().await;
+    let config = DatabaseConfig {
+        max_connections: Some(5),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    let db = Database::connect(&config).await.unwrap();
+    let service_config = ServiceConfig {
+        auth: AuthConfig {
+            jwt_secret: Secret::new(SECRET),
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let services = Services::new(db.clone(), &service_config).unwrap();
+    let state = web::Data::new(AppState { services, db, metrics: RequestMetrics::new(), started: Instant::now() });
+    Ctx { state, _db: test_db }
+}
+
+/// Starts the application of `ctx`.
+pub async fn app(
+    ctx: &Ctx,
+) -> impl Service<Request, Response = ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error> {
+    test::init_service(app::build(Some(ctx.state.clone()), ServerConfig::default()).0).await
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The error code of an envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no envelope>")
+    }
+
+    /// Asserts the error envelope's shape and status.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.code(), code, "body: {}", self.body);
+        assert!(self.body["error"]["message"].is_string(), "{}", self.body);
+        assert!(self.body["error"]["details"].is_array(), "{}", self.body);
+        let id = self.headers.get("x-request-id").unwrap().to_str().unwrap();
+        assert_eq!(self.body["request_id"], json!(id), "{}", self.body);
+    }
+}
+
+pub async fn send<S, B>(app: &S, req: TestRequest) -> Reply
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = test::read_body(res).await;
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Reply { status, headers, body }
+}
+
+pub fn bearer(req: TestRequest, token: &str) -> TestRequest {
+    req.insert_header(("Authorization", format!("Bearer {token}")))
+}
+
+/// Creates an administrator and returns its access token.
+pub async fn admin_token<S, B>(ctx: &Ctx, app: &S) -> String
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    ctx.state.services.users.create_admin("root@example.com", "root-password").await.unwrap();
+    login(app, "root@example.com", "root-password").await
+}
+
+pub async fn login<S, B>(app: &S, email: &str, password: &str) -> String
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let reply = send(
+        app,
+        TestRequest::post().uri("/api/v1/auth/login").set_json(json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Registers a customer and returns its access token.
+pub async fn customer_token<S, B>(app: &S, email: &str) -> String
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let reply = send(
+        app,
+        TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .set_json(json!({"email": email, "full_name": "Customer", "password": "customer-pw"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    login(app, email, "customer-pw").await
+}

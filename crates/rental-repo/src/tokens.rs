@@ -97,7 +97,7 @@ impl RefreshTokenRepo {
     /// [`crate::RepoError::Database`] when the update fails.
     pub async fn mark_used(&self, id: Uuid) -> RepoResult<bool> {
         let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .col_expr(refresh_token::Column::UsedAt, Expr::val(Utc::now().trunc_subsecs(6)))
             .filter(refresh_token::Column::Id.eq(id))
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
@@ -112,7 +112,7 @@ impl RefreshTokenRepo {
     /// [`crate::RepoError::Database`] when the update fails.
     pub async fn revoke_family(&self, family_id: Uuid) -> RepoResult<u64> {
         let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)))
             .filter(refresh_token::Column::FamilyId.eq(family_id))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(self.db.connection())
@@ -126,7 +126,7 @@ impl RefreshTokenRepo {
     /// [`crate::RepoError::Database`] when the update fails.
     pub async fn revoke_user(&self, user_id: UserId) -> RepoResult<u64> {
         let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)).into())
+            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)))
             .filter(refresh_token::Column::UserId.eq(user_id.as_uuid()))
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(self.db.connection())

@@ -245,22 +245,22 @@ impl UserRepo {
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     pub async fn update(&self, id: UserId, changes: UserChanges) -> RepoResult<UserRecord> {
         let mut update = user::Entity::update_many()
-            .col_expr(user::Column::UpdatedAt, Expr::val(now()).into())
+            .col_expr(user::Column::UpdatedAt, Expr::val(now()))
             .filter(user::Column::Id.eq(id.as_uuid()));
         if let Some(email) = changes.email {
-            update = update.col_expr(user::Column::Email, Expr::val(email.into_inner()).into());
+            update = update.col_expr(user::Column::Email, Expr::val(email.into_inner()));
         }
         if let Some(name) = changes.full_name {
-            update = update.col_expr(user::Column::FullName, Expr::val(name.into_inner()).into());
+            update = update.col_expr(user::Column::FullName, Expr::val(name.into_inner()));
         }
         if let Some(hash) = changes.password_hash {
-            update = update.col_expr(user::Column::PasswordHash, Expr::val(hash).into());
+            update = update.col_expr(user::Column::PasswordHash, Expr::val(hash));
         }
         if let Some(active) = changes.is_active {
-            update = update.col_expr(user::Column::IsActive, Expr::val(active).into());
+            update = update.col_expr(user::Column::IsActive, Expr::val(active));
         }
         if let Some(superuser) = changes.is_superuser {
-            update = update.col_expr(user::Column::IsSuperuser, Expr::val(superuser).into());
+            update = update.col_expr(user::Column::IsSuperuser, Expr::val(superuser));
         }
         let result = update.exec(self.db.connection()).await?;
         if result.rows_affected == 0 {
@@ -291,7 +291,7 @@ impl UserRepo {
         let txn = self.db.connection().begin().await?;
         let written = async {
             let touched = user::Entity::update_many()
-                .col_expr(user::Column::UpdatedAt, Expr::val(now()).into())
+                .col_expr(user::Column::UpdatedAt, Expr::val(now()))
                 .filter(user::Column::Id.eq(id.as_uuid()))
                 .exec(&txn)
                 .await?;

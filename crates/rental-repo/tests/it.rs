@@ -173,10 +173,10 @@ async fn keyset_pages_walk_every_row_once_in_order() {
         assert_eq!(seen.len(), 57, "sort {sort}");
         let mut expected = seen.clone();
         match sort {
-            "email" | "full_name" => expected.sort_by(|a, b| a.0.cmp(&b.0)),
-            "-email" => expected.sort_by(|a, b| b.0.cmp(&a.0)),
-            "created_at" => expected.sort_by(|a, b| (a.1, a.2).cmp(&(b.1, b.2))),
-            _ => expected.sort_by(|a, b| (b.1, b.2).cmp(&(a.1, a.2))),
+            "email" | "full_name" => expected.sort_by_key(|a| a.0.clone()),
+            "-email" => expected.sort_by_key(|a| std::cmp::Reverse(a.0.clone())),
+            "created_at" => expected.sort_by_key(|a| (a.1, a.2)),
+            _ => expected.sort_by_key(|a| std::cmp::Reverse((a.1, a.2))),
         }
         assert_eq!(seen, expected, "sort {sort}");
     }

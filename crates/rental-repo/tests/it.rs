@@ -303,3 +303,32 @@ async fn advisory_lock_serialises_holders_and_gives_up_after_the_policy() {
     assert!(saw_first_done, "the second holder ran only after the first released the lock");
     holder.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let test_db = TestDb::empty().await;
+    if !test_db.is_postgres() {
+        // One process owns an SQLite file; a single migration run is the case to check.
+        let db = connect(&test_db).await;
+        db.migrate(&BackoffPolicy::default()).await.unwrap();
+        assert!(db.pending_migrations().await.unwrap().is_empty());
+        return;
+    }
+    let instances: Vec<Database> = connect_many(4, &test_db).await;
+    let policy = BackoffPolicy::default();
+    let runs = instances.iter().map(|db| db.migrate(&policy));
+    for result in futures_util::future::join_all(runs).await {
+        result.unwrap();
+    }
+    assert!(instances[0].pending_migrations().await.unwrap().is_empty());
+    let users = UserRepo::new(instances[1].clone());
+    users.create(new_user("after@example.com", &[Role::Customer])).await.unwrap();
+}
+
+async fn connect_many(n: usize, test_db: &TestDb) -> Vec<Database> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(connect(test_db).await);
+    }
+    out
+}

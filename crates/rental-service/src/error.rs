@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// The persistence layer failed.
     #[error("storage failure")]
     Repo(#[source] RepoError),
+    /// The persistence layer failed while filling a cache entry that other requests were waiting for too.
+    #[error("storage failure")]
+    SharedRepo(#[source] std::sync::Arc<RepoError>),
     /// Something that should not happen did (a worker thread died).
     #[error("internal error: {0}")]
     Internal(String),

@@ -133,7 +133,7 @@ impl UserService {
         match loaded {
             Ok(user) => Ok(Some(user)),
             Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
-            Err(err) => Err(ServiceError::Internal(format!("loading user: {err}"))),
+            Err(err) => Err(ServiceError::SharedRepo(err)),
         }
     }
 

@@ -33,18 +33,26 @@ impl TestDb {
     /// # Panics
     /// When `TEST_DATABASE_URL` is set but cannot be reached, or migrations fail: the test must fail then.
     pub async fn new() -> Self {
+        let db = Self::empty().await;
+        db.migrate().await;
+        db
+    }
+
+    /// Creates a fresh database without running the migrations, for tests of migrating itself.
+    ///
+    /// # Panics
+    /// When `TEST_DATABASE_URL` is set but cannot be reached.
+    pub async fn empty() -> Self {
         match std::env::var(TEST_DATABASE_URL) {
             Ok(url) if !url.trim().is_empty() => Self::postgres(url).await,
-            _ => Self::sqlite().await,
+            _ => Self::sqlite(),
         }
     }
 
-    async fn sqlite() -> Self {
+    fn sqlite() -> Self {
         let path = std::env::temp_dir().join(format!("rental-test-{}.db", Uuid::now_v7().simple()));
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let db = TestDb { url, kind: Kind::Sqlite { path } };
-        db.migrate().await;
-        db
+        TestDb { url, kind: Kind::Sqlite { path } }
     }
 
     async fn postgres(admin_url: String) -> Self {
@@ -60,9 +68,7 @@ impl TestDb {
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         // The application name marks this test's connections, so that teardown can end any a test left open.
         let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}");
-        let db = TestDb { url, kind: Kind::Postgres { admin_url, schema } };
-        db.migrate().await;
-        db
+        TestDb { url, kind: Kind::Postgres { admin_url, schema } }
     }
 
     async fn migrate(&self) {

@@ -1,1 +1,41 @@
-fn main() {}
+//! `cargo xtask <command>`: see the crate documentation of the `xtask` library.
+
+use clap::{Parser, Subcommand};
+use xtask::{ci, layering, loadtest, runtime, seed};
+
+/// Automation for the rental backend.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Run the CI steps of `.ci/run`: fmt check, clippy -D warnings, tests on SQLite, tests on PostgreSQL.
+    Ci,
+    /// Check that the crates keep their layering (also run as a test by `cargo test --workspace`).
+    CheckLayering,
+    /// Fill a database with many users, quickly, and print the insert rate.
+    ///
+    /// E-mails are `seed-<run id>-<i>@example.com`, unique across runs; names are "Seed User <i>"; every user is a
+    /// customer, 90% are active. All seeded users share ONE argon2id hash, computed once, of the password
+    /// `seed-password-1`.
+    Seed(seed::SeedArgs),
+    /// Load-test a running rental API (loopback only) and print the results as a Markdown table.
+    ///
+    /// Needs a built server (`cargo build --release -p rental-api`). With --spawn-server it starts
+    /// target/release/rental-api itself; otherwise point --base-url at a running one, pass an admin's
+    /// --email/--password and --server-pid for the memory figure.
+    Loadtest(loadtest::LoadtestArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Task::Ci => ci::run(),
+        Task::CheckLayering => layering::run(),
+        Task::Seed(args) => runtime()?.block_on(seed::run(args)),
+        Task::Loadtest(args) => runtime()?.block_on(loadtest::run(args)),
+    }
+}

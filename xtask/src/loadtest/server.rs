@@ -13,11 +13,13 @@ use tokio::time::{Instant, sleep};
 use uuid::Uuid;
 
 use super::http::{Target, fetch};
+use crate::workspace_root;
 
 /// How long the server may take to answer its liveness probe (migrations included).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A `rental-api serve` child process, killed when dropped.
+/// A `rental-api serve` child process, killed when dropped. It runs in the workspace root, where it finds
+/// `config/`.
 #[derive(Debug)]
 pub struct SpawnedServer {
     child: Child,
@@ -67,6 +69,7 @@ impl SpawnedServer {
         let child = Command::new(bin)
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(workspace_root())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -122,6 +125,7 @@ fn create_admin(bin: &Path, env: &[(&str, String)], (email, password): (&str, &s
     let mut child = Command::new(bin)
         .args(["create-admin", "--email", email, "--password-stdin"])
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workspace_root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,7 +1,7 @@
 //! `cargo xtask seed`: fills a database with many users through the repository's bulk insert.
 //!
-//! Batches of `--batch` users go through [`UserRepo::bulk_create`] (multi-row INSERTs in one transaction per
-//! batch), `--concurrency` batches at a time. Every seeded user gets the same argon2id hash of
+//! Batches of `--batch` users go through [`UserRepo::bulk_import`] (multi-row INSERTs in one transaction per
+//! batch, duplicates caught by the unique index), `--concurrency` batches at a time. Every seeded user gets the same argon2id hash of
 //! [`SEED_PASSWORD`], computed once: hashing a million passwords would take hours and prove nothing.
 
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use rental_domain::{Email, FullName, Role};
-use rental_repo::{BackoffPolicy, Database, DatabaseConfig, NewUserRecord, UserRepo};
+use rental_repo::{Backend, BackoffPolicy, Database, DatabaseConfig, NewUserRecord, UserRepo};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -37,6 +38,11 @@ pub struct SeedArgs {
     /// Batches inserted at the same time, each on its own connection.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=32))]
     pub concurrency: u64,
+    /// Keep every index during the load even when the tables start empty (by default, on PostgreSQL, the
+    /// secondary non-unique indexes of empty tables are dropped for the load and rebuilt after it, as
+    /// pg_restore does).
+    #[arg(long)]
+    pub keep_indexes: bool,
 }
 
 /// What every worker needs to build its batches.
@@ -101,7 +107,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let db =
         Database::connect(&config).await.with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
     db.migrate(&BackoffPolicy::default()).await.context("cannot apply migrations")?;
-    let repo = UserRepo::new(db);
+    let deferred = if args.keep_indexes { Vec::new() } else { defer_indexes(&db).await? };
+    let repo = UserRepo::new(db.clone());
 
     let plan = Arc::new(SeedPlan {
         run_id: Uuid::new_v4().simple().to_string(),
@@ -123,12 +130,30 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     for _ in 0..args.concurrency {
         workers.spawn(insert_batches(repo.clone(), Arc::clone(&plan), progress.clone()));
     }
-    // Returning early drops the set, which aborts the other workers.
+    // Returning early drops the set, which aborts the other workers; the indexes are rebuilt either way.
+    let mut outcome = Ok(());
     while let Some(finished) = workers.join_next().await {
-        finished.context("a seed worker panicked")??;
+        if let Err(err) = finished.context("a seed worker panicked").and_then(|r| r) {
+            outcome = Err(err);
+            break;
+        }
     }
-    let elapsed = started.elapsed();
+    drop(workers);
     progress.finish_and_clear();
+    let loaded = started.elapsed();
+    rebuild_indexes(&db, &deferred).await?;
+    outcome?;
+    // Fresh statistics, or the planner guesses at a million rows (and autovacuum may be off).
+    db.connection().execute_unprepared("ANALYZE").await.context("ANALYZE failed")?;
+    let elapsed = started.elapsed();
+    if !deferred.is_empty() {
+        println!(
+            "rows loaded in {:.1} s; {} deferred indexes rebuilt and statistics gathered in {:.1} s",
+            loaded.as_secs_f64(),
+            deferred.len(),
+            (elapsed - loaded).as_secs_f64()
+        );
+    }
 
     let rate = args.users as f64 / elapsed.as_secs_f64();
     println!(
@@ -144,12 +169,57 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On PostgreSQL with empty `users` and `user_roles` tables, drops their secondary non-unique indexes and
+/// returns their definitions for [`rebuild_indexes`]. Primary keys and unique indexes stay, so the load is
+/// still checked for duplicates. Elsewhere, or with rows present, changes nothing.
+async fn defer_indexes(db: &Database) -> anyhow::Result<Vec<(String, String)>> {
+    if db.backend() != Backend::Postgres {
+        return Ok(Vec::new());
+    }
+    let conn = db.connection();
+    let empty = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT NOT EXISTS (SELECT 1 FROM users) AND NOT EXISTS (SELECT 1 FROM user_roles) AS empty",
+        ))
+        .await?
+        .map(|row| row.try_get::<bool>("", "empty"))
+        .transpose()?
+        .unwrap_or(false);
+    if !empty {
+        return Ok(Vec::new());
+    }
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename IN ('users', 'user_roles') AND indexdef NOT LIKE 'CREATE UNIQUE INDEX%' ORDER BY indexname",
+        ))
+        .await?;
+    let mut deferred = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.try_get("", "indexname")?;
+        let definition: String = row.try_get("", "indexdef")?;
+        conn.execute_unprepared(&format!("DROP INDEX \"{name}\"")).await.with_context(|| format!("dropping {name}"))?;
+        deferred.push((name, definition));
+    }
+    Ok(deferred)
+}
+
+/// Recreates the indexes [`defer_indexes`] dropped, from their own definitions.
+async fn rebuild_indexes(db: &Database, deferred: &[(String, String)]) -> anyhow::Result<()> {
+    for (name, definition) in deferred {
+        db.connection().execute_unprepared(definition).await.with_context(|| format!("rebuilding {name}"))?;
+    }
+    Ok(())
+}
+
 /// One worker: claims batches until none are left and bulk-inserts each.
 async fn insert_batches(repo: UserRepo, plan: Arc<SeedPlan>, progress: ProgressBar) -> anyhow::Result<()> {
     while let Some(range) = plan.claim() {
         let (first, count) = (range.start, range.end - range.start);
         let rows = range.map(|i| plan.user(i)).collect::<anyhow::Result<Vec<_>>>()?;
-        repo.bulk_create(rows).await.with_context(|| format!("bulk insert of users {first}.. failed"))?;
+        repo.bulk_import(rows).await.with_context(|| format!("bulk insert of users {first}.. failed"))?;
         progress.inc(count);
     }
     Ok(())

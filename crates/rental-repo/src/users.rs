@@ -196,6 +196,21 @@ impl UserRepo {
             });
         }
 
+        self.insert_batch(rows).await
+    }
+
+    /// Inserts many users in one all-or-nothing transaction like [`UserRepo::bulk_create`], but leaves
+    /// duplicate detection to the unique index: a clash fails the whole batch without naming the row. For
+    /// trusted loads (seeding, imports from another system) where the e-mail pre-check would be wasted work.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] without an index when an e-mail exists or repeats.
+    #[tracing::instrument(skip_all, fields(rows = rows.len()))]
+    pub async fn bulk_import(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
+        self.insert_batch(rows).await
+    }
+
+    async fn insert_batch(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
         let count = rows.len();
         let created = now();
         let mut users = Vec::with_capacity(count);
@@ -314,22 +329,26 @@ impl UserRepo {
         self.find(id).await?.ok_or(RepoError::NotFound)
     }
 
-    /// Number of active users that are superusers or hold the admin role.
+    /// Whether any active user is a superuser or holds the admin role. Stops at the first one found.
     ///
     /// # Errors
     /// [`RepoError::Database`] when the query fails.
-    pub async fn count_admins(&self) -> RepoResult<u64> {
+    pub async fn any_admin(&self) -> RepoResult<bool> {
         let admins = Query::select()
             .column(user_role::Column::UserId)
             .from(user_role::Entity)
             .and_where(user_role::Column::Role.eq(Role::Admin.as_str()))
             .to_owned();
-        let count = user::Entity::find()
+        let found: Option<Uuid> = user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
             .filter(user::Column::IsActive.eq(true))
             .filter(Condition::any().add(user::Column::IsSuperuser.eq(true)).add(user::Column::Id.in_subquery(admins)))
-            .count(self.db.connection())
+            .limit(1)
+            .into_tuple()
+            .one(self.db.connection())
             .await?;
-        Ok(count)
+        Ok(found.is_some())
     }
 
     /// One page of users matching `query`, with their roles. Costs at most three statements whatever the page

@@ -211,7 +211,7 @@ async fn filters_and_search_narrow_the_list() {
     let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
     assert!(emails(run(vec![("created_after", future.clone())]).await).is_empty());
     assert_eq!(emails(run(vec![("created_before", future)]).await).len(), 3);
-    assert_eq!(repo.count_admins().await.unwrap(), 1);
+    assert!(repo.any_admin().await.unwrap());
 }
 
 #[tokio::test]

@@ -336,7 +336,7 @@ impl UserService {
     /// # Errors
     /// [`ServiceError::Repo`] when the count fails.
     pub async fn admin_exists(&self) -> ServiceResult<bool> {
-        Ok(self.repo.count_admins().await? > 0)
+        Ok(self.repo.any_admin().await?)
     }
 
     async fn with_hash(&self, mut record: NewUserRecord, password: Option<Password>) -> ServiceResult<NewUserRecord> {

@@ -61,13 +61,15 @@ pub enum Scenario {
     /// 64 clients logging in while 32 others probe /health/live; the connection counts do not apply.
     #[value(name = "login+health")]
     LoginHealth,
+    /// POST /api/v1/users/bulk with 10,000 new users, three times in a row; reports each request's time.
+    Bulk,
     /// Every scenario above.
     All,
 }
 
 impl Scenario {
     /// Every real scenario, in the order `all` runs them.
-    const EVERY: [Scenario; 7] = [
+    const EVERY: [Scenario; 8] = [
         Scenario::Health,
         Scenario::Me,
         Scenario::UsersFirst,
@@ -75,6 +77,7 @@ impl Scenario {
         Scenario::OffsetFirst,
         Scenario::Login,
         Scenario::LoginHealth,
+        Scenario::Bulk,
     ];
 
     /// The name used on the command line and in the results.
@@ -87,13 +90,17 @@ impl Scenario {
             Scenario::OffsetFirst => "offset-first",
             Scenario::Login => "login",
             Scenario::LoginHealth => "login+health",
+            Scenario::Bulk => "bulk",
             Scenario::All => "all",
         }
     }
 
     /// Whether the scenario needs the admin's access token.
     fn needs_token(self) -> bool {
-        matches!(self, Scenario::Me | Scenario::UsersFirst | Scenario::UsersDeep | Scenario::OffsetFirst)
+        matches!(
+            self,
+            Scenario::Me | Scenario::UsersFirst | Scenario::UsersDeep | Scenario::OffsetFirst | Scenario::Bulk
+        )
     }
 }
 
@@ -194,6 +201,11 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for scenario in scenarios {
         let runs = match scenario {
+            Scenario::Bulk => {
+                let token = prepared.token.as_deref().context("no access token; pass --email and --password")?;
+                bulk_rounds(&target, token).await?;
+                continue;
+            }
             Scenario::LoginHealth => vec![mixed_groups(&target, credentials)?],
             _ => {
                 let spec = Arc::new(request_for(scenario, &target, &prepared, credentials)?);
@@ -344,8 +356,48 @@ fn request_for(
         }
         Scenario::OffsetFirst => authorised(&format!("{USERS_PATH}?page=1&per_page=50")),
         Scenario::Login => login_request(target, credentials),
-        Scenario::LoginHealth | Scenario::All => bail!("`{}` is not a single request", scenario.name()),
+        Scenario::LoginHealth | Scenario::Bulk | Scenario::All => {
+            bail!("`{}` is not a single request", scenario.name())
+        }
     }
+}
+
+/// Users per bulk request, the API's maximum.
+const BULK_USERS: usize = 10_000;
+/// Bulk requests timed one after the other.
+const BULK_ROUNDS: usize = 3;
+
+/// Times [`BULK_ROUNDS`] requests of [`BULK_USERS`] new users each (without passwords, as an import would
+/// send them), one after the other, and prints each duration.
+async fn bulk_rounds(target: &Target, token: &str) -> anyhow::Result<()> {
+    let run = Uuid::new_v4().simple().to_string();
+    for round in 0..BULK_ROUNDS {
+        let users: Vec<serde_json::Value> = (0..BULK_USERS)
+            .map(|i| {
+                serde_json::json!({
+                    "email": format!("bulk-{run}-{round}-{i}@example.com"),
+                    "full_name": format!("Bulk User {round}-{i}"),
+                })
+            })
+            .collect();
+        let spec =
+            target.post_json("/api/v1/users/bulk", &serde_json::json!({ "users": users }))?.with_bearer(token)?;
+        let started = Instant::now();
+        let (status, body) = fetch(target, &spec).await?;
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            bail!(
+                "bulk request answered {status}: {}",
+                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+            );
+        }
+        println!(
+            "bulk: {BULK_USERS} users in one request, round {}: {:.0} ms",
+            round + 1,
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
 }
 
 /// The label of one side of `login+health`.

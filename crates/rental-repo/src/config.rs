@@ -17,6 +17,9 @@ pub struct DatabaseConfig {
     pub idle_timeout_secs: u64,
     /// Connections are recycled after this long.
     pub max_lifetime_secs: u64,
+    /// A pooled connection idle for this long is pinged before it is handed out (the old app's "pre-ping",
+    /// without its round trip on every checkout).
+    pub ping_after_idle_secs: u64,
     /// Statements slower than this are logged as warnings and counted.
     pub slow_statement_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
@@ -32,6 +35,7 @@ impl Default for DatabaseConfig {
             acquire_timeout_secs: 30,
             idle_timeout_secs: 600,
             max_lifetime_secs: 1800,
+            ping_after_idle_secs: 30,
             slow_statement_ms: 100,
             sqlite_busy_timeout_ms: 5000,
         }

@@ -104,6 +104,9 @@ impl Database {
             .connect_timeout(Duration::from_secs(config.acquire_timeout_secs))
             .idle_timeout(Duration::from_secs(config.idle_timeout_secs))
             .max_lifetime(Duration::from_secs(config.max_lifetime_secs))
+            // Pinging on every checkout costs a round trip per statement; only connections idle long enough to
+            // have been dropped by the server or a firewall are pinged.
+            .test_before_acquire_if_idle_for(Duration::from_secs(config.ping_after_idle_secs))
             // Statements are observed through the metric callback below; sqlx's own per-statement logging
             // would print every query at info level.
             .sqlx_logging(false);

@@ -199,7 +199,9 @@ impl AuthService {
             is_superuser: false,
             roles: vec![Role::Customer],
         };
-        Ok(self.users.create(record).await?.into())
+        let user = self.users.create(record).await?;
+        self.user_service.evict_lists();
+        Ok(user.into())
     }
 
     /// Checks an access token and the account behind it. A deactivated or deleted account is refused even

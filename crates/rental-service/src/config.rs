@@ -82,11 +82,16 @@ pub struct CacheConfig {
     pub user_ttl_secs: u64,
     /// Most users kept.
     pub user_capacity: u64,
+    /// How long a page of the user list stays cached; 0 turns the cache off. Every write to any user clears
+    /// it at once on this instance; other instances see the change within this time.
+    pub list_ttl_secs: u64,
+    /// Most list pages kept.
+    pub list_capacity: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { user_ttl_secs: 60, user_capacity: 100_000 }
+        Self { user_ttl_secs: 60, user_capacity: 100_000, list_ttl_secs: 5, list_capacity: 10_000 }
     }
 }
 

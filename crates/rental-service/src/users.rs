@@ -102,6 +102,8 @@ pub struct UserService {
     hasher: PasswordHasher,
     /// Users by id for authentication; every write to a user evicts its entry.
     cache: Cache<UserId, Arc<UserRecord>>,
+    /// Pages of the user list by their validated query; every write to any user clears them all.
+    lists: Option<Cache<String, Arc<Listing<UserView>>>>,
 }
 
 impl UserService {
@@ -111,7 +113,13 @@ impl UserService {
             .max_capacity(config.user_capacity)
             .time_to_live(Duration::from_secs(config.user_ttl_secs))
             .build();
-        Self { repo, hasher, cache }
+        let lists = (config.list_ttl_secs > 0).then(|| {
+            Cache::builder()
+                .max_capacity(config.list_capacity)
+                .time_to_live(Duration::from_secs(config.list_ttl_secs))
+                .build()
+        });
+        Self { repo, hasher, cache, lists }
     }
 
     /// A user by id through the cache; concurrent misses for one id share one database read.
@@ -137,8 +145,17 @@ impl UserService {
         }
     }
 
+    /// Forgets everything cached about `id`, and every cached list page (which may show it).
     pub(crate) async fn evict(&self, id: UserId) {
         self.cache.invalidate(&id).await;
+        self.evict_lists();
+    }
+
+    /// Forgets every cached list page, after a write that adds or changes users.
+    pub(crate) fn evict_lists(&self) {
+        if let Some(lists) = &self.lists {
+            lists.invalidate_all();
+        }
     }
 
     /// The caller's own profile.
@@ -175,7 +192,18 @@ impl UserService {
     pub async fn list(&self, principal: &Principal, params: &[(String, String)]) -> ServiceResult<Listing<UserView>> {
         require_admin(principal)?;
         let query = user_list_spec().parse(params)?;
-        Ok(self.repo.list(&query).await?.map(UserView::from))
+        let Some(lists) = &self.lists else {
+            return Ok(self.repo.list(&query).await?.map(UserView::from));
+        };
+        // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
+        // one key share one database read.
+        let repo = self.repo.clone();
+        let key = format!("{query:?}");
+        let page = lists
+            .try_get_with(key, async move { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) })
+            .await
+            .map_err(ServiceError::SharedRepo)?;
+        Ok((*page).clone())
     }
 
     /// One user (admins only).
@@ -197,7 +225,9 @@ impl UserService {
         require_admin(principal)?;
         let (record, password) = validate_new(&new).map_err(ServiceError::Invalid)?;
         let record = self.with_hash(record, password).await?;
-        Ok(self.repo.create(record).await?.into())
+        let user = self.repo.create(record).await?;
+        self.evict_lists();
+        Ok(user.into())
     }
 
     /// Creates up to 10,000 users in one all-or-nothing transaction (admins only). Every row is validated
@@ -232,7 +262,9 @@ impl UserService {
         for (record, password) in valid {
             records.push(self.with_hash(record, password).await?);
         }
-        Ok(self.repo.bulk_create(records).await?)
+        let created = self.repo.bulk_create(records).await?;
+        self.evict_lists();
+        Ok(created)
     }
 
     /// Changes a user (admins only). Admins cannot deactivate themselves, so an instance always keeps one.
@@ -328,7 +360,9 @@ impl UserService {
             is_superuser: true,
             roles: vec![Role::Admin],
         };
-        Ok(self.repo.create(record).await?.into())
+        let user = self.repo.create(record).await?;
+        self.evict_lists();
+        Ok(user.into())
     }
 
     /// Whether any active admin exists.

@@ -224,3 +224,32 @@ async fn password_change_checks_the_old_one_and_ends_sessions() {
     assert_eq!(updated.full_name, "Jane Q");
     assert_eq!(f.services.users.me(&jane).await.unwrap().full_name, "Jane Q", "cache evicted on write");
 }
+
+#[tokio::test]
+async fn cached_list_pages_are_dropped_by_every_write() {
+    let f = fixture().await;
+    let root = admin(&f.services).await;
+    let count = |f: &Fixture, root: &Principal| {
+        let users = f.services.users.clone();
+        let root = root.clone();
+        async move { users.list(&root, &[]).await.unwrap().items().len() }
+    };
+    assert_eq!(count(&f, &root).await, 1);
+    let jane = f.services.auth.register(registration("jane@example.com")).await.unwrap();
+    assert_eq!(count(&f, &root).await, 2, "registration clears the cached page");
+    let row = NewUser { email: "new@example.com".into(), full_name: "New".into(), ..NewUser::default() };
+    f.services.users.bulk_create(&root, vec![row]).await.unwrap();
+    assert_eq!(count(&f, &root).await, 3, "bulk creation clears it");
+    f.services.users.delete(&root, jane.id).await.unwrap();
+    assert_eq!(count(&f, &root).await, 2, "deletion clears it");
+    let names = |l: rental_service::Listing<rental_service::UserView>| -> Vec<String> {
+        l.items().iter().map(|u| u.full_name.clone()).collect()
+    };
+    let me = f
+        .services
+        .users
+        .update_me(&root, ProfileUpdate { full_name: Some("Renamed Root".into()), email: None })
+        .await
+        .unwrap();
+    assert!(names(f.services.users.list(&root, &[]).await.unwrap()).contains(&me.full_name));
+}

@@ -157,9 +157,13 @@ pub async fn fetch(target: &Target, spec: &RequestSpec) -> anyhow::Result<(Statu
     timeout(SETUP_TIMEOUT, exchange).await.with_context(|| format!("{} {} timed out", spec.method, spec.uri))?
 }
 
+/// How long a client waits, after the deadline, for the answer to its last request.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One virtual client: sends `spec` back to back on one keep-alive connection until `deadline`, reconnecting
-/// when the server closes the connection. A request still running at the deadline is abandoned and not
-/// counted; connect time is not part of any latency.
+/// when the server closes the connection. A request still running at the deadline is not counted, but its
+/// answer is awaited (up to a minute): the server keeps working on it after a disconnect, and that backlog
+/// would otherwise slow down the next run. Connect time is not part of any latency.
 pub async fn hammer(target: Arc<Target>, spec: Arc<RequestSpec>, deadline: Instant) -> ClientStats {
     let mut stats = ClientStats::default();
     let mut connection: Option<Sender> = None;
@@ -182,10 +186,21 @@ pub async fn hammer(target: Arc<Target>, spec: Arc<RequestSpec>, deadline: Insta
             },
         };
         let started = Instant::now();
-        match timeout_at(deadline, send(&mut sender, &spec)).await {
-            Err(_) => break,
-            Ok(Err(_)) => stats.errors += 1,
-            Ok(Ok((status, _))) => {
+        let outcome = {
+            let exchange = send(&mut sender, &spec);
+            tokio::pin!(exchange);
+            match timeout_at(deadline, &mut exchange).await {
+                Err(_) => {
+                    let _ = timeout(DRAIN_TIMEOUT, exchange).await;
+                    None
+                }
+                Ok(result) => Some(result),
+            }
+        };
+        let Some(outcome) = outcome else { break };
+        match outcome {
+            Err(_) => stats.errors += 1,
+            Ok((status, _)) => {
                 stats.latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
                 if !status.is_success() {
                     stats.non_2xx += 1;

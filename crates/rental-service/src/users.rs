@@ -186,14 +186,19 @@ impl UserService {
     }
 
     /// Lists users (admins only) with the query parameters of the request, validated against the whitelist.
+    /// The page is shared with the cache, hence the `Arc`.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] for non-admins; [`ServiceError::InvalidQuery`] naming a bad parameter.
-    pub async fn list(&self, principal: &Principal, params: &[(String, String)]) -> ServiceResult<Listing<UserView>> {
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        params: &[(String, String)],
+    ) -> ServiceResult<Arc<Listing<UserView>>> {
         require_admin(principal)?;
         let query = user_list_spec().parse(params)?;
         let Some(lists) = &self.lists else {
-            return Ok(self.repo.list(&query).await?.map(UserView::from));
+            return Ok(Arc::new(self.repo.list(&query).await?.map(UserView::from)));
         };
         // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
         // one key share one database read.
@@ -203,7 +208,7 @@ impl UserService {
             .try_get_with(key, async move { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) })
             .await
             .map_err(ServiceError::SharedRepo)?;
-        Ok((*page).clone())
+        Ok(page)
     }
 
     /// One user (admins only).

@@ -2,7 +2,9 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use rental_domain::{Role, UserId};
-use rental_service::{Listing, NewUser, ProfileUpdate, UserUpdate};
+use std::sync::Arc;
+
+use rental_service::{Listing, NewUser, ProfileUpdate, UserUpdate, UserView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -156,26 +158,13 @@ pub struct UserPage {
     pub next_cursor: Option<Option<String>>,
 }
 
-impl From<Listing<UserResponse>> for UserPage {
-    fn from(listing: Listing<UserResponse>) -> Self {
-        match listing {
-            Listing::Offset(p) => Self {
-                items: p.items,
-                total: Some(p.total),
-                page: Some(p.page),
-                per_page: Some(p.per_page),
-                pages: Some(p.pages),
-                next_cursor: None,
-            },
-            Listing::Keyset(p) => Self {
-                items: p.items,
-                total: p.total,
-                page: None,
-                per_page: None,
-                pages: None,
-                next_cursor: Some(p.next_cursor),
-            },
-        }
+/// Serialises a cached page without copying it: the same JSON as [`UserPage`], whose schema documents it
+/// (`UserView` serialises exactly like [`UserResponse`]).
+struct UserPageRef(Arc<Listing<UserView>>);
+
+impl Serialize for UserPageRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -222,9 +211,9 @@ pub async fn change_password(
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
     responses((status = 200, body = UserPage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]
-pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<web::Json<UserPage>> {
+pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<HttpResponse> {
     let listing = state.services.users.list(&auth.0, &query.0).await?;
-    Ok(web::Json(listing.map(UserResponse::from).into()))
+    Ok(HttpResponse::Ok().json(UserPageRef(listing)))
 }
 
 /// Create a user (admin).

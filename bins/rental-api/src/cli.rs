@@ -1,6 +1,6 @@
 //! The command line: `serve` (default), `migrate`, `create-admin`, `openapi`, `print-config`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -56,15 +56,11 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
     if let Command::Openapi = command {
-        println!("{}", serde_json::to_string_pretty(&app::openapi_document())?);
-        return Ok(());
+        return print(&serde_json::to_string_pretty(&app::openapi_document())?);
     }
     let settings = Settings::load(&cli.config_dir)?;
     match command {
-        Command::PrintConfig => {
-            print!("# profile: {}\n{}", settings.env, settings.to_redacted_toml()?);
-            Ok(())
-        }
+        Command::PrintConfig => print(&format!("# profile: {}\n{}", settings.env, settings.to_redacted_toml()?)),
         Command::Migrate => {
             telemetry::init(&settings.log)?;
             let db = connect(&settings).await?;
@@ -96,6 +92,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(settings).await
         }
         Command::Openapi => Ok(()),
+    }
+}
+
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
     }
 }
 

@@ -25,7 +25,11 @@ pub struct Ctx {
 }
 
 pub async fn context() -> Ctx {
-    let test_db = TestDb::new().await;
+    context_on(TestDb::new().await).await
+}
+
+/// A context over an existing test database.
+pub async fn context_on(test_db: TestDb) -> Ctx {
     let config = DatabaseConfig {
         max_connections: Some(5),
         min_connections: Some(0),

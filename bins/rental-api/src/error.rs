@@ -166,6 +166,9 @@ impl ApiError {
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
+            ServiceError::Invalid(transition @ rental_domain::DomainError::IllegalTransition { .. }) => {
+                Self::new(StatusCode::CONFLICT, "illegal_transition", transition.to_string())
+            }
             ServiceError::Invalid(invalid) => {
                 let details: Vec<ErrorDetail> = invalid
                     .fields()
@@ -219,3 +222,25 @@ impl ResponseError for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use rental_domain::{DomainError, OrderStatus};
+
+    use super::*;
+
+    #[test]
+    fn service_errors_map_to_stable_codes() {
+        let transition = OrderStatus::Closed.transition(OrderStatus::Quote).unwrap_err();
+        let err = ApiError::from(ServiceError::Invalid(transition));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::CONFLICT, "illegal_transition"));
+        let err = ApiError::from(ServiceError::Invalid(DomainError::field("email", "bad")));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+        let err = ApiError::from(ServiceError::Conflict { message: "taken".into(), index: Some(3) });
+        assert_eq!(err.details[0].index, Some(3));
+        let err = ApiError::from(ServiceError::Internal("secret detail".into()));
+        assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!err.to_string().contains("secret detail"), "5xx messages hide internals");
+        assert!(format!("{err:?}").contains("secret detail"), "the log sees the chain");
+    }
+}

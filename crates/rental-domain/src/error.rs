@@ -30,6 +30,16 @@ pub enum DomainError {
     /// One or more fields are invalid; every bad field is listed.
     #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// An order was asked to move to a status its current status does not lead to.
+    #[error("cannot go from {from} to {to}; allowed: {}", if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") })]
+    IllegalTransition {
+        /// Current status.
+        from: &'static str,
+        /// Requested status.
+        to: &'static str,
+        /// Statuses the current one leads to.
+        allowed: Vec<&'static str>,
+    },
 }
 
 impl DomainError {
@@ -42,6 +52,7 @@ impl DomainError {
     pub fn fields(&self) -> &[FieldError] {
         match self {
             Self::Invalid(fields) => fields,
+            Self::IllegalTransition { .. } => &[],
         }
     }
 }
@@ -59,6 +70,10 @@ impl Collector {
             Ok(value) => Some(value),
             Err(DomainError::Invalid(mut fields)) => {
                 self.errors.append(&mut fields);
+                None
+            }
+            Err(other) => {
+                self.errors.push(FieldError::new("input", other.to_string()));
                 None
             }
         }

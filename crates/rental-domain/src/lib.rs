@@ -5,9 +5,15 @@
 //! on tokio, sea-orm or actix; a test in `xtask` enforces it.
 
 mod error;
+mod money;
+mod order;
+mod period;
+pub mod pricing;
 mod user;
 
 pub use error::{Collector, DomainError, FieldError};
-pub use user::{Email, FullName, Password, Role, UserId};
-
+pub use money::{Currency, Money};
+pub use order::OrderStatus;
+pub use period::{MAX_RENTAL_DAYS, RentalPeriod, started_days};
 pub use user::{EMAIL_MAX_LEN, FULL_NAME_MAX_LEN, PASSWORD_MAX_LEN, PASSWORD_MIN_LEN};
+pub use user::{Email, FullName, Password, Role, UserId};

@@ -1,0 +1,128 @@
+//! The lifecycle of a rental order.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::DomainError;
+
+/// Where a rental order is in its life:
+/// `quote → reserved → picked_up → returned → closed`, and `cancelled` from `quote` or `reserved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Priced, nothing held.
+    Quote,
+    /// Stock held for the period.
+    Reserved,
+    /// The customer has the items.
+    PickedUp,
+    /// The items are back; charges may still be added.
+    Returned,
+    /// Settled; nothing changes any more.
+    Closed,
+    /// Abandoned before pickup; stock released.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Quote,
+        OrderStatus::Reserved,
+        OrderStatus::PickedUp,
+        OrderStatus::Returned,
+        OrderStatus::Closed,
+        OrderStatus::Cancelled,
+    ];
+
+    /// The stored and wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Quote => "quote",
+            OrderStatus::Reserved => "reserved",
+            OrderStatus::PickedUp => "picked_up",
+            OrderStatus::Returned => "returned",
+            OrderStatus::Closed => "closed",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The statuses this one may move to.
+    pub const fn allowed_next(self) -> &'static [OrderStatus] {
+        match self {
+            OrderStatus::Quote => &[OrderStatus::Reserved, OrderStatus::Cancelled],
+            OrderStatus::Reserved => &[OrderStatus::PickedUp, OrderStatus::Cancelled],
+            OrderStatus::PickedUp => &[OrderStatus::Returned],
+            OrderStatus::Returned => &[OrderStatus::Closed],
+            OrderStatus::Closed | OrderStatus::Cancelled => &[],
+        }
+    }
+
+    /// Whether stock is held in this status (it counts against availability).
+    pub const fn holds_stock(self) -> bool {
+        matches!(self, OrderStatus::Reserved | OrderStatus::PickedUp)
+    }
+
+    /// Moves to `to` if the lifecycle allows it.
+    ///
+    /// # Errors
+    /// [`DomainError::IllegalTransition`] naming the allowed statuses.
+    pub fn transition(self, to: OrderStatus) -> Result<OrderStatus, DomainError> {
+        if self.allowed_next().contains(&to) {
+            Ok(to)
+        } else {
+            Err(DomainError::IllegalTransition {
+                from: self.as_str(),
+                to: to.as_str(),
+                allowed: self.allowed_next().iter().map(|s| s.as_str()).collect(),
+            })
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OrderStatus {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            DomainError::field("status", "must be one of quote, reserved, picked_up, returned, closed, cancelled")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_happy_path_is_allowed() {
+        let mut status = OrderStatus::Quote;
+        for next in [OrderStatus::Reserved, OrderStatus::PickedUp, OrderStatus::Returned, OrderStatus::Closed] {
+            status = status.transition(next).unwrap();
+        }
+        assert_eq!(status, OrderStatus::Closed);
+        assert_eq!(OrderStatus::Quote.transition(OrderStatus::Cancelled).unwrap(), OrderStatus::Cancelled);
+        assert_eq!(OrderStatus::Reserved.transition(OrderStatus::Cancelled).unwrap(), OrderStatus::Cancelled);
+    }
+
+    #[test]
+    fn illegal_transitions_name_the_allowed_ones() {
+        let err = OrderStatus::Quote.transition(OrderStatus::Returned).unwrap_err();
+        assert_eq!(err.to_string(), "cannot go from quote to returned; allowed: reserved, cancelled");
+        assert!(OrderStatus::PickedUp.transition(OrderStatus::Cancelled).is_err());
+        let err = OrderStatus::Closed.transition(OrderStatus::Quote).unwrap_err();
+        assert!(err.to_string().ends_with("allowed: none"), "{err}");
+        for status in OrderStatus::ALL {
+            assert!(status.transition(status).is_err(), "{status} -> itself");
+            assert_eq!(status.as_str().parse::<OrderStatus>().unwrap(), status);
+        }
+    }
+}

@@ -11,7 +11,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::error::ApiError;
 use crate::request_id::request_context;
-use crate::routes::{auth, health, users};
+use crate::routes::{auth, catalogue, health, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -22,6 +22,7 @@ use crate::state::AppState;
     tags(
         (name = "auth", description = "Login, tokens, registration"),
         (name = "users", description = "Profiles and user administration"),
+        (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -105,7 +106,21 @@ pub fn build(
                 .service(users::get)
                 .service(users::update)
                 .service(users::remove)
-                .service(users::set_roles),
+                .service(users::set_roles)
+                .service(catalogue::list_categories)
+                .service(catalogue::create_category)
+                .service(catalogue::get_category)
+                .service(catalogue::update_category)
+                .service(catalogue::delete_category)
+                .service(catalogue::list_locations)
+                .service(catalogue::create_location)
+                .service(catalogue::list_products)
+                .service(catalogue::create_product)
+                .service(catalogue::get_product)
+                .service(catalogue::update_product)
+                .service(catalogue::delete_product)
+                .service(catalogue::add_units)
+                .service(catalogue::set_stock),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -1,4 +1,4 @@
-//! Extractors: the authenticated caller, and raw query pairs for list endpoints.
+//! Extractors: the authenticated (or optional) caller, and raw query pairs for list endpoints.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +26,32 @@ impl FromRequest for Auth {
             let token = token?;
             Ok(Auth(state.services.auth.authenticate(&token).await?))
         })
+    }
+}
+
+/// The caller when a bearer token is sent, `None` when no `Authorization` header is: for public endpoints that
+/// show more to staff. A header that is sent must hold a valid token (401 otherwise), so a client with an
+/// expired token learns it instead of silently seeing the public view.
+#[derive(Debug, Clone)]
+pub struct MaybeAuth(pub Option<Principal>);
+
+impl MaybeAuth {
+    /// The caller, if any.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.0.as_ref()
+    }
+}
+
+impl FromRequest for MaybeAuth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if req.headers().get(AUTHORIZATION).is_none() {
+            return Box::pin(std::future::ready(Ok(MaybeAuth(None))));
+        }
+        let auth = Auth::from_request(req, payload);
+        Box::pin(async move { Ok(MaybeAuth(Some(auth.await?.0))) })
     }
 }
 

@@ -4,6 +4,7 @@
 //! validating constructors (`parse`), so a value of a domain type is always valid. This crate must not depend
 //! on tokio, sea-orm or actix; a test in `xtask` enforces it.
 
+pub mod catalogue;
 mod error;
 mod money;
 mod order;
@@ -11,6 +12,7 @@ mod period;
 pub mod pricing;
 mod user;
 
+pub use catalogue::{CategoryName, UnitCondition};
 pub use error::{Collector, DomainError, FieldError};
 pub use money::{Currency, Money};
 pub use order::OrderStatus;

@@ -57,6 +57,11 @@ impl From<DbErr> for RepoError {
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
                 Self::Conflict { message: "a referenced row does not exist or is still referenced".into(), index: None }
             }
+            // SQLite reports ON DELETE RESTRICT as a trigger constraint (extended code 1811), which sea-orm
+            // does not classify; its message is the foreign-key one.
+            _ if err.to_string().contains("FOREIGN KEY constraint failed") => {
+                Self::Conflict { message: "a referenced row does not exist or is still referenced".into(), index: None }
+            }
             _ => match err {
                 DbErr::RecordNotFound(_) => Self::NotFound,
                 other => Self::Database(other),
@@ -69,6 +74,14 @@ impl From<DbErr> for RepoError {
 fn conflict_message(detail: &str) -> String {
     if detail.contains("email") {
         "a user with this e-mail address already exists".into()
+    } else if detail.contains("sku") {
+        "a product with this SKU already exists".into()
+    } else if detail.contains("serial_number") {
+        "a unit with this serial number already exists".into()
+    } else if detail.contains("categories") {
+        "a category with this name already exists".into()
+    } else if detail.contains("locations") {
+        "a location with this name already exists".into()
     } else {
         "the record clashes with an existing one".into()
     }

@@ -7,6 +7,7 @@
 //!
 //! It depends on `rental-domain` and `rental-migrations` only; it knows nothing of HTTP.
 
+mod catalogue;
 mod config;
 mod db;
 mod entity;
@@ -14,8 +15,14 @@ mod error;
 mod lock;
 pub mod query;
 mod tokens;
+mod txn;
 mod users;
 
+pub use catalogue::{
+    CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock, NewCategoryRecord,
+    NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail, ProductFilter, ProductListItem,
+    ProductRecord, StockLevelRecord, StockSummary, UnitRecord, product_list_spec,
+};
 pub use config::DatabaseConfig;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};

@@ -34,6 +34,10 @@ pub enum FilterKind {
     DateTime,
     /// One of a fixed set of words.
     OneOf(&'static [&'static str]),
+    /// A UUID (an id of another resource).
+    Uuid,
+    /// A whole number from 0 to `i64::MAX` (amounts in minor units, counts).
+    Integer,
 }
 
 /// A typed filter value.
@@ -45,6 +49,10 @@ pub enum FilterValue {
     DateTime(DateTime<Utc>),
     /// From [`FilterKind::OneOf`].
     Word(&'static str),
+    /// From [`FilterKind::Uuid`].
+    Uuid(Uuid),
+    /// From [`FilterKind::Integer`].
+    Integer(i64),
 }
 
 /// The kind of value a sort field holds, which is what a keyset cursor must carry.
@@ -54,6 +62,9 @@ pub enum SortKind {
     DateTime,
     /// A string.
     Text,
+    /// A whole number. Its cursor value travels as decimal text ([`CursorValue::Text`]), so the cursor format
+    /// stays the same for every resource.
+    Integer,
 }
 
 /// Sort direction.
@@ -131,6 +142,22 @@ impl ListQuery {
     pub fn datetime_filter(&self, name: &str) -> Option<DateTime<Utc>> {
         match self.filters.get(name) {
             Some(FilterValue::DateTime(t)) => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// The value of a UUID filter, if given.
+    pub fn uuid_filter(&self, name: &str) -> Option<Uuid> {
+        match self.filters.get(name) {
+            Some(FilterValue::Uuid(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The value of an integer filter, if given.
+    pub fn integer_filter(&self, name: &str) -> Option<i64> {
+        match self.filters.get(name) {
+            Some(FilterValue::Integer(n)) => Some(*n),
             _ => None,
         }
     }
@@ -351,7 +378,7 @@ impl ListSpec {
         let value_fits = matches!(
             (kind, &cursor.value),
             (Some(SortKind::DateTime), CursorValue::DateTime(_)) | (Some(SortKind::Text), CursorValue::Text(_))
-        );
+        ) || matches!((kind, &cursor.value), (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok());
         if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction || !value_fits {
             return Err(RepoError::invalid("cursor", "belongs to another list or sort order"));
         }
@@ -400,6 +427,13 @@ fn parse_filter(name: &str, kind: FilterKind, raw: &str) -> RepoResult<FilterVal
             .find(|w| **w == raw)
             .map(|w| FilterValue::Word(w))
             .ok_or_else(|| RepoError::invalid(name, format!("must be one of {}", words.join(", ")))),
+        FilterKind::Uuid => {
+            raw.parse::<Uuid>().map(FilterValue::Uuid).map_err(|_| RepoError::invalid(name, "must be a UUID"))
+        }
+        FilterKind::Integer => match raw.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(FilterValue::Integer(n)),
+            _ => Err(RepoError::invalid(name, "must be a whole number from 0")),
+        },
     }
 }
 
@@ -520,6 +554,32 @@ mod tests {
             "cursor",
             "mixing styles"
         );
+    }
+
+    #[test]
+    fn uuid_and_integer_filters_are_typed() {
+        const TYPED: ListSpec = ListSpec {
+            resource: "typed",
+            filters: &[("category", FilterKind::Uuid), ("min_price", FilterKind::Integer)],
+            sorts: &[("price", SortKind::Integer)],
+            default_sort: ("price", Direction::Asc),
+            searchable: false,
+        };
+        let id = Uuid::now_v7();
+        let q = TYPED.parse(&params(&[("category", &id.to_string()), ("min_price", "1500")])).unwrap();
+        assert_eq!(q.uuid_filter("category"), Some(id));
+        assert_eq!(q.integer_filter("min_price"), Some(1500));
+        assert_eq!(q.uuid_filter("min_price"), None);
+        for (k, v) in [("category", "not-a-uuid"), ("min_price", "-1"), ("min_price", "1.5"), ("min_price", "x")] {
+            assert_eq!(field_of(TYPED.parse(&params(&[(k, v)])).unwrap_err()), k);
+        }
+
+        // Integer sorts carry their cursor value as decimal text; anything else is refused.
+        let q = TYPED.parse(&params(&[("limit", "5")])).unwrap();
+        let cursor = TYPED.cursor_after(&q, CursorValue::Text("1234".into()), id);
+        assert!(TYPED.parse(&params(&[("cursor", &cursor)])).is_ok());
+        let forged = TYPED.cursor_after(&q, CursorValue::Text("12x".into()), id);
+        assert_eq!(field_of(TYPED.parse(&params(&[("cursor", &forged)])).unwrap_err()), "cursor");
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! Business operations of the rental backend.
 //!
 //! Authentication (argon2id password hashes computed on the blocking pool, JWT access tokens, rotating refresh
-//! tokens grouped in families), users and roles with their authorization rules, and the caches in front of
-//! the repositories. Callers get plain view types and [`ServiceError`]; no sea-orm type crosses this crate's
-//! public API, and it knows nothing of HTTP.
+//! tokens grouped in families), users and roles with their authorization rules, the catalogue (staff manage
+//! it, everyone browses), and the caches in front of the repositories. Callers get plain view types and
+//! [`ServiceError`]; no sea-orm type crosses this crate's public API, and it knows nothing of HTTP.
 
 mod auth;
+mod catalogue;
 mod config;
 mod error;
 mod password;
 mod principal;
 mod users;
 
-use rental_repo::{Database, RefreshTokenRepo, UserRepo};
+use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
 
 pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
+pub use catalogue::{
+    CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
+    NewProduct, NewUnit, ProductDetailView, ProductListView, ProductUpdate, ProductView, StockLevelView, StockView,
+    UNITS_MAX, UnitView,
+};
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{ServiceError, ServiceResult};
 pub use password::PasswordHasher;
@@ -29,6 +35,8 @@ pub struct Services {
     pub auth: AuthService,
     /// Profiles and user administration.
     pub users: UserService,
+    /// Categories, locations, products, units and stock.
+    pub catalogue: CatalogueService,
 }
 
 impl Services {
@@ -41,7 +49,8 @@ impl Services {
         let hasher = PasswordHasher::new(&config.auth)?;
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
+        let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()));
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users })
+        Ok(Self { auth, users, catalogue })
     }
 }

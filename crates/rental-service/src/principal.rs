@@ -19,4 +19,9 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.is_superuser || self.roles.contains(&Role::Admin)
     }
+
+    /// Staff run the catalogue and the rental desk: holders of the staff role, and admins.
+    pub fn is_staff(&self) -> bool {
+        self.is_admin() || self.roles.contains(&Role::Staff)
+    }
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers. Each parses its input, calls one service method and renders the answer.
 
 pub mod auth;
+pub mod catalogue;
 pub mod health;
 pub mod users;
 

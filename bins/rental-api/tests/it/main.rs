@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod catalogue;
 mod cli;
 mod errors;
 mod support;

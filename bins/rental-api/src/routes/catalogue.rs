@@ -1,0 +1,721 @@
+//! `/api/v1/categories`, `/locations`, `/products`: the catalogue. Reads are public (a token, when sent, lets
+//! staff see inactive products); writes need the staff or admin role.
+//!
+//! Money travels as flat fields in minor units next to one `currency` per product: `price_per_day_minor`,
+//! `price_per_week_minor`, `price_per_month_minor`, `deposit_minor`, `late_fee_per_day_minor`.
+
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use chrono::{DateTime, Utc};
+use rental_service::{
+    CategoryUpdate, CategoryView, Listing, LocationStockView, LocationView, NewCategory, NewLocation, NewProduct,
+    NewUnit, ProductDetailView, ProductListView, ProductUpdate, ProductView, StockLevelView, StockView, UnitView,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, MaybeAuth, QueryPairs};
+use crate::state::AppState;
+
+/// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`) in a PATCH body.
+fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn parse_id(raw: &str, what: &str) -> ApiResult<Uuid> {
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid {what} id (UUID)")))
+}
+
+// ---- responses ----------------------------------------------------------------------------------------------
+
+/// A category.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryResponse {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Lower-cased, hyphenated name; unique.
+    #[schema(example = "power-tools")]
+    pub slug: String,
+    /// Display name.
+    #[schema(example = "Power Tools")]
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CategoryView> for CategoryResponse {
+    fn from(v: CategoryView) -> Self {
+        Self {
+            id: v.id,
+            slug: v.slug,
+            name: v.name,
+            description: v.description,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+/// A location where units and stock are kept.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationResponse {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<LocationView> for LocationResponse {
+    fn from(v: LocationView) -> Self {
+        Self { id: v.id, name: v.name, address: v.address, created_at: v.created_at }
+    }
+}
+
+/// A product. Amounts are minor units (cents) of `currency`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductResponse {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// ISO 4217 code of every amount.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Price of one day.
+    #[schema(example = 1500)]
+    pub price_per_day_minor: i64,
+    /// Price of seven days.
+    pub price_per_week_minor: Option<i64>,
+    /// Price of thirty days.
+    pub price_per_month_minor: Option<i64>,
+    /// Deposit per rented item.
+    pub deposit_minor: i64,
+    /// Fee per day of late return.
+    pub late_fee_per_day_minor: i64,
+    /// Minutes kept free after each rental (0–10080).
+    pub buffer_minutes: i32,
+    /// Whether customers see it.
+    pub is_active: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ProductView> for ProductResponse {
+    fn from(v: ProductView) -> Self {
+        Self {
+            id: v.id,
+            category_id: v.category_id,
+            sku: v.sku,
+            name: v.name,
+            description: v.description,
+            currency: v.currency,
+            price_per_day_minor: v.price_per_day_minor,
+            price_per_week_minor: v.price_per_week_minor,
+            price_per_month_minor: v.price_per_month_minor,
+            deposit_minor: v.deposit_minor,
+            late_fee_per_day_minor: v.late_fee_per_day_minor,
+            buffer_minutes: v.buffer_minutes,
+            is_active: v.is_active,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+/// How much of a product there is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockResponse {
+    /// Individually tracked units.
+    pub units: u64,
+    /// Bulk quantity.
+    pub bulk_quantity: i64,
+}
+
+impl From<StockView> for StockResponse {
+    fn from(v: StockView) -> Self {
+        Self { units: v.units, bulk_quantity: v.bulk_quantity }
+    }
+}
+
+/// A product of the list, with its category and stock over every location.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductListItemResponse {
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductResponse,
+    /// Its category.
+    pub category: Option<CategoryResponse>,
+    /// Stock over every location.
+    pub stock: StockResponse,
+}
+
+impl From<ProductListView> for ProductListItemResponse {
+    fn from(v: ProductListView) -> Self {
+        Self { product: v.product.into(), category: v.category.map(Into::into), stock: v.stock.into() }
+    }
+}
+
+/// Stock of a product at one location.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationStockResponse {
+    /// The location.
+    pub location: LocationResponse,
+    /// Stock there.
+    pub stock: StockResponse,
+}
+
+impl From<LocationStockView> for LocationStockResponse {
+    fn from(v: LocationStockView) -> Self {
+        Self { location: v.location.into(), stock: v.stock.into() }
+    }
+}
+
+/// A product with its category and stock per location.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductDetailResponse {
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductResponse,
+    /// Its category.
+    pub category: Option<CategoryResponse>,
+    /// Stock over every location.
+    pub stock: StockResponse,
+    /// Stock per location, by location name.
+    pub locations: Vec<LocationStockResponse>,
+}
+
+impl From<ProductDetailView> for ProductDetailResponse {
+    fn from(v: ProductDetailView) -> Self {
+        Self {
+            product: v.product.into(),
+            category: v.category.map(Into::into),
+            stock: v.stock.into(),
+            locations: v.locations.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// An individually tracked unit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnitResponse {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// Its product.
+    pub product_id: Uuid,
+    /// Unique serial number.
+    pub serial_number: String,
+    /// `new`, `good`, `fair` or `damaged`.
+    #[schema(example = "good")]
+    pub condition: String,
+    /// Where it is kept.
+    pub location_id: Uuid,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UnitView> for UnitResponse {
+    fn from(v: UnitView) -> Self {
+        Self {
+            id: v.id,
+            product_id: v.product_id,
+            serial_number: v.serial_number,
+            condition: v.condition.as_str().to_owned(),
+            location_id: v.location_id,
+            created_at: v.created_at,
+        }
+    }
+}
+
+/// Units added to a product.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnitsResponse {
+    /// The new units, in request order.
+    pub units: Vec<UnitResponse>,
+}
+
+/// The bulk quantity of a product at a location.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockLevelResponse {
+    /// The product.
+    pub product_id: Uuid,
+    /// The location.
+    pub location_id: Uuid,
+    /// Items there.
+    pub quantity: i32,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<StockLevelView> for StockLevelResponse {
+    fn from(v: StockLevelView) -> Self {
+        Self { product_id: v.product_id, location_id: v.location_id, quantity: v.quantity, updated_at: v.updated_at }
+    }
+}
+
+/// Every category, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryList {
+    /// The categories.
+    pub items: Vec<CategoryResponse>,
+}
+
+/// Every location, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LocationList {
+    /// The locations.
+    pub items: Vec<LocationResponse>,
+}
+
+/// A page of products: `{items,total,page,per_page,pages}` for offset pagination, `{items,next_cursor[,total]}`
+/// for keyset pagination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    /// The products.
+    pub items: Vec<ProductListItemResponse>,
+    /// All matches (offset pagination, or keyset with `include_total`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// Offset pagination: this page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    /// Offset pagination: page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<u64>,
+    /// Offset pagination: number of pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<u64>,
+    /// Keyset pagination: cursor of the next page, `null` on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Option<String>>,
+}
+
+impl From<Listing<ProductListView>> for ProductPage {
+    fn from(listing: Listing<ProductListView>) -> Self {
+        match listing.map(ProductListItemResponse::from) {
+            Listing::Offset(p) => Self {
+                items: p.items,
+                total: Some(p.total),
+                page: Some(p.page),
+                per_page: Some(p.per_page),
+                pages: Some(p.pages),
+                next_cursor: None,
+            },
+            Listing::Keyset(p) => Self {
+                items: p.items,
+                total: p.total,
+                page: None,
+                per_page: None,
+                pages: None,
+                next_cursor: Some(p.next_cursor),
+            },
+        }
+    }
+}
+
+// ---- requests -----------------------------------------------------------------------------------------------
+
+/// A new category.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCategoryRequest {
+    /// Name (1–100 characters); unique regardless of case, spaces and punctuation.
+    pub name: String,
+    /// Description (up to 2000 characters).
+    pub description: Option<String>,
+}
+
+/// Changes to a category.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCategoryRequest {
+    /// New name.
+    pub name: Option<String>,
+    /// New description; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+}
+
+/// A new location.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLocationRequest {
+    /// Unique name (1–100 characters).
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+}
+
+/// A new product. Amounts are minor units (cents) of `currency`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductRequest {
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit: 1–64 letters, digits, `-`, `_`, `.`, `/`.
+    #[schema(example = "DRL-18V")]
+    pub sku: String,
+    /// Name (1–200 characters).
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// ISO 4217 code of every amount.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Price of one day.
+    #[schema(example = 1500)]
+    pub price_per_day_minor: i64,
+    /// Price of seven days.
+    pub price_per_week_minor: Option<i64>,
+    /// Price of thirty days.
+    pub price_per_month_minor: Option<i64>,
+    /// Deposit per item; default 0.
+    pub deposit_minor: Option<i64>,
+    /// Late fee per day; default 0.
+    pub late_fee_per_day_minor: Option<i64>,
+    /// Minutes kept free after each rental, 0–10080; default 0.
+    pub buffer_minutes: Option<i64>,
+    /// Default true.
+    pub is_active: Option<bool>,
+}
+
+/// Changes to a product; absent fields are kept, `null` clears an optional one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProductRequest {
+    /// New category.
+    pub category_id: Option<Uuid>,
+    /// New SKU.
+    pub sku: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New description; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// New currency of every amount.
+    pub currency: Option<String>,
+    /// New day price.
+    pub price_per_day_minor: Option<i64>,
+    /// New week price; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub price_per_week_minor: Option<Option<i64>>,
+    /// New month price; `null` removes it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub price_per_month_minor: Option<Option<i64>>,
+    /// New deposit.
+    pub deposit_minor: Option<i64>,
+    /// New late fee.
+    pub late_fee_per_day_minor: Option<i64>,
+    /// New buffer.
+    pub buffer_minutes: Option<i64>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+}
+
+/// One unit to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnitRequest {
+    /// Unique serial number: 1–64 letters, digits, `-`, `_`, `.`, `/`.
+    pub serial_number: String,
+    /// `new` (default), `good`, `fair` or `damaged`.
+    pub condition: Option<String>,
+    /// Where it is kept.
+    pub location_id: Uuid,
+}
+
+/// 1–1000 units added together, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddUnitsRequest {
+    /// The units.
+    pub units: Vec<UnitRequest>,
+}
+
+/// A bulk quantity.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StockRequest {
+    /// Items at the location, 0 or more.
+    pub quantity: i64,
+}
+
+/// Query parameters of the product list. Use either `page`/`per_page` or `cursor`/`limit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductListParams {
+    /// Offset pagination: page number from 1.
+    pub page: Option<u64>,
+    /// Offset pagination: 1–100, default 20.
+    pub per_page: Option<u64>,
+    /// Keyset pagination: `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Keyset pagination: 1–100, default 50.
+    pub limit: Option<u64>,
+    /// Keyset pagination: `false` skips counting all matches.
+    pub include_total: Option<bool>,
+    /// `created_at` (default `-created_at`), `name`, `price_per_day`; prefix `-` for descending.
+    pub sort: Option<String>,
+    /// Search in name, SKU and description.
+    pub q: Option<String>,
+    /// Category id.
+    pub category: Option<Uuid>,
+    /// Staff only; everyone else sees active products only.
+    pub is_active: Option<bool>,
+    /// Location id: products with a unit or a positive bulk quantity there.
+    pub location: Option<Uuid>,
+    /// Lowest day price, minor units.
+    pub min_price: Option<i64>,
+    /// Highest day price, minor units.
+    pub max_price: Option<i64>,
+}
+
+// ---- handlers -----------------------------------------------------------------------------------------------
+
+/// Every category, by name. Public.
+#[utoipa::path(tag = "catalogue", responses((status = 200, body = CategoryList)))]
+#[get("/categories")]
+pub async fn list_categories(state: web::Data<AppState>) -> ApiResult<web::Json<CategoryList>> {
+    let items = state.services.catalogue.list_categories().await?.into_iter().map(Into::into).collect();
+    Ok(web::Json(CategoryList { items }))
+}
+
+/// Create a category (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateCategoryRequest,
+    responses((status = 201, body = CategoryResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[post("/categories")]
+pub async fn create_category(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<CreateCategoryRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let new = NewCategory { name: b.name, description: b.description };
+    let category = state.services.catalogue.create_category(&auth.0, new).await?;
+    Ok(HttpResponse::Created().json(CategoryResponse::from(category)))
+}
+
+/// One category. Public.
+#[utoipa::path(tag = "catalogue", params(("id" = String, Path, description = "Category id")),
+    responses((status = 200, body = CategoryResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+#[get("/categories/{id}")]
+pub async fn get_category(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<CategoryResponse>> {
+    let id = parse_id(&id, "category")?;
+    Ok(web::Json(state.services.catalogue.get_category(id).await?.into()))
+}
+
+/// Change a category (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Category id")),
+    request_body = UpdateCategoryRequest,
+    responses((status = 200, body = CategoryResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[patch("/categories/{id}")]
+pub async fn update_category(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<UpdateCategoryRequest>,
+) -> ApiResult<web::Json<CategoryResponse>> {
+    let id = parse_id(&id, "category")?;
+    let b = body.into_inner();
+    let update = CategoryUpdate { name: b.name, description: b.description };
+    Ok(web::Json(state.services.catalogue.update_category(&auth.0, id, update).await?.into()))
+}
+
+/// Delete a category that no product belongs to (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Category id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+#[delete("/categories/{id}")]
+pub async fn delete_category(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id, "category")?;
+    state.services.catalogue.delete_category(&auth.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Every location, by name. Public.
+#[utoipa::path(tag = "catalogue", responses((status = 200, body = LocationList)))]
+#[get("/locations")]
+pub async fn list_locations(state: web::Data<AppState>) -> ApiResult<web::Json<LocationList>> {
+    let items = state.services.catalogue.list_locations().await?.into_iter().map(Into::into).collect();
+    Ok(web::Json(LocationList { items }))
+}
+
+/// Create a location (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateLocationRequest,
+    responses((status = 201, body = LocationResponse), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[post("/locations")]
+pub async fn create_location(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<CreateLocationRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let location =
+        state.services.catalogue.create_location(&auth.0, NewLocation { name: b.name, address: b.address }).await?;
+    Ok(HttpResponse::Created().json(LocationResponse::from(location)))
+}
+
+/// List products with their category and stock. Public: without a staff token only active products are
+/// listed. Filters, sort and search are checked against a whitelist; an unknown one is a 400 naming it.
+#[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(ProductListParams),
+    responses((status = 200, body = ProductPage), (status = 400, body = ErrorEnvelope)))]
+#[get("/products")]
+pub async fn list_products(
+    state: web::Data<AppState>,
+    auth: MaybeAuth,
+    query: QueryPairs,
+) -> ApiResult<web::Json<ProductPage>> {
+    let listing = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
+    Ok(web::Json(listing.into()))
+}
+
+/// Create a product (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateProductRequest,
+    responses((status = 201, body = ProductResponse), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[post("/products")]
+pub async fn create_product(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: web::Json<CreateProductRequest>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let new = NewProduct {
+        category_id: b.category_id,
+        sku: b.sku,
+        name: b.name,
+        description: b.description,
+        currency: b.currency,
+        price_per_day_minor: b.price_per_day_minor,
+        price_per_week_minor: b.price_per_week_minor,
+        price_per_month_minor: b.price_per_month_minor,
+        deposit_minor: b.deposit_minor,
+        late_fee_per_day_minor: b.late_fee_per_day_minor,
+        buffer_minutes: b.buffer_minutes,
+        is_active: b.is_active,
+    };
+    let product = state.services.catalogue.create_product(&auth.0, new).await?;
+    Ok(HttpResponse::Created().json(ProductResponse::from(product)))
+}
+
+/// One product with its category and stock per location. Public; inactive products only for staff.
+#[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, body = ProductDetailResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+#[get("/products/{id}")]
+pub async fn get_product(
+    state: web::Data<AppState>,
+    auth: MaybeAuth,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<ProductDetailResponse>> {
+    let id = parse_id(&id, "product")?;
+    Ok(web::Json(state.services.catalogue.get_product(auth.principal(), id).await?.into()))
+}
+
+/// Change a product (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+    request_body = UpdateProductRequest,
+    responses((status = 200, body = ProductResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[patch("/products/{id}")]
+pub async fn update_product(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<UpdateProductRequest>,
+) -> ApiResult<web::Json<ProductResponse>> {
+    let id = parse_id(&id, "product")?;
+    let b = body.into_inner();
+    let update = ProductUpdate {
+        category_id: b.category_id,
+        sku: b.sku,
+        name: b.name,
+        description: b.description,
+        currency: b.currency,
+        price_per_day_minor: b.price_per_day_minor,
+        price_per_week_minor: b.price_per_week_minor,
+        price_per_month_minor: b.price_per_month_minor,
+        deposit_minor: b.deposit_minor,
+        late_fee_per_day_minor: b.late_fee_per_day_minor,
+        buffer_minutes: b.buffer_minutes,
+        is_active: b.is_active,
+    };
+    Ok(web::Json(state.services.catalogue.update_product(&auth.0, id, update).await?.into()))
+}
+
+/// Delete a product with its units and stock levels (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+#[delete("/products/{id}")]
+pub async fn delete_product(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id, "product")?;
+    state.services.catalogue.delete_product(&auth.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Add 1–1000 individually tracked units to a product, all or nothing (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+    request_body = AddUnitsRequest,
+    responses((status = 201, body = UnitsResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
+#[post("/products/{id}/units")]
+pub async fn add_units(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: web::Json<AddUnitsRequest>,
+) -> ApiResult<HttpResponse> {
+    let id = parse_id(&id, "product")?;
+    let units = body
+        .into_inner()
+        .units
+        .into_iter()
+        .map(|u| NewUnit { serial_number: u.serial_number, condition: u.condition, location_id: u.location_id })
+        .collect();
+    let added = state.services.catalogue.add_units(&auth.0, id, units).await?;
+    Ok(HttpResponse::Created().json(UnitsResponse { units: added.into_iter().map(Into::into).collect() }))
+}
+
+/// Set the bulk quantity of a product at a location (staff).
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id"), ("location_id" = String, Path, description = "Location id")),
+    request_body = StockRequest,
+    responses((status = 200, body = StockLevelResponse), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+#[put("/products/{id}/stock/{location_id}")]
+pub async fn set_stock(
+    state: web::Data<AppState>,
+    auth: Auth,
+    path: web::Path<(String, String)>,
+    body: web::Json<StockRequest>,
+) -> ApiResult<web::Json<StockLevelResponse>> {
+    let (id, location_id) = path.into_inner();
+    let id = parse_id(&id, "product")?;
+    let location_id = parse_id(&location_id, "location")?;
+    let level = state.services.catalogue.set_stock_level(&auth.0, id, location_id, body.quantity).await?;
+    Ok(web::Json(level.into()))
+}

@@ -1,0 +1,887 @@
+//! The catalogue repository: categories, locations, products with their individually tracked units and bulk
+//! stock levels.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use rental_domain::pricing::RateCard;
+use rental_domain::{CategoryName, UnitCondition};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::entity::{category, location, product, stock_level, unit};
+use crate::query::{
+    CursorValue, Direction, FilterKind, KeysetPage, ListQuery, ListSpec, Listing, Page, Pagination, SortKind,
+    like_contains,
+};
+use crate::txn::finish;
+use crate::{Database, RepoError, RepoResult};
+
+/// Most categories or locations returned by their (unpaginated) lists.
+pub const SMALL_LIST_MAX: u64 = 1_000;
+
+/// Rows per multi-row INSERT of units (6 columns): far below the bind-parameter limits of both databases.
+const INSERT_CHUNK: usize = 1_000;
+
+/// A stored category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryRecord {
+    /// Time-ordered id.
+    pub id: Uuid,
+    /// Lower-cased, hyphenated name; unique.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A category to insert.
+#[derive(Debug, Clone)]
+pub struct NewCategoryRecord {
+    /// Validated name with its slug.
+    pub name: CategoryName,
+    /// Optional description.
+    pub description: Option<String>,
+}
+
+/// Changes to a category; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct CategoryChanges {
+    /// New name (and slug).
+    pub name: Option<CategoryName>,
+    /// New description; `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+}
+
+/// A stored location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationRecord {
+    /// Time-ordered id.
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A location to insert.
+#[derive(Debug, Clone)]
+pub struct NewLocationRecord {
+    /// Validated name.
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+}
+
+/// A stored product. Amounts are minor units of `currency`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRecord {
+    /// Time-ordered id.
+    pub id: Uuid,
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// ISO 4217 code of every amount.
+    pub currency: String,
+    /// Price of one day.
+    pub price_per_day_minor: i64,
+    /// Price of seven days.
+    pub price_per_week_minor: Option<i64>,
+    /// Price of thirty days.
+    pub price_per_month_minor: Option<i64>,
+    /// Deposit per rented item.
+    pub deposit_minor: i64,
+    /// Fee per day of late return.
+    pub late_fee_per_day_minor: i64,
+    /// Minutes kept free after each rental.
+    pub buffer_minutes: i32,
+    /// Whether customers can see and rent it.
+    pub is_active: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A product to insert; every value already validated.
+#[derive(Debug, Clone)]
+pub struct NewProductRecord {
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Day, week and month rates; their currency is the product's.
+    pub rates: RateCard,
+    /// Deposit per rented item, minor units.
+    pub deposit_minor: i64,
+    /// Late fee per day, minor units.
+    pub late_fee_per_day_minor: i64,
+    /// Minutes kept free after each rental.
+    pub buffer_minutes: i32,
+    /// Whether customers can see it.
+    pub is_active: bool,
+}
+
+/// Changes to a product; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChanges {
+    /// New category.
+    pub category_id: Option<Uuid>,
+    /// New SKU.
+    pub sku: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New description; `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+    /// New rates and currency (all three rates are written).
+    pub rates: Option<RateCard>,
+    /// New deposit.
+    pub deposit_minor: Option<i64>,
+    /// New late fee.
+    pub late_fee_per_day_minor: Option<i64>,
+    /// New buffer.
+    pub buffer_minutes: Option<i32>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+}
+
+/// How much of a product there is: individually tracked units plus bulk quantities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StockSummary {
+    /// Tracked units.
+    pub units: u64,
+    /// Sum of the bulk stock levels.
+    pub bulk_quantity: i64,
+}
+
+/// A row of the product list: the product, its category and its stock summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductListItem {
+    /// The product.
+    pub product: ProductRecord,
+    /// Its category (`None` only if it vanished between two statements).
+    pub category: Option<CategoryRecord>,
+    /// Units and bulk quantity over every location.
+    pub stock: StockSummary,
+}
+
+/// Stock of a product at one location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocationStock {
+    /// The location.
+    pub location: LocationRecord,
+    /// Units and bulk quantity there.
+    pub stock: StockSummary,
+}
+
+/// A product with its category and its stock per location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductDetail {
+    /// The product.
+    pub product: ProductRecord,
+    /// Its category.
+    pub category: Option<CategoryRecord>,
+    /// Totals over every location.
+    pub stock: StockSummary,
+    /// Per location, sorted by location name.
+    pub locations: Vec<LocationStock>,
+}
+
+/// A stored unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRecord {
+    /// Time-ordered id.
+    pub id: Uuid,
+    /// Its product.
+    pub product_id: Uuid,
+    /// Unique serial number.
+    pub serial_number: String,
+    /// Its state.
+    pub condition: UnitCondition,
+    /// Where it is kept.
+    pub location_id: Uuid,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A unit to insert.
+#[derive(Debug, Clone)]
+pub struct NewUnitRecord {
+    /// Validated serial number.
+    pub serial_number: String,
+    /// Its state.
+    pub condition: UnitCondition,
+    /// Where it is kept.
+    pub location_id: Uuid,
+}
+
+/// The bulk quantity of a product at a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StockLevelRecord {
+    /// The product.
+    pub product_id: Uuid,
+    /// The location.
+    pub location_id: Uuid,
+    /// Items there.
+    pub quantity: i32,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters of the product list, as the whitelist names them.
+#[derive(Debug, Clone, Copy)]
+pub struct ProductFilter;
+
+impl ProductFilter {
+    /// `category=<uuid>`
+    pub const CATEGORY: &'static str = "category";
+    /// `is_active=true|false`
+    pub const IS_ACTIVE: &'static str = "is_active";
+    /// `location=<uuid>`: products with a unit or a positive bulk quantity there.
+    pub const LOCATION: &'static str = "location";
+    /// `min_price=<minor units>`: day price at least this.
+    pub const MIN_PRICE: &'static str = "min_price";
+    /// `max_price=<minor units>`: day price at most this.
+    pub const MAX_PRICE: &'static str = "max_price";
+}
+
+static PRODUCT_LIST_SPEC: ListSpec = ListSpec {
+    resource: "products",
+    filters: &[
+        (ProductFilter::CATEGORY, FilterKind::Uuid),
+        (ProductFilter::IS_ACTIVE, FilterKind::Bool),
+        (ProductFilter::LOCATION, FilterKind::Uuid),
+        (ProductFilter::MIN_PRICE, FilterKind::Integer),
+        (ProductFilter::MAX_PRICE, FilterKind::Integer),
+    ],
+    sorts: &[("created_at", SortKind::DateTime), ("name", SortKind::Text), ("price_per_day", SortKind::Integer)],
+    default_sort: ("created_at", Direction::Desc),
+    searchable: true,
+};
+
+/// The whitelist of the product list: filters `category`, `is_active`, `location`, `min_price`, `max_price`;
+/// sorts `created_at` (default, newest first), `name`, `price_per_day`; search `q` in name, SKU and
+/// description.
+pub fn product_list_spec() -> &'static ListSpec {
+    &PRODUCT_LIST_SPEC
+}
+
+/// Timestamps are kept to the microsecond, the precision of PostgreSQL.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Categories, locations, products, units and stock levels.
+#[derive(Debug, Clone)]
+pub struct CatalogueRepo {
+    db: Database,
+}
+
+impl CatalogueRepo {
+    /// A repository over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database this repository works on.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    // ---- categories -------------------------------------------------------------------------------------
+
+    /// Inserts a category.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when its slug is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_category(&self, new: NewCategoryRecord) -> RepoResult<CategoryRecord> {
+        let created = now();
+        let (name, slug) = new.name.into_parts();
+        let model = category::Model {
+            id: Uuid::now_v7(),
+            slug,
+            name,
+            description: new.description,
+            created_at: created,
+            updated_at: created,
+        };
+        category::Entity::insert(category::ActiveModel::from(model.clone()))
+            .exec_without_returning(self.db.connection())
+            .await?;
+        Ok(category_record(model))
+    }
+
+    /// A category by id.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn find_category(&self, id: Uuid) -> RepoResult<Option<CategoryRecord>> {
+        Ok(category::Entity::find_by_id(id).one(self.db.connection()).await?.map(category_record))
+    }
+
+    /// Every category by name (at most [`SMALL_LIST_MAX`]).
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn list_categories(&self) -> RepoResult<Vec<CategoryRecord>> {
+        let models = category::Entity::find()
+            .order_by_asc(category::Column::Name)
+            .order_by_asc(category::Column::Id)
+            .limit(SMALL_LIST_MAX)
+            .all(self.db.connection())
+            .await?;
+        Ok(models.into_iter().map(category_record).collect())
+    }
+
+    /// Applies `changes`, stamping `updated_at`.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] when the new slug is taken.
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
+    pub async fn update_category(&self, id: Uuid, changes: CategoryChanges) -> RepoResult<CategoryRecord> {
+        let mut update = category::Entity::update_many()
+            .col_expr(category::Column::UpdatedAt, Expr::val(now()))
+            .filter(category::Column::Id.eq(id));
+        if let Some(name) = changes.name {
+            let (name, slug) = name.into_parts();
+            update = update
+                .col_expr(category::Column::Name, Expr::val(name))
+                .col_expr(category::Column::Slug, Expr::val(slug));
+        }
+        if let Some(description) = changes.description {
+            update = update.col_expr(category::Column::Description, Expr::val(description));
+        }
+        if update.exec(self.db.connection()).await?.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        self.find_category(id).await?.ok_or(RepoError::NotFound)
+    }
+
+    /// Deletes a category.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] while products belong to it.
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
+    pub async fn delete_category(&self, id: Uuid) -> RepoResult<()> {
+        if category::Entity::delete_by_id(id).exec(self.db.connection()).await?.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    // ---- locations --------------------------------------------------------------------------------------
+
+    /// Inserts a location.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when the name is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_location(&self, new: NewLocationRecord) -> RepoResult<LocationRecord> {
+        let model = location::Model { id: Uuid::now_v7(), name: new.name, address: new.address, created_at: now() };
+        location::Entity::insert(location::ActiveModel::from(model.clone()))
+            .exec_without_returning(self.db.connection())
+            .await?;
+        Ok(location_record(model))
+    }
+
+    /// A location by id.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn find_location(&self, id: Uuid) -> RepoResult<Option<LocationRecord>> {
+        Ok(location::Entity::find_by_id(id).one(self.db.connection()).await?.map(location_record))
+    }
+
+    /// Every location by name (at most [`SMALL_LIST_MAX`]).
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn list_locations(&self) -> RepoResult<Vec<LocationRecord>> {
+        let models = location::Entity::find()
+            .order_by_asc(location::Column::Name)
+            .order_by_asc(location::Column::Id)
+            .limit(SMALL_LIST_MAX)
+            .all(self.db.connection())
+            .await?;
+        Ok(models.into_iter().map(location_record).collect())
+    }
+
+    /// Which of `ids` name no location, in one statement.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn missing_locations(&self, ids: &[Uuid]) -> RepoResult<Vec<Uuid>> {
+        let wanted: HashSet<Uuid> = ids.iter().copied().collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: HashSet<Uuid> = location::Entity::find()
+            .select_only()
+            .column(location::Column::Id)
+            .filter(location::Column::Id.is_in(wanted.iter().copied()))
+            .into_tuple::<Uuid>()
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .collect();
+        let mut missing: Vec<Uuid> = wanted.difference(&found).copied().collect();
+        missing.sort();
+        Ok(missing)
+    }
+
+    // ---- products ---------------------------------------------------------------------------------------
+
+    /// Inserts a product.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when the SKU is taken or the category does not exist.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_product(&self, new: NewProductRecord) -> RepoResult<ProductRecord> {
+        let created = now();
+        let model = product::Model {
+            id: Uuid::now_v7(),
+            category_id: new.category_id,
+            sku: new.sku,
+            name: new.name,
+            description: new.description,
+            currency: new.rates.per_day.currency.as_str().to_owned(),
+            price_per_day_minor: new.rates.per_day.amount_minor,
+            price_per_week_minor: new.rates.per_week.map(|m| m.amount_minor),
+            price_per_month_minor: new.rates.per_month.map(|m| m.amount_minor),
+            deposit_minor: new.deposit_minor,
+            late_fee_per_day_minor: new.late_fee_per_day_minor,
+            buffer_minutes: new.buffer_minutes,
+            is_active: new.is_active,
+            created_at: created,
+            updated_at: created,
+        };
+        product::Entity::insert(product::ActiveModel::from(model.clone()))
+            .exec_without_returning(self.db.connection())
+            .await?;
+        Ok(product_record(model))
+    }
+
+    /// A product by id.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn find_product(&self, id: Uuid) -> RepoResult<Option<ProductRecord>> {
+        Ok(product::Entity::find_by_id(id).one(self.db.connection()).await?.map(product_record))
+    }
+
+    /// A product with its category and stock per location, in at most five statements whatever the number of
+    /// units and locations: the product, its category, units per location, stock levels, and those locations.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when a query fails.
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn product_detail(&self, id: Uuid) -> RepoResult<Option<ProductDetail>> {
+        let conn = self.db.connection();
+        let Some(model) = product::Entity::find_by_id(id).one(conn).await? else {
+            return Ok(None);
+        };
+        let category = category::Entity::find_by_id(model.category_id).one(conn).await?.map(category_record);
+        let units: Vec<(Uuid, i64)> = unit::Entity::find()
+            .select_only()
+            .column(unit::Column::LocationId)
+            .column_as(Expr::col(unit::Column::Id).count(), "units")
+            .filter(unit::Column::ProductId.eq(id))
+            .group_by(unit::Column::LocationId)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let levels = stock_level::Entity::find().filter(stock_level::Column::ProductId.eq(id)).all(conn).await?;
+
+        let mut per_location: HashMap<Uuid, StockSummary> = HashMap::new();
+        for (location_id, count) in units {
+            per_location.entry(location_id).or_default().units = u64::try_from(count).unwrap_or(0);
+        }
+        for level in levels {
+            per_location.entry(level.location_id).or_default().bulk_quantity = i64::from(level.quantity);
+        }
+        let mut locations = Vec::with_capacity(per_location.len());
+        if !per_location.is_empty() {
+            let ids: Vec<Uuid> = per_location.keys().copied().collect();
+            let models = location::Entity::find().filter(location::Column::Id.is_in(ids)).all(conn).await?;
+            for m in models {
+                let stock = per_location.get(&m.id).copied().unwrap_or_default();
+                locations.push(LocationStock { location: location_record(m), stock });
+            }
+        }
+        locations.sort_by(|a, b| a.location.name.cmp(&b.location.name));
+        let stock = locations.iter().fold(StockSummary::default(), |sum, l| StockSummary {
+            units: sum.units + l.stock.units,
+            bulk_quantity: sum.bulk_quantity + l.stock.bulk_quantity,
+        });
+        Ok(Some(ProductDetail { product: product_record(model), category, stock, locations }))
+    }
+
+    /// Applies `changes`, stamping `updated_at`.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] when the SKU is taken or the category does not exist.
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn update_product(&self, id: Uuid, changes: ProductChanges) -> RepoResult<ProductRecord> {
+        use product::Column as C;
+        let mut update = product::Entity::update_many().col_expr(C::UpdatedAt, Expr::val(now())).filter(C::Id.eq(id));
+        if let Some(category_id) = changes.category_id {
+            update = update.col_expr(C::CategoryId, Expr::val(category_id));
+        }
+        if let Some(sku) = changes.sku {
+            update = update.col_expr(C::Sku, Expr::val(sku));
+        }
+        if let Some(name) = changes.name {
+            update = update.col_expr(C::Name, Expr::val(name));
+        }
+        if let Some(description) = changes.description {
+            update = update.col_expr(C::Description, Expr::val(description));
+        }
+        if let Some(rates) = changes.rates {
+            update = update
+                .col_expr(C::Currency, Expr::val(rates.per_day.currency.as_str().to_owned()))
+                .col_expr(C::PricePerDayMinor, Expr::val(rates.per_day.amount_minor))
+                .col_expr(C::PricePerWeekMinor, Expr::val(rates.per_week.map(|m| m.amount_minor)))
+                .col_expr(C::PricePerMonthMinor, Expr::val(rates.per_month.map(|m| m.amount_minor)));
+        }
+        if let Some(deposit) = changes.deposit_minor {
+            update = update.col_expr(C::DepositMinor, Expr::val(deposit));
+        }
+        if let Some(fee) = changes.late_fee_per_day_minor {
+            update = update.col_expr(C::LateFeePerDayMinor, Expr::val(fee));
+        }
+        if let Some(buffer) = changes.buffer_minutes {
+            update = update.col_expr(C::BufferMinutes, Expr::val(buffer));
+        }
+        if let Some(active) = changes.is_active {
+            update = update.col_expr(C::IsActive, Expr::val(active));
+        }
+        if update.exec(self.db.connection()).await?.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        self.find_product(id).await?.ok_or(RepoError::NotFound)
+    }
+
+    /// Deletes a product; its units and stock levels go with it.
+    ///
+    /// # Errors
+    /// [`RepoError::NotFound`].
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn delete_product(&self, id: Uuid) -> RepoResult<()> {
+        if product::Entity::delete_by_id(id).exec(self.db.connection()).await?.rows_affected == 0 {
+            return Err(RepoError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// One page of products matching `query`, each with its category and stock summary. Costs at most five
+    /// statements whatever the page size: the count (unless skipped), the page, the categories of the page,
+    /// and the unit counts and bulk quantities of the page's products.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when a query fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
+        let conn = self.db.connection();
+        let filtered = product::Entity::find().filter(product_condition(query));
+        let sort_column = product_sort_column(query.sort);
+        let order = match query.direction {
+            Direction::Asc => Order::Asc,
+            Direction::Desc => Order::Desc,
+        };
+        let ordered = filtered.clone().order_by(sort_column, order.clone()).order_by(product::Column::Id, order);
+
+        match &query.pagination {
+            Pagination::Offset { page, per_page } => {
+                let total = filtered.count(conn).await?;
+                let offset = (page - 1).saturating_mul(*per_page);
+                let models = if offset >= total {
+                    Vec::new()
+                } else {
+                    ordered.offset(offset).limit(*per_page).all(conn).await?
+                };
+                let items = self.with_relations(models).await?;
+                Ok(Listing::Offset(Page {
+                    items,
+                    total,
+                    page: *page,
+                    per_page: *per_page,
+                    pages: total.div_ceil(*per_page),
+                }))
+            }
+            Pagination::Keyset { after, limit, include_total } => {
+                let total = if *include_total { Some(filtered.count(conn).await?) } else { None };
+                let mut page = ordered;
+                if let Some(cursor) = after {
+                    let value = match (&cursor.value, query.sort) {
+                        (CursorValue::Text(s), "price_per_day") => Expr::val(
+                            s.parse::<i64>()
+                                .map_err(|_| RepoError::invalid("cursor", "is not a cursor of this list"))?,
+                        ),
+                        (CursorValue::Text(s), _) => Expr::val(s.clone()),
+                        (CursorValue::DateTime(t), _) => Expr::val(*t),
+                    };
+                    let left = Expr::tuple([Expr::col(sort_column), Expr::col(product::Column::Id)]);
+                    let right = Expr::tuple([value, Expr::val(cursor.id)]);
+                    let seek = match query.direction {
+                        Direction::Asc => left.gt(right),
+                        Direction::Desc => left.lt(right),
+                    };
+                    page = page.filter(seek);
+                }
+                let mut models = page.limit(limit + 1).all(conn).await?;
+                let has_more = models.len() as u64 > *limit;
+                models.truncate(*limit as usize);
+                let next_cursor = match (has_more, models.last()) {
+                    (true, Some(last)) => {
+                        let value = match query.sort {
+                            "name" => CursorValue::Text(last.name.clone()),
+                            "price_per_day" => CursorValue::Text(last.price_per_day_minor.to_string()),
+                            _ => CursorValue::DateTime(last.created_at),
+                        };
+                        Some(PRODUCT_LIST_SPEC.cursor_after(query, value, last.id))
+                    }
+                    _ => None,
+                };
+                let items = self.with_relations(models).await?;
+                Ok(Listing::Keyset(KeysetPage { items, next_cursor, total }))
+            }
+        }
+    }
+
+    /// Loads the categories and stock summaries of `models` with three statements and joins them in memory.
+    async fn with_relations(&self, models: Vec<product::Model>) -> RepoResult<Vec<ProductListItem>> {
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.db.connection();
+        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        let category_ids: Vec<Uuid> =
+            models.iter().map(|m| m.category_id).collect::<HashSet<_>>().into_iter().collect();
+        let categories: HashMap<Uuid, CategoryRecord> = category::Entity::find()
+            .filter(category::Column::Id.is_in(category_ids))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, category_record(c)))
+            .collect();
+        let units: Vec<(Uuid, i64)> = unit::Entity::find()
+            .select_only()
+            .column(unit::Column::ProductId)
+            .column_as(Expr::col(unit::Column::Id).count(), "units")
+            .filter(unit::Column::ProductId.is_in(ids.clone()))
+            .group_by(unit::Column::ProductId)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let bulk: Vec<(Uuid, i64)> = stock_level::Entity::find()
+            .select_only()
+            .column(stock_level::Column::ProductId)
+            .column_as(Expr::col(stock_level::Column::Quantity).sum().cast_as("bigint"), "quantity")
+            .filter(stock_level::Column::ProductId.is_in(ids))
+            .group_by(stock_level::Column::ProductId)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let mut stock: HashMap<Uuid, StockSummary> = HashMap::with_capacity(models.len());
+        for (product_id, count) in units {
+            stock.entry(product_id).or_default().units = u64::try_from(count).unwrap_or(0);
+        }
+        for (product_id, quantity) in bulk {
+            stock.entry(product_id).or_default().bulk_quantity = quantity;
+        }
+        Ok(models
+            .into_iter()
+            .map(|m| ProductListItem {
+                category: categories.get(&m.category_id).cloned(),
+                stock: stock.get(&m.id).copied().unwrap_or_default(),
+                product: product_record(m),
+            })
+            .collect())
+    }
+
+    // ---- units and stock --------------------------------------------------------------------------------
+
+    /// Adds units to a product, all or nothing, in one transaction.
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when a serial number is taken or repeats, or the product or a location does not
+    /// exist; nothing is written then.
+    #[tracing::instrument(skip_all, fields(product_id = %product_id, units = units.len()))]
+    pub async fn add_units(&self, product_id: Uuid, units: Vec<NewUnitRecord>) -> RepoResult<Vec<UnitRecord>> {
+        let created = now();
+        let models: Vec<unit::Model> = units
+            .into_iter()
+            .map(|u| unit::Model {
+                id: Uuid::now_v7(),
+                product_id,
+                serial_number: u.serial_number,
+                condition: u.condition.as_str().to_owned(),
+                location_id: u.location_id,
+                created_at: created,
+            })
+            .collect();
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.connection().begin().await?;
+        let written = async {
+            for chunk in models.chunks(INSERT_CHUNK) {
+                let rows = chunk.iter().cloned().map(unit::ActiveModel::from);
+                unit::Entity::insert_many(rows).exec_without_returning(&txn).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(txn, written).await?;
+        Ok(models.into_iter().filter_map(unit_record).collect())
+    }
+
+    /// Sets the bulk quantity of a product at a location (insert or update).
+    ///
+    /// # Errors
+    /// [`RepoError::Conflict`] when the product or the location does not exist.
+    #[tracing::instrument(skip_all, fields(product_id = %product_id, location_id = %location_id))]
+    pub async fn set_stock_level(
+        &self,
+        product_id: Uuid,
+        location_id: Uuid,
+        quantity: i32,
+    ) -> RepoResult<StockLevelRecord> {
+        let model = stock_level::Model { product_id, location_id, quantity, updated_at: now() };
+        stock_level::Entity::insert(stock_level::ActiveModel::from(model.clone()))
+            .on_conflict(
+                OnConflict::columns([stock_level::Column::ProductId, stock_level::Column::LocationId])
+                    .update_columns([stock_level::Column::Quantity, stock_level::Column::UpdatedAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db.connection())
+            .await?;
+        Ok(StockLevelRecord {
+            product_id: model.product_id,
+            location_id: model.location_id,
+            quantity: model.quantity,
+            updated_at: model.updated_at,
+        })
+    }
+}
+
+fn category_record(m: category::Model) -> CategoryRecord {
+    CategoryRecord {
+        id: m.id,
+        slug: m.slug,
+        name: m.name,
+        description: m.description,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+fn location_record(m: location::Model) -> LocationRecord {
+    LocationRecord { id: m.id, name: m.name, address: m.address, created_at: m.created_at }
+}
+
+fn product_record(m: product::Model) -> ProductRecord {
+    ProductRecord {
+        id: m.id,
+        category_id: m.category_id,
+        sku: m.sku,
+        name: m.name,
+        description: m.description,
+        // CHAR(3) comes back padded on no backend, but trimming costs nothing.
+        currency: m.currency.trim().to_owned(),
+        price_per_day_minor: m.price_per_day_minor,
+        price_per_week_minor: m.price_per_week_minor,
+        price_per_month_minor: m.price_per_month_minor,
+        deposit_minor: m.deposit_minor,
+        late_fee_per_day_minor: m.late_fee_per_day_minor,
+        buffer_minutes: m.buffer_minutes,
+        is_active: m.is_active,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    }
+}
+
+/// A stored unit; the CHECK constraint keeps `condition` to the known words.
+fn unit_record(m: unit::Model) -> Option<UnitRecord> {
+    Some(UnitRecord {
+        id: m.id,
+        product_id: m.product_id,
+        condition: m.condition.parse().ok()?,
+        serial_number: m.serial_number,
+        location_id: m.location_id,
+        created_at: m.created_at,
+    })
+}
+
+fn product_sort_column(sort: &str) -> product::Column {
+    match sort {
+        "name" => product::Column::Name,
+        "price_per_day" => product::Column::PricePerDayMinor,
+        _ => product::Column::CreatedAt,
+    }
+}
+
+fn product_condition(query: &ListQuery) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(category_id) = query.uuid_filter(ProductFilter::CATEGORY) {
+        condition = condition.add(product::Column::CategoryId.eq(category_id));
+    }
+    if let Some(active) = query.bool_filter(ProductFilter::IS_ACTIVE) {
+        condition = condition.add(product::Column::IsActive.eq(active));
+    }
+    if let Some(min) = query.integer_filter(ProductFilter::MIN_PRICE) {
+        condition = condition.add(product::Column::PricePerDayMinor.gte(min));
+    }
+    if let Some(max) = query.integer_filter(ProductFilter::MAX_PRICE) {
+        condition = condition.add(product::Column::PricePerDayMinor.lte(max));
+    }
+    if let Some(location_id) = query.uuid_filter(ProductFilter::LOCATION) {
+        let with_units = Query::select()
+            .column(unit::Column::ProductId)
+            .from(unit::Entity)
+            .and_where(unit::Column::LocationId.eq(location_id))
+            .to_owned();
+        let with_stock = Query::select()
+            .column(stock_level::Column::ProductId)
+            .from(stock_level::Entity)
+            .and_where(stock_level::Column::LocationId.eq(location_id))
+            .and_where(stock_level::Column::Quantity.gt(0))
+            .to_owned();
+        condition = condition.add(
+            Condition::any()
+                .add(product::Column::Id.in_subquery(with_units))
+                .add(product::Column::Id.in_subquery(with_stock)),
+        );
+    }
+    if let Some(search) = &query.search {
+        let pattern = like_contains(search);
+        let lower = |c: product::Column| -> SimpleExpr { Func::lower(Expr::col(c)).into() };
+        condition = condition.add(
+            Condition::any()
+                .add(lower(product::Column::Name).like(LikeExpr::new(pattern.clone()).escape('\\')))
+                .add(lower(product::Column::Sku).like(LikeExpr::new(pattern.clone()).escape('\\')))
+                .add(lower(product::Column::Description).like(LikeExpr::new(pattern).escape('\\'))),
+        );
+    }
+    condition
+}

@@ -1,0 +1,325 @@
+//! Catalogue repository tests on a real database: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rental_domain::pricing::RateCard;
+use rental_domain::{CategoryName, Currency, Money, UnitCondition};
+use rental_repo::query::{Listing, Pagination};
+use rental_repo::{
+    CatalogueRepo, CategoryChanges, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord,
+    NewUnitRecord, ProductChanges, RepoError, product_list_spec,
+};
+use rental_testkit::TestDb;
+use uuid::Uuid;
+
+async fn connect(test_db: &TestDb) -> Database {
+    let config = DatabaseConfig {
+        max_connections: Some(5),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    Database::connect(&config).await.unwrap()
+}
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").unwrap())
+}
+
+fn category(name: &str) -> NewCategoryRecord {
+    NewCategoryRecord { name: CategoryName::parse(name).unwrap(), description: None }
+}
+
+fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProductRecord {
+    NewProductRecord {
+        category_id,
+        sku: sku.into(),
+        name: name.into(),
+        description: Some(format!("The {name}")),
+        rates: RateCard::new(eur(per_day), Some(eur(per_day * 5)), None).unwrap(),
+        deposit_minor: 5_000,
+        late_fee_per_day_minor: 0,
+        buffer_minutes: 60,
+        is_active: true,
+    }
+}
+
+fn unit(serial: &str, location_id: Uuid) -> NewUnitRecord {
+    NewUnitRecord { serial_number: serial.into(), condition: UnitCondition::Good, location_id }
+}
+
+fn ids(listing: &Listing<rental_repo::ProductListItem>) -> Vec<String> {
+    listing.items().iter().map(|i| i.product.sku.clone()).collect()
+}
+
+#[tokio::test]
+async fn categories_are_unique_by_slug_and_restrict_deletion() {
+    let test_db = TestDb::new().await;
+    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let tools = repo.create_category(category("Power Tools")).await.unwrap();
+    assert_eq!(tools.slug, "power-tools");
+    let err = repo.create_category(category("power   TOOLS")).await.unwrap_err();
+    assert!(matches!(&err, RepoError::Conflict { message, .. } if message.contains("category")), "{err:?}");
+
+    let other = repo.create_category(category("Ladders")).await.unwrap();
+    let err = repo
+        .update_category(
+            other.id,
+            CategoryChanges { name: Some(CategoryName::parse("Power-Tools").unwrap()), ..Default::default() },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::Conflict { .. }), "{err:?}");
+    let renamed = repo
+        .update_category(
+            other.id,
+            CategoryChanges {
+                name: Some(CategoryName::parse("Tall Ladders").unwrap()),
+                description: Some(Some("x".into())),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((renamed.slug.as_str(), renamed.description.as_deref()), ("tall-ladders", Some("x")));
+    assert_eq!(
+        repo.list_categories().await.unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["Power Tools", "Tall Ladders"]
+    );
+
+    repo.create_product(product(tools.id, "DRL-1", "Drill", 1500)).await.unwrap();
+    let err = repo.delete_category(tools.id).await.unwrap_err();
+    assert!(matches!(err, RepoError::Conflict { .. }), "a category with products stays: {err:?}");
+    repo.delete_category(other.id).await.unwrap();
+    assert!(matches!(repo.delete_category(other.id).await, Err(RepoError::NotFound)));
+    assert!(matches!(repo.update_category(Uuid::now_v7(), CategoryChanges::default()).await, Err(RepoError::NotFound)));
+}
+
+#[tokio::test]
+async fn products_are_created_updated_and_deleted_with_their_stock() {
+    let test_db = TestDb::new().await;
+    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let cat = repo.create_category(category("Tools")).await.unwrap();
+    let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
+    let err = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap_err();
+    assert!(matches!(&err, RepoError::Conflict { message, .. } if message.contains("location")), "{err:?}");
+
+    let drill = repo.create_product(product(cat.id, "DRL-1", "Drill", 1500)).await.unwrap();
+    assert_eq!(repo.find_product(drill.id).await.unwrap().unwrap(), drill);
+    assert_eq!((drill.currency.as_str(), drill.price_per_week_minor), ("EUR", Some(7500)));
+    let err = repo.create_product(product(cat.id, "DRL-1", "Other", 100)).await.unwrap_err();
+    assert!(matches!(&err, RepoError::Conflict { message, .. } if message.contains("SKU")), "{err:?}");
+    let err = repo.create_product(product(Uuid::now_v7(), "X-1", "Orphan", 100)).await.unwrap_err();
+    assert!(matches!(err, RepoError::Conflict { .. }), "unknown category: {err:?}");
+
+    let changed = repo
+        .update_product(
+            drill.id,
+            ProductChanges {
+                name: Some("Hammer drill".into()),
+                description: Some(None),
+                rates: Some(RateCard::new(eur(2000), None, Some(eur(30_000))).unwrap()),
+                is_active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.name, "Hammer drill");
+    assert_eq!(changed.description, None);
+    assert_eq!(
+        (changed.price_per_day_minor, changed.price_per_week_minor, changed.price_per_month_minor),
+        (2000, None, Some(30_000))
+    );
+    assert!(!changed.is_active);
+
+    let units = repo.add_units(drill.id, vec![unit("SN-1", depot.id), unit("SN-2", depot.id)]).await.unwrap();
+    assert_eq!(units.len(), 2);
+    repo.set_stock_level(drill.id, depot.id, 7).await.unwrap();
+    repo.set_stock_level(drill.id, depot.id, 9).await.unwrap();
+    let detail = repo.product_detail(drill.id).await.unwrap().unwrap();
+    assert_eq!((detail.stock.units, detail.stock.bulk_quantity), (2, 9));
+
+    repo.delete_product(drill.id).await.unwrap();
+    assert!(repo.find_product(drill.id).await.unwrap().is_none());
+    assert!(matches!(repo.delete_product(drill.id).await, Err(RepoError::NotFound)));
+    // The units went with it: their serial numbers are free again.
+    let again = repo.create_product(product(cat.id, "DRL-2", "Drill 2", 1500)).await.unwrap();
+    repo.add_units(again.id, vec![unit("SN-1", depot.id)]).await.unwrap();
+}
+
+#[tokio::test]
+async fn adding_units_is_all_or_nothing() {
+    let test_db = TestDb::new().await;
+    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let cat = repo.create_category(category("Tools")).await.unwrap();
+    let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
+    let drill = repo.create_product(product(cat.id, "DRL-1", "Drill", 1500)).await.unwrap();
+    repo.add_units(drill.id, vec![unit("TAKEN", depot.id)]).await.unwrap();
+
+    let mut batch: Vec<_> = (0..1500).map(|i| unit(&format!("B-{i}"), depot.id)).collect();
+    batch[1200] = unit("TAKEN", depot.id);
+    let err = repo.add_units(drill.id, batch).await.unwrap_err();
+    assert!(matches!(&err, RepoError::Conflict { message, .. } if message.contains("serial")), "{err:?}");
+    let err = repo.add_units(drill.id, vec![unit("C-1", Uuid::now_v7())]).await.unwrap_err();
+    assert!(matches!(err, RepoError::Conflict { .. }), "unknown location: {err:?}");
+    let detail = repo.product_detail(drill.id).await.unwrap().unwrap();
+    assert_eq!(detail.stock.units, 1, "nothing of the failed batches was written");
+
+    let batch: Vec<_> = (0..1500).map(|i| unit(&format!("B-{i}"), depot.id)).collect();
+    assert_eq!(repo.add_units(drill.id, batch).await.unwrap().len(), 1500);
+    assert_eq!(repo.product_detail(drill.id).await.unwrap().unwrap().stock.units, 1501);
+}
+
+#[tokio::test]
+async fn product_list_filters_sorts_and_searches() {
+    let test_db = TestDb::new().await;
+    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let tools = repo.create_category(category("Tools")).await.unwrap();
+    let party = repo.create_category(category("Party")).await.unwrap();
+    let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
+    let shop = repo.create_location(NewLocationRecord { name: "Shop".into(), address: None }).await.unwrap();
+    let drill = repo.create_product(product(tools.id, "DRL-1", "Drill", 1500)).await.unwrap();
+    let saw = repo.create_product(product(tools.id, "SAW-1", "Saw", 900)).await.unwrap();
+    let tent = repo.create_product(product(party.id, "TNT-1", "Tent 50%", 5000)).await.unwrap();
+    let old = repo.create_product(product(party.id, "OLD-1", "Old tent", 100)).await.unwrap();
+    repo.update_product(old.id, ProductChanges { is_active: Some(false), ..Default::default() }).await.unwrap();
+    repo.add_units(drill.id, vec![unit("D-1", depot.id)]).await.unwrap();
+    repo.set_stock_level(tent.id, shop.id, 3).await.unwrap();
+    repo.set_stock_level(saw.id, shop.id, 0).await.unwrap();
+
+    let spec = product_list_spec();
+    let list = |pairs: &[(&str, &str)]| {
+        let query = spec.parse(&params(pairs)).unwrap();
+        let repo = repo.clone();
+        async move { repo.list_products(&query).await.unwrap() }
+    };
+    assert_eq!(ids(&list(&[]).await), ["OLD-1", "TNT-1", "SAW-1", "DRL-1"], "newest first by default");
+    assert_eq!(ids(&list(&[("sort", "price_per_day")]).await), ["OLD-1", "SAW-1", "DRL-1", "TNT-1"]);
+    assert_eq!(ids(&list(&[("sort", "-name")]).await), ["TNT-1", "SAW-1", "OLD-1", "DRL-1"]);
+    assert_eq!(ids(&list(&[("category", &party.id.to_string())]).await), ["OLD-1", "TNT-1"]);
+    assert_eq!(ids(&list(&[("is_active", "false")]).await), ["OLD-1"]);
+    assert_eq!(ids(&list(&[("min_price", "900"), ("max_price", "1500")]).await), ["SAW-1", "DRL-1"]);
+    assert_eq!(ids(&list(&[("location", &depot.id.to_string())]).await), ["DRL-1"]);
+    assert_eq!(ids(&list(&[("location", &shop.id.to_string())]).await), ["TNT-1"], "zero stock does not count");
+    assert_eq!(ids(&list(&[("q", "TENT")]).await), ["OLD-1", "TNT-1"]);
+    assert_eq!(ids(&list(&[("q", "saw-")]).await), ["SAW-1"], "sku");
+    assert_eq!(ids(&list(&[("q", "the drill")]).await), ["DRL-1"], "description");
+    assert_eq!(ids(&list(&[("q", "50%")]).await), ["TNT-1"], "wildcards are literal");
+
+    let first = list(&[]).await;
+    let tent_item = first.items().iter().find(|i| i.product.id == tent.id).unwrap();
+    assert_eq!(tent_item.category.as_ref().unwrap().name, "Party");
+    assert_eq!((tent_item.stock.units, tent_item.stock.bulk_quantity), (0, 3));
+    let drill_item = first.items().iter().find(|i| i.product.id == drill.id).unwrap();
+    assert_eq!((drill_item.stock.units, drill_item.stock.bulk_quantity), (1, 0));
+
+    for bad in [("category", "nope"), ("min_price", "-5"), ("colour", "red"), ("sort", "sku")] {
+        assert!(spec.parse(&params(&[bad])).is_err(), "{bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_every_product_once_in_order() {
+    let test_db = TestDb::new().await;
+    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let cat = repo.create_category(category("Tools")).await.unwrap();
+    for i in 0..23 {
+        // Prices repeat, so the id must break ties.
+        repo.create_product(product(cat.id, &format!("P-{i:02}"), &format!("Item {}", (i * 7) % 23), (i % 5) * 100))
+            .await
+            .unwrap();
+    }
+    for sort in ["price_per_day", "-price_per_day", "name", "-created_at"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut p = vec![("sort", sort), ("limit", "4")];
+            if let Some(c) = &cursor {
+                p.push(("cursor", c));
+            }
+            let query = product_list_spec().parse(&params(&p)).unwrap();
+            assert!(matches!(query.pagination, Pagination::Keyset { .. }));
+            let Listing::Keyset(page) = repo.list_products(&query).await.unwrap() else { panic!("keyset expected") };
+            assert_eq!(page.total, Some(23));
+            seen.extend(page.items.into_iter().map(|i| i.product));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 23, "{sort}");
+        let mut expected = seen.clone();
+        match sort {
+            "price_per_day" => expected.sort_by_key(|p| (p.price_per_day_minor, p.id)),
+            "-price_per_day" => expected.sort_by_key(|p| std::cmp::Reverse((p.price_per_day_minor, p.id))),
+            "name" => expected.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
+            _ => expected.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id))),
+        }
+        assert_eq!(seen, expected, "{sort}");
+    }
+}
+
+#[tokio::test]
+async fn listing_and_detail_cost_a_constant_number_of_statements() {
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let repo = CatalogueRepo::new(db.clone());
+    let cats = [repo.create_category(category("A")).await.unwrap(), repo.create_category(category("B")).await.unwrap()];
+    let locations = [
+        repo.create_location(NewLocationRecord { name: "L1".into(), address: None }).await.unwrap(),
+        repo.create_location(NewLocationRecord { name: "L2".into(), address: Some("Main St 1".into()) }).await.unwrap(),
+    ];
+    let mut products = Vec::new();
+    for i in 0..120 {
+        let p =
+            repo.create_product(product(cats[i % 2].id, &format!("S-{i:03}"), &format!("P {i}"), 100)).await.unwrap();
+        products.push(p);
+    }
+    for (i, p) in products.iter().enumerate().take(60) {
+        let loc = locations[i % 2].id;
+        repo.add_units(p.id, vec![unit(&format!("U-{i}-a"), loc), unit(&format!("U-{i}-b"), locations[0].id)])
+            .await
+            .unwrap();
+        repo.set_stock_level(p.id, locations[1].id, 4).await.unwrap();
+    }
+
+    let mut costs = Vec::new();
+    for per_page in ["1", "10", "100"] {
+        let query = product_list_spec().parse(&params(&[("per_page", per_page), ("sort", "name")])).unwrap();
+        let before = db.statement_stats().executed();
+        let listing = repo.list_products(&query).await.unwrap();
+        costs.push(db.statement_stats().executed() - before);
+        assert_eq!(listing.items().len(), per_page.parse::<usize>().unwrap());
+        assert!(listing.items().iter().all(|i| i.category.is_some()));
+        // Products 0..60 have two units and 4 in bulk; the rest nothing.
+        for item in listing.items() {
+            let n: usize = item.product.sku[2..].parse().unwrap();
+            let expected = if n < 60 { (2, 4) } else { (0, 0) };
+            assert_eq!((item.stock.units, item.stock.bulk_quantity), expected, "{}", item.product.sku);
+        }
+    }
+    assert_eq!(costs, vec![5, 5, 5], "count + page + categories + units + bulk, whatever the page size");
+    let query = product_list_spec().parse(&params(&[("limit", "100"), ("include_total", "false")])).unwrap();
+    let before = db.statement_stats().executed();
+    repo.list_products(&query).await.unwrap();
+    assert_eq!(db.statement_stats().executed() - before, 4, "keyset without total skips the count");
+
+    // Detail: product, category, units per location, stock levels, locations.
+    let mut costs = Vec::new();
+    for p in [&products[0], &products[1]] {
+        let before = db.statement_stats().executed();
+        let detail = repo.product_detail(p.id).await.unwrap().unwrap();
+        costs.push(db.statement_stats().executed() - before);
+        assert_eq!(detail.category.as_ref().map(|c| c.id), Some(p.category_id));
+        assert_eq!((detail.stock.units, detail.stock.bulk_quantity), (2, 4));
+        let per: Vec<_> =
+            detail.locations.iter().map(|l| (l.location.name.as_str(), l.stock.units, l.stock.bulk_quantity)).collect();
+        let expected =
+            if p.id == products[0].id { vec![("L1", 2, 0), ("L2", 0, 4)] } else { vec![("L1", 1, 0), ("L2", 1, 4)] };
+        assert_eq!(per, expected);
+    }
+    assert_eq!(costs, vec![5, 5]);
+    assert!(repo.product_detail(Uuid::now_v7()).await.unwrap().is_none());
+}

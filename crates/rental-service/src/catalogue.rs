@@ -1,0 +1,733 @@
+//! The catalogue: categories, locations, products, units and stock. Staff and admins manage it; everyone,
+//! signed in or not, browses the active products.
+
+use chrono::{DateTime, Utc};
+use rental_domain::catalogue::{
+    CATALOGUE_NAME_MAX_LEN, PRODUCT_NAME_MAX_LEN, buffer_minutes, code, description, display_text, quantity,
+};
+use rental_domain::pricing::RateCard;
+use rental_domain::{CategoryName, Collector, Currency, DomainError, FieldError, Money, UnitCondition};
+use rental_repo::query::{FilterValue, Listing};
+use rental_repo::{
+    CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, NewCategoryRecord, NewLocationRecord,
+    NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail, ProductFilter, ProductListItem, ProductRecord,
+    RepoError, StockSummary, UnitRecord, product_list_spec,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Principal, ServiceError, ServiceResult};
+
+/// Most units added in one request.
+pub const UNITS_MAX: usize = 1_000;
+
+/// A category as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CategoryView {
+    /// Id.
+    pub id: Uuid,
+    /// Lower-cased, hyphenated name; unique.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CategoryRecord> for CategoryView {
+    fn from(r: CategoryRecord) -> Self {
+        Self {
+            id: r.id,
+            slug: r.slug,
+            name: r.name,
+            description: r.description,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// A location as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocationView {
+    /// Id.
+    pub id: Uuid,
+    /// Unique name.
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<LocationRecord> for LocationView {
+    fn from(r: LocationRecord) -> Self {
+        Self { id: r.id, name: r.name, address: r.address, created_at: r.created_at }
+    }
+}
+
+/// A product as callers see it. Amounts are minor units of `currency`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductView {
+    /// Id.
+    pub id: Uuid,
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// ISO 4217 code of every amount.
+    pub currency: String,
+    /// Price of one day.
+    pub price_per_day_minor: i64,
+    /// Price of seven days.
+    pub price_per_week_minor: Option<i64>,
+    /// Price of thirty days.
+    pub price_per_month_minor: Option<i64>,
+    /// Deposit per rented item.
+    pub deposit_minor: i64,
+    /// Fee per day of late return.
+    pub late_fee_per_day_minor: i64,
+    /// Minutes kept free after each rental.
+    pub buffer_minutes: i32,
+    /// Whether customers see it.
+    pub is_active: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ProductRecord> for ProductView {
+    fn from(r: ProductRecord) -> Self {
+        Self {
+            id: r.id,
+            category_id: r.category_id,
+            sku: r.sku,
+            name: r.name,
+            description: r.description,
+            currency: r.currency,
+            price_per_day_minor: r.price_per_day_minor,
+            price_per_week_minor: r.price_per_week_minor,
+            price_per_month_minor: r.price_per_month_minor,
+            deposit_minor: r.deposit_minor,
+            late_fee_per_day_minor: r.late_fee_per_day_minor,
+            buffer_minutes: r.buffer_minutes,
+            is_active: r.is_active,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Individually tracked units and bulk quantity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StockView {
+    /// Tracked units.
+    pub units: u64,
+    /// Bulk quantity.
+    pub bulk_quantity: i64,
+}
+
+impl From<StockSummary> for StockView {
+    fn from(s: StockSummary) -> Self {
+        Self { units: s.units, bulk_quantity: s.bulk_quantity }
+    }
+}
+
+/// A row of the product list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductListView {
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductView,
+    /// Its category.
+    pub category: Option<CategoryView>,
+    /// Stock over every location.
+    pub stock: StockView,
+}
+
+impl From<ProductListItem> for ProductListView {
+    fn from(i: ProductListItem) -> Self {
+        Self { product: i.product.into(), category: i.category.map(Into::into), stock: i.stock.into() }
+    }
+}
+
+/// Stock at one location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocationStockView {
+    /// The location.
+    pub location: LocationView,
+    /// Stock there.
+    pub stock: StockView,
+}
+
+/// A product with its category and stock per location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductDetailView {
+    /// The product.
+    #[serde(flatten)]
+    pub product: ProductView,
+    /// Its category.
+    pub category: Option<CategoryView>,
+    /// Stock over every location.
+    pub stock: StockView,
+    /// Stock per location, by location name.
+    pub locations: Vec<LocationStockView>,
+}
+
+impl From<ProductDetail> for ProductDetailView {
+    fn from(d: ProductDetail) -> Self {
+        Self {
+            product: d.product.into(),
+            category: d.category.map(Into::into),
+            stock: d.stock.into(),
+            locations: d
+                .locations
+                .into_iter()
+                .map(|l| LocationStockView { location: l.location.into(), stock: l.stock.into() })
+                .collect(),
+        }
+    }
+}
+
+/// A unit as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitView {
+    /// Id.
+    pub id: Uuid,
+    /// Its product.
+    pub product_id: Uuid,
+    /// Unique serial number.
+    pub serial_number: String,
+    /// `new`, `good`, `fair` or `damaged`.
+    pub condition: UnitCondition,
+    /// Where it is kept.
+    pub location_id: Uuid,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UnitRecord> for UnitView {
+    fn from(r: UnitRecord) -> Self {
+        Self {
+            id: r.id,
+            product_id: r.product_id,
+            serial_number: r.serial_number,
+            condition: r.condition,
+            location_id: r.location_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// The bulk quantity of a product at a location.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockLevelView {
+    /// The product.
+    pub product_id: Uuid,
+    /// The location.
+    pub location_id: Uuid,
+    /// Items there.
+    pub quantity: i32,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A category as received (unvalidated).
+#[derive(Debug, Clone, Default)]
+pub struct NewCategory {
+    /// Name; its slug must be unique.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Changes to a category; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct CategoryUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New description; `Some(None)` clears it.
+    pub description: Option<Option<String>>,
+}
+
+/// A location as received.
+#[derive(Debug, Clone, Default)]
+pub struct NewLocation {
+    /// Unique name.
+    pub name: String,
+    /// Postal address.
+    pub address: Option<String>,
+}
+
+/// A product as received. Amounts are minor units of `currency`.
+#[derive(Debug, Clone, Default)]
+pub struct NewProduct {
+    /// Its category.
+    pub category_id: Uuid,
+    /// Unique stock-keeping unit.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Price of one day.
+    pub price_per_day_minor: i64,
+    /// Price of seven days.
+    pub price_per_week_minor: Option<i64>,
+    /// Price of thirty days.
+    pub price_per_month_minor: Option<i64>,
+    /// Deposit; defaults to 0.
+    pub deposit_minor: Option<i64>,
+    /// Late fee per day; defaults to 0.
+    pub late_fee_per_day_minor: Option<i64>,
+    /// Buffer after each rental in minutes (0–10080); defaults to 0.
+    pub buffer_minutes: Option<i64>,
+    /// Defaults to true.
+    pub is_active: Option<bool>,
+}
+
+/// Changes to a product; `None` keeps a field, `Some(None)` clears an optional one.
+#[derive(Debug, Clone, Default)]
+pub struct ProductUpdate {
+    /// New category.
+    pub category_id: Option<Uuid>,
+    /// New SKU.
+    pub sku: Option<String>,
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<Option<String>>,
+    /// New currency of every amount.
+    pub currency: Option<String>,
+    /// New day price.
+    pub price_per_day_minor: Option<i64>,
+    /// New week price.
+    pub price_per_week_minor: Option<Option<i64>>,
+    /// New month price.
+    pub price_per_month_minor: Option<Option<i64>>,
+    /// New deposit.
+    pub deposit_minor: Option<i64>,
+    /// New late fee.
+    pub late_fee_per_day_minor: Option<i64>,
+    /// New buffer.
+    pub buffer_minutes: Option<i64>,
+    /// Activate or deactivate.
+    pub is_active: Option<bool>,
+}
+
+/// A unit as received.
+#[derive(Debug, Clone, Default)]
+pub struct NewUnit {
+    /// Unique serial number.
+    pub serial_number: String,
+    /// `new`, `good`, `fair` or `damaged`; defaults to `new`.
+    pub condition: Option<String>,
+    /// Where it is kept.
+    pub location_id: Uuid,
+}
+
+/// Catalogue management and browsing. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CatalogueService {
+    repo: CatalogueRepo,
+}
+
+impl CatalogueService {
+    /// A service over `repo`.
+    pub fn new(repo: CatalogueRepo) -> Self {
+        Self { repo }
+    }
+
+    /// Every category, by name. Public.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`].
+    pub async fn list_categories(&self) -> ServiceResult<Vec<CategoryView>> {
+        Ok(self.repo.list_categories().await?.into_iter().map(Into::into).collect())
+    }
+
+    /// One category. Public.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`].
+    pub async fn get_category(&self, id: Uuid) -> ServiceResult<CategoryView> {
+        self.repo.find_category(id).await?.map(Into::into).ok_or(ServiceError::NotFound("category"))
+    }
+
+    /// Creates a category (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] listing every bad field, [`ServiceError::Conflict`]
+    /// when a category of the same slug exists.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_category(&self, principal: &Principal, new: NewCategory) -> ServiceResult<CategoryView> {
+        require_staff(principal)?;
+        let mut errors = Collector::default();
+        let name = errors.take(CategoryName::parse(&new.name));
+        let description = new.description.as_deref().and_then(|d| errors.take(description("description", d)));
+        errors.finish()?;
+        let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
+        let record = NewCategoryRecord { name, description: description.flatten() };
+        Ok(self.repo.create_category(record).await?.into())
+    }
+
+    /// Changes a category (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Invalid`],
+    /// [`ServiceError::Conflict`].
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
+    pub async fn update_category(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        update: CategoryUpdate,
+    ) -> ServiceResult<CategoryView> {
+        require_staff(principal)?;
+        let mut errors = Collector::default();
+        let name = update.name.as_deref().and_then(|n| errors.take(CategoryName::parse(n)));
+        let new_description = match update.description {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(d)) => errors.take(description("description", &d)),
+        };
+        errors.finish()?;
+        let changes = CategoryChanges { name, description: new_description };
+        Ok(self.repo.update_category(id, changes).await.map_err(not_found_as("category"))?.into())
+    }
+
+    /// Deletes a category (staff) that no product belongs to.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Conflict`] while it has
+    /// products.
+    #[tracing::instrument(skip_all, fields(category_id = %id))]
+    pub async fn delete_category(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
+        require_staff(principal)?;
+        match self.repo.delete_category(id).await {
+            Ok(()) => Ok(()),
+            Err(RepoError::NotFound) => Err(ServiceError::NotFound("category")),
+            Err(RepoError::Conflict { .. }) => Err(ServiceError::Conflict {
+                message: "the category still has products; move or delete them first".into(),
+                index: None,
+            }),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Every location, by name. Public.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`].
+    pub async fn list_locations(&self) -> ServiceResult<Vec<LocationView>> {
+        Ok(self.repo.list_locations().await?.into_iter().map(Into::into).collect())
+    }
+
+    /// Creates a location (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`], [`ServiceError::Conflict`] when the name is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_location(&self, principal: &Principal, new: NewLocation) -> ServiceResult<LocationView> {
+        require_staff(principal)?;
+        let mut errors = Collector::default();
+        let name = errors.take(display_text("name", &new.name, CATALOGUE_NAME_MAX_LEN));
+        let address = new.address.as_deref().and_then(|a| errors.take(description("address", a)));
+        errors.finish()?;
+        let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
+        Ok(self.repo.create_location(NewLocationRecord { name, address: address.flatten() }).await?.into())
+    }
+
+    /// One page of products, each with its category and stock. Public; callers who are not staff see active
+    /// products only, whatever `is_active` they ask for.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidQuery`] naming a bad parameter.
+    pub async fn list_products(
+        &self,
+        principal: Option<&Principal>,
+        params: &[(String, String)],
+    ) -> ServiceResult<Listing<ProductListView>> {
+        let mut query = product_list_spec().parse(params)?;
+        if !principal.is_some_and(Principal::is_staff) {
+            query.filters.insert(ProductFilter::IS_ACTIVE, FilterValue::Bool(true));
+        }
+        Ok(self.repo.list_products(&query).await?.map(ProductListView::from))
+    }
+
+    /// One product with its category and stock per location. Public; inactive products are not found for
+    /// callers who are not staff.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`].
+    pub async fn get_product(&self, principal: Option<&Principal>, id: Uuid) -> ServiceResult<ProductDetailView> {
+        let staff = principal.is_some_and(Principal::is_staff);
+        match self.repo.product_detail(id).await? {
+            Some(detail) if staff || detail.product.is_active => Ok(detail.into()),
+            _ => Err(ServiceError::NotFound("product")),
+        }
+    }
+
+    /// Creates a product (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] listing every bad field (an unknown category is
+    /// one), [`ServiceError::Conflict`] when the SKU is taken.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_product(&self, principal: &Principal, new: NewProduct) -> ServiceResult<ProductView> {
+        require_staff(principal)?;
+        let mut errors = Collector::default();
+        let sku = errors.take(code("sku", &new.sku));
+        let name = errors.take(display_text("name", &new.name, PRODUCT_NAME_MAX_LEN));
+        let description = new.description.as_deref().and_then(|d| errors.take(description("description", d)));
+        let amounts = validate_amounts(
+            &mut errors,
+            &new.currency,
+            new.price_per_day_minor,
+            new.price_per_week_minor,
+            new.price_per_month_minor,
+            new.deposit_minor.unwrap_or(0),
+            new.late_fee_per_day_minor.unwrap_or(0),
+        );
+        let buffer = errors.take(buffer_minutes(new.buffer_minutes.unwrap_or(0)));
+        if self.repo.find_category(new.category_id).await?.is_none() {
+            errors.take::<()>(Err(DomainError::field("category_id", "no such category")));
+        }
+        errors.finish()?;
+        let (Some(sku), Some(name), Some((rates, deposit_minor, late_fee_per_day_minor)), Some(buffer_minutes)) =
+            (sku, name, amounts, buffer)
+        else {
+            return Err(ServiceError::Internal("validated values missing".into()));
+        };
+        let record = NewProductRecord {
+            category_id: new.category_id,
+            sku,
+            name,
+            description: description.flatten(),
+            rates,
+            deposit_minor,
+            late_fee_per_day_minor,
+            buffer_minutes,
+            is_active: new.is_active.unwrap_or(true),
+        };
+        Ok(self.repo.create_product(record).await?.into())
+    }
+
+    /// Changes a product (staff). Price fields are checked together with the stored ones, so a new currency
+    /// or week price must still make a valid rate card.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Invalid`],
+    /// [`ServiceError::Conflict`].
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn update_product(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        update: ProductUpdate,
+    ) -> ServiceResult<ProductView> {
+        require_staff(principal)?;
+        let current = self.repo.find_product(id).await?.ok_or(ServiceError::NotFound("product"))?;
+        let mut errors = Collector::default();
+        let sku = update.sku.as_deref().and_then(|s| errors.take(code("sku", s)));
+        let name = update.name.as_deref().and_then(|n| errors.take(display_text("name", n, PRODUCT_NAME_MAX_LEN)));
+        let new_description = match update.description {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(d)) => errors.take(description("description", &d)),
+        };
+        let prices_change = update.currency.is_some()
+            || update.price_per_day_minor.is_some()
+            || update.price_per_week_minor.is_some()
+            || update.price_per_month_minor.is_some()
+            || update.deposit_minor.is_some()
+            || update.late_fee_per_day_minor.is_some();
+        let amounts = if prices_change {
+            validate_amounts(
+                &mut errors,
+                update.currency.as_deref().unwrap_or(&current.currency),
+                update.price_per_day_minor.unwrap_or(current.price_per_day_minor),
+                update.price_per_week_minor.unwrap_or(current.price_per_week_minor),
+                update.price_per_month_minor.unwrap_or(current.price_per_month_minor),
+                update.deposit_minor.unwrap_or(current.deposit_minor),
+                update.late_fee_per_day_minor.unwrap_or(current.late_fee_per_day_minor),
+            )
+        } else {
+            None
+        };
+        let buffer = update.buffer_minutes.and_then(|b| errors.take(buffer_minutes(b)));
+        if let Some(category_id) = update.category_id
+            && category_id != current.category_id
+            && self.repo.find_category(category_id).await?.is_none()
+        {
+            errors.take::<()>(Err(DomainError::field("category_id", "no such category")));
+        }
+        errors.finish()?;
+        let changes = ProductChanges {
+            category_id: update.category_id,
+            sku,
+            name,
+            description: new_description,
+            rates: amounts.map(|a| a.0),
+            deposit_minor: amounts.map(|a| a.1),
+            late_fee_per_day_minor: amounts.map(|a| a.2),
+            buffer_minutes: buffer,
+            is_active: update.is_active,
+        };
+        Ok(self.repo.update_product(id, changes).await.map_err(not_found_as("product"))?.into())
+    }
+
+    /// Deletes a product with its units and stock levels (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
+    #[tracing::instrument(skip_all, fields(product_id = %id))]
+    pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
+        require_staff(principal)?;
+        self.repo.delete_product(id).await.map_err(not_found_as("product"))
+    }
+
+    /// Adds 1–1000 units to a product, all or nothing (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`] for the product, [`ServiceError::Invalid`] with
+    /// fields like `units[2].serial_number` (unknown locations included), [`ServiceError::Conflict`] when a
+    /// serial number is taken or repeats.
+    #[tracing::instrument(skip_all, fields(product_id = %product_id, units = units.len()))]
+    pub async fn add_units(
+        &self,
+        principal: &Principal,
+        product_id: Uuid,
+        units: Vec<NewUnit>,
+    ) -> ServiceResult<Vec<UnitView>> {
+        require_staff(principal)?;
+        if units.is_empty() || units.len() > UNITS_MAX {
+            return Err(DomainError::field("units", "must hold between 1 and 1000 units").into());
+        }
+        let mut errors: Vec<FieldError> = Vec::new();
+        let mut records = Vec::with_capacity(units.len());
+        for (index, unit) in units.iter().enumerate() {
+            let mut row = Collector::default();
+            let serial_number = row.take(code("serial_number", &unit.serial_number));
+            let condition = match unit.condition.as_deref() {
+                None => Some(UnitCondition::New),
+                Some(raw) => row.take(raw.parse::<UnitCondition>()),
+            };
+            if let Err(err) = row.finish() {
+                let prefix = format!("units[{index}]");
+                errors.extend(err.fields().iter().cloned().map(|f| f.within(&prefix)));
+            }
+            if let (Some(serial_number), Some(condition)) = (serial_number, condition) {
+                records.push(NewUnitRecord { serial_number, condition, location_id: unit.location_id });
+            }
+        }
+        if self.repo.find_product(product_id).await?.is_none() {
+            return Err(ServiceError::NotFound("product"));
+        }
+        let location_ids: Vec<Uuid> = units.iter().map(|u| u.location_id).collect();
+        let missing = self.repo.missing_locations(&location_ids).await?;
+        for (index, unit) in units.iter().enumerate() {
+            if missing.contains(&unit.location_id) {
+                errors.push(FieldError::new(format!("units[{index}].location_id"), "no such location"));
+            }
+        }
+        if !errors.is_empty() {
+            errors.truncate(100);
+            return Err(DomainError::Invalid(errors).into());
+        }
+        Ok(self.repo.add_units(product_id, records).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// Sets the bulk quantity of a product at a location (staff).
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`] for a negative quantity, [`ServiceError::NotFound`]
+    /// for the product or the location.
+    #[tracing::instrument(skip_all, fields(product_id = %product_id, location_id = %location_id))]
+    pub async fn set_stock_level(
+        &self,
+        principal: &Principal,
+        product_id: Uuid,
+        location_id: Uuid,
+        new_quantity: i64,
+    ) -> ServiceResult<StockLevelView> {
+        require_staff(principal)?;
+        let quantity = quantity(new_quantity)?;
+        if self.repo.find_product(product_id).await?.is_none() {
+            return Err(ServiceError::NotFound("product"));
+        }
+        if self.repo.find_location(location_id).await?.is_none() {
+            return Err(ServiceError::NotFound("location"));
+        }
+        let level = self.repo.set_stock_level(product_id, location_id, quantity).await?;
+        Ok(StockLevelView {
+            product_id: level.product_id,
+            location_id: level.location_id,
+            quantity: level.quantity,
+            updated_at: level.updated_at,
+        })
+    }
+}
+
+/// Checks the currency and every amount together: the rate card, the deposit and the late fee.
+fn validate_amounts(
+    errors: &mut Collector,
+    currency: &str,
+    per_day: i64,
+    per_week: Option<i64>,
+    per_month: Option<i64>,
+    deposit: i64,
+    late_fee: i64,
+) -> Option<(RateCard, i64, i64)> {
+    // With a bad currency the amounts are still checked (against ISO 4217's "no currency", XXX), so that every
+    // bad field is listed at once.
+    let parsed = errors.take(Currency::parse(currency));
+    let currency = match parsed {
+        Some(c) => c,
+        None => Currency::parse("XXX").ok()?,
+    };
+    let day = errors.take(Money::price(per_day, currency, "price_per_day_minor"));
+    let week = per_week.map(|w| errors.take(Money::price(w, currency, "price_per_week_minor")));
+    let month = per_month.map(|m| errors.take(Money::price(m, currency, "price_per_month_minor")));
+    let deposit = errors.take(Money::price(deposit, currency, "deposit_minor"));
+    let late_fee = errors.take(Money::price(late_fee, currency, "late_fee_per_day_minor"));
+    let (Some(_), Some(day), Some(deposit), Some(late_fee)) = (parsed, day, deposit, late_fee) else { return None };
+    let week = match week {
+        Some(None) => return None,
+        Some(Some(w)) => Some(w),
+        None => None,
+    };
+    let month = match month {
+        Some(None) => return None,
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let rates = errors.take(RateCard::new(day, week, month))?;
+    Some((rates, deposit.amount_minor, late_fee.amount_minor))
+}
+
+fn require_staff(principal: &Principal) -> ServiceResult<()> {
+    if principal.is_staff() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden("this action needs the staff or admin role"))
+    }
+}
+
+fn not_found_as(what: &'static str) -> impl Fn(RepoError) -> ServiceError {
+    move |err| match err {
+        RepoError::NotFound => ServiceError::NotFound(what),
+        other => other.into(),
+    }
+}

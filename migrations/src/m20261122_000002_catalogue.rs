@@ -264,9 +264,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index("idx_stock_levels_product", StockLevels::Table).col(StockLevels::ProductId).to_owned())
-            .await?;
+        // The primary key (product_id, location_id) already serves lookups by product.
         manager
             .create_index(
                 index("idx_stock_levels_location", StockLevels::Table)

@@ -7,16 +7,12 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, UnitCondition};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, SimpleExpr};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use crate::entity::{category, location, product, stock_level, unit};
-use crate::query::{
-    CursorValue, Direction, FilterKind, KeysetPage, ListQuery, ListSpec, Listing, Page, Pagination, SortKind,
-    like_contains,
-};
+use crate::paginate::{Keys, fetch_page};
+use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
 use crate::txn::finish;
 use crate::{Database, RepoError, RepoResult};
 
@@ -601,71 +597,31 @@ impl CatalogueRepo {
     /// [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
     pub async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
-        let conn = self.db.connection();
         let filtered = product::Entity::find().filter(product_condition(query));
-        let sort_column = product_sort_column(query.sort);
-        let order = match query.direction {
-            Direction::Asc => Order::Asc,
-            Direction::Desc => Order::Desc,
+        let keys = Keys {
+            sort: product_sort_column(query.sort),
+            id: product::Column::Id,
+            seek_value: |value: &CursorValue| match (value, query.sort) {
+                // Integer sort values travel as decimal text in the cursor.
+                (CursorValue::Text(s), "price_per_day") => s
+                    .parse::<i64>()
+                    .map(Expr::val)
+                    .map_err(|_| RepoError::invalid("cursor", "is not a cursor of this list")),
+                (CursorValue::Text(s), _) => Ok(Expr::val(s.clone())),
+                (CursorValue::DateTime(t), _) => Ok(Expr::val(*t)),
+            },
+            cursor_of: |last: &product::Model| {
+                let value = match query.sort {
+                    "name" => CursorValue::Text(last.name.clone()),
+                    "price_per_day" => CursorValue::Text(last.price_per_day_minor.to_string()),
+                    _ => CursorValue::DateTime(last.created_at),
+                };
+                (value, last.id)
+            },
         };
-        let ordered = filtered.clone().order_by(sort_column, order.clone()).order_by(product::Column::Id, order);
-
-        match &query.pagination {
-            Pagination::Offset { page, per_page } => {
-                let total = filtered.count(conn).await?;
-                let offset = (page - 1).saturating_mul(*per_page);
-                let models = if offset >= total {
-                    Vec::new()
-                } else {
-                    ordered.offset(offset).limit(*per_page).all(conn).await?
-                };
-                let items = self.with_relations(models).await?;
-                Ok(Listing::Offset(Page {
-                    items,
-                    total,
-                    page: *page,
-                    per_page: *per_page,
-                    pages: total.div_ceil(*per_page),
-                }))
-            }
-            Pagination::Keyset { after, limit, include_total } => {
-                let total = if *include_total { Some(filtered.count(conn).await?) } else { None };
-                let mut page = ordered;
-                if let Some(cursor) = after {
-                    let value = match (&cursor.value, query.sort) {
-                        (CursorValue::Text(s), "price_per_day") => Expr::val(
-                            s.parse::<i64>()
-                                .map_err(|_| RepoError::invalid("cursor", "is not a cursor of this list"))?,
-                        ),
-                        (CursorValue::Text(s), _) => Expr::val(s.clone()),
-                        (CursorValue::DateTime(t), _) => Expr::val(*t),
-                    };
-                    let left = Expr::tuple([Expr::col(sort_column), Expr::col(product::Column::Id)]);
-                    let right = Expr::tuple([value, Expr::val(cursor.id)]);
-                    let seek = match query.direction {
-                        Direction::Asc => left.gt(right),
-                        Direction::Desc => left.lt(right),
-                    };
-                    page = page.filter(seek);
-                }
-                let mut models = page.limit(limit + 1).all(conn).await?;
-                let has_more = models.len() as u64 > *limit;
-                models.truncate(*limit as usize);
-                let next_cursor = match (has_more, models.last()) {
-                    (true, Some(last)) => {
-                        let value = match query.sort {
-                            "name" => CursorValue::Text(last.name.clone()),
-                            "price_per_day" => CursorValue::Text(last.price_per_day_minor.to_string()),
-                            _ => CursorValue::DateTime(last.created_at),
-                        };
-                        Some(PRODUCT_LIST_SPEC.cursor_after(query, value, last.id))
-                    }
-                    _ => None,
-                };
-                let items = self.with_relations(models).await?;
-                Ok(Listing::Keyset(KeysetPage { items, next_cursor, total }))
-            }
-        }
+        let mut fetched = fetch_page(self.db.connection(), &PRODUCT_LIST_SPEC, query, filtered, keys).await?;
+        let items = self.with_relations(std::mem::take(&mut fetched.models)).await?;
+        Ok(fetched.into_listing(items))
     }
 
     /// Loads the categories and stock summaries of `models` with three statements and joins them in memory.

@@ -13,6 +13,7 @@ mod db;
 mod entity;
 mod error;
 mod lock;
+mod paginate;
 pub mod query;
 mod tokens;
 mod txn;

@@ -6,16 +6,14 @@ use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::{Email, FullName, Role, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::entity::{user, user_role};
-use crate::query::{
-    CursorValue, Direction, FilterKind, KeysetPage, ListQuery, ListSpec, Listing, Page, Pagination, SortKind,
-    like_contains,
-};
+use crate::paginate::{Keys, fetch_page};
+use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
+use crate::txn::finish;
 use crate::{Database, RepoError, RepoResult};
 
 /// A stored user with its roles.
@@ -358,67 +356,28 @@ impl UserRepo {
     /// [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
     pub async fn list(&self, query: &ListQuery) -> RepoResult<Listing<UserRecord>> {
-        let conn = self.db.connection();
         let filtered = user::Entity::find().filter(filter_condition(query));
-        let sort_column = sort_column(query.sort);
-        let order = match query.direction {
-            Direction::Asc => Order::Asc,
-            Direction::Desc => Order::Desc,
+        let keys = Keys {
+            sort: sort_column(query.sort),
+            id: user::Column::Id,
+            seek_value: |value: &CursorValue| {
+                Ok(match value {
+                    CursorValue::DateTime(t) => Expr::val(*t),
+                    CursorValue::Text(s) => Expr::val(s.clone()),
+                })
+            },
+            cursor_of: |last: &user::Model| {
+                let value = match query.sort {
+                    "email" => CursorValue::Text(last.email.clone()),
+                    "full_name" => CursorValue::Text(last.full_name.clone()),
+                    _ => CursorValue::DateTime(last.created_at),
+                };
+                (value, last.id)
+            },
         };
-        let ordered = filtered.clone().order_by(sort_column, order.clone()).order_by(user::Column::Id, order);
-
-        match &query.pagination {
-            Pagination::Offset { page, per_page } => {
-                let total = filtered.count(conn).await?;
-                let offset = (page - 1).saturating_mul(*per_page);
-                let models = if offset >= total {
-                    Vec::new()
-                } else {
-                    ordered.offset(offset).limit(*per_page).all(conn).await?
-                };
-                let items = self.with_roles(models).await?;
-                Ok(Listing::Offset(Page {
-                    items,
-                    total,
-                    page: *page,
-                    per_page: *per_page,
-                    pages: total.div_ceil(*per_page),
-                }))
-            }
-            Pagination::Keyset { after, limit, include_total } => {
-                let total = if *include_total { Some(filtered.count(conn).await?) } else { None };
-                let mut page = ordered;
-                if let Some(cursor) = after {
-                    let value = match &cursor.value {
-                        CursorValue::DateTime(t) => Expr::val(*t),
-                        CursorValue::Text(s) => Expr::val(s.clone()),
-                    };
-                    let left = Expr::tuple([Expr::col(sort_column), Expr::col(user::Column::Id)]);
-                    let right = Expr::tuple([value, Expr::val(cursor.id)]);
-                    let seek = match query.direction {
-                        Direction::Asc => left.gt(right),
-                        Direction::Desc => left.lt(right),
-                    };
-                    page = page.filter(seek);
-                }
-                let mut models = page.limit(limit + 1).all(conn).await?;
-                let has_more = models.len() as u64 > *limit;
-                models.truncate(*limit as usize);
-                let next_cursor = match (has_more, models.last()) {
-                    (true, Some(last)) => {
-                        let value = match query.sort {
-                            "email" => CursorValue::Text(last.email.clone()),
-                            "full_name" => CursorValue::Text(last.full_name.clone()),
-                            _ => CursorValue::DateTime(last.created_at),
-                        };
-                        Some(USER_LIST_SPEC.cursor_after(query, value, last.id))
-                    }
-                    _ => None,
-                };
-                let items = self.with_roles(models).await?;
-                Ok(Listing::Keyset(KeysetPage { items, next_cursor, total }))
-            }
-        }
+        let mut fetched = fetch_page(self.db.connection(), &USER_LIST_SPEC, query, filtered, keys).await?;
+        let items = self.with_roles(std::mem::take(&mut fetched.models)).await?;
+        Ok(fetched.into_listing(items))
     }
 
     async fn with_roles_one(&self, model: Option<user::Model>) -> RepoResult<Option<UserRecord>> {
@@ -473,23 +432,6 @@ impl UserRepo {
     /// [`RepoError::Database`] when the statement fails.
     pub async fn execute_raw(&self, sql: &str) -> RepoResult<u64> {
         Ok(self.db.connection().execute_unprepared(sql).await?.rows_affected())
-    }
-}
-
-/// Commits when the work succeeded and rolls back, explicitly and at once, when it failed: a transaction left
-/// to its destructor would hold its locks until the pool gets round to the connection.
-async fn finish<T>(txn: DatabaseTransaction, result: RepoResult<T>) -> RepoResult<T> {
-    match result {
-        Ok(value) => {
-            txn.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            if let Err(rollback) = txn.rollback().await {
-                tracing::warn!(error = %rollback, "rollback failed");
-            }
-            Err(err)
-        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod ci;
 pub mod layering;
 pub mod loadtest;
 pub mod seed;
+pub mod seed_catalogue;
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ use argon2::Argon2;
 use argon2::password_hash::PasswordHasher as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use rental_domain::{Email, FullName, Role};
-use rental_repo::{Backend, BackoffPolicy, Database, DatabaseConfig, NewUserRecord, UserRepo};
+use rental_repo::{Backend, BackoffPolicy, CatalogueRepo, Database, DatabaseConfig, NewUserRecord, UserRepo};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -27,8 +27,17 @@ pub const SEED_PASSWORD: &str = "seed-password-1";
 #[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// Number of users to create.
-    #[arg(long)]
+    #[arg(long, default_value_t = 0)]
     pub users: u64,
+    /// Number of products to create, each with two tracked units and a bulk stock level.
+    #[arg(long, default_value_t = 0)]
+    pub products: u64,
+    /// Categories the products are spread over.
+    #[arg(long, default_value_t = 20)]
+    pub categories: u64,
+    /// Locations the stock is spread over.
+    #[arg(long, default_value_t = 5)]
+    pub locations: u64,
     /// Database to fill; migrations are applied first.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
@@ -95,8 +104,8 @@ fn seed_password_hash() -> anyhow::Result<String> {
 /// # Errors
 /// When the database cannot be reached or migrated, or an insert fails.
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
-    if args.users == 0 {
-        bail!("--users must be at least 1");
+    if args.users == 0 && args.products == 0 {
+        bail!("give --users N and/or --products N");
     }
     let config = DatabaseConfig {
         // One connection per worker, plus one spare for the pool's own checks.
@@ -107,6 +116,55 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let db =
         Database::connect(&config).await.with_context(|| format!("cannot connect to {}", config.redacted_url()))?;
     db.migrate(&BackoffPolicy::default()).await.context("cannot apply migrations")?;
+    if args.users > 0 {
+        seed_users(&db, &args).await?;
+    }
+    if args.products > 0 {
+        seed_products(&db, &args).await?;
+    }
+    db.close().await.context("cannot close the pool")?;
+    Ok(())
+}
+
+/// Seeds `--products` products with their units and stock, and prints the rate.
+async fn seed_products(db: &Database, args: &SeedArgs) -> anyhow::Result<()> {
+    let progress = ProgressBar::new(args.products).with_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} products ({per_sec}, eta {eta})",
+        )
+        .context("bad progress bar template")?
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let repo = CatalogueRepo::new(db.clone());
+    let created = crate::seed_catalogue::seed(
+        repo,
+        args.products,
+        args.categories,
+        args.locations,
+        args.concurrency,
+        progress.clone(),
+    )
+    .await?;
+    progress.finish_and_clear();
+    db.connection().execute_unprepared("ANALYZE").await.context("ANALYZE failed")?;
+    let elapsed = started.elapsed();
+    println!(
+        "seeded {created} products ({} units, {} stock levels) in {} categories and {} locations in {:.1} s: \
+         {:.0} products/s",
+        created * 2,
+        created,
+        args.categories.max(1),
+        args.locations.max(1),
+        elapsed.as_secs_f64(),
+        created as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Seeds `--users` users and prints the rate.
+async fn seed_users(db: &Database, args: &SeedArgs) -> anyhow::Result<()> {
+    let db = db.clone();
     let deferred = if args.keep_indexes { Vec::new() } else { defer_indexes(&db).await? };
     let repo = UserRepo::new(db.clone());
 
@@ -165,7 +223,6 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         args.concurrency
     );
     println!("every seeded user has the password `{SEED_PASSWORD}`");
-    repo.database().clone().close().await.context("cannot close the pool")?;
     Ok(())
 }
 

@@ -61,6 +61,8 @@ pub enum Scenario {
     /// 64 clients logging in while 32 others probe /health/live; the connection counts do not apply.
     #[value(name = "login+health")]
     LoginHealth,
+    /// GET /api/v1/products filtered by a category, 50 per page, keyset without a count, anonymous.
+    Products,
     /// POST /api/v1/users/bulk with 10,000 new users, three times in a row; reports each request's time.
     Bulk,
     /// Every scenario above.
@@ -69,7 +71,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every real scenario, in the order `all` runs them.
-    const EVERY: [Scenario; 8] = [
+    const EVERY: [Scenario; 9] = [
         Scenario::Health,
         Scenario::Me,
         Scenario::UsersFirst,
@@ -77,6 +79,7 @@ impl Scenario {
         Scenario::OffsetFirst,
         Scenario::Login,
         Scenario::LoginHealth,
+        Scenario::Products,
         Scenario::Bulk,
     ];
 
@@ -90,6 +93,7 @@ impl Scenario {
             Scenario::OffsetFirst => "offset-first",
             Scenario::Login => "login",
             Scenario::LoginHealth => "login+health",
+            Scenario::Products => "products",
             Scenario::Bulk => "bulk",
             Scenario::All => "all",
         }
@@ -145,6 +149,8 @@ struct Prepared {
     token: Option<String>,
     /// Keyset cursor about [`DEEP_FRACTION`] into the user list.
     deep_cursor: Option<String>,
+    /// A category that has products, for `products`.
+    category: Option<Uuid>,
 }
 
 /// The part of the login response the load test reads.
@@ -158,6 +164,17 @@ struct TokenResponse {
 struct UserPage {
     items: Vec<UserItem>,
     total: u64,
+}
+
+/// The part of the category list the load test reads.
+#[derive(Debug, Deserialize)]
+struct CategoryList {
+    items: Vec<CategoryItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CategoryItem {
+    id: Uuid,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,6 +285,13 @@ async fn prepare(
     credentials: Option<(&str, &str)>,
 ) -> anyhow::Result<Prepared> {
     let mut prepared = Prepared::default();
+    if scenarios.contains(&Scenario::Products) {
+        let categories: CategoryList = get_json(target, &target.get("/api/v1/categories")?)
+            .await
+            .context("cannot list the categories; seed products first (cargo xtask seed --products N)")?;
+        let first = categories.items.first().context("no category exists; seed products first")?;
+        prepared.category = Some(first.id);
+    }
     if !scenarios.iter().any(|s| s.needs_token()) {
         return Ok(prepared);
     }
@@ -356,6 +380,10 @@ fn request_for(
         }
         Scenario::OffsetFirst => authorised(&format!("{USERS_PATH}?page=1&per_page=50")),
         Scenario::Login => login_request(target, credentials),
+        Scenario::Products => {
+            let category = prepared.category.context("no category was prepared")?;
+            target.get(&format!("/api/v1/products?limit=50&include_total=false&category={category}"))
+        }
         Scenario::LoginHealth | Scenario::Bulk | Scenario::All => {
             bail!("`{}` is not a single request", scenario.name())
         }

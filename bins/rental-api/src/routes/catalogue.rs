@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, MaybeAuth, QueryPairs};
+use crate::routes::PageOf;
 use crate::state::AppState;
 
 /// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`) in a PATCH body.
@@ -287,52 +288,6 @@ pub struct LocationList {
     pub items: Vec<LocationResponse>,
 }
 
-/// A page of products: `{items,total,page,per_page,pages}` for offset pagination, `{items,next_cursor[,total]}`
-/// for keyset pagination.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductPage {
-    /// The products.
-    pub items: Vec<ProductListItemResponse>,
-    /// All matches (offset pagination, or keyset with `include_total`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Offset pagination: this page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page: Option<u64>,
-    /// Offset pagination: page size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_page: Option<u64>,
-    /// Offset pagination: number of pages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pages: Option<u64>,
-    /// Keyset pagination: cursor of the next page, `null` on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Option<String>>,
-}
-
-impl From<Listing<ProductListView>> for ProductPage {
-    fn from(listing: Listing<ProductListView>) -> Self {
-        match listing.map(ProductListItemResponse::from) {
-            Listing::Offset(p) => Self {
-                items: p.items,
-                total: Some(p.total),
-                page: Some(p.page),
-                per_page: Some(p.per_page),
-                pages: Some(p.pages),
-                next_cursor: None,
-            },
-            Listing::Keyset(p) => Self {
-                items: p.items,
-                total: p.total,
-                page: None,
-                per_page: None,
-                pages: None,
-                next_cursor: Some(p.next_cursor),
-            },
-        }
-    }
-}
-
 // ---- requests -----------------------------------------------------------------------------------------------
 
 /// A new category.
@@ -584,15 +539,15 @@ pub async fn create_location(
 /// List products with their category and stock. Public: without a staff token only active products are
 /// listed. Filters, sort and search are checked against a whitelist; an unknown one is a 400 naming it.
 #[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(ProductListParams),
-    responses((status = 200, body = ProductPage), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<ProductListItemResponse>), (status = 400, body = ErrorEnvelope)))]
 #[get("/products")]
 pub async fn list_products(
     state: web::Data<AppState>,
     auth: MaybeAuth,
     query: QueryPairs,
-) -> ApiResult<web::Json<ProductPage>> {
+) -> ApiResult<web::Json<Listing<ProductListItemResponse>>> {
     let listing = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
-    Ok(web::Json(listing.into()))
+    Ok(web::Json(listing.map(ProductListItemResponse::from)))
 }
 
 /// Create a product (staff).

@@ -51,3 +51,22 @@ impl From<UserView> for UserResponse {
         }
     }
 }
+
+/// A page of a list, as documented: `{items,total,page,per_page,pages}` for offset pagination,
+/// `{items,next_cursor[,total]}` for keyset pagination. Handlers serialise the repository's `Listing`, which has
+/// exactly this shape; this type only describes it in the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageOf<T: ToSchema> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// All matches (offset pagination, or keyset with `include_total`).
+    pub total: Option<u64>,
+    /// Offset pagination: this page.
+    pub page: Option<u64>,
+    /// Offset pagination: page size.
+    pub per_page: Option<u64>,
+    /// Offset pagination: number of pages.
+    pub pages: Option<u64>,
+    /// Keyset pagination: cursor of the next page, `null` on the last.
+    pub next_cursor: Option<String>,
+}

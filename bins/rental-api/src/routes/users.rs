@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
-use crate::routes::UserResponse;
+use crate::routes::{PageOf, UserResponse};
 use crate::state::AppState;
 
 /// Changes to one's own profile.
@@ -135,31 +135,8 @@ pub struct UserListParams {
     pub created_before: Option<String>,
 }
 
-/// A page of users: `{items,total,page,per_page,pages}` for offset pagination,
-/// `{items,next_cursor[,total]}` for keyset pagination.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserPage {
-    /// The users.
-    pub items: Vec<UserResponse>,
-    /// All matches (offset pagination, or keyset with `include_total`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total: Option<u64>,
-    /// Offset pagination: this page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub page: Option<u64>,
-    /// Offset pagination: page size.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub per_page: Option<u64>,
-    /// Offset pagination: number of pages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pages: Option<u64>,
-    /// Keyset pagination: cursor of the next page, `null` on the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Option<String>>,
-}
-
-/// Serialises a cached page without copying it: the same JSON as [`UserPage`], whose schema documents it
-/// (`UserView` serialises exactly like [`UserResponse`]).
+/// Serialises a cached page without copying it: the JSON [`PageOf<UserResponse>`] documents (`UserView`
+/// serialises exactly like [`UserResponse`]).
 struct UserPageRef(Arc<Listing<UserView>>);
 
 impl Serialize for UserPageRef {
@@ -209,7 +186,7 @@ pub async fn change_password(
 /// List users (admin). Filters, sort and search are checked against a whitelist; an unknown one is a 400
 /// naming it.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
-    responses((status = 200, body = UserPage), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<UserResponse>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]
 pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<HttpResponse> {
     let listing = state.services.users.list(&auth.0, &query.0).await?;

@@ -289,7 +289,7 @@ async fn the_catalogue_is_in_the_openapi_document() {
         }
     }
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
-    for schema in ["ProductDetailResponse", "ProductPage", "CreateProductRequest", "StockRequest"] {
+    for schema in ["ProductDetailResponse", "PageOf_ProductListItemResponse", "CreateProductRequest", "StockRequest"] {
         assert!(schemas.contains_key(schema), "{schema} missing");
     }
 }

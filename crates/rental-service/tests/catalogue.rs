@@ -2,38 +2,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rental_domain::Role;
-use rental_repo::{Database, DatabaseConfig};
 use rental_service::{
-    AuthConfig, CategoryUpdate, NewCategory, NewLocation, NewProduct, NewUnit, NewUser, Principal, ProductUpdate,
-    Registration, Secret, ServiceConfig, ServiceError, Services,
+    CategoryUpdate, NewCategory, NewLocation, NewProduct, NewUnit, NewUser, Principal, ProductUpdate, Registration,
+    ServiceError, Services,
 };
-use rental_testkit::TestDb;
 use uuid::Uuid;
 
-struct Fixture {
-    services: Services,
-    _db: TestDb,
-}
+mod common;
 
-async fn fixture() -> Fixture {
-    let test_db = TestDb::new().await;
-    let config = DatabaseConfig {
-        max_connections: Some(5),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    let db = Database::connect(&config).await.unwrap();
-    let service_config = ServiceConfig {
-        auth: AuthConfig {
-            jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            ..AuthConfig::default()
-        },
-        ..ServiceConfig::default()
-    };
-    Fixture { services: Services::new(db, &service_config).unwrap(), _db: test_db }
-}
+use common::fixture;
 
 async fn principal(services: &Services, email: &str, password: &str) -> Principal {
     let tokens = services.auth.login(email, password).await.unwrap();

@@ -2,38 +2,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use rental_domain::Role;
-use rental_repo::{Database, DatabaseConfig};
-use rental_service::{
-    AuthConfig, NewUser, Principal, ProfileUpdate, Registration, Secret, ServiceConfig, ServiceError, Services,
-    UserUpdate,
-};
-use rental_testkit::TestDb;
+use rental_service::{NewUser, Principal, ProfileUpdate, Registration, ServiceError, Services, UserUpdate};
 
-struct Fixture {
-    services: Services,
-    _db: TestDb,
-}
+mod common;
 
-async fn fixture() -> Fixture {
-    let test_db = TestDb::new().await;
-    let config = DatabaseConfig {
-        max_connections: Some(5),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    let db = Database::connect(&config).await.unwrap();
-    let service_config = ServiceConfig {
-        auth: AuthConfig {
-            jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
-            // Cheap hashes keep the suite fast; production cost is measured by the load test.
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            ..AuthConfig::default()
-        },
-        ..ServiceConfig::default()
-    };
-    Fixture { services: Services::new(db, &service_config).unwrap(), _db: test_db }
-}
+use common::{Fixture, fixture};
 
 async fn admin(services: &Services) -> Principal {
     services.users.create_admin("root@example.com", "root-password").await.unwrap();

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
 mod m20261122_000002_catalogue;
+mod m20261122_000003_rentals;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -15,7 +16,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_users::Migration), Box::new(m20261122_000002_catalogue::Migration)]
+        vec![
+            Box::new(m20261122_000001_users::Migration),
+            Box::new(m20261122_000002_catalogue::Migration),
+            Box::new(m20261122_000003_rentals::Migration),
+        ]
     }
 }
 

@@ -1,9 +1,18 @@
 //! sea-orm entities. Private to this crate: the repositories translate them into plain records.
 
 pub(crate) mod category;
+pub(crate) mod invoice;
+pub(crate) mod invoice_counter;
+pub(crate) mod invoice_line;
 pub(crate) mod location;
+pub(crate) mod maintenance_block;
+pub(crate) mod order_event;
+pub(crate) mod order_line;
+pub(crate) mod order_line_unit;
+pub(crate) mod payment;
 pub(crate) mod product;
 pub(crate) mod refresh_token;
+pub(crate) mod rental_order;
 pub(crate) mod stock_level;
 pub(crate) mod unit;
 pub(crate) mod user;

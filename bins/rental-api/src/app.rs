@@ -11,7 +11,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::error::ApiError;
 use crate::request_id::request_context;
-use crate::routes::{auth, catalogue, health, users};
+use crate::routes::{auth, catalogue, health, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "auth", description = "Login, tokens, registration"),
         (name = "users", description = "Profiles and user administration"),
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
+        (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -120,7 +121,21 @@ pub fn build(
                 .service(catalogue::update_product)
                 .service(catalogue::delete_product)
                 .service(catalogue::add_units)
-                .service(catalogue::set_stock),
+                .service(catalogue::set_stock)
+                .service(rentals::availability)
+                .service(rentals::add_maintenance)
+                .service(rentals::create)
+                .service(rentals::list)
+                .service(rentals::get)
+                .service(rentals::events)
+                .service(rentals::confirm)
+                .service(rentals::cancel)
+                .service(rentals::pickup)
+                .service(rentals::return_items)
+                .service(rentals::close)
+                .service(rentals::list_invoices)
+                .service(rentals::get_invoice)
+                .service(rentals::record_payment),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -33,6 +33,11 @@ pub struct ErrorBody {
     pub message: String,
     /// Every bad field, for validation errors.
     pub details: Vec<ErrorDetail>,
+    /// For `unavailable`: each line that could not be reserved, with what is free and the nearest free
+    /// periods of the same length.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<rental_service::ShortageView>,
 }
 
 /// The error envelope.
@@ -50,6 +55,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Vec<ErrorDetail>,
+    lines: Vec<rental_service::ShortageView>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -75,7 +81,7 @@ impl fmt::Display for ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Vec::new(), source: None }
+        Self { status, code, message: message.into(), details: Vec::new(), lines: Vec::new(), source: None }
     }
 
     /// 400 with a code.
@@ -99,6 +105,7 @@ impl ApiError {
             code: "internal_error",
             message: "the server failed to handle the request".into(),
             details: Vec::new(),
+            lines: Vec::new(),
             source: Some(source),
         }
     }
@@ -182,6 +189,20 @@ impl From<ServiceError> for ApiError {
                 Self::bad_request("invalid_query", format!("query parameter `{field}` {message}"))
                     .with_details(vec![ErrorDetail { field, message, index: None }])
             }
+            ServiceError::Unavailable(lines) => {
+                let details = lines
+                    .iter()
+                    .map(|l| ErrorDetail {
+                        field: format!("lines[{}]", l.line),
+                        message: format!("{} requested, {} available", l.requested, l.available),
+                        index: Some(l.line),
+                    })
+                    .collect();
+                let mut err = Self::new(StatusCode::CONFLICT, "unavailable", "not enough stock is free for the period")
+                    .with_details(details);
+                err.lines = lines;
+                err
+            }
             ServiceError::Unauthorized(message) => Self::unauthorized(message),
             ServiceError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             ServiceError::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),
@@ -213,7 +234,12 @@ impl ResponseError for ApiError {
             tracing::error!(error = ?self, "request failed");
         }
         let envelope = ErrorEnvelope {
-            error: ErrorBody { code: self.code, message: self.message.clone(), details: self.details.clone() },
+            error: ErrorBody {
+                code: self.code,
+                message: self.message.clone(),
+                details: self.details.clone(),
+                lines: self.lines.clone(),
+            },
             request_id: request_id::current(),
         };
         HttpResponse::build(self.status).json(envelope)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use config::{Config, Environment, File};
 use rental_repo::DatabaseConfig;
-use rental_service::{AuthConfig, CacheConfig, Secret, ServiceConfig};
+use rental_service::{AuthConfig, CacheConfig, RentalConfig, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that names the profile (`development`, `test`, `production`, ...).
@@ -88,6 +88,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// Caches.
     pub cache: CacheConfig,
+    /// Rentals: tax rate.
+    pub rentals: RentalConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -100,6 +102,7 @@ impl Default for Settings {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
+            rentals: RentalConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -181,6 +184,9 @@ impl Settings {
         if self.database.max_connections == Some(0) {
             return invalid("database.max_connections must be at least 1".into());
         }
+        if self.rentals.tax_rate_bp > 10_000 {
+            return invalid("rentals.tax_rate_bp must be 0 to 10000 (100 %)".into());
+        }
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             return invalid("auth token lifetimes must be positive".into());
         }
@@ -189,7 +195,7 @@ impl Settings {
 
     /// The sections the services are configured with.
     pub fn service_config(&self) -> ServiceConfig {
-        ServiceConfig { auth: self.auth.clone(), cache: self.cache.clone() }
+        ServiceConfig { auth: self.auth.clone(), cache: self.cache.clone(), rentals: self.rentals.clone() }
     }
 
     /// The effective configuration as TOML, secrets and database password redacted.

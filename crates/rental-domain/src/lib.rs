@@ -4,6 +4,7 @@
 //! validating constructors (`parse`), so a value of a domain type is always valid. This crate must not depend
 //! on tokio, sea-orm or actix; a test in `xtask` enforces it.
 
+pub mod availability;
 pub mod catalogue;
 mod error;
 mod money;

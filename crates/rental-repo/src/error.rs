@@ -34,6 +34,12 @@ pub enum RepoError {
         /// How many times it was tried.
         tries: u32,
     },
+    /// Not enough stock is free for the lines listed (with the nearest free periods).
+    #[error("not enough stock for {} line(s)", .0.len())]
+    Unavailable(Vec<crate::rentals::Shortage>),
+    /// The change breaks a domain rule (an illegal lifecycle transition, a unit that is not free).
+    #[error(transparent)]
+    Domain(rental_domain::DomainError),
     /// The database refused or failed the operation.
     #[error("database error")]
     Database(#[source] DbErr),

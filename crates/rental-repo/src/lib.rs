@@ -15,6 +15,7 @@ mod error;
 mod lock;
 mod paginate;
 pub mod query;
+mod rentals;
 mod tokens;
 mod txn;
 mod users;
@@ -28,5 +29,11 @@ pub use config::DatabaseConfig;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
 pub use lock::BackoffPolicy;
+pub use rentals::{
+    AssignedUnitRecord, InvoiceLineRecord, InvoiceRecord, LineTerms, LineUnits, MaintenanceRecord, NewOrderLineRecord,
+    NewOrderRecord, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
+    OrderProductRecord, OrderRecord, PaymentRecord, ProductTermsRecord, RentalRepo, SUGGESTION_HORIZON_DAYS, Shortage,
+    StockHolds, UnitReturn, invoice_list_spec, order_list_spec,
+};
 pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
 pub use users::{NewUserRecord, UserChanges, UserFilter, UserListItem, UserRecord, UserRepo, user_list_spec};

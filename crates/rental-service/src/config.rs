@@ -103,6 +103,8 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     /// Caches.
     pub cache: CacheConfig,
+    /// Rentals: tax.
+    pub rentals: crate::RentalConfig,
 }
 
 #[cfg(test)]

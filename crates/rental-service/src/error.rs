@@ -36,6 +36,9 @@ pub enum ServiceError {
         /// For a batch, the index of the offending row.
         index: Option<usize>,
     },
+    /// Not enough stock is free: the lines that failed, with the nearest free periods.
+    #[error("not enough stock is free for {} line(s)", .0.len())]
+    Unavailable(Vec<crate::rentals::ShortageView>),
     /// The configuration cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -56,6 +59,8 @@ impl From<RepoError> for ServiceError {
             RepoError::Conflict { message, index } => Self::Conflict { message, index },
             RepoError::InvalidQuery { field, message } => Self::InvalidQuery { field, message },
             RepoError::NotFound => Self::NotFound("record"),
+            RepoError::Domain(domain) => Self::Invalid(domain),
+            RepoError::Unavailable(short) => Self::Unavailable(crate::rentals::shortage_views(&short)),
             other => Self::Repo(other),
         }
     }

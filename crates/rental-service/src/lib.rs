@@ -11,9 +11,10 @@ mod config;
 mod error;
 mod password;
 mod principal;
+mod rentals;
 mod users;
 
-use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
+use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRepo};
 
 pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use catalogue::{
@@ -26,6 +27,12 @@ pub use error::{ServiceError, ServiceResult};
 pub use password::PasswordHasher;
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
+pub use rentals::{
+    AssignedUnitView, AvailabilityView, CustomerView, DayView, InvoiceLineView, InvoiceView, MAX_LINES, MAX_QUANTITY,
+    MaintenanceView, NewPayment, NewRental, NewRentalLine, OrderDetailView, OrderEventView, OrderLineView,
+    OrderProductView, OrderView, PaymentView, PeriodView, PickupLine, RentalConfig, RentalService, ReturnedUnit,
+    ShortageView,
+};
 pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
 
 /// Every service, wired over one database. Cheap to clone.
@@ -37,6 +44,8 @@ pub struct Services {
     pub users: UserService,
     /// Categories, locations, products, units and stock.
     pub catalogue: CatalogueService,
+    /// Rental orders, availability, maintenance, invoices and payments.
+    pub rentals: RentalService,
 }
 
 impl Services {
@@ -50,7 +59,8 @@ impl Services {
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()));
+        let rentals = RentalService::new(RentalRepo::new(db.clone()), config.rentals.clone());
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users, catalogue })
+        Ok(Self { auth, users, catalogue, rentals })
     }
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod catalogue;
 pub mod health;
+pub mod rentals;
 pub mod users;
 
 use chrono::{DateTime, Utc};

@@ -1,29 +1,9 @@
 //! The catalogue over HTTP: public reads, staff writes, the error envelope for bad input.
 
-use actix_http::Request;
-use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test::TestRequest;
 use serde_json::{Value, json};
 
-use crate::support::{Ctx, admin_token, app, bearer, context, customer_token, login, send};
-
-/// Creates a staff member through the admin API and returns its access token.
-async fn staff_token<S, B>(ctx: &Ctx, app: &S) -> String
-where
-    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: actix_web::body::MessageBody,
-{
-    let admin = admin_token(ctx, app).await;
-    let created = send(
-        app,
-        bearer(TestRequest::post().uri("/api/v1/users"), &admin).set_json(
-            json!({"email": "staff@example.com", "full_name": "Sam", "password": "staff-password", "roles": ["staff"]}),
-        ),
-    )
-    .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    login(app, "staff@example.com", "staff-password").await
-}
+use crate::support::{app, bearer, context, customer_token, send, staff_token};
 
 fn product_body(category_id: &str, sku: &str, per_day: i64) -> Value {
     json!({

@@ -6,5 +6,6 @@ mod auth;
 mod catalogue;
 mod cli;
 mod errors;
+mod rentals;
 mod support;
 mod system;

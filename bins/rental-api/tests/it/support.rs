@@ -30,8 +30,13 @@ pub async fn context() -> Ctx {
 
 /// A context over an existing test database.
 pub async fn context_on(test_db: TestDb) -> Ctx {
+    context_with_pool(test_db, 5).await
+}
+
+/// A context over an existing test database with a pool of at most `max_connections`.
+pub async fn context_with_pool(test_db: TestDb, max_connections: u32) -> Ctx {
     let config = DatabaseConfig {
-        max_connections: Some(5),
+        max_connections: Some(max_connections),
         min_connections: Some(0),
         ..DatabaseConfig::with_url(test_db.url())
     };
@@ -136,4 +141,22 @@ where
     .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     login(app, email, "customer-pw").await
+}
+
+/// Creates a staff member through the admin API and returns its access token.
+pub async fn staff_token<S, B>(ctx: &Ctx, app: &S) -> String
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let admin = admin_token(ctx, app).await;
+    let created = send(
+        app,
+        bearer(TestRequest::post().uri("/api/v1/users"), &admin).set_json(
+            json!({"email": "staff@example.com", "full_name": "Sam", "password": "staff-password", "roles": ["staff"]}),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    login(app, "staff@example.com", "staff-password").await
 }

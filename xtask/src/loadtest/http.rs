@@ -157,6 +157,25 @@ pub async fn fetch(target: &Target, spec: &RequestSpec) -> anyhow::Result<(Statu
     timeout(SETUP_TIMEOUT, exchange).await.with_context(|| format!("{} {} timed out", spec.method, spec.uri))?
 }
 
+/// Where a client takes its requests from: the same one every time, or a new one per request (each
+/// reservation of a load test books something else).
+#[derive(Clone)]
+pub enum Specs {
+    /// The same request again and again.
+    Same(Arc<RequestSpec>),
+    /// A fresh request each time.
+    Each(Arc<dyn Fn() -> anyhow::Result<RequestSpec> + Send + Sync>),
+}
+
+impl Specs {
+    fn next(&self) -> anyhow::Result<Arc<RequestSpec>> {
+        match self {
+            Specs::Same(spec) => Ok(Arc::clone(spec)),
+            Specs::Each(make) => make().map(Arc::new),
+        }
+    }
+}
+
 /// How long a client waits, after the deadline, for the answer to its last request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -164,7 +183,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// when the server closes the connection. A request still running at the deadline is not counted, but its
 /// answer is awaited (up to a minute): the server keeps working on it after a disconnect, and that backlog
 /// would otherwise slow down the next run. Connect time is not part of any latency.
-pub async fn hammer(target: Arc<Target>, spec: Arc<RequestSpec>, deadline: Instant) -> ClientStats {
+pub async fn hammer(target: Arc<Target>, specs: Specs, deadline: Instant) -> ClientStats {
     let mut stats = ClientStats::default();
     let mut connection: Option<Sender> = None;
     while Instant::now() < deadline {
@@ -184,6 +203,14 @@ pub async fn hammer(target: Arc<Target>, spec: Arc<RequestSpec>, deadline: Insta
                     continue;
                 }
             },
+        };
+        let spec = match specs.next() {
+            Ok(spec) => spec,
+            Err(_) => {
+                stats.errors += 1;
+                connection = Some(sender);
+                continue;
+            }
         };
         let started = Instant::now();
         let outcome = {

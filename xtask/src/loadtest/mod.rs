@@ -6,6 +6,7 @@
 //! followed by the server's peak memory. It only talks to loopback addresses.
 
 mod http;
+mod reserve;
 mod server;
 mod stats;
 
@@ -20,7 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use self::http::{ClientStats, RequestSpec, Target, fetch, hammer};
+use self::http::{ClientStats, RequestSpec, Specs, Target, fetch, hammer};
 use self::server::{SpawnedServer, peak_rss_kib};
 use self::stats::{Summary, markdown_table};
 use crate::{DEFAULT_DATABASE_URL, workspace_root};
@@ -63,6 +64,12 @@ pub enum Scenario {
     LoginHealth,
     /// GET /api/v1/products filtered by a category, 50 per page, keyset without a count, anonymous.
     Products,
+    /// POST /api/v1/rentals: each request reserves one item of the next product (round robin over up to
+    /// 5,000 products) for one day; counts successful reservations.
+    Reserve,
+    /// POST /api/v1/rentals: every client reserves one of three products for random overlapping periods
+    /// (most are refused); afterwards the database is checked for overbooked holds.
+    ReserveContended,
     /// POST /api/v1/users/bulk with 10,000 new users, three times in a row; reports each request's time.
     Bulk,
     /// Every scenario above.
@@ -71,7 +78,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every real scenario, in the order `all` runs them.
-    const EVERY: [Scenario; 9] = [
+    const EVERY: [Scenario; 11] = [
         Scenario::Health,
         Scenario::Me,
         Scenario::UsersFirst,
@@ -80,6 +87,8 @@ impl Scenario {
         Scenario::Login,
         Scenario::LoginHealth,
         Scenario::Products,
+        Scenario::Reserve,
+        Scenario::ReserveContended,
         Scenario::Bulk,
     ];
 
@@ -94,6 +103,8 @@ impl Scenario {
             Scenario::Login => "login",
             Scenario::LoginHealth => "login+health",
             Scenario::Products => "products",
+            Scenario::Reserve => "reserve",
+            Scenario::ReserveContended => "reserve-contended",
             Scenario::Bulk => "bulk",
             Scenario::All => "all",
         }
@@ -103,7 +114,13 @@ impl Scenario {
     fn needs_token(self) -> bool {
         matches!(
             self,
-            Scenario::Me | Scenario::UsersFirst | Scenario::UsersDeep | Scenario::OffsetFirst | Scenario::Bulk
+            Scenario::Me
+                | Scenario::UsersFirst
+                | Scenario::UsersDeep
+                | Scenario::OffsetFirst
+                | Scenario::Bulk
+                | Scenario::Reserve
+                | Scenario::ReserveContended
         )
     }
 }
@@ -224,15 +241,41 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
                 continue;
             }
             Scenario::LoginHealth => vec![mixed_groups(&target, credentials)?],
+            Scenario::Reserve | Scenario::ReserveContended => {
+                let token = prepared.token.as_deref().context("no access token; pass --email and --password")?;
+                let products = reserve::product_ids(&target).await?;
+                let specs = if scenario == Scenario::Reserve {
+                    reserve::distinct(Arc::clone(&target), token, products)
+                } else {
+                    reserve::contended(Arc::clone(&target), token, products)
+                };
+                args.connections.iter().map(|&n| vec![(scenario.name().to_owned(), specs.clone(), n)]).collect()
+            }
             _ => {
-                let spec = Arc::new(request_for(scenario, &target, &prepared, credentials)?);
-                args.connections.iter().map(|&n| vec![(scenario.name().to_owned(), Arc::clone(&spec), n)]).collect()
+                let spec = Specs::Same(Arc::new(request_for(scenario, &target, &prepared, credentials)?));
+                args.connections.iter().map(|&n| vec![(scenario.name().to_owned(), spec.clone(), n)]).collect()
             }
         };
         for groups in runs {
             for summary in run_groups(&target, groups, duration).await {
                 println!("{}", summary.line());
+                if matches!(scenario, Scenario::Reserve | Scenario::ReserveContended) {
+                    println!(
+                        "  {}: {} reservations made, {:.0}/s; {} refused",
+                        summary.label,
+                        summary.requests - summary.non_2xx,
+                        (summary.requests - summary.non_2xx) as f64 / duration.as_secs_f64(),
+                        summary.non_2xx
+                    );
+                }
                 results.push(summary);
+            }
+        }
+        if scenario == Scenario::ReserveContended {
+            let overbooked = reserve::overbooked(&args.database_url).await?;
+            println!("overbooked holds in the database after the contended runs: {overbooked} (must be 0)");
+            if overbooked > 0 {
+                bail!("{overbooked} overbooked holds found");
             }
         }
     }
@@ -384,7 +427,7 @@ fn request_for(
             let category = prepared.category.context("no category was prepared")?;
             target.get(&format!("/api/v1/products?limit=50&include_total=false&category={category}"))
         }
-        Scenario::LoginHealth | Scenario::Bulk | Scenario::All => {
+        Scenario::LoginHealth | Scenario::Bulk | Scenario::Reserve | Scenario::ReserveContended | Scenario::All => {
             bail!("`{}` is not a single request", scenario.name())
         }
     }
@@ -436,22 +479,22 @@ fn mixed_label(side: &str) -> String {
 /// The two client groups of `login+health`.
 fn mixed_groups(target: &Target, credentials: Option<(&str, &str)>) -> anyhow::Result<Vec<Group>> {
     Ok(vec![
-        (mixed_label("login"), Arc::new(login_request(target, credentials)?), MIXED_LOGIN_CLIENTS),
-        (mixed_label("health"), Arc::new(target.get(LIVE_PATH)?), MIXED_HEALTH_CLIENTS),
+        (mixed_label("login"), Specs::Same(Arc::new(login_request(target, credentials)?)), MIXED_LOGIN_CLIENTS),
+        (mixed_label("health"), Specs::Same(Arc::new(target.get(LIVE_PATH)?)), MIXED_HEALTH_CLIENTS),
     ])
 }
 
 /// Clients that send the same request: label, request, number of clients.
-type Group = (String, Arc<RequestSpec>, usize);
+type Group = (String, Specs, usize);
 
 /// Runs every client of every group at the same time for `duration` and summarises each group.
 async fn run_groups(target: &Arc<Target>, groups: Vec<Group>, duration: Duration) -> Vec<Summary> {
     let deadline = Instant::now() + duration;
     let mut sets = Vec::with_capacity(groups.len());
-    for (label, spec, clients) in groups {
+    for (label, specs, clients) in groups {
         let mut set = JoinSet::new();
         for _ in 0..clients {
-            set.spawn(hammer(Arc::clone(target), Arc::clone(&spec), deadline));
+            set.spawn(hammer(Arc::clone(target), specs.clone(), deadline));
         }
         sets.push((label, set));
     }

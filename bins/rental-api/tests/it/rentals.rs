@@ -532,4 +532,15 @@ async fn fifty_concurrent_reservations_of_the_last_unit_make_one_booking() {
     assert_eq!((created, refused), (1, 49), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
     assert_eq!(ctx.state.services.rentals.count_overbooked().await.unwrap(), 0);
     assert_eq!(rentals_count(&ctx).await, (1, 1));
+    // The check is not blind: with the camera's only unit gone, the booking is overbooked.
+    let conn = ctx.state.db.connection();
+    let backend = conn.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "DELETE FROM units WHERE product_id = $1"
+    } else {
+        "DELETE FROM units WHERE product_id = ?"
+    };
+    let camera_id: uuid::Uuid = camera.parse().unwrap();
+    conn.execute_raw(Statement::from_sql_and_values(backend, sql, [camera_id.into()])).await.unwrap();
+    assert_eq!(ctx.state.services.rentals.count_overbooked().await.unwrap(), 1);
 }

@@ -91,12 +91,12 @@ async fn staff_and_admins_manage_customers_browse() {
     }
 
     // Everyone browses, anonymous callers included; inactive products are for staff only.
-    assert_eq!(c.list_products(None, &[]).await.unwrap().items().len(), 1);
+    assert_eq!(c.list_products(None, &[]).await.unwrap().listing().items().len(), 1);
     c.update_product(&staff, product.id, ProductUpdate { is_active: Some(false), ..Default::default() }).await.unwrap();
     let asked_inactive = vec![("is_active".to_owned(), "false".to_owned())];
-    assert!(c.list_products(Some(&customer), &asked_inactive).await.unwrap().items().is_empty());
-    assert!(c.list_products(None, &[]).await.unwrap().items().is_empty());
-    assert_eq!(c.list_products(Some(&staff), &asked_inactive).await.unwrap().items().len(), 1);
+    assert!(c.list_products(Some(&customer), &asked_inactive).await.unwrap().listing().items().is_empty());
+    assert!(c.list_products(None, &[]).await.unwrap().listing().items().is_empty());
+    assert_eq!(c.list_products(Some(&staff), &asked_inactive).await.unwrap().listing().items().len(), 1);
     assert!(matches!(c.get_product(None, product.id).await, Err(ServiceError::NotFound("product"))));
     assert!(matches!(c.get_product(Some(&customer), product.id).await, Err(ServiceError::NotFound("product"))));
     assert_eq!(c.get_product(Some(&staff), product.id).await.unwrap().product.id, product.id);

@@ -6,11 +6,11 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, UnitCondition};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, SimpleExpr};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
-use crate::entity::{category, location, product, stock_level, unit};
+use crate::entity::{category, location, maintenance_block, order_line, product, stock_level, unit};
 use crate::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
 use crate::txn::finish;
@@ -258,7 +258,15 @@ impl ProductFilter {
     pub const MIN_PRICE: &'static str = "min_price";
     /// `max_price=<minor units>`: day price at most this.
     pub const MAX_PRICE: &'static str = "max_price";
+    /// `available_from=<timestamp>`, given with `available_to`: products with at least one item free at every
+    /// instant of `[available_from, available_to)`.
+    pub const AVAILABLE_FROM: &'static str = "available_from";
+    /// `available_to=<timestamp>`: the (excluded) end of the availability window.
+    pub const AVAILABLE_TO: &'static str = "available_to";
 }
+
+/// Longest availability window the product list accepts, in days.
+pub const AVAILABILITY_WINDOW_MAX_DAYS: i64 = 366;
 
 static PRODUCT_LIST_SPEC: ListSpec = ListSpec {
     resource: "products",
@@ -268,17 +276,48 @@ static PRODUCT_LIST_SPEC: ListSpec = ListSpec {
         (ProductFilter::LOCATION, FilterKind::Uuid),
         (ProductFilter::MIN_PRICE, FilterKind::Integer),
         (ProductFilter::MAX_PRICE, FilterKind::Integer),
+        (ProductFilter::AVAILABLE_FROM, FilterKind::DateTime),
+        (ProductFilter::AVAILABLE_TO, FilterKind::DateTime),
     ],
     sorts: &[("created_at", SortKind::DateTime), ("name", SortKind::Text), ("price_per_day", SortKind::Integer)],
     default_sort: ("created_at", Direction::Desc),
     searchable: true,
 };
 
-/// The whitelist of the product list: filters `category`, `is_active`, `location`, `min_price`, `max_price`;
-/// sorts `created_at` (default, newest first), `name`, `price_per_day`; search `q` in name, SKU and
-/// description.
+/// The whitelist of the product list: filters `category`, `is_active`, `location`, `min_price`, `max_price`,
+/// `available_from` with `available_to`; sorts `created_at` (default, newest first), `name`, `price_per_day`;
+/// search `q` in name, SKU and description. [`parse_product_query`] also checks the availability window.
 pub fn product_list_spec() -> &'static ListSpec {
     &PRODUCT_LIST_SPEC
+}
+
+/// Validates the query-string pairs of a product list request: the whitelist, then the availability window
+/// (both bounds or neither, `available_to` after `available_from`, at most [`AVAILABILITY_WINDOW_MAX_DAYS`]).
+///
+/// # Errors
+/// [`RepoError::InvalidQuery`] naming the parameter at fault.
+pub fn parse_product_query(params: &[(String, String)]) -> RepoResult<ListQuery> {
+    let query = PRODUCT_LIST_SPEC.parse(params)?;
+    availability_window(&query)?;
+    Ok(query)
+}
+
+/// The availability window of `query`, if it asks for one.
+fn availability_window(query: &ListQuery) -> RepoResult<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+    let from = query.datetime_filter(ProductFilter::AVAILABLE_FROM);
+    let to = query.datetime_filter(ProductFilter::AVAILABLE_TO);
+    match (from, to) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(RepoError::invalid(ProductFilter::AVAILABLE_TO, "is required with available_from")),
+        (None, Some(_)) => Err(RepoError::invalid(ProductFilter::AVAILABLE_FROM, "is required with available_to")),
+        (Some(from), Some(to)) if to <= from => {
+            Err(RepoError::invalid(ProductFilter::AVAILABLE_TO, "must be later than available_from"))
+        }
+        (Some(from), Some(to)) if to - from > chrono::TimeDelta::days(AVAILABILITY_WINDOW_MAX_DAYS) => {
+            Err(RepoError::invalid(ProductFilter::AVAILABLE_TO, "must be at most 366 days after available_from"))
+        }
+        (Some(from), Some(to)) => Ok(Some((from, to))),
+    }
 }
 
 /// Timestamps are kept to the microsecond, the precision of PostgreSQL.
@@ -589,15 +628,21 @@ impl CatalogueRepo {
         Ok(())
     }
 
-    /// One page of products matching `query`, each with its category and stock summary. Costs at most five
-    /// statements whatever the page size: the count (unless skipped), the page, the categories of the page,
-    /// and the unit counts and bulk quantities of the page's products.
+    /// One page of products matching `query`, each with its category and stock summary. Costs at most four
+    /// statements whatever the page size and the filters: the count (unless skipped), the page, the categories
+    /// of the page, and the stock summaries of the page's products. The availability filter is part of the
+    /// page's and the count's WHERE clause (correlated subqueries), not extra statements.
     ///
     /// # Errors
-    /// [`RepoError::Database`] when a query fails.
+    /// [`RepoError::InvalidQuery`] for a bad availability window; [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
     pub async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
-        let filtered = product::Entity::find().filter(product_condition(query));
+        let window = availability_window(query)?;
+        let mut condition = product_condition(query);
+        if let Some((from, to)) = window {
+            condition = condition.add(available_over(from, to));
+        }
+        let filtered = product::Entity::find().filter(condition);
         let keys = Keys {
             sort: product_sort_column(query.sort),
             id: product::Column::Id,
@@ -624,7 +669,7 @@ impl CatalogueRepo {
         Ok(fetched.into_listing(items))
     }
 
-    /// Loads the categories and stock summaries of `models` with three statements and joins them in memory.
+    /// Loads the categories and stock summaries of `models` with two statements and joins them in memory.
     async fn with_relations(&self, models: Vec<product::Model>) -> RepoResult<Vec<ProductListItem>> {
         if models.is_empty() {
             return Ok(Vec::new());
@@ -640,31 +685,22 @@ impl CatalogueRepo {
             .into_iter()
             .map(|c| (c.id, category_record(c)))
             .collect();
-        let units: Vec<(Uuid, i64)> = unit::Entity::find()
+        // One statement for both halves of the summary: a correlated count and sum per product of the page.
+        let summaries: Vec<(Uuid, i64, i64)> = product::Entity::find()
             .select_only()
-            .column(unit::Column::ProductId)
-            .column_as(Expr::col(unit::Column::Id).count(), "units")
-            .filter(unit::Column::ProductId.is_in(ids.clone()))
-            .group_by(unit::Column::ProductId)
+            .column(product::Column::Id)
+            .column_as(unit_count(), "units")
+            .column_as(bulk_quantity(), "quantity")
+            .filter(product::Column::Id.is_in(ids))
             .into_tuple()
             .all(conn)
             .await?;
-        let bulk: Vec<(Uuid, i64)> = stock_level::Entity::find()
-            .select_only()
-            .column(stock_level::Column::ProductId)
-            .column_as(Expr::col(stock_level::Column::Quantity).sum().cast_as("bigint"), "quantity")
-            .filter(stock_level::Column::ProductId.is_in(ids))
-            .group_by(stock_level::Column::ProductId)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        let mut stock: HashMap<Uuid, StockSummary> = HashMap::with_capacity(models.len());
-        for (product_id, count) in units {
-            stock.entry(product_id).or_default().units = u64::try_from(count).unwrap_or(0);
-        }
-        for (product_id, quantity) in bulk {
-            stock.entry(product_id).or_default().bulk_quantity = quantity;
-        }
+        let stock: HashMap<Uuid, StockSummary> = summaries
+            .into_iter()
+            .map(|(id, units, bulk_quantity)| {
+                (id, StockSummary { units: u64::try_from(units).unwrap_or(0), bulk_quantity })
+            })
+            .collect();
         Ok(models
             .into_iter()
             .map(|m| ProductListItem {
@@ -840,4 +876,94 @@ fn product_condition(query: &ListQuery) -> Condition {
         );
     }
     condition
+}
+
+/// `products.id` of the outer query, for correlated subqueries.
+fn outer_product_id() -> Expr {
+    Expr::col((product::Entity, product::Column::Id))
+}
+
+/// `(SELECT COUNT(*) FROM units WHERE units.product_id = products.id)`.
+fn unit_count() -> Expr {
+    Expr::from(
+        Query::select()
+            .expr(Expr::col((unit::Entity, unit::Column::Id)).count())
+            .from(unit::Entity)
+            .and_where(Expr::col((unit::Entity, unit::Column::ProductId)).eq(outer_product_id()))
+            .to_owned(),
+    )
+}
+
+/// `(SELECT COALESCE(SUM(quantity), 0) FROM stock_levels WHERE stock_levels.product_id = products.id)`, as a
+/// BIGINT on both databases.
+fn bulk_quantity() -> Expr {
+    let sum = Expr::col((stock_level::Entity, stock_level::Column::Quantity)).sum();
+    Expr::from(
+        Query::select()
+            .expr(Expr::from(Func::coalesce([sum, Expr::val(0)])).cast_as("bigint"))
+            .from(stock_level::Entity)
+            .and_where(Expr::col((stock_level::Entity, stock_level::Column::ProductId)).eq(outer_product_id()))
+            .to_owned(),
+    )
+}
+
+/// Items of the product of the outer query held at instant `t`: the quantities of the order lines that hold
+/// stock over `[starts_at, hold_until)` (the buffer is already in `hold_until`), plus one per maintenance block
+/// over `[starts_at, ends_at)`.
+fn held_at(t: &Expr) -> Expr {
+    let (lines, blocks) = (Alias::new("held_line"), Alias::new("held_block"));
+    let line_holds = Query::select()
+        .expr(Func::coalesce([Expr::col((lines.clone(), order_line::Column::Quantity)).sum(), Expr::val(0)]))
+        .from_as(order_line::Entity, lines.clone())
+        .and_where(Expr::col((lines.clone(), order_line::Column::ProductId)).eq(outer_product_id()))
+        .and_where(Expr::col((lines.clone(), order_line::Column::HoldsStock)).eq(true))
+        .and_where(Expr::col((lines.clone(), order_line::Column::StartsAt)).lte(t.clone()))
+        .and_where(Expr::col((lines, order_line::Column::HoldUntil)).gt(t.clone()))
+        .to_owned();
+    let block_holds = Query::select()
+        .expr(Expr::col((blocks.clone(), maintenance_block::Column::Id)).count())
+        .from_as(maintenance_block::Entity, blocks.clone())
+        .and_where(Expr::col((blocks.clone(), maintenance_block::Column::ProductId)).eq(outer_product_id()))
+        .and_where(Expr::col((blocks.clone(), maintenance_block::Column::StartsAt)).lte(t.clone()))
+        .and_where(Expr::col((blocks, maintenance_block::Column::EndsAt)).gt(t.clone()))
+        .to_owned();
+    Expr::from(line_holds).add(Expr::from(block_holds))
+}
+
+/// Whether at least one item of the product of the outer query is free at instant `t`:
+/// `capacity - held(t) >= 1`, capacity being its units plus its bulk quantity.
+fn free_at(t: &Expr) -> Expr {
+    unit_count().add(bulk_quantity()).gt(held_at(t))
+}
+
+/// Products with at least one item free at every instant of `[from, to)`. Holds are step functions that only
+/// rise where a hold or a block starts, so checking `from` and every start strictly inside `(from, to)` is
+/// exact: `free_at(from) AND NOT EXISTS (a line start inside where not free) AND NOT EXISTS (a block start
+/// inside where not free)`. Every part is a correlated subquery on `products.id`, so the filter adds no
+/// statement; `idx_order_lines_product_hold` and `idx_maintenance_product_ends` serve the lookups by product.
+fn available_over(from: DateTime<Utc>, to: DateTime<Utc>) -> Condition {
+    let (lines, blocks) = (Alias::new("start_line"), Alias::new("start_block"));
+    let line_start = Expr::col((lines.clone(), order_line::Column::StartsAt));
+    let line_starts = Query::select()
+        .expr(Expr::val(1))
+        .from_as(order_line::Entity, lines.clone())
+        .and_where(Expr::col((lines.clone(), order_line::Column::ProductId)).eq(outer_product_id()))
+        .and_where(Expr::col((lines, order_line::Column::HoldsStock)).eq(true))
+        .and_where(line_start.clone().gt(Expr::val(from)))
+        .and_where(line_start.clone().lt(Expr::val(to)))
+        .and_where(free_at(&line_start).not())
+        .to_owned();
+    let block_start = Expr::col((blocks.clone(), maintenance_block::Column::StartsAt));
+    let block_starts = Query::select()
+        .expr(Expr::val(1))
+        .from_as(maintenance_block::Entity, blocks.clone())
+        .and_where(Expr::col((blocks, maintenance_block::Column::ProductId)).eq(outer_product_id()))
+        .and_where(block_start.clone().gt(Expr::val(from)))
+        .and_where(block_start.clone().lt(Expr::val(to)))
+        .and_where(free_at(&block_start).not())
+        .to_owned();
+    Condition::all()
+        .add(free_at(&Expr::val(from)))
+        .add(Expr::not_exists(line_starts))
+        .add(Expr::not_exists(block_starts))
 }

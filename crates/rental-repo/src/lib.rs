@@ -21,9 +21,10 @@ mod txn;
 mod users;
 
 pub use catalogue::{
-    CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock, NewCategoryRecord,
-    NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail, ProductFilter, ProductListItem,
-    ProductRecord, StockLevelRecord, StockSummary, UnitRecord, product_list_spec,
+    AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock,
+    NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail,
+    ProductFilter, ProductListItem, ProductRecord, StockLevelRecord, StockSummary, UnitRecord, parse_product_query,
+    product_list_spec,
 };
 pub use config::DatabaseConfig;
 pub use db::{Backend, Database, PoolStats, StatementStats};

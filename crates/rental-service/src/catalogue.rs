@@ -1,7 +1,11 @@
 //! The catalogue: categories, locations, products, units and stock. Staff and admins manage it; everyone,
 //! signed in or not, browses the active products.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use moka::future::Cache;
 use rental_domain::catalogue::{
     CATALOGUE_NAME_MAX_LEN, PRODUCT_NAME_MAX_LEN, buffer_minutes, code, description, display_text, quantity,
 };
@@ -11,12 +15,12 @@ use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
     CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, NewCategoryRecord, NewLocationRecord,
     NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail, ProductFilter, ProductListItem, ProductRecord,
-    RepoError, StockSummary, UnitRecord, product_list_spec,
+    RepoError, StockSummary, UnitRecord, parse_product_query,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Principal, ServiceError, ServiceResult};
+use crate::{CacheConfig, Principal, ServiceError, ServiceResult};
 
 /// Most units added in one request.
 pub const UNITS_MAX: usize = 1_000;
@@ -337,16 +341,83 @@ pub struct NewUnit {
     pub location_id: Uuid,
 }
 
+/// What a cached product page is reckoned to cost: its decoded rows and their JSON, per product.
+const CACHED_BYTES_PER_PRODUCT: usize = 2_048;
+
+/// A page of the product list, shared by every caller of a cached page, with its JSON encoded at most once
+/// (a few times at worst, when first readers race).
+#[derive(Debug)]
+pub struct ProductPage {
+    listing: Listing<ProductListView>,
+    json: OnceLock<Box<[u8]>>,
+}
+
+impl ProductPage {
+    fn new(listing: Listing<ProductListView>) -> Self {
+        Self { listing, json: OnceLock::new() }
+    }
+
+    /// The page.
+    pub fn listing(&self) -> &Listing<ProductListView> {
+        &self.listing
+    }
+
+    /// The page as JSON: `{items, next_cursor[, total]}` for keyset pagination, `{items, total, page,
+    /// per_page, pages}` for offset pagination.
+    ///
+    /// # Errors
+    /// [`ServiceError::Internal`] if the page cannot be encoded (plain data always can).
+    pub fn json(&self) -> ServiceResult<&[u8]> {
+        if let Some(json) = self.json.get() {
+            return Ok(json);
+        }
+        let encoded = serde_json::to_vec(&self.listing)
+            .map_err(|err| ServiceError::Internal(format!("cannot encode a product page: {err}")))?;
+        Ok(self.json.get_or_init(|| encoded.into_boxed_slice()))
+    }
+
+    /// The page's weight in the cache, in (estimated) bytes.
+    fn weight(&self) -> u32 {
+        let bytes = (self.listing.items().len() + 1).saturating_mul(CACHED_BYTES_PER_PRODUCT);
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
 /// Catalogue management and browsing. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CatalogueService {
     repo: CatalogueRepo,
+    /// Pages of the product list by their validated query (which includes the forced `is_active` of callers
+    /// who are not staff); every catalogue write clears them all. Order writes do not, so a page filtered by
+    /// availability may be up to the TTL old: the reservation itself decides.
+    pages: Option<Cache<String, Arc<ProductPage>>>,
 }
 
 impl CatalogueService {
-    /// A service over `repo`.
-    pub fn new(repo: CatalogueRepo) -> Self {
-        Self { repo }
+    /// A service over `repo`, with a product-page cache when `config.list_ttl_secs` is not 0.
+    pub fn new(repo: CatalogueRepo, config: &CacheConfig) -> Self {
+        let pages = (config.list_ttl_secs > 0).then(|| {
+            Cache::builder()
+                .max_capacity(config.product_list_max_bytes)
+                .weigher(|_key: &String, page: &Arc<ProductPage>| page.weight())
+                .time_to_live(Duration::from_secs(config.list_ttl_secs))
+                .build()
+        });
+        Self { repo, pages }
+    }
+
+    /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
+    /// that failed half-way may still have changed something.
+    fn clear_pages(&self) {
+        if let Some(pages) = &self.pages {
+            pages.invalidate_all();
+        }
+    }
+
+    /// `result` of a catalogue write, after clearing the cached pages.
+    fn written<R>(&self, result: R) -> R {
+        self.clear_pages();
+        result
     }
 
     /// Every category, by name. Public.
@@ -379,7 +450,7 @@ impl CatalogueService {
         errors.finish()?;
         let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
         let record = NewCategoryRecord { name, description: description.flatten() };
-        Ok(self.repo.create_category(record).await?.into())
+        Ok(self.written(self.repo.create_category(record).await)?.into())
     }
 
     /// Changes a category (staff).
@@ -404,7 +475,7 @@ impl CatalogueService {
         };
         errors.finish()?;
         let changes = CategoryChanges { name, description: new_description };
-        Ok(self.repo.update_category(id, changes).await.map_err(not_found_as("category"))?.into())
+        Ok(self.written(self.repo.update_category(id, changes).await).map_err(not_found_as("category"))?.into())
     }
 
     /// Deletes a category (staff) that no product belongs to.
@@ -415,7 +486,7 @@ impl CatalogueService {
     #[tracing::instrument(skip_all, fields(category_id = %id))]
     pub async fn delete_category(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
         require_staff(principal)?;
-        match self.repo.delete_category(id).await {
+        match self.written(self.repo.delete_category(id).await) {
             Ok(()) => Ok(()),
             Err(RepoError::NotFound) => Err(ServiceError::NotFound("category")),
             Err(RepoError::Conflict { .. }) => Err(ServiceError::Conflict {
@@ -446,11 +517,15 @@ impl CatalogueService {
         let address = new.address.as_deref().and_then(|a| errors.take(description("address", a)));
         errors.finish()?;
         let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
-        Ok(self.repo.create_location(NewLocationRecord { name, address: address.flatten() }).await?.into())
+        Ok(self
+            .written(self.repo.create_location(NewLocationRecord { name, address: address.flatten() }).await)?
+            .into())
     }
 
     /// One page of products, each with its category and stock. Public; callers who are not staff see active
-    /// products only, whatever `is_active` they ask for.
+    /// products only, whatever `is_active` they ask for. Pages are cached for `cache.list_ttl_secs` and
+    /// cleared by every catalogue write; concurrent misses for one page share one database read and one JSON
+    /// encoding. A page filtered by availability may therefore be up to the TTL old with respect to orders.
     ///
     /// # Errors
     /// [`ServiceError::InvalidQuery`] naming a bad parameter.
@@ -458,12 +533,25 @@ impl CatalogueService {
         &self,
         principal: Option<&Principal>,
         params: &[(String, String)],
-    ) -> ServiceResult<Listing<ProductListView>> {
-        let mut query = product_list_spec().parse(params)?;
+    ) -> ServiceResult<Arc<ProductPage>> {
+        let mut query = parse_product_query(params)?;
         if !principal.is_some_and(Principal::is_staff) {
             query.filters.insert(ProductFilter::IS_ACTIVE, FilterValue::Bool(true));
         }
-        Ok(self.repo.list_products(&query).await?.map(ProductListView::from))
+        let Some(pages) = &self.pages else {
+            return Ok(Arc::new(ProductPage::new(self.repo.list_products(&query).await?.map(ProductListView::from))));
+        };
+        // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
+        // one key share one database read.
+        let key = format!("{query:?}");
+        let repo = self.repo.clone();
+        let page = pages
+            .try_get_with(key, async move {
+                repo.list_products(&query).await.map(|l| Arc::new(ProductPage::new(l.map(ProductListView::from))))
+            })
+            .await
+            .map_err(ServiceError::SharedRepo)?;
+        Ok(page)
     }
 
     /// One product with its category and stock per location. Public; inactive products are not found for
@@ -521,7 +609,7 @@ impl CatalogueService {
             buffer_minutes,
             is_active: new.is_active.unwrap_or(true),
         };
-        Ok(self.repo.create_product(record).await?.into())
+        Ok(self.written(self.repo.create_product(record).await)?.into())
     }
 
     /// Changes a product (staff). Price fields are checked together with the stored ones, so a new currency
@@ -585,7 +673,7 @@ impl CatalogueService {
             buffer_minutes: buffer,
             is_active: update.is_active,
         };
-        Ok(self.repo.update_product(id, changes).await.map_err(not_found_as("product"))?.into())
+        Ok(self.written(self.repo.update_product(id, changes).await).map_err(not_found_as("product"))?.into())
     }
 
     /// Deletes a product with its units and stock levels (staff).
@@ -595,7 +683,7 @@ impl CatalogueService {
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
         require_staff(principal)?;
-        self.repo.delete_product(id).await.map_err(not_found_as("product"))
+        self.written(self.repo.delete_product(id).await).map_err(not_found_as("product"))
     }
 
     /// Adds 1–1000 units to a product, all or nothing (staff).
@@ -646,7 +734,7 @@ impl CatalogueService {
             errors.truncate(100);
             return Err(DomainError::Invalid(errors).into());
         }
-        Ok(self.repo.add_units(product_id, records).await?.into_iter().map(Into::into).collect())
+        Ok(self.written(self.repo.add_units(product_id, records).await)?.into_iter().map(Into::into).collect())
     }
 
     /// Sets the bulk quantity of a product at a location (staff).
@@ -670,7 +758,7 @@ impl CatalogueService {
         if self.repo.find_location(location_id).await?.is_none() {
             return Err(ServiceError::NotFound("location"));
         }
-        let level = self.repo.set_stock_level(product_id, location_id, quantity).await?;
+        let level = self.written(self.repo.set_stock_level(product_id, location_id, quantity).await)?;
         Ok(StockLevelView {
             product_id: level.product_id,
             location_id: level.location_id,

@@ -82,16 +82,27 @@ pub struct CacheConfig {
     pub user_ttl_secs: u64,
     /// Most users kept.
     pub user_capacity: u64,
-    /// How long a page of the user list stays cached; 0 turns the cache off. Every write to any user clears
-    /// it at once on this instance; other instances see the change within this time.
+    /// How long a page of the user list or of the product list stays cached; 0 turns both caches off. Every
+    /// write to any user (to the catalogue) clears the user (product) pages at once on this instance; other
+    /// instances see the change within this time. Product pages filtered by availability are not cleared by
+    /// orders: they may be this old, and the reservation itself is what decides.
     pub list_ttl_secs: u64,
     /// Most list pages kept.
     pub list_capacity: u64,
+    /// Most memory for cached product-list pages, reckoned at 2 KiB per product of a page (its decoded rows
+    /// and their JSON). The product list uses `list_ttl_secs` too.
+    pub product_list_max_bytes: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { user_ttl_secs: 60, user_capacity: 100_000, list_ttl_secs: 5, list_capacity: 10_000 }
+        Self {
+            user_ttl_secs: 60,
+            user_capacity: 100_000,
+            list_ttl_secs: 5,
+            list_capacity: 10_000,
+            product_list_max_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 

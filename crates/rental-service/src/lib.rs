@@ -19,8 +19,8 @@ use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRep
 pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
-    NewProduct, NewUnit, ProductDetailView, ProductListView, ProductUpdate, ProductView, StockLevelView, StockView,
-    UNITS_MAX, UnitView,
+    NewProduct, NewUnit, ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView,
+    StockView, UNITS_MAX, UnitView,
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{ServiceError, ServiceResult};
@@ -58,7 +58,7 @@ impl Services {
         let hasher = PasswordHasher::new(&config.auth)?;
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
-        let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()));
+        let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
         let rentals = RentalService::new(RentalRepo::new(db.clone()), config.rentals.clone());
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
         Ok(Self { auth, users, catalogue, rentals })

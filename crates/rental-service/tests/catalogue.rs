@@ -91,12 +91,12 @@ async fn staff_and_admins_manage_customers_browse() {
     }
 
     // Everyone browses, anonymous callers included; inactive products are for staff only.
-    assert_eq!(c.list_products(None, &[]).await.unwrap().items().len(), 1);
+    assert_eq!(c.list_products(None, &[]).await.unwrap().listing().items().len(), 1);
     c.update_product(&staff, product.id, ProductUpdate { is_active: Some(false), ..Default::default() }).await.unwrap();
     let asked_inactive = vec![("is_active".to_owned(), "false".to_owned())];
-    assert!(c.list_products(Some(&customer), &asked_inactive).await.unwrap().items().is_empty());
-    assert!(c.list_products(None, &[]).await.unwrap().items().is_empty());
-    assert_eq!(c.list_products(Some(&staff), &asked_inactive).await.unwrap().items().len(), 1);
+    assert!(c.list_products(Some(&customer), &asked_inactive).await.unwrap().listing().items().is_empty());
+    assert!(c.list_products(None, &[]).await.unwrap().listing().items().is_empty());
+    assert_eq!(c.list_products(Some(&staff), &asked_inactive).await.unwrap().listing().items().len(), 1);
     assert!(matches!(c.get_product(None, product.id).await, Err(ServiceError::NotFound("product"))));
     assert!(matches!(c.get_product(Some(&customer), product.id).await, Err(ServiceError::NotFound("product"))));
     assert_eq!(c.get_product(Some(&staff), product.id).await.unwrap().product.id, product.id);
@@ -223,4 +223,62 @@ async fn conflicts_and_missing_rows_have_their_own_errors() {
         c.update_category(&staff, tools.id, CategoryUpdate::default()).await,
         Err(ServiceError::NotFound("category"))
     ));
+}
+
+/// Product pages are cached (a write that bypasses the service stays unseen), and every catalogue write
+/// through the service clears them.
+#[tokio::test]
+async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
+    use rental_repo::{CatalogueRepo, Database, DatabaseConfig};
+    use rental_service::{CacheConfig, CatalogueService, StockView};
+
+    let f = fixture().await;
+    let (_admin, staff, _customer) = people(&f.services).await;
+    let config =
+        DatabaseConfig { max_connections: Some(2), min_connections: Some(0), ..DatabaseConfig::with_url(f._db.url()) };
+    let db = Database::connect(&config).await.unwrap();
+    // An hour-long TTL, so that only a write can make a page change during the test.
+    let cache = CacheConfig { list_ttl_secs: 3600, ..CacheConfig::default() };
+    let c = CatalogueService::new(CatalogueRepo::new(db.clone()), &cache);
+    let behind_its_back = CatalogueRepo::new(db);
+    let list = || async {
+        let page = c.list_products(Some(&staff), &[]).await.unwrap();
+        page.listing().items().iter().map(|i| (i.product.name.clone(), i.stock)).collect::<Vec<_>>()
+    };
+    let stock = |units, bulk_quantity| StockView { units, bulk_quantity };
+
+    let tools = c.create_category(&staff, NewCategory { name: "Tools".into(), description: None }).await.unwrap();
+    let depot = c.create_location(&staff, NewLocation { name: "Depot".into(), address: None }).await.unwrap();
+    assert!(list().await.is_empty());
+    let product = c.create_product(&staff, drill(tools.id)).await.unwrap();
+    assert_eq!(list().await, [("Drill".to_owned(), stock(0, 0))], "create clears");
+
+    // A write that bypasses the service is not seen: the page comes from the cache.
+    behind_its_back
+        .update_product(product.id, rental_repo::ProductChanges { name: Some("Hidden".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(list().await, [("Drill".to_owned(), stock(0, 0))], "served from the cache");
+    // And the JSON is the page's.
+    let page = c.list_products(Some(&staff), &[]).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(page.json().unwrap()).unwrap();
+    assert_eq!(json["items"][0]["name"], "Drill");
+
+    c.update_product(&staff, product.id, ProductUpdate { name: Some("Hammer drill".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(list().await, [("Hammer drill".to_owned(), stock(0, 0))], "update clears");
+    let unit = NewUnit { serial_number: "D-1".into(), condition: None, location_id: depot.id };
+    c.add_units(&staff, product.id, vec![unit]).await.unwrap();
+    assert_eq!(list().await, [("Hammer drill".to_owned(), stock(1, 0))], "units clear");
+    c.set_stock_level(&staff, product.id, depot.id, 7).await.unwrap();
+    assert_eq!(list().await, [("Hammer drill".to_owned(), stock(1, 7))], "stock levels clear");
+    c.update_category(&staff, tools.id, CategoryUpdate { name: Some("Drills".into()), description: None })
+        .await
+        .unwrap();
+    let page = c.list_products(Some(&staff), &[]).await.unwrap();
+    let category = page.listing().items()[0].category.as_ref().map(|c| c.name.clone());
+    assert_eq!(category.as_deref(), Some("Drills"), "category changes clear");
+    c.delete_product(&staff, product.id).await.unwrap();
+    assert!(list().await.is_empty(), "delete clears");
 }

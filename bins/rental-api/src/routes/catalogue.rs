@@ -4,11 +4,15 @@
 //! Money travels as flat fields in minor units next to one `currency` per product: `price_per_day_minor`,
 //! `price_per_week_minor`, `price_per_month_minor`, `deposit_minor`, `late_fee_per_day_minor`.
 
+use std::sync::Arc;
+
+use actix_web::http::header::ContentType;
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
-    CategoryUpdate, CategoryView, Listing, LocationStockView, LocationView, NewCategory, NewLocation, NewProduct,
-    NewUnit, ProductDetailView, ProductListView, ProductUpdate, ProductView, StockLevelView, StockView, UnitView,
+    CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation, NewProduct, NewUnit,
+    ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView, StockView, UnitView,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -447,6 +451,15 @@ pub struct ProductListParams {
     pub min_price: Option<i64>,
     /// Highest day price, minor units.
     pub max_price: Option<i64>,
+    /// Start of an availability window (RFC 3339, or a date meaning its midnight UTC); needs `available_to`.
+    /// Lists only products with at least one item free at every instant of `[available_from, available_to)`:
+    /// units plus bulk quantity, minus the quantities of order lines holding stock then (their buffer
+    /// included) and one per maintenance block. Pages are cached for a few seconds, so a booking made
+    /// meanwhile may not show yet: the reservation itself is authoritative.
+    pub available_from: Option<DateTime<Utc>>,
+    /// End (excluded) of the availability window; needs `available_from`, must be later and at most 366 days
+    /// after it.
+    pub available_to: Option<DateTime<Utc>>,
 }
 
 // ---- handlers -----------------------------------------------------------------------------------------------
@@ -536,18 +549,29 @@ pub async fn create_location(
     Ok(HttpResponse::Created().json(LocationResponse::from(location)))
 }
 
+/// The JSON of a (possibly cached) product page, handed to actix without copying.
+struct PageJson(Arc<ProductPage>);
+
+impl AsRef<[u8]> for PageJson {
+    fn as_ref(&self) -> &[u8] {
+        // `list_products` checked that the page encodes before handing it out.
+        self.0.json().unwrap_or_default()
+    }
+}
+
 /// List products with their category and stock. Public: without a staff token only active products are
 /// listed. Filters, sort and search are checked against a whitelist; an unknown one is a 400 naming it.
+/// `available_from` and `available_to` go together (a 400 names the missing one). Pages are cached for
+/// `cache.list_ttl_secs` (5 s by default) and cleared by every catalogue write on this instance.
 #[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(ProductListParams),
     responses((status = 200, body = PageOf<ProductListItemResponse>), (status = 400, body = ErrorEnvelope)))]
 #[get("/products")]
-pub async fn list_products(
-    state: web::Data<AppState>,
-    auth: MaybeAuth,
-    query: QueryPairs,
-) -> ApiResult<web::Json<Listing<ProductListItemResponse>>> {
-    let listing = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
-    Ok(web::Json(listing.map(ProductListItemResponse::from)))
+pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: QueryPairs) -> ApiResult<HttpResponse> {
+    let page = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
+    // The cached page's JSON (`ProductListView` serialises exactly like `ProductListItemResponse`) is encoded
+    // once and shared by every response that serves it.
+    page.json()?;
+    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(Bytes::from_owner(PageJson(page))))
 }
 
 /// Create a product (staff).

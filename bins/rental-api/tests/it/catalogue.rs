@@ -119,6 +119,16 @@ async fn staff_manage_the_catalogue_and_everyone_browses() {
     assert!(at_depot.body["next_cursor"].is_null());
     let cheap = send(&app, TestRequest::get().uri("/api/v1/products?max_price=1500&q=product")).await;
     assert_eq!(cheap.body["total"], 2, "{}", cheap.body);
+    // Only the drill has stock, and nothing is booked.
+    let free = send(
+        &app,
+        TestRequest::get().uri("/api/v1/products?available_from=2030-01-01&available_to=2030-01-08T12:00:00Z"),
+    )
+    .await;
+    assert_eq!(free.status, 200, "{}", free.body);
+    assert_eq!(free.headers.get("content-type").unwrap(), "application/json");
+    let skus: Vec<_> = free.body["items"].as_array().unwrap().iter().map(|i| i["sku"].as_str().unwrap()).collect();
+    assert_eq!((skus, &free.body["total"]), (vec!["DRL-1"], &json!(1)));
 
     let detail = send(&app, TestRequest::get().uri(&format!("/api/v1/products/{drill}"))).await;
     assert_eq!(detail.status, 200, "{}", detail.body);
@@ -184,9 +194,19 @@ async fn bad_input_gets_the_envelope() {
     .assert_error(400, "invalid_id");
     send(&app, TestRequest::get().uri(&format!("/api/v1/products/{id}"))).await.assert_error(404, "not_found");
 
-    for (query, field) in
-        [("colour=red", "colour"), ("category=abc", "category"), ("min_price=-1", "min_price"), ("sort=sku", "sort")]
-    {
+    // A year and a day is too long a window (2028 is a leap year: 2027-03-10 + 366 days is 2028-03-10).
+    for (query, field) in [
+        ("colour=red", "colour"),
+        ("category=abc", "category"),
+        ("min_price=-1", "min_price"),
+        ("sort=sku", "sort"),
+        ("available_from=2027-03-10", "available_to"),
+        ("available_to=2027-03-10T00:00:00Z", "available_from"),
+        ("available_from=2027-03-10&available_to=2027-03-09", "available_to"),
+        ("available_from=2027-03-10&available_to=2027-03-10", "available_to"),
+        ("available_from=2027-03-10&available_to=2028-03-11", "available_to"),
+        ("available_from=soon&available_to=2027-03-11", "available_from"),
+    ] {
         let reply = send(&app, TestRequest::get().uri(&format!("/api/v1/products?{query}"))).await;
         reply.assert_error(400, "invalid_query");
         assert_eq!(reply.body["error"]["details"][0]["field"], field, "{}", reply.body);
@@ -267,6 +287,15 @@ async fn the_catalogue_is_in_the_openapi_document() {
         for method in methods {
             assert!(paths[path][method].is_object(), "{method} {path} missing");
         }
+    }
+    let params: Vec<_> = paths["/api/v1/products"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for param in ["available_from", "available_to", "category", "location"] {
+        assert!(params.contains(&param), "{param} missing from {params:?}");
     }
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
     for schema in ["ProductDetailResponse", "PageOf_ProductListItemResponse", "CreateProductRequest", "StockRequest"] {

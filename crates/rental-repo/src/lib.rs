@@ -7,18 +7,24 @@
 //!
 //! It depends on `rental-domain` and `rental-migrations` only; it knows nothing of HTTP.
 
+mod analytics;
 mod catalogue;
 mod config;
 mod db;
 mod entity;
 mod error;
 mod lock;
+mod order_import;
 mod paginate;
 pub mod query;
 mod tokens;
 mod txn;
 mod users;
 
+pub use analytics::{
+    AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord,
+    UtilizationRecord,
+};
 pub use catalogue::{
     CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock, NewCategoryRecord,
     NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail, ProductFilter, ProductListItem,
@@ -28,5 +34,9 @@ pub use config::DatabaseConfig;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
 pub use lock::BackoffPolicy;
+pub use order_import::{
+    ChargeKind, ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedInvoiceStatus, ImportedLine,
+    ImportedOrder, OrderImporter,
+};
 pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
 pub use users::{NewUserRecord, UserChanges, UserFilter, UserListItem, UserRecord, UserRepo, user_list_spec};

@@ -5,6 +5,7 @@
 //! it, everyone browses), and the caches in front of the repositories. Callers get plain view types and
 //! [`ServiceError`]; no sea-orm type crosses this crate's public API, and it knows nothing of HTTP.
 
+mod analytics;
 mod auth;
 mod catalogue;
 mod config;
@@ -13,8 +14,12 @@ mod password;
 mod principal;
 mod users;
 
-use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
+use rental_repo::{AnalyticsRepo, CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
 
+pub use analytics::{
+    ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
+    RevenueReport, StatusCount, UTILIZATION_LIMIT_MAX, Window,
+};
 pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
@@ -26,6 +31,7 @@ pub use error::{ServiceError, ServiceResult};
 pub use password::PasswordHasher;
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
+pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord};
 pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
 
 /// Every service, wired over one database. Cheap to clone.
@@ -37,6 +43,8 @@ pub struct Services {
     pub users: UserService,
     /// Categories, locations, products, units and stock.
     pub catalogue: CatalogueService,
+    /// Revenue, rankings, status counts, utilization and exports (staff).
+    pub analytics: AnalyticsService,
 }
 
 impl Services {
@@ -50,7 +58,8 @@ impl Services {
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()));
+        let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users, catalogue })
+        Ok(Self { auth, users, catalogue, analytics })
     }
 }

@@ -285,6 +285,17 @@ impl OrderImporter {
             .collect()
     }
 
+    /// Whether any order exists.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn has_orders(&self) -> RepoResult<bool> {
+        let conn = self.db.connection();
+        let sql = "SELECT COUNT(*) AS n FROM (SELECT 1 FROM rental_orders LIMIT 1) t";
+        let row = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql)).await?;
+        Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) > 0)
+    }
+
     /// Up to `limit` ids of users with the customer role, by id. For seeding.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::error::ApiError;
 use crate::request_id::request_context;
-use crate::routes::{auth, catalogue, health, users};
+use crate::routes::{analytics, auth, catalogue, health, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "auth", description = "Login, tokens, registration"),
         (name = "users", description = "Profiles and user administration"),
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
+        (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -120,7 +121,13 @@ pub fn build(
                 .service(catalogue::update_product)
                 .service(catalogue::delete_product)
                 .service(catalogue::add_units)
-                .service(catalogue::set_stock),
+                .service(catalogue::set_stock)
+                .service(analytics::revenue)
+                .service(analytics::popular_products)
+                .service(analytics::status_distribution)
+                .service(analytics::utilization)
+                .service(analytics::export_orders)
+                .service(analytics::export_invoices),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

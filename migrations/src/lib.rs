@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_users;
 mod m20261122_000002_catalogue;
 mod m20261122_000003_rentals;
+mod m20261122_000004_analytics;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_users::Migration),
             Box::new(m20261122_000002_catalogue::Migration),
             Box::new(m20261122_000003_rentals::Migration),
+            Box::new(m20261122_000004_analytics::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ pub mod layering;
 pub mod loadtest;
 pub mod seed;
 pub mod seed_catalogue;
+pub mod seed_orders;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 use crate::error::ApiError;
 use crate::request_id::request_context;
-use crate::routes::{auth, catalogue, health, rentals, users};
+use crate::routes::{analytics, auth, catalogue, health, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -24,6 +24,7 @@ use crate::state::AppState;
         (name = "users", description = "Profiles and user administration"),
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
+        (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -135,7 +136,13 @@ pub fn build(
                 .service(rentals::close)
                 .service(rentals::list_invoices)
                 .service(rentals::get_invoice)
-                .service(rentals::record_payment),
+                .service(rentals::record_payment)
+                .service(analytics::revenue)
+                .service(analytics::popular_products)
+                .service(analytics::status_distribution)
+                .service(analytics::utilization)
+                .service(analytics::export_orders)
+                .service(analytics::export_invoices),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -7,12 +7,14 @@
 //!
 //! It depends on `rental-domain` and `rental-migrations` only; it knows nothing of HTTP.
 
+mod analytics;
 mod catalogue;
 mod config;
 mod db;
 mod entity;
 mod error;
 mod lock;
+mod order_import;
 mod paginate;
 pub mod query;
 mod rentals;
@@ -20,6 +22,10 @@ mod tokens;
 mod txn;
 mod users;
 
+pub use analytics::{
+    AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord,
+    UtilizationRecord,
+};
 pub use catalogue::{
     AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock,
     NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail,
@@ -30,6 +36,10 @@ pub use config::DatabaseConfig;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
 pub use lock::BackoffPolicy;
+pub use order_import::{
+    ChargeKind, ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedInvoiceStatus, ImportedLine,
+    ImportedOrder, OrderImporter,
+};
 pub use rentals::{
     AssignedUnitRecord, InvoiceLineRecord, InvoiceRecord, LineTerms, LineUnits, MaintenanceRecord, NewOrderLineRecord,
     NewOrderRecord, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,

@@ -5,6 +5,7 @@
 //! it, everyone browses), and the caches in front of the repositories. Callers get plain view types and
 //! [`ServiceError`]; no sea-orm type crosses this crate's public API, and it knows nothing of HTTP.
 
+mod analytics;
 mod auth;
 mod catalogue;
 mod config;
@@ -14,8 +15,12 @@ mod principal;
 mod rentals;
 mod users;
 
-use rental_repo::{CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRepo};
+use rental_repo::{AnalyticsRepo, CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRepo};
 
+pub use analytics::{
+    ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
+    RevenueReport, StatusCount, UTILIZATION_LIMIT_MAX, Window,
+};
 pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
@@ -27,6 +32,7 @@ pub use error::{ServiceError, ServiceResult};
 pub use password::PasswordHasher;
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
+pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord};
 pub use rentals::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, InvoiceLineView, InvoiceView, MAX_LINES, MAX_QUANTITY,
     MaintenanceView, NewPayment, NewRental, NewRentalLine, OrderDetailView, OrderEventView, OrderLineView,
@@ -46,6 +52,8 @@ pub struct Services {
     pub catalogue: CatalogueService,
     /// Rental orders, availability, maintenance, invoices and payments.
     pub rentals: RentalService,
+    /// Revenue, rankings, status counts, utilization and exports (staff).
+    pub analytics: AnalyticsService,
 }
 
 impl Services {
@@ -60,7 +68,8 @@ impl Services {
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
         let rentals = RentalService::new(RentalRepo::new(db.clone()), config.rentals.clone());
+        let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users, catalogue, rentals })
+        Ok(Self { auth, users, catalogue, rentals, analytics })
     }
 }

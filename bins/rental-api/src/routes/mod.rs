@@ -1,5 +1,6 @@
 //! HTTP handlers. Each parses its input, calls one service method and renders the answer.
 
+pub mod analytics;
 pub mod auth;
 pub mod catalogue;
 pub mod health;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod analytics;
 mod auth;
 mod catalogue;
 mod cli;

@@ -1,0 +1,512 @@
+//! `/api/v1/analytics/*` and `/api/v1/exports/*.csv`: reports for staff and admins (customers get a 403).
+//!
+//! `from` and `to` are dates (`2026-01-31`, midnight UTC) or RFC 3339 instants; windows are `[from, to)`.
+//! The CSV exports are streamed: the rows are read from the database a page at a time (keyset paging) and each
+//! page is written out before the next is read, so memory stays bounded whatever the size of the export.
+
+use actix_web::http::header::{CONTENT_DISPOSITION, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
+use rental_service::{
+    AnalyticsService, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueReport,
+    ServiceError, UtilizationRecord, Window,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::Auth;
+use crate::state::AppState;
+
+/// Rows read from the database per page of an export.
+const EXPORT_PAGE: u64 = 1_000;
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::from(ServiceError::InvalidQuery { field: field.to_owned(), message: message.into() })
+}
+
+/// Parses a date (midnight UTC) or an RFC 3339 instant.
+fn parse_instant(raw: &str, field: &str) -> ApiResult<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map(|day| day.and_time(NaiveTime::MIN).and_utc())
+        .map_err(|_| invalid(field, format!("must be a date (YYYY-MM-DD) or an RFC 3339 time, got `{raw}`")))
+}
+
+fn optional_instant(raw: Option<&str>, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
+    raw.map(|raw| parse_instant(raw, field)).transpose()
+}
+
+fn required_instant(raw: Option<&str>, field: &str) -> ApiResult<DateTime<Utc>> {
+    optional_instant(raw, field)?.ok_or_else(|| invalid(field, "is required"))
+}
+
+// ---- parameters -----------------------------------------------------------------------------------------------
+
+/// A required window `[from, to)`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WindowParams {
+    /// Start, included: a date (midnight UTC) or an RFC 3339 time.
+    pub from: Option<String>,
+    /// End, excluded: a date or an RFC 3339 time, after `from`.
+    pub to: Option<String>,
+}
+
+impl WindowParams {
+    fn parse(&self) -> ApiResult<(DateTime<Utc>, DateTime<Utc>)> {
+        Ok((required_instant(self.from.as_deref(), "from")?, required_instant(self.to.as_deref(), "to")?))
+    }
+}
+
+/// Ranking parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PopularParams {
+    /// Products to return, 1–100, default 10.
+    pub limit: Option<u64>,
+    /// Only orders whose period ends after this (date or RFC 3339).
+    pub from: Option<String>,
+    /// Only orders whose period starts before this (date or RFC 3339).
+    pub to: Option<String>,
+}
+
+/// Utilization parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UtilizationParams {
+    /// Start of the window, included (date or RFC 3339).
+    pub from: Option<String>,
+    /// End of the window, excluded; at most 366 days after `from`.
+    pub to: Option<String>,
+    /// Products to return, most used first, 1–1000, default 100.
+    pub limit: Option<u64>,
+}
+
+// ---- responses ------------------------------------------------------------------------------------------------
+
+/// Revenue of one day.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevenueDayResponse {
+    /// UTC day of issue.
+    pub date: NaiveDate,
+    /// Sum of the invoice totals, minor units.
+    pub total_minor: i64,
+    /// Invoices issued that day.
+    pub count: i64,
+}
+
+/// Revenue of one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrencyRevenueResponse {
+    /// ISO 4217 code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Sum of the invoice totals, minor units.
+    pub total_minor: i64,
+    /// Invoices.
+    pub count: i64,
+    /// Average invoice total, minor units, rounded half away from zero.
+    pub average_minor: i64,
+    /// Days with invoices, in order.
+    pub days: Vec<RevenueDayResponse>,
+}
+
+/// Revenue of open and paid invoices by day of issue (UTC), `[from, to)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevenueResponse {
+    /// First day.
+    pub from: NaiveDate,
+    /// Day after the last.
+    pub to: NaiveDate,
+    /// One entry per currency.
+    pub currencies: Vec<CurrencyRevenueResponse>,
+}
+
+impl From<RevenueReport> for RevenueResponse {
+    fn from(r: RevenueReport) -> Self {
+        Self {
+            from: r.from,
+            to: r.to,
+            currencies: r
+                .currencies
+                .into_iter()
+                .map(|c| CurrencyRevenueResponse {
+                    currency: c.currency,
+                    total_minor: c.total_minor,
+                    count: c.count,
+                    average_minor: c.average_minor,
+                    days: c
+                        .days
+                        .into_iter()
+                        .map(|d| RevenueDayResponse { date: d.date, total_minor: d.total_minor, count: d.count })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A product and how much it was rented.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PopularProductResponse {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Currency of `revenue_minor`.
+    pub currency: String,
+    /// Orders with a line of the product.
+    pub order_count: i64,
+    /// Units rented.
+    pub quantity: i64,
+    /// Sum of the line totals (before tax), minor units.
+    pub revenue_minor: i64,
+}
+
+impl From<PopularProductRecord> for PopularProductResponse {
+    fn from(r: PopularProductRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            currency: r.currency,
+            order_count: r.order_count,
+            quantity: r.quantity,
+            revenue_minor: r.revenue_minor,
+        }
+    }
+}
+
+/// Products ranked by rented quantity (orders that are neither quotes nor cancelled).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PopularProductsResponse {
+    /// Most rented first.
+    pub items: Vec<PopularProductResponse>,
+}
+
+/// Orders in one status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusCountResponse {
+    /// `quote`, `reserved`, `picked_up`, `returned`, `closed` or `cancelled`.
+    #[schema(example = "closed")]
+    pub status: String,
+    /// Orders.
+    pub count: i64,
+}
+
+/// Orders per status; all six statuses, zeros included.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusDistributionResponse {
+    /// All orders.
+    pub total: i64,
+    /// In lifecycle order.
+    pub items: Vec<StatusCountResponse>,
+}
+
+/// How much of a product's capacity was rented over the window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductUtilizationResponse {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Tracked units plus bulk stock.
+    pub capacity: i64,
+    /// Sum of quantity × seconds inside the window over the holding lines.
+    pub rented_unit_seconds: f64,
+    /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
+    pub utilization: f64,
+}
+
+impl From<UtilizationRecord> for ProductUtilizationResponse {
+    fn from(r: UtilizationRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            capacity: r.capacity,
+            rented_unit_seconds: r.rented_unit_seconds,
+            utilization: r.utilization,
+        }
+    }
+}
+
+/// The most used products over `[from, to)`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UtilizationResponse {
+    /// Start of the window.
+    pub from: DateTime<Utc>,
+    /// End of the window.
+    pub to: DateTime<Utc>,
+    /// Most used first.
+    pub items: Vec<ProductUtilizationResponse>,
+}
+
+// ---- handlers -------------------------------------------------------------------------------------------------
+
+/// Revenue per currency and day (staff).
+#[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
+    responses((status = 200, body = RevenueResponse), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/analytics/revenue")]
+pub async fn revenue(
+    state: web::Data<AppState>,
+    auth: Auth,
+    params: web::Query<WindowParams>,
+) -> ApiResult<web::Json<RevenueResponse>> {
+    let (from, to) = params.parse()?;
+    Ok(web::Json(state.services.analytics.revenue(&auth.0, from, to).await?.into()))
+}
+
+/// Products ranked by rented quantity (staff).
+#[utoipa::path(tag = "analytics", security(("bearer" = [])), params(PopularParams),
+    responses((status = 200, body = PopularProductsResponse), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/analytics/popular-products")]
+pub async fn popular_products(
+    state: web::Data<AppState>,
+    auth: Auth,
+    params: web::Query<PopularParams>,
+) -> ApiResult<web::Json<PopularProductsResponse>> {
+    let from = optional_instant(params.from.as_deref(), "from")?;
+    let to = optional_instant(params.to.as_deref(), "to")?;
+    let items = state.services.analytics.popular_products(&auth.0, params.limit.unwrap_or(10), from, to).await?;
+    Ok(web::Json(PopularProductsResponse { items: items.into_iter().map(Into::into).collect() }))
+}
+
+/// Orders per status (staff).
+#[utoipa::path(tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, body = StatusDistributionResponse), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)))]
+#[get("/analytics/status-distribution")]
+pub async fn status_distribution(
+    state: web::Data<AppState>,
+    auth: Auth,
+) -> ApiResult<web::Json<StatusDistributionResponse>> {
+    let counts = state.services.analytics.status_distribution(&auth.0).await?;
+    let total = counts.iter().map(|c| c.count).sum();
+    let items = counts
+        .into_iter()
+        .map(|c| StatusCountResponse { status: c.status.as_str().to_owned(), count: c.count })
+        .collect();
+    Ok(web::Json(StatusDistributionResponse { total, items }))
+}
+
+/// The products whose capacity was most used over a window (staff).
+#[utoipa::path(tag = "analytics", security(("bearer" = [])), params(UtilizationParams),
+    responses((status = 200, body = UtilizationResponse), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/analytics/utilization")]
+pub async fn utilization(
+    state: web::Data<AppState>,
+    auth: Auth,
+    params: web::Query<UtilizationParams>,
+) -> ApiResult<web::Json<UtilizationResponse>> {
+    let from = required_instant(params.from.as_deref(), "from")?;
+    let to = required_instant(params.to.as_deref(), "to")?;
+    let items = state.services.analytics.utilization(&auth.0, from, to, params.limit.unwrap_or(100)).await?;
+    Ok(web::Json(UtilizationResponse { from, to, items: items.into_iter().map(Into::into).collect() }))
+}
+
+// ---- CSV exports ----------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Export {
+    Orders,
+    Invoices,
+}
+
+impl Export {
+    fn header(self) -> &'static [&'static str] {
+        match self {
+            Export::Orders => &[
+                "id",
+                "customer_id",
+                "status",
+                "currency",
+                "subtotal_minor",
+                "tax_minor",
+                "total_minor",
+                "deposit_minor",
+                "starts_at",
+                "ends_at",
+                "created_at",
+            ],
+            Export::Invoices => &[
+                "number",
+                "status",
+                "order_id",
+                "customer_id",
+                "currency",
+                "subtotal_minor",
+                "tax_minor",
+                "total_minor",
+                "paid_minor",
+                "issued_at",
+            ],
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            Export::Orders => "orders.csv",
+            Export::Invoices => "invoices.csv",
+        }
+    }
+}
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn order_record(r: &OrderExportRecord) -> [String; 11] {
+    [
+        r.id.to_string(),
+        r.customer_id.to_string(),
+        r.status.clone(),
+        r.currency.clone(),
+        r.subtotal_minor.to_string(),
+        r.tax_minor.to_string(),
+        r.total_minor.to_string(),
+        r.deposit_minor.to_string(),
+        time(r.starts_at),
+        time(r.ends_at),
+        time(r.created_at),
+    ]
+}
+
+fn invoice_record(r: &InvoiceExportRecord) -> [String; 10] {
+    [
+        r.number.clone().unwrap_or_default(),
+        r.status.clone(),
+        r.order_id.to_string(),
+        r.customer_id.to_string(),
+        r.currency.clone(),
+        r.subtotal_minor.to_string(),
+        r.tax_minor.to_string(),
+        r.total_minor.to_string(),
+        r.amount_paid_minor.to_string(),
+        time(r.issued_at),
+    ]
+}
+
+/// One page of an export as CSV text: the rows, the cursor after the last and how many there were.
+struct CsvPage {
+    bytes: Bytes,
+    after: Option<ExportCursor>,
+    rows: usize,
+}
+
+fn csv_error(err: csv::Error) -> ServiceError {
+    ServiceError::Internal(format!("cannot write CSV: {err}"))
+}
+
+/// Reads the page after `after` and writes it as CSV, preceded by the header row when `header`.
+async fn csv_page(
+    analytics: &AnalyticsService,
+    export: Export,
+    window: Window,
+    after: Option<ExportCursor>,
+    header: bool,
+) -> Result<CsvPage, ServiceError> {
+    let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::with_capacity(128 * 1024));
+    if header {
+        writer.write_record(export.header()).map_err(csv_error)?;
+    }
+    let (after, rows) = match export {
+        Export::Orders => {
+            let page = analytics.export_orders_page(window, after, EXPORT_PAGE).await?;
+            for row in &page {
+                writer.write_record(order_record(row)).map_err(csv_error)?;
+            }
+            (page.last().map(OrderExportRecord::cursor), page.len())
+        }
+        Export::Invoices => {
+            let page = analytics.export_invoices_page(window, after, EXPORT_PAGE).await?;
+            for row in &page {
+                writer.write_record(invoice_record(row)).map_err(csv_error)?;
+            }
+            (page.last().map(InvoiceExportRecord::cursor), page.len())
+        }
+    };
+    let bytes = writer.into_inner().map_err(|e| ServiceError::Internal(format!("cannot write CSV: {e}")))?;
+    Ok(CsvPage { bytes: Bytes::from(bytes), after, rows })
+}
+
+/// Where a streamed export is.
+struct ExportState {
+    analytics: AnalyticsService,
+    export: Export,
+    window: Window,
+    /// The first page, read before the response started so that its errors are proper error responses.
+    first: Option<CsvPage>,
+    after: Option<ExportCursor>,
+    done: bool,
+}
+
+async fn stream_export(
+    state: &AppState,
+    auth: &Auth,
+    export: Export,
+    params: &WindowParams,
+) -> ApiResult<HttpResponse> {
+    let (from, to) = params.parse()?;
+    let analytics = state.services.analytics.clone();
+    let window = analytics.export_window(&auth.0, from, to)?;
+    let first = csv_page(&analytics, export, window, None, true).await?;
+    let start = ExportState { analytics, export, window, first: Some(first), after: None, done: false };
+    let body = futures_util::stream::try_unfold(start, |mut st| async move {
+        if st.done {
+            return Ok(None);
+        }
+        let page = match st.first.take() {
+            Some(page) => page,
+            None => csv_page(&st.analytics, st.export, st.window, st.after, false).await.inspect_err(|err| {
+                tracing::error!(error = %err, export = st.export.file_name(), "export failed part-way; the response is cut short");
+            })?,
+        };
+        st.done = page.rows < usize::try_from(EXPORT_PAGE).unwrap_or(usize::MAX);
+        st.after = page.after;
+        if page.bytes.is_empty() {
+            return Ok(None);
+        }
+        Ok::<_, ServiceError>(Some((page.bytes, st)))
+    });
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", export.file_name()))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment"));
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((CONTENT_DISPOSITION, disposition))
+        .streaming(body))
+}
+
+/// The orders created in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+#[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
+    responses((status = 200, content_type = "text/csv", body = String,
+        description = "id,customer_id,status,currency,subtotal_minor,tax_minor,total_minor,deposit_minor,starts_at,ends_at,created_at"),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/exports/orders.csv")]
+pub async fn export_orders(
+    state: web::Data<AppState>,
+    auth: Auth,
+    params: web::Query<WindowParams>,
+) -> ApiResult<HttpResponse> {
+    stream_export(&state, &auth, Export::Orders, &params).await
+}
+
+/// The invoices issued in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+#[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
+    responses((status = 200, content_type = "text/csv", body = String,
+        description = "number,status,order_id,customer_id,currency,subtotal_minor,tax_minor,total_minor,paid_minor,issued_at"),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+#[get("/exports/invoices.csv")]
+pub async fn export_invoices(
+    state: web::Data<AppState>,
+    auth: Auth,
+    params: web::Query<WindowParams>,
+) -> ApiResult<HttpResponse> {
+    stream_export(&state, &auth, Export::Invoices, &params).await
+}

@@ -1,0 +1,438 @@
+//! Read-only aggregates over orders and invoices, and keyset-paged exports.
+//!
+//! Every figure is computed by the database (GROUP BY, SUM, COUNT); only the aggregated rows, or one page of an
+//! export, come back. The SQL is written out by hand because a few expressions differ between the backends
+//! (time arithmetic, casts of sums); placeholders are numbered for PostgreSQL and positional for SQLite.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rental_domain::OrderStatus;
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use uuid::Uuid;
+
+use crate::{Backend, Database, RepoResult};
+
+/// Statuses whose orders count as rented (not a quote, not cancelled).
+const RENTED_STATUSES: &str = "('reserved', 'picked_up', 'returned', 'closed')";
+
+/// Revenue of one currency on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueDayRecord {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// UTC day of issue.
+    pub day: NaiveDate,
+    /// Sum of the invoices' totals, in minor units.
+    pub total_minor: i64,
+    /// Number of invoices.
+    pub count: i64,
+}
+
+/// A product ranked by rented quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PopularProductRecord {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Currency of `revenue_minor`.
+    pub currency: String,
+    /// Orders with a line of the product.
+    pub order_count: i64,
+    /// Units rented, summed over the lines.
+    pub quantity: i64,
+    /// Sum of the lines' totals, in minor units (before tax).
+    pub revenue_minor: i64,
+}
+
+/// How much of a product's capacity was rented over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UtilizationRecord {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Tracked units plus bulk stock.
+    pub capacity: i64,
+    /// Sum over the holding lines of quantity × seconds of the line inside the window.
+    pub rented_unit_seconds: f64,
+    /// `rented_unit_seconds / (capacity × window seconds)`.
+    pub utilization: f64,
+}
+
+/// Where an export page starts: after this (time, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportCursor {
+    /// Sort time of the last row sent.
+    pub at: DateTime<Utc>,
+    /// Its id.
+    pub id: Uuid,
+}
+
+/// An order in the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderExportRecord {
+    /// Id.
+    pub id: Uuid,
+    /// Customer.
+    pub customer_id: Uuid,
+    /// Status.
+    pub status: String,
+    /// Currency.
+    pub currency: String,
+    /// Subtotal, minor units.
+    pub subtotal_minor: i64,
+    /// Tax, minor units.
+    pub tax_minor: i64,
+    /// Total, minor units.
+    pub total_minor: i64,
+    /// Deposit, minor units.
+    pub deposit_minor: i64,
+    /// Start of the period.
+    pub starts_at: DateTime<Utc>,
+    /// End of the period.
+    pub ends_at: DateTime<Utc>,
+    /// Creation time (the sort key).
+    pub created_at: DateTime<Utc>,
+}
+
+impl OrderExportRecord {
+    /// The cursor that continues after this row.
+    pub fn cursor(&self) -> ExportCursor {
+        ExportCursor { at: self.created_at, id: self.id }
+    }
+}
+
+/// An invoice in the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceExportRecord {
+    /// Id (the keyset tie-breaker).
+    pub id: Uuid,
+    /// `INV-YYYY-NNNNNN`.
+    pub number: Option<String>,
+    /// Status.
+    pub status: String,
+    /// The order.
+    pub order_id: Uuid,
+    /// The customer.
+    pub customer_id: Uuid,
+    /// Currency.
+    pub currency: String,
+    /// Subtotal, minor units.
+    pub subtotal_minor: i64,
+    /// Tax, minor units.
+    pub tax_minor: i64,
+    /// Total, minor units.
+    pub total_minor: i64,
+    /// Paid so far, minor units.
+    pub amount_paid_minor: i64,
+    /// Issue time (the sort key).
+    pub issued_at: DateTime<Utc>,
+}
+
+impl InvoiceExportRecord {
+    /// The cursor that continues after this row.
+    pub fn cursor(&self) -> ExportCursor {
+        ExportCursor { at: self.issued_at, id: self.id }
+    }
+}
+
+/// A statement under construction: SQL text plus its values, with the backend's placeholder syntax.
+struct Query {
+    backend: Backend,
+    sql: String,
+    values: Vec<Value>,
+}
+
+impl Query {
+    fn new(backend: Backend) -> Self {
+        Self { backend, sql: String::with_capacity(512), values: Vec::new() }
+    }
+
+    fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+        self.values.push(value.into());
+        match self.backend {
+            Backend::Postgres => {
+                let n = self.values.len();
+                self.sql.push_str(&format!("${n}"));
+            }
+            Backend::Sqlite => self.sql.push('?'),
+        }
+        self
+    }
+
+    fn statement(self) -> Statement {
+        let backend = match self.backend {
+            Backend::Postgres => DbBackend::Postgres,
+            Backend::Sqlite => DbBackend::Sqlite,
+        };
+        Statement::from_sql_and_values(backend, self.sql, self.values)
+    }
+}
+
+/// Aggregates and exports for staff.
+#[derive(Debug, Clone)]
+pub struct AnalyticsRepo {
+    db: Database,
+}
+
+impl AnalyticsRepo {
+    /// A repository over `db`.
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    fn query(&self) -> Query {
+        Query::new(self.db.backend())
+    }
+
+    async fn all(&self, query: Query) -> RepoResult<Vec<QueryResult>> {
+        Ok(self.db.connection().query_all_raw(query.statement()).await?)
+    }
+
+    /// Revenue of open and paid invoices issued on days in `[from, to)`, per currency and day, ordered by
+    /// currency and day. Days without invoices are absent.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn revenue_by_day(&self, from: NaiveDate, to: NaiveDate) -> RepoResult<Vec<RevenueDayRecord>> {
+        let mut q = self.query();
+        q.push(
+            "SELECT currency, issued_on, CAST(SUM(total_minor) AS BIGINT) AS total, COUNT(*) AS n FROM invoices \
+             WHERE status IN ('open', 'paid') AND issued_on >= ",
+        )
+        .bind(from)
+        .push(" AND issued_on < ")
+        .bind(to)
+        .push(" GROUP BY currency, issued_on ORDER BY currency, issued_on");
+        self.all(q)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(RevenueDayRecord {
+                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
+                    day: row.try_get("", "issued_on")?,
+                    total_minor: row.try_get("", "total")?,
+                    count: row.try_get("", "n")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The `limit` products with the most units rented by orders that are neither quotes nor cancelled,
+    /// optionally only orders whose period overlaps `[from, to)`. Ties go by product id.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn popular_products(
+        &self,
+        limit: u64,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> RepoResult<Vec<PopularProductRecord>> {
+        let mut q = self.query();
+        q.push(
+            "SELECT t.product_id, p.name, t.currency, t.orders, t.quantity, t.revenue FROM (\
+             SELECT l.product_id, l.currency, COUNT(DISTINCT l.order_id) AS orders, \
+             CAST(SUM(l.quantity) AS BIGINT) AS quantity, CAST(SUM(l.line_total_minor) AS BIGINT) AS revenue \
+             FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status NOT IN ('quote', 'cancelled')",
+        );
+        if let Some(to) = to {
+            q.push(" AND o.starts_at < ").bind(to);
+        }
+        if let Some(from) = from {
+            q.push(" AND o.ends_at > ").bind(from);
+        }
+        q.push(
+            " GROUP BY l.product_id, l.currency) t JOIN products p ON p.id = t.product_id \
+             ORDER BY t.quantity DESC, t.product_id LIMIT ",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.all(q)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(PopularProductRecord {
+                    product_id: row.try_get("", "product_id")?,
+                    name: row.try_get("", "name")?,
+                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
+                    order_count: row.try_get("", "orders")?,
+                    quantity: row.try_get("", "quantity")?,
+                    revenue_minor: row.try_get("", "revenue")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of orders per status, every status included (zeros too), in lifecycle order.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn status_counts(&self) -> RepoResult<Vec<(OrderStatus, i64)>> {
+        let mut q = self.query();
+        q.push("SELECT status, COUNT(*) AS n FROM rental_orders GROUP BY status");
+        let mut counts: Vec<(OrderStatus, i64)> = OrderStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in self.all(q).await? {
+            let status: String = row.try_get("", "status")?;
+            let n: i64 = row.try_get("", "n")?;
+            if let Some(entry) = counts.iter_mut().find(|(s, _)| s.as_str() == status) {
+                entry.1 = n;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The `limit` products whose capacity was most used over `[from, to)`: for each product with holding
+    /// lines (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity ×
+    /// overlap divided by capacity × window length. Products without capacity are left out.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn utilization(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u64,
+    ) -> RepoResult<Vec<UtilizationRecord>> {
+        let window_secs = (to - from).num_milliseconds() as f64 / 1000.0;
+        let mut q = self.query();
+        q.push("SELECT r.product_id, p.name, r.unit_seconds, r.capacity FROM (SELECT x.product_id, x.unit_seconds, ");
+        q.push(
+            "(SELECT COUNT(*) FROM units u WHERE u.product_id = x.product_id) + COALESCE((SELECT SUM(s.quantity) \
+             FROM stock_levels s WHERE s.product_id = x.product_id), 0) AS capacity FROM (SELECT l.product_id, ",
+        );
+        match self.db.backend() {
+            Backend::Postgres => {
+                q.push("CAST(SUM(l.quantity * EXTRACT(EPOCH FROM (LEAST(l.ends_at, ")
+                    .bind(to)
+                    .push(") - GREATEST(l.starts_at, ")
+                    .bind(from)
+                    .push(")))) AS DOUBLE PRECISION)");
+            }
+            Backend::Sqlite => {
+                q.push("CAST(SUM(l.quantity * (julianday(MIN(l.ends_at, ")
+                    .bind(to)
+                    .push(")) - julianday(MAX(l.starts_at, ")
+                    .bind(from)
+                    .push("))) * 86400.0) AS REAL)");
+            }
+        }
+        q.push(" AS unit_seconds FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status IN ")
+            .push(RENTED_STATUSES)
+            .push(" AND l.starts_at < ")
+            .bind(to)
+            .push(" AND l.ends_at > ")
+            .bind(from)
+            .push(" GROUP BY l.product_id) x) r JOIN products p ON p.id = r.product_id WHERE r.capacity > 0 ")
+            .push("ORDER BY r.unit_seconds / r.capacity DESC, r.product_id LIMIT ")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.all(q)
+            .await?
+            .into_iter()
+            .map(|row| {
+                let capacity: i64 = row.try_get("", "capacity")?;
+                let rented: f64 = row.try_get("", "unit_seconds")?;
+                Ok(UtilizationRecord {
+                    product_id: row.try_get("", "product_id")?,
+                    name: row.try_get("", "name")?,
+                    capacity,
+                    rented_unit_seconds: rented,
+                    utilization: rented / (capacity as f64 * window_secs),
+                })
+            })
+            .collect()
+    }
+
+    /// One page of the orders created in `[from, to)`, by creation time then id, after `after`.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn export_orders(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<ExportCursor>,
+        limit: u64,
+    ) -> RepoResult<Vec<OrderExportRecord>> {
+        let mut q = self.query();
+        q.push(
+            "SELECT id, customer_id, status, currency, subtotal_minor, tax_minor, total_minor, deposit_minor, \
+             starts_at, ends_at, created_at FROM rental_orders WHERE created_at >= ",
+        )
+        .bind(from)
+        .push(" AND created_at < ")
+        .bind(to);
+        if let Some(after) = after {
+            q.push(" AND (created_at, id) > (").bind(after.at).push(", ").bind(after.id).push(")");
+        }
+        q.push(" ORDER BY created_at, id LIMIT ").bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.all(q)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(OrderExportRecord {
+                    id: row.try_get("", "id")?,
+                    customer_id: row.try_get("", "customer_id")?,
+                    status: row.try_get("", "status")?,
+                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
+                    subtotal_minor: row.try_get("", "subtotal_minor")?,
+                    tax_minor: row.try_get("", "tax_minor")?,
+                    total_minor: row.try_get("", "total_minor")?,
+                    deposit_minor: row.try_get("", "deposit_minor")?,
+                    starts_at: row.try_get("", "starts_at")?,
+                    ends_at: row.try_get("", "ends_at")?,
+                    created_at: row.try_get("", "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One page of the invoices issued in `[from, to)`, by issue time then id, after `after`.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn export_invoices(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<ExportCursor>,
+        limit: u64,
+    ) -> RepoResult<Vec<InvoiceExportRecord>> {
+        let mut q = self.query();
+        q.push(
+            "SELECT id, number, status, order_id, customer_id, currency, subtotal_minor, tax_minor, total_minor, \
+             amount_paid_minor, issued_at FROM invoices WHERE issued_at >= ",
+        )
+        .bind(from)
+        .push(" AND issued_at < ")
+        .bind(to);
+        if let Some(after) = after {
+            q.push(" AND (issued_at, id) > (").bind(after.at).push(", ").bind(after.id).push(")");
+        }
+        q.push(" ORDER BY issued_at, id LIMIT ").bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.all(q)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(InvoiceExportRecord {
+                    id: row.try_get("", "id")?,
+                    number: row.try_get("", "number")?,
+                    status: row.try_get("", "status")?,
+                    order_id: row.try_get("", "order_id")?,
+                    customer_id: row.try_get("", "customer_id")?,
+                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
+                    subtotal_minor: row.try_get("", "subtotal_minor")?,
+                    tax_minor: row.try_get("", "tax_minor")?,
+                    total_minor: row.try_get("", "total_minor")?,
+                    amount_paid_minor: row.try_get("", "amount_paid_minor")?,
+                    issued_at: row.try_get("", "issued_at")?,
+                })
+            })
+            .collect()
+    }
+}

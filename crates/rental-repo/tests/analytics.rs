@@ -1,0 +1,481 @@
+//! Order import and analytics on a real database: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
+//!
+//! The fixture imports eight orders whose figures are worked out by hand in the comments; every aggregate is
+//! checked against them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rental_domain::pricing::RateCard;
+use rental_domain::{CategoryName, Currency, Email, FullName, Money, OrderStatus, Role, UnitCondition};
+use rental_repo::{
+    AnalyticsRepo, CatalogueRepo, ChargeKind, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds,
+    ImportedInvoice, ImportedInvoiceStatus, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord,
+    NewProductRecord, NewUnitRecord, NewUserRecord, OrderImporter, RepoError, UserRepo,
+};
+use rental_testkit::TestDb;
+use uuid::Uuid;
+
+async fn connect(test_db: &TestDb) -> Database {
+    let config = DatabaseConfig {
+        max_connections: Some(5),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    Database::connect(&config).await.unwrap()
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn money(amount: i64, currency: &str) -> Money {
+    Money::new(amount, Currency::parse(currency).unwrap())
+}
+
+/// A product of the fixture: its id, rates and buffer.
+#[derive(Clone)]
+struct Product {
+    id: Uuid,
+    rates: RateCard,
+}
+
+impl Product {
+    fn line(&self, quantity: i32, starts: &str, ends: &str) -> ImportedLine {
+        ImportedLine {
+            product_id: self.id,
+            quantity,
+            starts_at: at(starts),
+            ends_at: at(ends),
+            buffer_minutes: 60,
+            rates: self.rates,
+            deposit_per_unit_minor: 100,
+            late_fee_per_day_minor: 500,
+        }
+    }
+}
+
+struct Fixture {
+    db: Database,
+    a: Product,
+    b: Product,
+    c: Product,
+    alice: Uuid,
+    bob: Uuid,
+}
+
+/// Products A (EUR 1000/day, 5000/week; 2 units + 3 in stock = capacity 5), B (EUR 2000/day; 1 unit) and
+/// C (USD 500/day; 4 in stock); customers Alice and Bob.
+async fn fixture(test_db: &TestDb) -> Fixture {
+    let db = connect(test_db).await;
+    let users = UserRepo::new(db.clone());
+    let mut customers = Vec::new();
+    for name in ["alice", "bob"] {
+        let user = users
+            .create(NewUserRecord {
+                email: Email::parse(&format!("{name}@example.com")).unwrap(),
+                full_name: FullName::parse(name).unwrap(),
+                password_hash: None,
+                is_active: true,
+                is_superuser: false,
+                roles: vec![Role::Customer],
+            })
+            .await
+            .unwrap();
+        customers.push(user.id.as_uuid());
+    }
+    let catalogue = CatalogueRepo::new(db.clone());
+    let category = catalogue
+        .create_category(NewCategoryRecord { name: CategoryName::parse("Tools").unwrap(), description: None })
+        .await
+        .unwrap();
+    let depot = catalogue.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
+    let mut products = Vec::new();
+    for (sku, rates, units, stock) in [
+        ("A", RateCard::new(money(1000, "EUR"), Some(money(5000, "EUR")), None).unwrap(), 2, 3),
+        ("B", RateCard::new(money(2000, "EUR"), None, None).unwrap(), 1, 0),
+        ("C", RateCard::new(money(500, "USD"), None, None).unwrap(), 0, 4),
+    ] {
+        let product = catalogue
+            .create_product(NewProductRecord {
+                category_id: category.id,
+                sku: sku.into(),
+                name: format!("Product {sku}"),
+                description: None,
+                rates,
+                deposit_minor: 100,
+                late_fee_per_day_minor: 500,
+                buffer_minutes: 60,
+                is_active: true,
+            })
+            .await
+            .unwrap();
+        let new_units = (0..units)
+            .map(|u| NewUnitRecord {
+                serial_number: format!("{sku}-{u}"),
+                condition: UnitCondition::Good,
+                location_id: depot.id,
+            })
+            .collect::<Vec<_>>();
+        if !new_units.is_empty() {
+            catalogue.add_units(product.id, new_units).await.unwrap();
+        }
+        if stock > 0 {
+            catalogue.set_stock_level(product.id, depot.id, stock).await.unwrap();
+        }
+        products.push(Product { id: product.id, rates });
+    }
+    Fixture {
+        db,
+        a: products[0].clone(),
+        b: products[1].clone(),
+        c: products[2].clone(),
+        alice: customers[0],
+        bob: customers[1],
+    }
+}
+
+fn order(
+    customer_id: Uuid,
+    status: OrderStatus,
+    currency: &str,
+    tax_rate_bp: u32,
+    created: &str,
+    lines: Vec<ImportedLine>,
+    invoice: Option<ImportedInvoice>,
+) -> ImportedOrder {
+    ImportedOrder {
+        customer_id,
+        status,
+        currency: Currency::parse(currency).unwrap(),
+        tax_rate_bp,
+        created_at: at(created),
+        picked_up_at: None,
+        returned_at: None,
+        notes: None,
+        lines,
+        invoice,
+    }
+}
+
+fn invoice(
+    status: ImportedInvoiceStatus,
+    issued: Option<&str>,
+    charges: Vec<ImportedCharge>,
+) -> Option<ImportedInvoice> {
+    Some(ImportedInvoice { status, issued_at: issued.map(at), charges })
+}
+
+/// The eight orders, o1..o8 (index 0..7).
+fn orders(f: &Fixture) -> Vec<ImportedOrder> {
+    use ImportedInvoiceStatus::{Draft, Open, Paid, Void};
+    let (a, b, c) = (&f.a, &f.b, &f.c);
+    vec![
+        // o1: A×2 for 2 days (2 × 2000 = 4000) + B×1 for 1 day (2000) = 6000, tax 20% 1200, total 7200.
+        // Invoice: 6000 + late fee 500 (taxable) + damage 1000 (untaxed) = 7500; tax 20% of 6500 = 1300;
+        // total 8800, paid.
+        order(
+            f.alice,
+            OrderStatus::Closed,
+            "EUR",
+            2000,
+            "2026-01-05T09:00:00Z",
+            vec![
+                a.line(2, "2026-01-10T00:00:00Z", "2026-01-12T00:00:00Z"),
+                b.line(1, "2026-01-10T00:00:00Z", "2026-01-11T00:00:00Z"),
+            ],
+            invoice(
+                Paid,
+                Some("2026-01-12T10:00:00Z"),
+                vec![
+                    ImportedCharge {
+                        kind: ChargeKind::LateFee,
+                        description: "1 day late".into(),
+                        quantity: 1,
+                        unit_amount_minor: 500,
+                        taxable: true,
+                    },
+                    ImportedCharge {
+                        kind: ChargeKind::Damage,
+                        description: "scratched".into(),
+                        quantity: 1,
+                        unit_amount_minor: 1000,
+                        taxable: false,
+                    },
+                ],
+            ),
+        ),
+        // o2: A×1 for 9 days: a week and two days, 5000 + 2000 = 7000; tax 1400; total 8400; open.
+        order(
+            f.bob,
+            OrderStatus::Returned,
+            "EUR",
+            2000,
+            "2026-01-18T09:00:00Z",
+            vec![a.line(1, "2026-01-20T00:00:00Z", "2026-01-29T00:00:00Z")],
+            invoice(Open, Some("2026-01-29T12:00:00Z"), vec![]),
+        ),
+        // o3: cancelled, B×1 for 1 day, 2000 + 400 = 2400; its invoice is void.
+        order(
+            f.alice,
+            OrderStatus::Cancelled,
+            "EUR",
+            2000,
+            "2026-01-24T09:00:00Z",
+            vec![b.line(1, "2026-02-01T00:00:00Z", "2026-02-02T00:00:00Z")],
+            invoice(Void, Some("2026-01-25T09:00:00Z"), vec![]),
+        ),
+        // o4: a quote for A×5, no invoice; created at the same instant as o3.
+        order(
+            f.bob,
+            OrderStatus::Quote,
+            "EUR",
+            2000,
+            "2026-01-24T09:00:00Z",
+            vec![a.line(5, "2026-02-01T00:00:00Z", "2026-02-03T00:00:00Z")],
+            None,
+        ),
+        // o5: reserved, C×3 for 1 day = 1500; tax 300; total 1800; draft invoice (no number).
+        order(
+            f.alice,
+            OrderStatus::Reserved,
+            "USD",
+            2000,
+            "2026-01-10T09:00:00Z",
+            vec![c.line(3, "2026-01-15T00:00:00Z", "2026-01-16T00:00:00Z")],
+            invoice(Draft, None, vec![]),
+        ),
+        // o6: picked up, C×1 for 2 days = 1000; tax 19.25% = 192.5, rounded to 193; total 1193; open.
+        order(
+            f.bob,
+            OrderStatus::PickedUp,
+            "USD",
+            1925,
+            "2026-01-11T09:00:00Z",
+            vec![c.line(1, "2026-01-12T12:00:00Z", "2026-01-14T12:00:00Z")],
+            invoice(Open, Some("2026-01-12T23:30:00Z"), vec![]),
+        ),
+        // o7: closed, C×2 for 1 day = 1000; tax 193; total 1193; paid on the same day as o6's invoice.
+        order(
+            f.alice,
+            OrderStatus::Closed,
+            "USD",
+            1925,
+            "2026-01-04T09:00:00Z",
+            vec![c.line(2, "2026-01-05T00:00:00Z", "2026-01-06T00:00:00Z")],
+            invoice(Paid, Some("2026-01-12T08:00:00Z"), vec![]),
+        ),
+        // o8: closed in 2025, B×1 for 1 day = 2000; total 2400; paid on the last minute of 2025.
+        order(
+            f.bob,
+            OrderStatus::Closed,
+            "EUR",
+            2000,
+            "2025-12-28T09:00:00Z",
+            vec![b.line(1, "2025-12-30T00:00:00Z", "2025-12-31T00:00:00Z")],
+            invoice(Paid, Some("2025-12-31T23:59:00Z"), vec![]),
+        ),
+    ]
+}
+
+async fn imported(test_db: &TestDb) -> (Fixture, Vec<ImportedIds>) {
+    let f = fixture(test_db).await;
+    let ids = OrderImporter::new(f.db.clone()).import(orders(&f)).await.unwrap();
+    (f, ids)
+}
+
+#[tokio::test]
+async fn import_prices_orders_and_numbers_invoices_gap_free_per_year() {
+    let test_db = TestDb::new().await;
+    let (f, ids) = imported(&test_db).await;
+    let totals: Vec<i64> = ids.iter().map(|i| i.order_total_minor).collect();
+    assert_eq!(totals, [7200, 8400, 2400, 2400 * 5, 1800, 1193, 1193, 2400]);
+    let invoice_totals: Vec<Option<i64>> = ids.iter().map(|i| i.invoice_total_minor).collect();
+    assert_eq!(
+        invoice_totals,
+        [Some(8800), Some(8400), Some(2400), None, Some(1800), Some(1193), Some(1193), Some(2400)]
+    );
+    // 2026 in order of issue: o7 08:00, o1 10:00, o6 23:30 on the 12th, o3 on the 25th, o2 on the 29th.
+    let numbers: Vec<Option<&str>> = ids.iter().map(|i| i.invoice_number.as_deref()).collect();
+    assert_eq!(
+        numbers,
+        [
+            Some("INV-2026-000002"),
+            Some("INV-2026-000005"),
+            Some("INV-2026-000004"),
+            None,
+            None,
+            Some("INV-2026-000003"),
+            Some("INV-2026-000001"),
+            Some("INV-2025-000001"),
+        ]
+    );
+
+    // A second batch continues the year's sequence.
+    let more = vec![order(
+        f.alice,
+        OrderStatus::Closed,
+        "EUR",
+        0,
+        "2026-03-01T09:00:00Z",
+        vec![f.b.line(1, "2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")],
+        invoice(ImportedInvoiceStatus::Paid, Some("2026-03-03T10:00:00Z"), vec![]),
+    )];
+    let ids = OrderImporter::new(f.db.clone()).import(more).await.unwrap();
+    assert_eq!(ids[0].invoice_number.as_deref(), Some("INV-2026-000006"));
+    assert_eq!(ids[0].order_total_minor, 2000);
+}
+
+#[tokio::test]
+async fn a_bad_order_rejects_the_whole_batch() {
+    let test_db = TestDb::new().await;
+    let f = fixture(&test_db).await;
+    let mut batch = orders(&f);
+    batch[3].lines.clear();
+    let err = OrderImporter::new(f.db.clone()).import(batch).await.unwrap_err();
+    assert!(matches!(&err, RepoError::InvalidQuery { field, .. } if field == "orders[3].lines"), "{err:?}");
+    let mut batch = orders(&f);
+    batch[5].customer_id = Uuid::now_v7();
+    let err = OrderImporter::new(f.db.clone()).import(batch).await.unwrap_err();
+    assert!(matches!(err, RepoError::Conflict { .. }), "{err:?}");
+    let counts = AnalyticsRepo::new(f.db.clone()).status_counts().await.unwrap();
+    assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
+}
+
+#[tokio::test]
+async fn revenue_sums_open_and_paid_invoices_per_currency_and_day() {
+    let test_db = TestDb::new().await;
+    let (f, _) = imported(&test_db).await;
+    let rows = AnalyticsRepo::new(f.db.clone()).revenue_by_day(day("2026-01-01"), day("2026-02-01")).await.unwrap();
+    let rows: Vec<(String, NaiveDate, i64, i64)> =
+        rows.into_iter().map(|r| (r.currency, r.day, r.total_minor, r.count)).collect();
+    // Void (o3), draft (o5) and 2025 (o8) invoices are left out; o6 and o7 share the 12th in USD.
+    assert_eq!(
+        rows,
+        [
+            ("EUR".to_owned(), day("2026-01-12"), 8800, 1),
+            ("EUR".to_owned(), day("2026-01-29"), 8400, 1),
+            ("USD".to_owned(), day("2026-01-12"), 2386, 2),
+        ]
+    );
+    let rows = AnalyticsRepo::new(f.db.clone()).revenue_by_day(day("2025-12-31"), day("2026-01-12")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].day, rows[0].total_minor), (day("2025-12-31"), 2400));
+}
+
+#[tokio::test]
+async fn popular_products_rank_rented_quantity_of_real_orders() {
+    let test_db = TestDb::new().await;
+    let (f, _) = imported(&test_db).await;
+    let repo = AnalyticsRepo::new(f.db.clone());
+    let ranking = repo.popular_products(10, None, None).await.unwrap();
+    let got: Vec<(Uuid, i64, i64, i64, &str)> = ranking
+        .iter()
+        .map(|r| (r.product_id, r.order_count, r.quantity, r.revenue_minor, r.currency.as_str()))
+        .collect();
+    // C: o5 3 + o6 1 + o7 2; A: o1 2 + o2 1 (the quote o4 is left out); B: o1 1 + o8 1 (o3 is cancelled).
+    assert_eq!(got, [(f.c.id, 3, 6, 3500, "USD"), (f.a.id, 2, 3, 11000, "EUR"), (f.b.id, 2, 2, 4000, "EUR")]);
+    assert_eq!(ranking[0].name, "Product C");
+    assert_eq!(repo.popular_products(2, None, None).await.unwrap().len(), 2);
+
+    // Orders overlapping [11th, 16th): o1, o5, o6.
+    let ranking =
+        repo.popular_products(10, Some(at("2026-01-11T00:00:00Z")), Some(at("2026-01-16T00:00:00Z"))).await.unwrap();
+    let got: Vec<(Uuid, i64, i64, i64)> =
+        ranking.iter().map(|r| (r.product_id, r.order_count, r.quantity, r.revenue_minor)).collect();
+    assert_eq!(got, [(f.c.id, 2, 4, 2500), (f.a.id, 1, 2, 4000), (f.b.id, 1, 1, 2000)]);
+}
+
+#[tokio::test]
+async fn status_distribution_counts_every_status() {
+    let test_db = TestDb::new().await;
+    let (f, _) = imported(&test_db).await;
+    let counts = AnalyticsRepo::new(f.db.clone()).status_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            (OrderStatus::Quote, 1),
+            (OrderStatus::Reserved, 1),
+            (OrderStatus::PickedUp, 1),
+            (OrderStatus::Returned, 1),
+            (OrderStatus::Closed, 3),
+            (OrderStatus::Cancelled, 1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn utilization_clips_lines_to_the_window_and_divides_by_capacity() {
+    let test_db = TestDb::new().await;
+    let (f, _) = imported(&test_db).await;
+    // Window [11th 00:00, 15th 12:00): 4.5 days = 388,800 s.
+    let rows = AnalyticsRepo::new(f.db.clone())
+        .utilization(at("2026-01-11T00:00:00Z"), at("2026-01-15T12:00:00Z"), 10)
+        .await
+        .unwrap();
+    // C (capacity 4): o5 3 units × 12 h (clipped at the end) + o6 1 unit × 2 days = 129,600 + 172,800 s.
+    // A (capacity 5): o1 2 units × 1 day (clipped at the start) = 172,800 s. B's line ends at the window's
+    // start, o2 starts after its end.
+    let got: Vec<(Uuid, i64, f64)> = rows.iter().map(|r| (r.product_id, r.capacity, r.rented_unit_seconds)).collect();
+    assert_eq!(got.len(), 2, "{rows:?}");
+    assert_eq!((got[0].0, got[0].1), (f.c.id, 4));
+    assert!((got[0].2 - 302_400.0).abs() < 0.01, "{rows:?}");
+    assert!((rows[0].utilization - 302_400.0 / (4.0 * 388_800.0)).abs() < 1e-9, "{rows:?}");
+    assert_eq!((got[1].0, got[1].1), (f.a.id, 5));
+    assert!((got[1].2 - 172_800.0).abs() < 0.01, "{rows:?}");
+    assert!((rows[1].utilization - 172_800.0 / (5.0 * 388_800.0)).abs() < 1e-9, "{rows:?}");
+
+    let top = AnalyticsRepo::new(f.db.clone())
+        .utilization(at("2026-01-11T00:00:00Z"), at("2026-01-15T12:00:00Z"), 1)
+        .await
+        .unwrap();
+    assert_eq!(top.len(), 1);
+}
+
+#[tokio::test]
+async fn exports_walk_the_window_page_by_page() {
+    let test_db = TestDb::new().await;
+    let (f, ids) = imported(&test_db).await;
+    let repo = AnalyticsRepo::new(f.db.clone());
+    let (from, to) = (at("2026-01-01T00:00:00Z"), at("2026-02-01T00:00:00Z"));
+    let mut seen = Vec::new();
+    let mut after: Option<ExportCursor> = None;
+    loop {
+        let page = repo.export_orders(from, to, after, 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after = page.last().map(|r| r.cursor());
+        seen.extend(page);
+    }
+    // Every order but o8 (2025), by creation: o7, o1, o5, o6, o2, then o3 and o4 (same instant) by id.
+    let got: Vec<Uuid> = seen.iter().map(|r| r.id).collect();
+    let mut tail = vec![ids[2].order_id, ids[3].order_id];
+    tail.sort();
+    let expected: Vec<Uuid> = [6, 0, 4, 5, 1].iter().map(|i| ids[*i].order_id).chain(tail).collect();
+    assert_eq!(got, expected);
+    assert_eq!((seen[1].total_minor, seen[1].tax_minor, seen[1].deposit_minor), (7200, 1200, 300));
+
+    let mut numbers = Vec::new();
+    let mut after: Option<ExportCursor> = None;
+    loop {
+        let page = repo.export_invoices(from, to, after, 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.cursor());
+        numbers.extend(page.into_iter().map(|r| (r.number.unwrap(), r.status, r.amount_paid_minor)));
+    }
+    assert_eq!(
+        numbers,
+        [
+            ("INV-2026-000001".to_owned(), "paid".to_owned(), 1193),
+            ("INV-2026-000002".to_owned(), "paid".to_owned(), 8800),
+            ("INV-2026-000003".to_owned(), "open".to_owned(), 0),
+            ("INV-2026-000004".to_owned(), "void".to_owned(), 0),
+            ("INV-2026-000005".to_owned(), "open".to_owned(), 0),
+        ]
+    );
+}

@@ -1,0 +1,301 @@
+//! Analytics for staff and admins: revenue, popular products, order statuses, utilization, and the pages of the
+//! CSV exports. Every figure is aggregated by the database; this layer checks the caller and the parameters.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use rental_domain::OrderStatus;
+use rental_repo::{
+    AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord,
+};
+use serde::Serialize;
+
+use crate::{Principal, ServiceError, ServiceResult};
+
+/// Longest window of the revenue and utilization reports.
+pub const ANALYTICS_MAX_DAYS: i64 = 366;
+/// Most products in the popular-products ranking.
+pub const POPULAR_LIMIT_MAX: u64 = 100;
+/// Most products in the utilization ranking.
+pub const UTILIZATION_LIMIT_MAX: u64 = 1_000;
+/// Most rows of one export page.
+pub const EXPORT_PAGE_MAX: u64 = 10_000;
+
+/// Revenue of one day in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevenueDay {
+    /// UTC day of issue.
+    pub date: NaiveDate,
+    /// Sum of the invoice totals, minor units.
+    pub total_minor: i64,
+    /// Invoices issued that day.
+    pub count: i64,
+}
+
+/// Revenue of one currency over the window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CurrencyRevenue {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Sum of the invoice totals, minor units.
+    pub total_minor: i64,
+    /// Invoices.
+    pub count: i64,
+    /// `total_minor / count`, rounded half away from zero.
+    pub average_minor: i64,
+    /// Days with invoices, in order.
+    pub days: Vec<RevenueDay>,
+}
+
+/// Revenue of open and paid invoices issued on the days `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevenueReport {
+    /// First day.
+    pub from: NaiveDate,
+    /// Day after the last.
+    pub to: NaiveDate,
+    /// One entry per currency, by code.
+    pub currencies: Vec<CurrencyRevenue>,
+}
+
+/// Orders in one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    /// Status.
+    pub status: OrderStatus,
+    /// Orders.
+    pub count: i64,
+}
+
+/// A validated time window `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Start, included.
+    pub from: DateTime<Utc>,
+    /// End, excluded.
+    pub to: DateTime<Utc>,
+}
+
+impl Window {
+    /// `[from, to)` with `to` after `from` and, when `max_days` is given, at most that many days long.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidQuery`] on `to` otherwise.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, max_days: Option<i64>) -> ServiceResult<Self> {
+        if to <= from {
+            return Err(invalid("to", "must be after `from`"));
+        }
+        if let Some(days) = max_days
+            && to - from > Duration::days(days)
+        {
+            return Err(invalid("to", format!("must be at most {days} days after `from`")));
+        }
+        Ok(Self { from, to })
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidQuery { field: field.to_owned(), message: message.into() }
+}
+
+fn require_staff(principal: &Principal) -> ServiceResult<()> {
+    if principal.is_staff() { Ok(()) } else { Err(ServiceError::Forbidden("analytics need the staff or admin role")) }
+}
+
+fn check_limit(limit: u64, max: u64) -> ServiceResult<()> {
+    if (1..=max).contains(&limit) { Ok(()) } else { Err(invalid("limit", format!("must be between 1 and {max}"))) }
+}
+
+/// The UTC day of `at`, rounded up to the next day unless `at` is midnight.
+fn day_ceil(at: DateTime<Utc>) -> NaiveDate {
+    let day = at.date_naive();
+    if at.time() == NaiveTime::MIN { day } else { day.succ_opt().unwrap_or(day) }
+}
+
+/// `total / count` rounded half away from zero.
+fn average(total: i64, count: i64) -> i64 {
+    if count == 0 {
+        return 0;
+    }
+    let (t, c) = (i128::from(total), i128::from(count));
+    let rounded = if t >= 0 { (2 * t + c) / (2 * c) } else { (2 * t - c) / (2 * c) };
+    i64::try_from(rounded).unwrap_or(i64::MAX)
+}
+
+/// Reports for staff over the orders and invoices.
+#[derive(Debug, Clone)]
+pub struct AnalyticsService {
+    repo: AnalyticsRepo,
+}
+
+impl AnalyticsService {
+    /// A service over `repo`.
+    pub fn new(repo: AnalyticsRepo) -> Self {
+        Self { repo }
+    }
+
+    /// Revenue of open and paid invoices issued in the window, taken as whole UTC days: `from`'s day up to
+    /// `to`'s day (`to` rounded up to the next midnight), per currency and per day.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a window that is empty or
+    /// longer than [`ANALYTICS_MAX_DAYS`]; [`ServiceError::Repo`] when the database fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn revenue(
+        &self,
+        principal: &Principal,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ServiceResult<RevenueReport> {
+        require_staff(principal)?;
+        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
+        let (from, to) = (window.from.date_naive(), day_ceil(window.to));
+        let mut currencies: Vec<CurrencyRevenue> = Vec::new();
+        for row in self.repo.revenue_by_day(from, to).await? {
+            let day = RevenueDay { date: row.day, total_minor: row.total_minor, count: row.count };
+            match currencies.last_mut() {
+                Some(current) if current.currency == row.currency => {
+                    current.total_minor = current.total_minor.saturating_add(row.total_minor);
+                    current.count += row.count;
+                    current.days.push(day);
+                }
+                _ => currencies.push(CurrencyRevenue {
+                    currency: row.currency,
+                    total_minor: row.total_minor,
+                    count: row.count,
+                    average_minor: 0,
+                    days: vec![day],
+                }),
+            }
+        }
+        for currency in &mut currencies {
+            currency.average_minor = average(currency.total_minor, currency.count);
+        }
+        Ok(RevenueReport { from, to, currencies })
+    }
+
+    /// The `limit` products with the most units rented (orders neither quotes nor cancelled), optionally only
+    /// orders whose period overlaps `[from, to)`.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside
+    /// 1..=[`POPULAR_LIMIT_MAX`] or `to` not after `from`; [`ServiceError::Repo`] when the database fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn popular_products(
+        &self,
+        principal: &Principal,
+        limit: u64,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> ServiceResult<Vec<PopularProductRecord>> {
+        require_staff(principal)?;
+        check_limit(limit, POPULAR_LIMIT_MAX)?;
+        if let (Some(from), Some(to)) = (from, to) {
+            Window::new(from, to, None)?;
+        }
+        Ok(self.repo.popular_products(limit, from, to).await?)
+    }
+
+    /// Orders per status, all six, zeros included, in lifecycle order.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<Vec<StatusCount>> {
+        require_staff(principal)?;
+        let counts = self.repo.status_counts().await?;
+        Ok(counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect())
+    }
+
+    /// The `limit` products whose capacity was most used over the window.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a bad window or limit;
+    /// [`ServiceError::Repo`] when the database fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn utilization(
+        &self,
+        principal: &Principal,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u64,
+    ) -> ServiceResult<Vec<UtilizationRecord>> {
+        require_staff(principal)?;
+        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
+        check_limit(limit, UTILIZATION_LIMIT_MAX)?;
+        Ok(self.repo.utilization(window.from, window.to, limit).await?)
+    }
+
+    /// Checks that `principal` may export and that the window is valid, before a response starts.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] when `to` is not after `from`.
+    pub fn export_window(
+        &self,
+        principal: &Principal,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> ServiceResult<Window> {
+        require_staff(principal)?;
+        Window::new(from, to, None)
+    }
+
+    /// One page of the orders created in `window`, after `after`.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidQuery`] for a page size outside 1..=[`EXPORT_PAGE_MAX`]; [`ServiceError::Repo`]
+    /// when the database fails.
+    pub async fn export_orders_page(
+        &self,
+        window: Window,
+        after: Option<ExportCursor>,
+        limit: u64,
+    ) -> ServiceResult<Vec<OrderExportRecord>> {
+        check_limit(limit, EXPORT_PAGE_MAX)?;
+        Ok(self.repo.export_orders(window.from, window.to, after, limit).await?)
+    }
+
+    /// One page of the invoices issued in `window`, after `after`.
+    ///
+    /// # Errors
+    /// [`ServiceError::InvalidQuery`] for a page size outside 1..=[`EXPORT_PAGE_MAX`]; [`ServiceError::Repo`]
+    /// when the database fails.
+    pub async fn export_invoices_page(
+        &self,
+        window: Window,
+        after: Option<ExportCursor>,
+        limit: u64,
+    ) -> ServiceResult<Vec<InvoiceExportRecord>> {
+        check_limit(limit, EXPORT_PAGE_MAX)?;
+        Ok(self.repo.export_invoices(window.from, window.to, after, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn averages_round_half_away_from_zero() {
+        assert_eq!(average(5, 2), 3);
+        assert_eq!(average(4, 3), 1);
+        assert_eq!(average(-5, 2), -3);
+        assert_eq!(average(0, 0), 0);
+    }
+
+    #[test]
+    fn windows_must_be_ordered_and_bounded() {
+        let from = at("2026-01-01T00:00:00Z");
+        assert!(Window::new(from, from, None).is_err());
+        assert!(Window::new(from, at("2027-01-02T00:00:00Z"), Some(366)).is_ok());
+        assert!(Window::new(from, at("2027-01-02T00:00:01Z"), Some(366)).is_err());
+    }
+
+    #[test]
+    fn the_last_day_is_rounded_up_unless_midnight() {
+        assert_eq!(day_ceil(at("2026-01-02T00:00:00Z")), NaiveDate::from_ymd_opt(2026, 1, 2).unwrap());
+        assert_eq!(day_ceil(at("2026-01-02T00:00:01Z")), NaiveDate::from_ymd_opt(2026, 1, 3).unwrap());
+    }
+}

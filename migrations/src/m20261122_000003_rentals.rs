@@ -367,6 +367,16 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        // The availability filter of the product list: holds of a product that start inside a window.
+        manager
+            .create_index(
+                index("idx_order_lines_product_starts", OrderLines::Table)
+                    .col(OrderLines::ProductId)
+                    .col(OrderLines::StartsAt)
+                    .to_owned(),
+            )
+            .await?;
+
         manager
             .create_table(
                 Table::create()
@@ -502,6 +512,15 @@ impl MigrationTrait for Migration {
                     .col(Invoices::Year)
                     .col(Invoices::Seq)
                     .unique()
+                    .to_owned(),
+            )
+            .await?;
+        // Issued invoices still waiting for their number (status open or paid, number NULL).
+        manager
+            .create_index(
+                index("idx_invoices_status_number", Invoices::Table)
+                    .col(Invoices::Status)
+                    .col(Invoices::Number)
                     .to_owned(),
             )
             .await?;

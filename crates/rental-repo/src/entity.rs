@@ -1,7 +1,4 @@
 //! sea-orm entities. Private to this crate: the repositories translate them into plain records.
-// The rentals tables' entities (invoices, payments, events, ...) are read by no repository yet; `allow` rather
-// than `expect`, so that each stops being exempt silently as its repository lands.
-#![allow(dead_code, reason = "entities of the rentals tables wait for their repositories")]
 
 pub(crate) mod category;
 pub(crate) mod invoice;

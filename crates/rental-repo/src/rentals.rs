@@ -10,11 +10,13 @@
 //! commit and then sees our holds, so the check can never race the insert.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use rental_domain::availability::{Hold, Timeline};
 use rental_domain::{OrderStatus, UnitCondition, started_days};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query, UnionType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -489,12 +491,90 @@ pub fn invoice_list_spec() -> &'static ListSpec {
 #[derive(Debug, Clone)]
 pub struct RentalRepo {
     db: Database,
+    numbering: Arc<Numbering>,
 }
+
+/// Group commit of invoice numbers: one numbering transaction at a time on this instance, each numbering every
+/// issued invoice still without a number. A caller whose invoice was committed before a batch started needs no
+/// batch of its own.
+#[derive(Debug, Default)]
+struct Numbering {
+    gate: tokio::sync::Mutex<()>,
+    /// Batches started so far; a batch's sequence number.
+    started: AtomicU64,
+    /// Sequence number of the latest batch that committed.
+    completed: AtomicU64,
+}
+
+/// Most invoices one numbering transaction takes.
+const NUMBERING_BATCH: u64 = 5_000;
 
 impl RentalRepo {
     /// A repository over `db`.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        Self { db, numbering: Arc::default() }
+    }
+
+    /// Gives every issued invoice still without a number its number, gap-free per year, in order of issue.
+    ///
+    /// Reservations issue invoices without a number, so that their transactions never queue on the yearly
+    /// counter row; they call this after their commit. Numbers are taken in one transaction that locks the
+    /// year's counter row and numbers the whole backlog, so many concurrent reservations share one numbering
+    /// commit, and a failed numbering returns its numbers. Returns when the caller's committed invoices are
+    /// numbered (by this call or by a batch that started after them, on any instance).
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the numbering transaction fails; the invoices stay unnumbered until the
+    /// next call numbers them.
+    pub async fn number_issued_invoices(&self) -> RepoResult<()> {
+        let committed_before = self.numbering.started.load(Ordering::SeqCst);
+        let _gate = self.numbering.gate.lock().await;
+        if self.numbering.completed.load(Ordering::SeqCst) > committed_before {
+            return Ok(());
+        }
+        let batch = self.numbering.started.fetch_add(1, Ordering::SeqCst) + 1;
+        loop {
+            let numbered = in_write!(self, |txn| {
+                let pending: Vec<(Uuid, Option<DateTime<Utc>>)> = invoice::Entity::find()
+                    .select_only()
+                    .columns([invoice::Column::Id, invoice::Column::IssuedAt])
+                    .filter(invoice::Column::Status.is_in(["open", "paid"]))
+                    .filter(invoice::Column::Number.is_null())
+                    .order_by_asc(invoice::Column::IssuedAt)
+                    .order_by_asc(invoice::Column::Id)
+                    .limit(NUMBERING_BATCH)
+                    .into_tuple()
+                    .all(txn)
+                    .await?;
+                let mut by_year: Vec<(i32, Vec<Uuid>)> = Vec::new();
+                for (id, issued_at) in &pending {
+                    let year = issued_at.unwrap_or_else(now).year();
+                    match by_year.last_mut() {
+                        Some((y, ids)) if *y == year => ids.push(*id),
+                        _ => by_year.push((year, vec![*id])),
+                    }
+                }
+                for (year, ids) in by_year {
+                    let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+                    let last = Self::advance_invoice_counter(txn, year, count).await?;
+                    for (seq, id) in (last - count + 1..=last).zip(ids) {
+                        invoice::Entity::update_many()
+                            .col_expr(invoice::Column::Number, Expr::val(format!("INV-{year}-{seq:06}")))
+                            .col_expr(invoice::Column::Year, Expr::val(year))
+                            .col_expr(invoice::Column::Seq, Expr::val(seq))
+                            .filter(invoice::Column::Id.eq(id))
+                            .exec(txn)
+                            .await?;
+                    }
+                }
+                Ok(pending.len() as u64)
+            })?;
+            if numbered < NUMBERING_BATCH {
+                break;
+            }
+        }
+        self.numbering.completed.fetch_max(batch, Ordering::SeqCst);
+        Ok(())
     }
 
     /// A write transaction that may lock stock: `IMMEDIATE` on SQLite (the write lock is taken before the first
@@ -522,75 +602,80 @@ impl RentalRepo {
         if found.len() == product_ids.len() { Ok(()) } else { Err(RepoError::NotFound) }
     }
 
-    /// Capacity and holds of each of `product_ids` over `[from, until)`, with four statements.
+    /// Capacity and holds of each of `product_ids` over `[from, until)`, with two statements: the products with
+    /// their capacity (units plus bulk quantities, as subqueries), and the order holds and maintenance blocks
+    /// overlapping the window (one UNION ALL). With `lock` on PostgreSQL the first statement also locks the
+    /// product rows (`FOR UPDATE`, in id order). Fails with `NotFound` when a product does not exist.
     async fn stock_holds<C: ConnectionTrait>(
+        &self,
         conn: &C,
         product_ids: &BTreeSet<Uuid>,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
+        lock: bool,
     ) -> RepoResult<HashMap<Uuid, StockHolds>> {
         let ids = || product_ids.iter().copied();
+        let of_product = |product_column: Expr| product_column.equals((product::Entity, product::Column::Id));
+        let units = Query::select()
+            .expr(Expr::col((unit::Entity, unit::Column::Id)).count())
+            .from(unit::Entity)
+            .and_where(of_product(Expr::col((unit::Entity, unit::Column::ProductId))))
+            .to_owned();
+        let bulk = Query::select()
+            .expr(Func::coalesce([Expr::col((stock_level::Entity, stock_level::Column::Quantity)).sum(), Expr::val(0)]))
+            .from(stock_level::Entity)
+            .and_where(of_product(Expr::col((stock_level::Entity, stock_level::Column::ProductId))))
+            .to_owned();
+        let capacity = Expr::SubQuery(None, Box::new(units.into()))
+            .add(Expr::SubQuery(None, Box::new(bulk.into())))
+            .cast_as("bigint");
+        let mut select = product::Entity::find()
+            .select_only()
+            .column(product::Column::Id)
+            .column_as(capacity, "capacity")
+            .filter(product::Column::Id.is_in(ids()))
+            .order_by_asc(product::Column::Id);
+        if lock && self.db.backend() == Backend::Postgres {
+            select = select.lock_exclusive();
+        }
+        let capacities: Vec<(Uuid, i64)> = select.into_tuple().all(conn).await?;
+        if capacities.len() != product_ids.len() {
+            return Err(RepoError::NotFound);
+        }
         let mut stock: HashMap<Uuid, StockHolds> =
-            ids().map(|id| (id, StockHolds { capacity: 0, holds: Vec::new() })).collect();
-        let units: Vec<(Uuid, i64)> = unit::Entity::find()
-            .select_only()
-            .column(unit::Column::ProductId)
-            .column_as(Expr::col(unit::Column::Id).count(), "n")
-            .filter(unit::Column::ProductId.is_in(ids()))
-            .group_by(unit::Column::ProductId)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        let bulk: Vec<(Uuid, i64)> = stock_level::Entity::find()
-            .select_only()
-            .column(stock_level::Column::ProductId)
-            .column_as(Expr::col(stock_level::Column::Quantity).sum().cast_as("bigint"), "n")
-            .filter(stock_level::Column::ProductId.is_in(ids()))
-            .group_by(stock_level::Column::ProductId)
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (product_id, n) in units.into_iter().chain(bulk) {
-            if let Some(s) = stock.get_mut(&product_id) {
-                s.capacity += n;
-            }
-        }
-        let holds: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, i32)> = order_line::Entity::find()
-            .select_only()
-            .columns([
-                order_line::Column::ProductId,
-                order_line::Column::StartsAt,
-                order_line::Column::HoldUntil,
-                order_line::Column::Quantity,
-            ])
-            .filter(order_line::Column::ProductId.is_in(ids()))
-            .filter(order_line::Column::HoldsStock.eq(true))
-            .filter(order_line::Column::HoldUntil.gt(from))
-            .filter(order_line::Column::StartsAt.lt(until))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (product_id, start, end, quantity) in holds {
-            if let Some(s) = stock.get_mut(&product_id) {
-                s.holds.push(Hold { start, end, quantity: i64::from(quantity) });
-            }
-        }
-        let blocks: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = maintenance_block::Entity::find()
-            .select_only()
+            capacities.into_iter().map(|(id, capacity)| (id, StockHolds { capacity, holds: Vec::new() })).collect();
+        let mut lines = Query::select()
+            .columns([order_line::Column::ProductId, order_line::Column::StartsAt, order_line::Column::HoldUntil])
+            .expr(Expr::col(order_line::Column::Quantity).cast_as("bigint"))
+            .from(order_line::Entity)
+            .and_where(order_line::Column::ProductId.is_in(ids()))
+            .and_where(order_line::Column::HoldsStock.eq(true))
+            .and_where(order_line::Column::HoldUntil.gt(from))
+            .and_where(order_line::Column::StartsAt.lt(until))
+            .to_owned();
+        let blocks = Query::select()
             .columns([
                 maintenance_block::Column::ProductId,
                 maintenance_block::Column::StartsAt,
                 maintenance_block::Column::EndsAt,
             ])
-            .filter(maintenance_block::Column::ProductId.is_in(ids()))
-            .filter(maintenance_block::Column::EndsAt.gt(from))
-            .filter(maintenance_block::Column::StartsAt.lt(until))
-            .into_tuple()
-            .all(conn)
-            .await?;
-        for (product_id, start, end) in blocks {
+            .expr(Expr::val(1i64).cast_as("bigint"))
+            .from(maintenance_block::Entity)
+            .and_where(maintenance_block::Column::ProductId.is_in(ids()))
+            .and_where(maintenance_block::Column::EndsAt.gt(from))
+            .and_where(maintenance_block::Column::StartsAt.lt(until))
+            .to_owned();
+        let union = lines.union(UnionType::All, blocks).to_owned();
+        let backend = conn.get_database_backend();
+        for row in conn.query_all_raw(backend.build(&union)).await? {
+            let product_id: Uuid = row.try_get_by_index(0)?;
+            let hold = Hold {
+                start: row.try_get_by_index(1)?,
+                end: row.try_get_by_index(2)?,
+                quantity: row.try_get_by_index(3)?,
+            };
             if let Some(s) = stock.get_mut(&product_id) {
-                s.holds.push(Hold { start, end, quantity: 1 });
+                s.holds.push(hold);
             }
         }
         Ok(stock)
@@ -607,17 +692,17 @@ impl RentalRepo {
         until: DateTime<Utc>,
     ) -> RepoResult<StockHolds> {
         let ids = BTreeSet::from([product_id]);
-        let mut map = Self::stock_holds(self.db.connection(), &ids, from, until).await?;
-        Ok(map.remove(&product_id).unwrap_or(StockHolds { capacity: 0, holds: Vec::new() }))
+        let mut map = self.stock_holds(self.db.connection(), &ids, from, until, false).await?;
+        map.remove(&product_id).ok_or(RepoError::NotFound)
     }
 
     /// The lines of `lines` that do not fit, given the stock read in the current transaction. Lines of the same
     /// product count against each other.
-    async fn shortages(txn: &DatabaseTransaction, lines: &[Wanted]) -> RepoResult<Vec<Shortage>> {
+    async fn shortages(&self, txn: &DatabaseTransaction, lines: &[Wanted], lock: bool) -> RepoResult<Vec<Shortage>> {
         let ids: BTreeSet<Uuid> = lines.iter().map(|l| l.0).collect();
         let from = lines.iter().map(|l| l.2).min().unwrap_or_else(now);
         let until = lines.iter().map(|l| l.3).max().unwrap_or_else(now);
-        let mut stock = Self::stock_holds(txn, &ids, from, until).await?;
+        let mut stock = self.stock_holds(txn, &ids, from, until, lock).await?;
         let mut short = Vec::new();
         for (index, &(product_id, quantity, start, hold_until, _)) in lines.iter().enumerate() {
             let Some(s) = stock.get_mut(&product_id) else { continue };
@@ -655,22 +740,37 @@ impl RentalRepo {
         Ok(shortages)
     }
 
-    /// Numbers an invoice of `year`: the next number of the year's counter, taken inside `txn` so a rolled-back
-    /// order gives its number back and numbers stay gap-free.
-    async fn next_invoice_seq(txn: &DatabaseTransaction, year: i32) -> RepoResult<i64> {
+    /// Takes the next `count` numbers of `year` from its counter row (created at need) inside `txn`, so a
+    /// rolled-back transaction gives them back and numbers stay gap-free; returns the last one taken.
+    async fn advance_invoice_counter(txn: &DatabaseTransaction, year: i32, count: i64) -> RepoResult<i64> {
         let counter =
-            invoice_counter::Entity::insert(invoice_counter::ActiveModel { year: Set(year), last_seq: Set(1) })
+            invoice_counter::Entity::insert(invoice_counter::ActiveModel { year: Set(year), last_seq: Set(count) })
                 .on_conflict(
                     OnConflict::column(invoice_counter::Column::Year)
                         .value(
                             invoice_counter::Column::LastSeq,
-                            Expr::col((invoice_counter::Entity, invoice_counter::Column::LastSeq)).add(1),
+                            Expr::col((invoice_counter::Entity, invoice_counter::Column::LastSeq)).add(count),
                         )
                         .to_owned(),
                 )
                 .exec_with_returning(txn)
                 .await?;
         Ok(counter.last_seq)
+    }
+
+    /// Whether an active user with this id exists (a customer to rent for).
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the query fails.
+    pub async fn active_user_exists(&self, id: Uuid) -> RepoResult<bool> {
+        let found: Option<Uuid> = user::Entity::find_by_id(id)
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::IsActive.eq(true))
+            .into_tuple()
+            .one(self.db.connection())
+            .await?;
+        Ok(found.is_some())
     }
 
     /// The pricing terms of the products among `ids` that exist.
@@ -757,8 +857,8 @@ impl RentalRepo {
         let txn = self.begin_write().await?;
         let written = async {
             if reserve {
-                self.lock_products(&txn, &holds.iter().map(|h| h.0).collect()).await?;
-                let short = Self::shortages(&txn, &holds).await?;
+                // Locks the products (PostgreSQL) while reading their capacity.
+                let short = self.shortages(&txn, &holds, true).await?;
                 if !short.is_empty() {
                     return Err(RepoError::Unavailable(short));
                 }
@@ -789,7 +889,7 @@ impl RentalRepo {
                 created_at: created,
                 updated_at: created,
             };
-            let invoice = if reserve { issue(&txn, invoice, created).await? } else { invoice };
+            let invoice = if reserve { issue(invoice, created) } else { invoice };
             invoice::Entity::insert(invoice::ActiveModel::from(invoice.clone())).exec_without_returning(&txn).await?;
             let rows = invoice_lines.into_iter().map(|mut l| {
                 l.invoice_id = invoice.id;
@@ -800,9 +900,22 @@ impl RentalRepo {
         }
         .await;
         match finish(txn, written).await {
-            Ok(()) => Ok(order_record(order)?),
+            Ok(()) => {
+                if reserve {
+                    self.number_after_commit().await;
+                }
+                Ok(order_record(order)?)
+            }
             Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
             Err(other) => Err(other),
+        }
+    }
+
+    /// Numbers the invoices just issued. The order is committed whatever happens here; a failure leaves the
+    /// invoice for the next numbering, so it is logged, not returned.
+    async fn number_after_commit(&self) {
+        if let Err(err) = self.number_issued_invoices().await {
+            tracing::warn!(error = %err, "invoice numbering failed; the next reservation retries it");
         }
     }
 
@@ -876,7 +989,7 @@ impl RentalRepo {
         let result = in_write!(self, |txn| {
             self.lock_products(txn, &product_ids).await?;
             let order = self.transition(txn, id, OrderStatus::Reserved, actor, note.as_deref(), at).await?;
-            let short = Self::shortages(txn, &holds).await?;
+            let short = self.shortages(txn, &holds, false).await?;
             if !short.is_empty() {
                 return Err(RepoError::Unavailable(short));
             }
@@ -890,12 +1003,15 @@ impl RentalRepo {
                 .one(txn)
                 .await?
                 .ok_or(RepoError::NotFound)?;
-            let issued = issue(txn, draft, at).await?;
+            let issued = issue(draft, at);
             invoice::ActiveModel::from(issued).reset_all().update(txn).await?;
             Ok(order)
         });
         match result {
-            Ok(order) => order_record(order),
+            Ok(order) => {
+                self.number_after_commit().await;
+                order_record(order)
+            }
             Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
             Err(other) => Err(other),
         }
@@ -1376,7 +1492,7 @@ impl RentalRepo {
         let result = in_write!(self, |txn| {
             let model = model.clone();
             self.lock_products(txn, &BTreeSet::from([product_id])).await?;
-            let short = Self::shortages(txn, &hold).await?;
+            let short = self.shortages(txn, &hold, false).await?;
             if !short.is_empty() {
                 return Err(RepoError::Unavailable(short));
             }
@@ -1491,18 +1607,13 @@ async fn insert_event(
     Ok(())
 }
 
-/// Numbers a draft and opens it.
-async fn issue(txn: &DatabaseTransaction, mut draft: invoice::Model, at: DateTime<Utc>) -> RepoResult<invoice::Model> {
-    let year = at.year();
-    let seq = RentalRepo::next_invoice_seq(txn, year).await?;
-    draft.number = Some(format!("INV-{year}-{seq:06}"));
-    draft.year = Some(year);
-    draft.seq = Some(seq);
+/// Opens a draft: issued now, numbered right after the commit by [`RentalRepo::number_issued_invoices`].
+fn issue(mut draft: invoice::Model, at: DateTime<Utc>) -> invoice::Model {
     draft.status = "open".into();
     draft.issued_at = Some(at);
     draft.issued_on = Some(at.date_naive());
     draft.updated_at = at;
-    Ok(draft)
+    draft
 }
 
 /// Adds charges to an order's invoice and recomputes its totals; a paid invoice that now has more due reopens.

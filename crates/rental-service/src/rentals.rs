@@ -531,6 +531,9 @@ impl RentalService {
             errors.take::<()>(Err(DomainError::field("lines", format!("must hold 1 to {MAX_LINES} lines"))));
         }
         let notes = new.notes.as_deref().and_then(|n| errors.take(note("notes", n))).flatten();
+        if customer_id != principal.user_id.as_uuid() && !self.repo.active_user_exists(customer_id).await? {
+            errors.take::<()>(Err(DomainError::field("customer_id", "no such active customer")));
+        }
         let ids: BTreeSet<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
         let products = if ids.is_empty() { Vec::new() } else { self.repo.product_terms(&ids).await? };
         let mut currency: Option<String> = None;
@@ -602,13 +605,7 @@ impl RentalService {
             created_by: Some(principal.user_id.as_uuid()),
             lines,
         };
-        match self.repo.create_order(record).await {
-            Ok(order) => Ok(order.into()),
-            Err(rental_repo::RepoError::Conflict { .. }) => {
-                Err(DomainError::field("customer_id", "no such customer").into())
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.repo.create_order(record).await?.into())
     }
 
     /// Loads an order the caller may see: their own, or any for staff. Others' orders are not found.

@@ -544,3 +544,30 @@ async fn fifty_concurrent_reservations_of_the_last_unit_make_one_booking() {
     conn.execute_raw(Statement::from_sql_and_values(backend, sql, [camera_id.into()])).await.unwrap();
     assert_eq!(ctx.state.services.rentals.count_overbooked().await.unwrap(), 1);
 }
+
+#[actix_web::test]
+async fn concurrent_reservations_get_gap_free_invoice_numbers() {
+    let ctx = context_with_pool(rental_testkit::TestDb::new().await, 30).await;
+    let app = app(&ctx).await;
+    let staff = staff_token(&ctx, &app).await;
+    let jane = customer_token(&app, "jane@example.com").await;
+    let (tent, _) = product(&app, &staff, "TNT-9", "EUR", 20).await;
+    let requests = (0..20).map(|_| {
+        send(&app, bearer(TestRequest::post().uri("/api/v1/rentals"), &jane).set_json(rental(&tent, 1, 2, 4)))
+    });
+    let replies = futures_util::future::join_all(requests).await;
+    assert!(replies.iter().all(|r| r.status == 201), "{:?}", replies.iter().map(|r| &r.body).collect::<Vec<_>>());
+    let invoices = send(&app, bearer(TestRequest::get().uri("/api/v1/invoices?per_page=100"), &staff)).await;
+    let mut numbers: Vec<String> = invoices.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["number"].as_str().expect("every issued invoice is numbered when its reservation answers").to_owned()
+        })
+        .collect();
+    numbers.sort();
+    let year = Utc::now().format("%Y");
+    let expected: Vec<String> = (1..=20).map(|n| format!("INV-{year}-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+}

@@ -305,11 +305,9 @@ impl AnalyticsRepo {
     ) -> RepoResult<Vec<UtilizationRecord>> {
         let window_secs = (to - from).num_milliseconds() as f64 / 1000.0;
         let mut q = self.query();
-        q.push("SELECT r.product_id, p.name, r.unit_seconds, r.capacity FROM (SELECT x.product_id, x.unit_seconds, ");
-        q.push(
-            "(SELECT COUNT(*) FROM units u WHERE u.product_id = x.product_id) + COALESCE((SELECT SUM(s.quantity) \
-             FROM stock_levels s WHERE s.product_id = x.product_id), 0) AS capacity FROM (SELECT l.product_id, ",
-        );
+        // Capacities come from one grouped pass over units and stock levels, joined once: as correlated
+        // subqueries they were evaluated once per product for every place the value is used.
+        q.push("SELECT x.product_id, p.name, x.unit_seconds, c.capacity FROM (SELECT l.product_id, ");
         match self.db.backend() {
             Backend::Postgres => {
                 q.push("CAST(SUM(l.quantity * EXTRACT(EPOCH FROM (LEAST(l.ends_at, ")
@@ -332,8 +330,11 @@ impl AnalyticsRepo {
             .bind(to)
             .push(" AND l.ends_at > ")
             .bind(from)
-            .push(" GROUP BY l.product_id) x) r JOIN products p ON p.id = r.product_id WHERE r.capacity > 0 ")
-            .push("ORDER BY r.unit_seconds / r.capacity DESC, r.product_id LIMIT ")
+            .push(" GROUP BY l.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")
+            .push("CAST(SUM(k.n) AS BIGINT) AS capacity FROM (SELECT product_id, COUNT(*) AS n FROM units ")
+            .push("GROUP BY product_id UNION ALL SELECT product_id, SUM(quantity) AS n FROM stock_levels ")
+            .push("GROUP BY product_id) k GROUP BY k.product_id) c ON c.product_id = x.product_id ")
+            .push("WHERE c.capacity > 0 ORDER BY x.unit_seconds / c.capacity DESC, x.product_id LIMIT ")
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.all(q)
             .await?

@@ -11,8 +11,11 @@ use uuid::Uuid;
 
 use crate::{Backend, Database, RepoResult};
 
-/// Statuses whose orders count as rented (not a quote, not cancelled).
-const RENTED_STATUSES: &str = "('reserved', 'picked_up', 'returned', 'closed')";
+/// The line `l` belongs to an order that counts as rented: neither a quote nor cancelled (so reserved, picked
+/// up, returned or closed). Written as an anti-join because the excluded orders are few and an index on
+/// (status, ..) finds them, where a join would read every order.
+const NOT_EXCLUDED: &str =
+    "NOT EXISTS (SELECT 1 FROM rental_orders o WHERE o.id = l.order_id AND o.status IN ('quote', 'cancelled'))";
 
 /// Revenue of one currency on one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +228,7 @@ impl AnalyticsRepo {
     }
 
     /// The `limit` products with the most units rented by orders that are neither quotes nor cancelled,
-    /// optionally only orders whose period overlaps `[from, to)`. Ties go by product id.
+    /// optionally only the lines whose period overlaps `[from, to)`. Ties go by product id.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the query fails.
@@ -240,13 +243,14 @@ impl AnalyticsRepo {
             "SELECT t.product_id, p.name, t.currency, t.orders, t.quantity, t.revenue FROM (\
              SELECT l.product_id, l.currency, COUNT(DISTINCT l.order_id) AS orders, \
              CAST(SUM(l.quantity) AS BIGINT) AS quantity, CAST(SUM(l.line_total_minor) AS BIGINT) AS revenue \
-             FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status NOT IN ('quote', 'cancelled')",
-        );
+             FROM order_lines l WHERE ",
+        )
+        .push(NOT_EXCLUDED);
         if let Some(to) = to {
-            q.push(" AND o.starts_at < ").bind(to);
+            q.push(" AND l.starts_at < ").bind(to);
         }
         if let Some(from) = from {
-            q.push(" AND o.ends_at > ").bind(from);
+            q.push(" AND l.ends_at > ").bind(from);
         }
         q.push(
             " GROUP BY l.product_id, l.currency) t JOIN products p ON p.id = t.product_id \
@@ -301,11 +305,9 @@ impl AnalyticsRepo {
     ) -> RepoResult<Vec<UtilizationRecord>> {
         let window_secs = (to - from).num_milliseconds() as f64 / 1000.0;
         let mut q = self.query();
-        q.push("SELECT r.product_id, p.name, r.unit_seconds, r.capacity FROM (SELECT x.product_id, x.unit_seconds, ");
-        q.push(
-            "(SELECT COUNT(*) FROM units u WHERE u.product_id = x.product_id) + COALESCE((SELECT SUM(s.quantity) \
-             FROM stock_levels s WHERE s.product_id = x.product_id), 0) AS capacity FROM (SELECT l.product_id, ",
-        );
+        // Capacities come from one grouped pass over units and stock levels, joined once: as correlated
+        // subqueries they were evaluated once per product for every place the value is used.
+        q.push("SELECT x.product_id, p.name, x.unit_seconds, c.capacity FROM (SELECT l.product_id, ");
         match self.db.backend() {
             Backend::Postgres => {
                 q.push("CAST(SUM(l.quantity * EXTRACT(EPOCH FROM (LEAST(l.ends_at, ")
@@ -322,14 +324,17 @@ impl AnalyticsRepo {
                     .push("))) * 86400.0) AS REAL)");
             }
         }
-        q.push(" AS unit_seconds FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status IN ")
-            .push(RENTED_STATUSES)
+        q.push(" AS unit_seconds FROM order_lines l WHERE ")
+            .push(NOT_EXCLUDED)
             .push(" AND l.starts_at < ")
             .bind(to)
             .push(" AND l.ends_at > ")
             .bind(from)
-            .push(" GROUP BY l.product_id) x) r JOIN products p ON p.id = r.product_id WHERE r.capacity > 0 ")
-            .push("ORDER BY r.unit_seconds / r.capacity DESC, r.product_id LIMIT ")
+            .push(" GROUP BY l.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")
+            .push("CAST(SUM(k.n) AS BIGINT) AS capacity FROM (SELECT product_id, COUNT(*) AS n FROM units ")
+            .push("GROUP BY product_id UNION ALL SELECT product_id, SUM(quantity) AS n FROM stock_levels ")
+            .push("GROUP BY product_id) k GROUP BY k.product_id) c ON c.product_id = x.product_id ")
+            .push("WHERE c.capacity > 0 ORDER BY x.unit_seconds / c.capacity DESC, x.product_id LIMIT ")
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.all(q)
             .await?

@@ -117,7 +117,7 @@ pub struct ImportedInvoice {
 pub struct ImportedOrder {
     /// The customer (an existing user).
     pub customer_id: Uuid,
-    /// Its status; lines hold stock when the status does ([`OrderStatus::holds_stock`]).
+    /// Its status; the lines hold stock (`holds_stock`) unless it is a quote or cancelled.
     pub status: OrderStatus,
     /// Currency of every amount.
     pub currency: Currency,
@@ -366,6 +366,9 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
             return Err(bad(index, "tax_rate_bp", "must be at most 10000"));
         }
         let order_id = id_at(created_at);
+        // As in the live flow: set when reserved, kept through pickup and return (hold_until bounds it),
+        // cleared when cancelled; quotes hold nothing.
+        let holds_stock = !matches!(status, OrderStatus::Quote | OrderStatus::Cancelled);
         let mut subtotal: i64 = 0;
         let mut deposit: i64 = 0;
         let mut starts_at = lines[0].starts_at;
@@ -402,7 +405,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 starts_at: ActiveValue::Set(line.starts_at),
                 ends_at: ActiveValue::Set(line.ends_at),
                 hold_until: ActiveValue::Set(line.ends_at + chrono::Duration::minutes(i64::from(line.buffer_minutes))),
-                holds_stock: ActiveValue::Set(status.holds_stock()),
+                holds_stock: ActiveValue::Set(holds_stock),
                 currency: ActiveValue::Set(currency.as_str().to_owned()),
                 price_per_day_minor: ActiveValue::Set(line.rates.per_day.amount_minor),
                 price_per_week_minor: ActiveValue::Set(line.rates.per_week.map(|m| m.amount_minor)),

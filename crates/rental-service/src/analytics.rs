@@ -173,7 +173,7 @@ impl AnalyticsService {
     }
 
     /// The `limit` products with the most units rented (orders neither quotes nor cancelled), optionally only
-    /// orders whose period overlaps `[from, to)`.
+    /// the lines whose rental period overlaps `[from, to)`.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside

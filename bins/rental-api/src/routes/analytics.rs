@@ -69,9 +69,9 @@ impl WindowParams {
 pub struct PopularParams {
     /// Products to return, 1–100, default 10.
     pub limit: Option<u64>,
-    /// Only orders whose period ends after this (date or RFC 3339).
+    /// Only order lines whose rental period ends after this (date or RFC 3339).
     pub from: Option<String>,
-    /// Only orders whose period starts before this (date or RFC 3339).
+    /// Only order lines whose rental period starts before this (date or RFC 3339).
     pub to: Option<String>,
 }
 

@@ -515,12 +515,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Issued invoices still waiting for their number (status open or paid, number NULL).
+        // Issued invoices still waiting for their number: a partial index, empty most of the time.
         manager
             .create_index(
-                index("idx_invoices_status_number", Invoices::Table)
-                    .col(Invoices::Status)
-                    .col(Invoices::Number)
+                index("idx_invoices_unnumbered", Invoices::Table)
+                    .col(Invoices::IssuedAt)
+                    .col(Invoices::Id)
+                    .and_where(Expr::col(Invoices::Number).is_null())
+                    .and_where(Expr::col(Invoices::Status).is_in(["open", "paid"]))
                     .to_owned(),
             )
             .await?;

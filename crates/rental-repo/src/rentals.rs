@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use rental_domain::availability::{Hold, Timeline};
 use rental_domain::{OrderStatus, UnitCondition, started_days};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, OnConflict, Query, UnionType};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func, OnConflict, Query, UnionType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -507,7 +507,7 @@ struct Numbering {
 }
 
 /// Most invoices one numbering transaction takes.
-const NUMBERING_BATCH: u64 = 5_000;
+const NUMBERING_BATCH: u64 = 1_000;
 
 impl RentalRepo {
     /// A repository over `db`.
@@ -535,17 +535,17 @@ impl RentalRepo {
         let batch = self.numbering.started.fetch_add(1, Ordering::SeqCst) + 1;
         loop {
             let numbered = in_write!(self, |txn| {
-                let pending: Vec<(Uuid, Option<DateTime<Utc>>)> = invoice::Entity::find()
+                // Served by the partial index idx_invoices_unnumbered (only invoices waiting for a number).
+                let mut pending: Vec<(Uuid, Option<DateTime<Utc>>)> = invoice::Entity::find()
                     .select_only()
                     .columns([invoice::Column::Id, invoice::Column::IssuedAt])
                     .filter(invoice::Column::Status.is_in(["open", "paid"]))
                     .filter(invoice::Column::Number.is_null())
-                    .order_by_asc(invoice::Column::IssuedAt)
-                    .order_by_asc(invoice::Column::Id)
                     .limit(NUMBERING_BATCH)
                     .into_tuple()
                     .all(txn)
                     .await?;
+                pending.sort_unstable_by_key(|&(id, issued_at)| (issued_at, id));
                 let mut by_year: Vec<(i32, Vec<Uuid>)> = Vec::new();
                 for (id, issued_at) in &pending {
                     let year = issued_at.unwrap_or_else(now).year();
@@ -557,15 +557,19 @@ impl RentalRepo {
                 for (year, ids) in by_year {
                     let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
                     let last = Self::advance_invoice_counter(txn, year, count).await?;
-                    for (seq, id) in (last - count + 1..=last).zip(ids) {
-                        invoice::Entity::update_many()
-                            .col_expr(invoice::Column::Number, Expr::val(format!("INV-{year}-{seq:06}")))
-                            .col_expr(invoice::Column::Year, Expr::val(year))
-                            .col_expr(invoice::Column::Seq, Expr::val(seq))
-                            .filter(invoice::Column::Id.eq(id))
-                            .exec(txn)
-                            .await?;
+                    // One UPDATE for the whole year's share of the batch: CASE id WHEN … THEN seq.
+                    let (mut seqs, mut numbers) = (CaseStatement::new(), CaseStatement::new());
+                    for (seq, id) in (last - count + 1..=last).zip(&ids) {
+                        seqs = seqs.case(invoice::Column::Id.eq(*id), Expr::val(seq));
+                        numbers = numbers.case(invoice::Column::Id.eq(*id), Expr::val(format!("INV-{year}-{seq:06}")));
                     }
+                    invoice::Entity::update_many()
+                        .col_expr(invoice::Column::Number, numbers.into())
+                        .col_expr(invoice::Column::Year, Expr::val(year))
+                        .col_expr(invoice::Column::Seq, seqs.into())
+                        .filter(invoice::Column::Id.is_in(ids))
+                        .exec(txn)
+                        .await?;
                 }
                 Ok(pending.len() as u64)
             })?;

@@ -571,3 +571,33 @@ async fn concurrent_reservations_get_gap_free_invoice_numbers() {
     let expected: Vec<String> = (1..=20).map(|n| format!("INV-{year}-{n:06}")).collect();
     assert_eq!(numbers, expected);
 }
+
+#[actix_web::test]
+async fn rentals_are_in_the_openapi_document() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let doc = send(&app, TestRequest::get().uri("/api/v1/openapi.json")).await;
+    let paths = doc.body["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/rentals", "get"),
+        ("/api/v1/rentals", "post"),
+        ("/api/v1/rentals/{id}", "get"),
+        ("/api/v1/rentals/{id}/events", "get"),
+        ("/api/v1/rentals/{id}/confirm", "post"),
+        ("/api/v1/rentals/{id}/pickup", "post"),
+        ("/api/v1/rentals/{id}/return", "post"),
+        ("/api/v1/rentals/{id}/close", "post"),
+        ("/api/v1/rentals/{id}/cancel", "post"),
+        ("/api/v1/products/{id}/availability", "get"),
+        ("/api/v1/units/{id}/maintenance", "post"),
+        ("/api/v1/invoices", "get"),
+        ("/api/v1/invoices/{id}", "get"),
+        ("/api/v1/invoices/{id}/payments", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    let create = &paths["/api/v1/rentals"]["post"];
+    assert!(create["responses"]["409"].is_object(), "the unavailable answer is documented");
+    let schemas = doc.body["components"]["schemas"].as_object().unwrap();
+    assert!(schemas.contains_key("CreateRentalRequest") && schemas.contains_key("RentalLineRequest"));
+}

@@ -96,10 +96,6 @@ fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
     ServiceError::InvalidQuery { field: field.to_owned(), message: message.into() }
 }
 
-fn require_staff(principal: &Principal) -> ServiceResult<()> {
-    if principal.is_staff() { Ok(()) } else { Err(ServiceError::Forbidden("analytics need the staff or admin role")) }
-}
-
 fn check_limit(limit: u64, max: u64) -> ServiceResult<()> {
     if (1..=max).contains(&limit) { Ok(()) } else { Err(invalid("limit", format!("must be between 1 and {max}"))) }
 }
@@ -145,7 +141,7 @@ impl AnalyticsService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> ServiceResult<RevenueReport> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
         let (from, to) = (window.from.date_naive(), day_ceil(window.to));
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
@@ -186,7 +182,7 @@ impl AnalyticsService {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> ServiceResult<Vec<PopularProductRecord>> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         check_limit(limit, POPULAR_LIMIT_MAX)?;
         if let (Some(from), Some(to)) = (from, to) {
             Window::new(from, to, None)?;
@@ -200,7 +196,7 @@ impl AnalyticsService {
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<Vec<StatusCount>> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let counts = self.repo.status_counts().await?;
         Ok(counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect())
     }
@@ -218,7 +214,7 @@ impl AnalyticsService {
         to: DateTime<Utc>,
         limit: u64,
     ) -> ServiceResult<Vec<UtilizationRecord>> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
         check_limit(limit, UTILIZATION_LIMIT_MAX)?;
         Ok(self.repo.utilization(window.from, window.to, limit).await?)
@@ -234,7 +230,7 @@ impl AnalyticsService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> ServiceResult<Window> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         Window::new(from, to, None)
     }
 

@@ -443,7 +443,7 @@ impl CatalogueService {
     /// when a category of the same slug exists.
     #[tracing::instrument(skip_all)]
     pub async fn create_category(&self, principal: &Principal, new: NewCategory) -> ServiceResult<CategoryView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         let name = errors.take(CategoryName::parse(&new.name));
         let description = new.description.as_deref().and_then(|d| errors.take(description("description", d)));
@@ -465,7 +465,7 @@ impl CatalogueService {
         id: Uuid,
         update: CategoryUpdate,
     ) -> ServiceResult<CategoryView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         let name = update.name.as_deref().and_then(|n| errors.take(CategoryName::parse(n)));
         let new_description = match update.description {
@@ -485,7 +485,7 @@ impl CatalogueService {
     /// products.
     #[tracing::instrument(skip_all, fields(category_id = %id))]
     pub async fn delete_category(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         match self.written(self.repo.delete_category(id).await) {
             Ok(()) => Ok(()),
             Err(RepoError::NotFound) => Err(ServiceError::NotFound("category")),
@@ -511,7 +511,7 @@ impl CatalogueService {
     /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`], [`ServiceError::Conflict`] when the name is taken.
     #[tracing::instrument(skip_all)]
     pub async fn create_location(&self, principal: &Principal, new: NewLocation) -> ServiceResult<LocationView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         let name = errors.take(display_text("name", &new.name, CATALOGUE_NAME_MAX_LEN));
         let address = new.address.as_deref().and_then(|a| errors.take(description("address", a)));
@@ -574,7 +574,7 @@ impl CatalogueService {
     /// one), [`ServiceError::Conflict`] when the SKU is taken.
     #[tracing::instrument(skip_all)]
     pub async fn create_product(&self, principal: &Principal, new: NewProduct) -> ServiceResult<ProductView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         let sku = errors.take(code("sku", &new.sku));
         let name = errors.take(display_text("name", &new.name, PRODUCT_NAME_MAX_LEN));
@@ -625,7 +625,7 @@ impl CatalogueService {
         id: Uuid,
         update: ProductUpdate,
     ) -> ServiceResult<ProductView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let current = self.repo.find_product(id).await?.ok_or(ServiceError::NotFound("product"))?;
         let mut errors = Collector::default();
         let sku = update.sku.as_deref().and_then(|s| errors.take(code("sku", s)));
@@ -682,7 +682,7 @@ impl CatalogueService {
     /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         self.written(self.repo.delete_product(id).await).map_err(not_found_as("product"))
     }
 
@@ -699,7 +699,7 @@ impl CatalogueService {
         product_id: Uuid,
         units: Vec<NewUnit>,
     ) -> ServiceResult<Vec<UnitView>> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         if units.is_empty() || units.len() > UNITS_MAX {
             return Err(DomainError::field("units", "must hold between 1 and 1000 units").into());
         }
@@ -750,7 +750,7 @@ impl CatalogueService {
         location_id: Uuid,
         new_quantity: i64,
     ) -> ServiceResult<StockLevelView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let quantity = quantity(new_quantity)?;
         if self.repo.find_product(product_id).await?.is_none() {
             return Err(ServiceError::NotFound("product"));
@@ -803,14 +803,6 @@ fn validate_amounts(
     };
     let rates = errors.take(RateCard::new(day, week, month))?;
     Some((rates, deposit.amount_minor, late_fee.amount_minor))
-}
-
-fn require_staff(principal: &Principal) -> ServiceResult<()> {
-    if principal.is_staff() {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden("this action needs the staff or admin role"))
-    }
 }
 
 fn not_found_as(what: &'static str) -> impl Fn(RepoError) -> ServiceError {

@@ -24,4 +24,16 @@ impl Principal {
     pub fn is_staff(&self) -> bool {
         self.is_admin() || self.roles.contains(&Role::Staff)
     }
+
+    /// `Ok` for staff and admins.
+    ///
+    /// # Errors
+    /// [`crate::ServiceError::Forbidden`] for everyone else.
+    pub fn require_staff(&self) -> crate::ServiceResult<()> {
+        if self.is_staff() {
+            Ok(())
+        } else {
+            Err(crate::ServiceError::Forbidden("this action needs the staff or admin role"))
+        }
+    }
 }

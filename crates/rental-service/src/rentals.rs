@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rental_domain::availability::Timeline;
+use rental_domain::catalogue::description;
 use rental_domain::pricing::RateCard;
 use rental_domain::{
     Collector, Currency, DomainError, FieldError, MAX_RENTAL_DAYS, Money, OrderStatus, RentalPeriod, UnitCondition,
@@ -27,8 +28,6 @@ use crate::{Principal, ServiceError, ServiceResult};
 pub const MAX_LINES: usize = 50;
 /// Most items of one line.
 pub const MAX_QUANTITY: i64 = 10_000;
-/// Longest note, damage note or reason.
-pub const NOTE_MAX_LEN: usize = 2_000;
 
 /// Rental settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,7 +529,7 @@ impl RentalService {
         if new.lines.is_empty() || new.lines.len() > MAX_LINES {
             errors.take::<()>(Err(DomainError::field("lines", format!("must hold 1 to {MAX_LINES} lines"))));
         }
-        let notes = new.notes.as_deref().and_then(|n| errors.take(note("notes", n))).flatten();
+        let notes = new.notes.as_deref().and_then(|n| errors.take(description("notes", n))).flatten();
         if customer_id != principal.user_id.as_uuid() && !self.repo.active_user_exists(customer_id).await? {
             errors.take::<()>(Err(DomainError::field("customer_id", "no such active customer")));
         }
@@ -692,7 +691,7 @@ impl RentalService {
         units: Vec<PickupLine>,
         note_text: Option<String>,
     ) -> ServiceResult<OrderView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         self.visible(principal, id).await?;
         let note_text = checked_note(note_text)?;
         let chosen = units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
@@ -710,7 +709,7 @@ impl RentalService {
         units: Vec<ReturnedUnit>,
         note_text: Option<String>,
     ) -> ServiceResult<OrderView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         self.visible(principal, id).await?;
         let mut errors = Collector::default();
         let note_text = errors.take(checked_note(note_text).map_err(|_| DomainError::field("note", "is too long")));
@@ -721,7 +720,9 @@ impl RentalService {
             let damage_note = u
                 .damage_note
                 .as_deref()
-                .and_then(|n| errors.take(note("damage_note", n).map_err(|e| prefixed_with(e, &format!("units[{i}]")))))
+                .and_then(|n| {
+                    errors.take(description("damage_note", n).map_err(|e| prefixed_with(e, &format!("units[{i}]"))))
+                })
                 .flatten();
             let charge = u.damage_charge_minor.unwrap_or(0);
             if charge < 0 {
@@ -743,7 +744,7 @@ impl RentalService {
     /// # Errors
     /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Invalid`] (409).
     pub async fn close(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         self.visible(principal, id).await?;
         let note_text = checked_note(note_text)?;
         Ok(self.repo.close(id, Some(principal.user_id.as_uuid()), note_text).await?.into())
@@ -813,10 +814,10 @@ impl RentalService {
         end: DateTime<Utc>,
         reason: Option<String>,
     ) -> ServiceResult<MaintenanceView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         let period = errors.take(RentalPeriod::parse(start, end, Utc::now()));
-        let reason = reason.as_deref().and_then(|r| errors.take(note("reason", r))).flatten();
+        let reason = reason.as_deref().and_then(|r| errors.take(description("reason", r))).flatten();
         errors.finish()?;
         let Some(period) = period else { return Err(ServiceError::Internal("validated period missing".into())) };
         match self
@@ -871,7 +872,7 @@ impl RentalService {
         invoice_id: Uuid,
         new: NewPayment,
     ) -> ServiceResult<PaymentView> {
-        require_staff(principal)?;
+        principal.require_staff()?;
         let mut errors = Collector::default();
         if new.amount_minor <= 0 {
             errors.take::<()>(Err(DomainError::field("amount_minor", "must be positive")));
@@ -880,7 +881,7 @@ impl RentalService {
         if !["cash", "card", "bank_transfer"].contains(&new.method.as_str()) {
             errors.take::<()>(Err(DomainError::field("method", "must be cash, card or bank_transfer")));
         }
-        let reference = new.reference.as_deref().and_then(|r| errors.take(note("reference", r))).flatten();
+        let reference = new.reference.as_deref().and_then(|r| errors.take(description("reference", r))).flatten();
         if reference.as_ref().is_some_and(|r| r.chars().count() > 200) {
             errors.take::<()>(Err(DomainError::field("reference", "must be at most 200 characters")));
         }
@@ -1007,10 +1008,6 @@ pub(crate) fn shortage_views(shortages: &[Shortage]) -> Vec<ShortageView> {
         .collect()
 }
 
-fn require_staff(principal: &Principal) -> ServiceResult<()> {
-    if principal.is_staff() { Ok(()) } else { Err(ServiceError::Forbidden("staff only")) }
-}
-
 fn prefixed(err: DomainError, line: usize) -> DomainError {
     prefixed_with(err, &format!("lines[{line}]"))
 }
@@ -1024,18 +1021,9 @@ fn prefixed_with(err: DomainError, prefix: &str) -> DomainError {
     }
 }
 
-/// A trimmed free text of at most [`NOTE_MAX_LEN`] characters; empty is none.
-fn note(field: &str, text: &str) -> Result<Option<String>, DomainError> {
-    let trimmed = text.trim();
-    if trimmed.chars().count() > NOTE_MAX_LEN {
-        return Err(DomainError::field(field, format!("must be at most {NOTE_MAX_LEN} characters")));
-    }
-    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
-}
-
 fn checked_note(text: Option<String>) -> ServiceResult<Option<String>> {
     match text {
-        Some(t) => Ok(note("note", &t)?),
+        Some(t) => Ok(description("note", &t)?),
         None => Ok(None),
     }
 }

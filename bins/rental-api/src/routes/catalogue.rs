@@ -18,9 +18,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, MaybeAuth, QueryPairs};
-use crate::routes::PageOf;
+use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
 /// Distinguishes a field that is absent (`None`) from one that is `null` (`Some(None)`) in a PATCH body.
@@ -30,10 +30,6 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(deserializer).map(Some)
-}
-
-fn parse_id(raw: &str, what: &str) -> ApiResult<Uuid> {
-    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid {what} id (UUID)")))
 }
 
 // ---- responses ----------------------------------------------------------------------------------------------

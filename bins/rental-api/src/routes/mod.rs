@@ -14,6 +14,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::{ApiError, ApiResult};
+
+/// A path id, or 400 `invalid_id` naming what it should have been.
+pub(crate) fn parse_id(raw: &str, what: &str) -> ApiResult<Uuid> {
+    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid {what} id (UUID)")))
+}
+
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserResponse {

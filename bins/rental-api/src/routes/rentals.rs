@@ -14,13 +14,10 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::routes::parse_id;
 use crate::state::AppState;
-
-fn parse_id(raw: &str, what: &str) -> ApiResult<Uuid> {
-    raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid {what} id (UUID)")))
-}
 
 // ---- requests -----------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ mod m20261122_000001_users;
 mod m20261122_000002_catalogue;
 mod m20261122_000003_rentals;
 mod m20261122_000004_analytics;
+mod m20261122_000005_usage_marks;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_catalogue::Migration),
             Box::new(m20261122_000003_rentals::Migration),
             Box::new(m20261122_000004_analytics::Migration),
+            Box::new(m20261122_000005_usage_marks::Migration),
         ]
     }
 }

@@ -65,6 +65,12 @@ impl OrderStatus {
         matches!(self, OrderStatus::Reserved | OrderStatus::PickedUp)
     }
 
+    /// Whether the order counts as a rental in the reports: it was reserved and not cancelled (reserved, picked
+    /// up, returned or closed), as opposed to a quote or a cancelled order.
+    pub const fn is_rented(self) -> bool {
+        !matches!(self, OrderStatus::Quote | OrderStatus::Cancelled)
+    }
+
     /// Moves to `to` if the lifecycle allows it.
     ///
     /// # Errors
@@ -101,6 +107,16 @@ impl FromStr for OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rented_means_reserved_once_and_not_cancelled() {
+        let rented: Vec<OrderStatus> = OrderStatus::ALL.into_iter().filter(|s| s.is_rented()).collect();
+        assert_eq!(
+            rented,
+            [OrderStatus::Reserved, OrderStatus::PickedUp, OrderStatus::Returned, OrderStatus::Closed],
+            "quotes and cancelled orders are not rentals"
+        );
+    }
 
     #[test]
     fn the_happy_path_is_allowed() {

@@ -6,16 +6,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rental_domain::OrderStatus;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
+use crate::raw::RawSql;
+use crate::usage::millis;
 use crate::{Backend, Database, RepoResult};
-
-/// The line `l` belongs to an order that counts as rented: neither a quote nor cancelled (so reserved, picked
-/// up, returned or closed). Written as an anti-join because the excluded orders are few and an index on
-/// (status, ..) finds them, where a join would read every order.
-const NOT_EXCLUDED: &str =
-    "NOT EXISTS (SELECT 1 FROM rental_orders o WHERE o.id = l.order_id AND o.status IN ('quote', 'cancelled'))";
 
 /// Revenue of one currency on one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +35,8 @@ pub struct PopularProductRecord {
     pub name: String,
     /// Currency of `revenue_minor`.
     pub currency: String,
-    /// Orders with a line of the product.
-    pub order_count: i64,
+    /// Rentals of the product: order lines (one product for one period).
+    pub rental_count: i64,
     /// Units rented, summed over the lines.
     pub quantity: i64,
     /// Sum of the lines' totals, in minor units (before tax).
@@ -56,7 +52,7 @@ pub struct UtilizationRecord {
     pub name: String,
     /// Tracked units plus bulk stock.
     pub capacity: i64,
-    /// Sum over the holding lines of quantity × seconds of the line inside the window.
+    /// Sum over the rented lines of quantity × seconds of the line inside the window (to the millisecond).
     pub rented_unit_seconds: f64,
     /// `rented_unit_seconds / (capacity × window seconds)`.
     pub utilization: f64,
@@ -139,42 +135,32 @@ impl InvoiceExportRecord {
     }
 }
 
-/// A statement under construction: SQL text plus its values, with the backend's placeholder syntax.
-struct Query {
-    backend: Backend,
-    sql: String,
-    values: Vec<Value>,
-}
-
-impl Query {
-    fn new(backend: Backend) -> Self {
-        Self { backend, sql: String::with_capacity(512), values: Vec::new() }
-    }
-
-    fn push(&mut self, sql: &str) -> &mut Self {
-        self.sql.push_str(sql);
-        self
-    }
-
-    /// Appends a placeholder bound to `value`.
-    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
-        self.values.push(value.into());
-        match self.backend {
-            Backend::Postgres => {
-                let n = self.values.len();
-                self.sql.push_str(&format!("${n}"));
+/// Joins, as `alias`, the last usage mark of series `s` whose time is `bound` (`("<", t)` or `("<=", t)`), or
+/// the last mark of all without a bound; NULLs when there is none.
+fn mark_join(q: &mut RawSql, alias: &str, bound: Option<(&str, i64)>) {
+    match q.backend() {
+        // One backward index probe per series.
+        Backend::Postgres => {
+            q.push(
+                " LEFT JOIN LATERAL (SELECT * FROM usage_marks m WHERE m.product_id = s.product_id \
+                 AND m.currency = s.currency",
+            );
+            if let Some((op, at)) = bound {
+                q.push(&format!(" AND m.at {op} ")).bind(at);
             }
-            Backend::Sqlite => self.sql.push('?'),
+            q.push(&format!(" ORDER BY m.at DESC LIMIT 1) {alias} ON true"));
         }
-        self
-    }
-
-    fn statement(self) -> Statement {
-        let backend = match self.backend {
-            Backend::Postgres => DbBackend::Postgres,
-            Backend::Sqlite => DbBackend::Sqlite,
-        };
-        Statement::from_sql_and_values(backend, self.sql, self.values)
+        Backend::Sqlite => {
+            q.push(&format!(
+                " LEFT JOIN usage_marks {alias} ON {alias}.product_id = s.product_id AND {alias}.currency = s.currency \
+                 AND {alias}.at = (SELECT MAX(m.at) FROM usage_marks m WHERE m.product_id = s.product_id \
+                 AND m.currency = s.currency"
+            ));
+            if let Some((op, at)) = bound {
+                q.push(&format!(" AND m.at {op} ")).bind(at);
+            }
+            q.push(")");
+        }
     }
 }
 
@@ -190,11 +176,11 @@ impl AnalyticsRepo {
         Self { db }
     }
 
-    fn query(&self) -> Query {
-        Query::new(self.db.backend())
+    fn query(&self) -> RawSql {
+        RawSql::new(self.db.backend())
     }
 
-    async fn all(&self, query: Query) -> RepoResult<Vec<QueryResult>> {
+    async fn all(&self, query: RawSql) -> RepoResult<Vec<QueryResult>> {
         Ok(self.db.connection().query_all_raw(query.statement()).await?)
     }
 
@@ -228,7 +214,11 @@ impl AnalyticsRepo {
     }
 
     /// The `limit` products with the most units rented by orders that are neither quotes nor cancelled,
-    /// optionally only the lines whose period overlaps `[from, to)`. Ties go by product id.
+    /// optionally only the lines whose period overlaps `[from, to)`, per product and currency. Ties go by
+    /// product id.
+    ///
+    /// Read from the usage marks (see [`crate::usage`]): the lines started before `to` less those ended by
+    /// `from`, two marks per product, however many lines there are.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the query fails.
@@ -239,22 +229,23 @@ impl AnalyticsRepo {
         to: Option<DateTime<Utc>>,
     ) -> RepoResult<Vec<PopularProductRecord>> {
         let mut q = self.query();
-        q.push(
-            "SELECT t.product_id, p.name, t.currency, t.orders, t.quantity, t.revenue FROM (\
-             SELECT l.product_id, l.currency, COUNT(DISTINCT l.order_id) AS orders, \
-             CAST(SUM(l.quantity) AS BIGINT) AS quantity, CAST(SUM(l.line_total_minor) AS BIGINT) AS revenue \
-             FROM order_lines l WHERE ",
-        )
-        .push(NOT_EXCLUDED);
-        if let Some(to) = to {
-            q.push(" AND l.starts_at < ").bind(to);
+        q.push("SELECT t.product_id, p.name, t.currency, t.lines, t.quantity, t.revenue FROM (SELECT s.product_id, s.currency, ");
+        let (started, ended) = ("a.started_", if from.is_some() { Some("b.ended_") } else { None });
+        for (column, alias) in [("lines", "lines"), ("quantity", "quantity"), ("revenue", "revenue")] {
+            q.push(&format!("COALESCE({started}{column}, 0)"));
+            if let Some(ended) = ended {
+                q.push(&format!(" - COALESCE({ended}{column}, 0)"));
+            }
+            q.push(&format!(" AS {alias}"));
+            q.push(if alias == "revenue" { " FROM usage_series s" } else { ", " });
         }
+        mark_join(&mut q, "a", to.map(|to| ("<", millis(to))));
         if let Some(from) = from {
-            q.push(" AND l.ends_at > ").bind(from);
+            mark_join(&mut q, "b", Some(("<=", millis(from))));
         }
         q.push(
-            " GROUP BY l.product_id, l.currency) t JOIN products p ON p.id = t.product_id \
-             ORDER BY t.quantity DESC, t.product_id LIMIT ",
+            ") t JOIN products p ON p.id = t.product_id WHERE t.quantity > 0 \
+             ORDER BY t.quantity DESC, t.product_id, t.currency LIMIT ",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.all(q)
@@ -265,7 +256,7 @@ impl AnalyticsRepo {
                     product_id: row.try_get("", "product_id")?,
                     name: row.try_get("", "name")?,
                     currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
-                    order_count: row.try_get("", "orders")?,
+                    rental_count: row.try_get("", "lines")?,
                     quantity: row.try_get("", "quantity")?,
                     revenue_minor: row.try_get("", "revenue")?,
                 })
@@ -291,9 +282,12 @@ impl AnalyticsRepo {
         Ok(counts)
     }
 
-    /// The `limit` products whose capacity was most used over `[from, to)`: for each product with holding
-    /// lines (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity ×
-    /// overlap divided by capacity × window length. Products without capacity are left out.
+    /// The `limit` products whose capacity was most used over `[from, to)`: for each product with rented lines
+    /// (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity × overlap
+    /// divided by capacity × window length. Products without capacity are left out.
+    ///
+    /// Read from the usage marks (see [`crate::usage`]): the unit-time held before `to` less that held before
+    /// `from`, two marks per product and currency, however long the window.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the query fails.
@@ -303,51 +297,39 @@ impl AnalyticsRepo {
         to: DateTime<Utc>,
         limit: u64,
     ) -> RepoResult<Vec<UtilizationRecord>> {
-        let window_secs = (to - from).num_milliseconds() as f64 / 1000.0;
+        let (from_ms, to_ms) = (millis(from), millis(to));
+        let window_ms = (to_ms - from_ms).max(1) as f64;
         let mut q = self.query();
+        // Held before an instant: the last mark before it plus its rate times the time since.
+        q.push("SELECT x.product_id, p.name, x.unit_ms, c.capacity FROM (SELECT s.product_id, ")
+            .push("CAST(SUM(COALESCE(a.held + a.rate * (")
+            .bind(to_ms)
+            .push(" - a.at), 0) - COALESCE(b.held + b.rate * (")
+            .bind(from_ms)
+            .push(" - b.at), 0)) AS BIGINT) AS unit_ms FROM usage_series s");
+        mark_join(&mut q, "a", Some(("<", to_ms)));
+        mark_join(&mut q, "b", Some(("<=", from_ms)));
         // Capacities come from one grouped pass over units and stock levels, joined once: as correlated
         // subqueries they were evaluated once per product for every place the value is used.
-        q.push("SELECT x.product_id, p.name, x.unit_seconds, c.capacity FROM (SELECT l.product_id, ");
-        match self.db.backend() {
-            Backend::Postgres => {
-                q.push("CAST(SUM(l.quantity * EXTRACT(EPOCH FROM (LEAST(l.ends_at, ")
-                    .bind(to)
-                    .push(") - GREATEST(l.starts_at, ")
-                    .bind(from)
-                    .push(")))) AS DOUBLE PRECISION)");
-            }
-            Backend::Sqlite => {
-                q.push("CAST(SUM(l.quantity * (julianday(MIN(l.ends_at, ")
-                    .bind(to)
-                    .push(")) - julianday(MAX(l.starts_at, ")
-                    .bind(from)
-                    .push("))) * 86400.0) AS REAL)");
-            }
-        }
-        q.push(" AS unit_seconds FROM order_lines l WHERE ")
-            .push(NOT_EXCLUDED)
-            .push(" AND l.starts_at < ")
-            .bind(to)
-            .push(" AND l.ends_at > ")
-            .bind(from)
-            .push(" GROUP BY l.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")
+        q.push(" GROUP BY s.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")
             .push("CAST(SUM(k.n) AS BIGINT) AS capacity FROM (SELECT product_id, COUNT(*) AS n FROM units ")
             .push("GROUP BY product_id UNION ALL SELECT product_id, SUM(quantity) AS n FROM stock_levels ")
             .push("GROUP BY product_id) k GROUP BY k.product_id) c ON c.product_id = x.product_id ")
-            .push("WHERE c.capacity > 0 ORDER BY x.unit_seconds / c.capacity DESC, x.product_id LIMIT ")
+            .push("WHERE c.capacity > 0 AND x.unit_ms > 0 ORDER BY x.unit_ms * 1.0 / c.capacity DESC, x.product_id ")
+            .push("LIMIT ")
             .bind(i64::try_from(limit).unwrap_or(i64::MAX));
         self.all(q)
             .await?
             .into_iter()
             .map(|row| {
                 let capacity: i64 = row.try_get("", "capacity")?;
-                let rented: f64 = row.try_get("", "unit_seconds")?;
+                let unit_ms: i64 = row.try_get("", "unit_ms")?;
                 Ok(UtilizationRecord {
                     product_id: row.try_get("", "product_id")?,
                     name: row.try_get("", "name")?,
                     capacity,
-                    rented_unit_seconds: rented,
-                    utilization: rented / (capacity as f64 * window_secs),
+                    rented_unit_seconds: unit_ms as f64 / 1000.0,
+                    utilization: unit_ms as f64 / (capacity as f64 * window_ms),
                 })
             })
             .collect()

@@ -17,9 +17,11 @@ mod lock;
 mod order_import;
 mod paginate;
 pub mod query;
+mod raw;
 mod rentals;
 mod tokens;
 mod txn;
+mod usage;
 mod users;
 
 pub use analytics::{

@@ -7,7 +7,7 @@
 //! The importer prices the lines itself with the product's rate card, so the stored amounts always add up.
 //! It does not check availability: the caller vouches that orders holding stock fit the capacity.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Utc};
 use rental_domain::pricing::RateCard;
@@ -16,7 +16,9 @@ use sea_orm::{ActiveValue, ConnectionTrait, DbBackend, EntityTrait, Statement, T
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
+use crate::rentals::lock_product_rows;
 use crate::txn::finish;
+use crate::usage::{self, Change, UsageLine};
 use crate::{Database, RepoError, RepoResult};
 
 /// Bound parameters per multi-row INSERT; below SQLite's limit (32,766) and PostgreSQL's (65,535).
@@ -191,6 +193,8 @@ struct Rows {
     /// For each invoice, the index of its order in the input.
     invoice_owner: Vec<usize>,
     invoice_lines: Vec<invoice_line::ActiveModel>,
+    /// The lines of rented orders, for the usage marks.
+    usage: Vec<UsageLine>,
 }
 
 /// A UUIDv7 carrying `at` as its time, so that imported ids sort by their historical time.
@@ -226,11 +230,15 @@ impl OrderImporter {
     /// product; [`RepoError::Database`] when a statement fails.
     pub async fn import(&self, orders: Vec<ImportedOrder>) -> RepoResult<Vec<ImportedIds>> {
         let (mut rows, mut ids, numbering) = build_rows(orders)?;
+        let products: BTreeSet<Uuid> = rows.usage.iter().map(|l| l.product_id).collect();
         let txn = self.db.connection().begin().await?;
         let written = async {
+            // The usage marks of a product change under its lock, taken before anything that refers to it.
+            lock_product_rows(&txn, self.db.backend(), &products).await?;
             insert_chunked::<rental_order::Entity, _>(&txn, std::mem::take(&mut rows.orders), 17).await?;
             insert_chunked::<order_line::Entity, _>(&txn, std::mem::take(&mut rows.lines), 22).await?;
             insert_chunked::<order_event::Entity, _>(&txn, std::mem::take(&mut rows.events), 7).await?;
+            usage::record(&txn, self.db.backend(), &rows.usage, Change::Add).await?;
             // The counters come last, so that their row locks are held only while the invoices are written.
             // Years go in ascending order, the same lock order for every batch.
             for (year, members) in &numbering {
@@ -368,7 +376,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
         let order_id = id_at(created_at);
         // As in the live flow: set when reserved, kept through pickup and return (hold_until bounds it),
         // cleared when cancelled; quotes hold nothing.
-        let holds_stock = !matches!(status, OrderStatus::Quote | OrderStatus::Cancelled);
+        let holds_stock = status.is_rented();
         let mut subtotal: i64 = 0;
         let mut deposit: i64 = 0;
         let mut starts_at = lines[0].starts_at;
@@ -420,6 +428,16 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 unit_price_minor: ActiveValue::Set(price.total.amount_minor),
                 line_total_minor: ActiveValue::Set(line_total),
             });
+            if status.is_rented() {
+                rows.usage.push(UsageLine {
+                    product_id: line.product_id,
+                    currency: currency.as_str().to_owned(),
+                    starts_at: line.starts_at,
+                    ends_at: line.ends_at,
+                    quantity,
+                    revenue_minor: line_total,
+                });
+            }
             invoice_lines.push((
                 "rental",
                 format!("Rental of {} unit(s) for {days} day(s)", line.quantity),

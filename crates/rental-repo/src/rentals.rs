@@ -4,7 +4,7 @@
 //!
 //! # No double booking
 //! Checking availability and writing the holds happen in one transaction that first locks the stock being
-//! reserved: on PostgreSQL the rows of the products concerned (`SELECT … FOR UPDATE`, in id order so two
+//! reserved: on PostgreSQL the rows of the products concerned (`SELECT … FOR NO KEY UPDATE`, in id order so two
 //! orders of the same products cannot deadlock); on SQLite the transaction starts `IMMEDIATE`, which takes the
 //! database's single write lock before the first read. Whoever reserves a product after us waits for our
 //! commit and then sees our holds, so the check can never race the insert.
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use rental_domain::availability::{Hold, Timeline};
 use rental_domain::{OrderStatus, UnitCondition, started_days};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func, OnConflict, Query, UnionType};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func, LockType, OnConflict, Query, UnionType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -30,6 +30,7 @@ use crate::entity::{
 use crate::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
 use crate::txn::finish;
+use crate::usage::{self, Change, UsageLine};
 use crate::{Backend, Database, RepoError, RepoResult};
 
 /// How far around a refused period the nearest free periods are looked for.
@@ -594,22 +595,14 @@ impl RentalRepo {
     /// Locks the stock of `product_ids` until the transaction ends (PostgreSQL: the product rows, in id
     /// order). Fails with `NotFound` when a product does not exist.
     async fn lock_products(&self, txn: &DatabaseTransaction, product_ids: &BTreeSet<Uuid>) -> RepoResult<()> {
-        let mut select = product::Entity::find()
-            .select_only()
-            .column(product::Column::Id)
-            .filter(product::Column::Id.is_in(product_ids.iter().copied()))
-            .order_by_asc(product::Column::Id);
-        if self.db.backend() == Backend::Postgres {
-            select = select.lock_exclusive();
-        }
-        let found: Vec<Uuid> = select.into_tuple().all(txn).await?;
-        if found.len() == product_ids.len() { Ok(()) } else { Err(RepoError::NotFound) }
+        let found = lock_product_rows(txn, self.db.backend(), product_ids).await?;
+        if found == product_ids.len() { Ok(()) } else { Err(RepoError::NotFound) }
     }
 
     /// Capacity and holds of each of `product_ids` over `[from, until)`, with two statements: the products with
     /// their capacity (units plus bulk quantities, as subqueries), and the order holds and maintenance blocks
     /// overlapping the window (one UNION ALL). With `lock` on PostgreSQL the first statement also locks the
-    /// product rows (`FOR UPDATE`, in id order). Fails with `NotFound` when a product does not exist.
+    /// product rows (`FOR NO KEY UPDATE`, in id order). Fails with `NotFound` when a product does not exist.
     async fn stock_holds<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -640,7 +633,7 @@ impl RentalRepo {
             .filter(product::Column::Id.is_in(ids()))
             .order_by_asc(product::Column::Id);
         if lock && self.db.backend() == Backend::Postgres {
-            select = select.lock_exclusive();
+            select = select.lock(LockType::NoKeyUpdate);
         }
         let capacities: Vec<(Uuid, i64)> = select.into_tuple().all(conn).await?;
         if capacities.len() != product_ids.len() {
@@ -842,6 +835,7 @@ impl RentalRepo {
         };
         let lines: Vec<order_line::Model> =
             new.lines.iter().zip(&holds).map(|(l, h)| line_model(order_id, l, h.3, reserve)).collect();
+        let rented = if reserve { usage_lines(&lines) } else { Vec::new() };
         let invoice_lines: Vec<invoice_line::Model> = new
             .lines
             .iter()
@@ -873,6 +867,7 @@ impl RentalRepo {
             order_line::Entity::insert_many(lines.into_iter().map(order_line::ActiveModel::from))
                 .exec_without_returning(&txn)
                 .await?;
+            usage::record(&txn, self.db.backend(), &rented, Change::Add).await?;
             insert_event(&txn, order_id, new.created_by, None, new.status, Some("created"), created).await?;
             let invoice = invoice::Model {
                 id: Uuid::now_v7(),
@@ -932,7 +927,8 @@ impl RentalRepo {
     }
 
     /// Reads the order inside `txn` for a change, checks the lifecycle allows `to`, and writes the new status
-    /// and the event. PostgreSQL locks the order row; SQLite holds the write lock already.
+    /// and the event. PostgreSQL locks the order row; SQLite holds the write lock already. Returns the changed
+    /// order and the status it left.
     async fn transition(
         &self,
         txn: &DatabaseTransaction,
@@ -941,7 +937,7 @@ impl RentalRepo {
         actor: Option<Uuid>,
         note: Option<&str>,
         at: DateTime<Utc>,
-    ) -> RepoResult<rental_order::Model> {
+    ) -> RepoResult<(rental_order::Model, OrderStatus)> {
         let mut select = rental_order::Entity::find_by_id(id);
         if self.db.backend() == Backend::Postgres {
             select = select.lock_exclusive();
@@ -965,7 +961,7 @@ impl RentalRepo {
             .exec(txn)
             .await?;
         insert_event(txn, id, actor, Some(from), to, note, at).await?;
-        Ok(order)
+        Ok((order, from))
     }
 
     /// `quote → reserved`: checks and holds the stock of the quote's lines at their quoted prices and issues its
@@ -992,7 +988,7 @@ impl RentalRepo {
         let product_ids: BTreeSet<Uuid> = holds.iter().map(|h| h.0).collect();
         let result = in_write!(self, |txn| {
             self.lock_products(txn, &product_ids).await?;
-            let order = self.transition(txn, id, OrderStatus::Reserved, actor, note.as_deref(), at).await?;
+            let (order, _) = self.transition(txn, id, OrderStatus::Reserved, actor, note.as_deref(), at).await?;
             let short = self.shortages(txn, &holds, false).await?;
             if !short.is_empty() {
                 return Err(RepoError::Unavailable(short));
@@ -1002,6 +998,7 @@ impl RentalRepo {
                 .filter(order_line::Column::OrderId.eq(id))
                 .exec(txn)
                 .await?;
+            usage::record(txn, self.db.backend(), &usage_lines(&lines), Change::Add).await?;
             let draft = invoice::Entity::find()
                 .filter(invoice::Column::OrderId.eq(id))
                 .one(txn)
@@ -1021,19 +1018,31 @@ impl RentalRepo {
         }
     }
 
-    /// `quote|reserved → cancelled`: releases the stock and voids the invoice.
+    /// `quote|reserved → cancelled`: releases the stock, takes a reservation's lines out of the usage marks and
+    /// voids the invoice.
     ///
     /// # Errors
     /// [`RepoError::Domain`] for an illegal transition, [`RepoError::NotFound`].
     pub async fn cancel(&self, id: Uuid, actor: Option<Uuid>, note: Option<String>) -> RepoResult<OrderRecord> {
         let at = now();
+        let lines = order_line::Entity::find()
+            .filter(order_line::Column::OrderId.eq(id))
+            .order_by_asc(order_line::Column::Id)
+            .all(self.db.connection())
+            .await?;
+        let product_ids: BTreeSet<Uuid> = lines.iter().map(|l| l.product_id).collect();
         let order = in_write!(self, |txn| {
-            let order = self.transition(txn, id, OrderStatus::Cancelled, actor, note.as_deref(), at).await?;
+            // Products before the order, as `confirm` does: the usage marks of a product change under its lock.
+            self.lock_products(txn, &product_ids).await?;
+            let (order, from) = self.transition(txn, id, OrderStatus::Cancelled, actor, note.as_deref(), at).await?;
             order_line::Entity::update_many()
                 .col_expr(order_line::Column::HoldsStock, Expr::val(false))
                 .filter(order_line::Column::OrderId.eq(id))
                 .exec(txn)
                 .await?;
+            if from.is_rented() {
+                usage::record(txn, self.db.backend(), &usage_lines(&lines), Change::Remove).await?;
+            }
             invoice::Entity::update_many()
                 .col_expr(invoice::Column::Status, Expr::val("void"))
                 .col_expr(invoice::Column::UpdatedAt, Expr::val(at))
@@ -1052,7 +1061,8 @@ impl RentalRepo {
     pub async fn close(&self, id: Uuid, actor: Option<Uuid>, note: Option<String>) -> RepoResult<OrderRecord> {
         let at = now();
         let order =
-            in_write!(self, |txn| { self.transition(txn, id, OrderStatus::Closed, actor, note.as_deref(), at).await })?;
+            in_write!(self, |txn| { self.transition(txn, id, OrderStatus::Closed, actor, note.as_deref(), at).await })?
+                .0;
         order_record(order)
     }
 
@@ -1079,7 +1089,7 @@ impl RentalRepo {
         let product_ids: BTreeSet<Uuid> = lines.iter().map(|l| l.product_id).collect();
         let order = in_write!(self, |txn| {
             self.lock_products(txn, &product_ids).await?;
-            let order = self.transition(txn, id, OrderStatus::PickedUp, actor, note.as_deref(), at).await?;
+            let (order, _) = self.transition(txn, id, OrderStatus::PickedUp, actor, note.as_deref(), at).await?;
             let mut rows = Vec::new();
             for line in &lines {
                 let asked: Vec<Uuid> =
@@ -1141,7 +1151,7 @@ impl RentalRepo {
     ) -> RepoResult<OrderRecord> {
         let at = now();
         let order = in_write!(self, |txn| {
-            let order = self.transition(txn, id, OrderStatus::Returned, actor, note.as_deref(), at).await?;
+            let (order, _) = self.transition(txn, id, OrderStatus::Returned, actor, note.as_deref(), at).await?;
             let lines = order_line::Entity::find()
                 .filter(order_line::Column::OrderId.eq(id))
                 .order_by_asc(order_line::Column::Id)
@@ -1560,6 +1570,47 @@ fn checked(value: Option<i64>) -> RepoResult<i64> {
 
 fn parse_status(s: &str) -> RepoResult<OrderStatus> {
     s.parse().map_err(RepoError::Domain)
+}
+
+/// Locks the rows of `product_ids` until the transaction ends, in id order (PostgreSQL; SQLite's write
+/// transaction excludes other writers already). Returns how many of the products exist.
+///
+/// The lock is `FOR NO KEY UPDATE`: it excludes other stock writers and product updates but not the key-share
+/// locks that inserting a line referring to the product takes, so a quote being written cannot deadlock
+/// with a reservation of the same products.
+pub(crate) async fn lock_product_rows<C: ConnectionTrait>(
+    conn: &C,
+    backend: Backend,
+    product_ids: &BTreeSet<Uuid>,
+) -> RepoResult<usize> {
+    if product_ids.is_empty() {
+        return Ok(0);
+    }
+    let mut select = product::Entity::find()
+        .select_only()
+        .column(product::Column::Id)
+        .filter(product::Column::Id.is_in(product_ids.iter().copied()))
+        .order_by_asc(product::Column::Id);
+    if backend == Backend::Postgres {
+        select = select.lock(LockType::NoKeyUpdate);
+    }
+    let found: Vec<Uuid> = select.into_tuple().all(conn).await?;
+    Ok(found.len())
+}
+
+/// The usage-mark view of stored lines.
+pub(crate) fn usage_lines(lines: &[order_line::Model]) -> Vec<UsageLine> {
+    lines
+        .iter()
+        .map(|l| UsageLine {
+            product_id: l.product_id,
+            currency: l.currency.trim().to_owned(),
+            starts_at: l.starts_at,
+            ends_at: l.ends_at,
+            quantity: i64::from(l.quantity),
+            revenue_minor: l.line_total_minor,
+        })
+        .collect()
 }
 
 fn line_model(order_id: Uuid, l: &NewOrderLineRecord, hold_until: DateTime<Utc>, holds: bool) -> order_line::Model {

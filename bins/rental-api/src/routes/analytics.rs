@@ -160,8 +160,8 @@ pub struct PopularProductResponse {
     pub name: String,
     /// Currency of `revenue_minor`.
     pub currency: String,
-    /// Orders with a line of the product.
-    pub order_count: i64,
+    /// Rentals of the product: order lines (one product for one period).
+    pub rental_count: i64,
     /// Units rented.
     pub quantity: i64,
     /// Sum of the line totals (before tax), minor units.
@@ -174,7 +174,7 @@ impl From<PopularProductRecord> for PopularProductResponse {
             product_id: r.product_id,
             name: r.name,
             currency: r.currency,
-            order_count: r.order_count,
+            rental_count: r.rental_count,
             quantity: r.quantity,
             revenue_minor: r.revenue_minor,
         }
@@ -216,7 +216,7 @@ pub struct ProductUtilizationResponse {
     pub name: String,
     /// Tracked units plus bulk stock.
     pub capacity: i64,
-    /// Sum of quantity × seconds inside the window over the holding lines.
+    /// Sum of quantity × seconds inside the window over the rented lines (to the millisecond).
     pub rented_unit_seconds: f64,
     /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
     pub utilization: f64,

@@ -325,6 +325,22 @@ async fn quotes_hold_nothing_and_invoice_numbers_have_no_gaps() {
     // Customers list only their own invoices; both are Jane's.
     let own = send(&app, bearer(TestRequest::get().uri("/api/v1/invoices"), &jane)).await;
     assert_eq!(own.body["total"], 2, "{}", own.body);
+
+    // The reports count the confirmed quote (the saw, days 2 to 4) and no longer the cancelled reservation.
+    let popular = send(&app, bearer(TestRequest::get().uri("/api/v1/analytics/popular-products"), &staff)).await;
+    let items = popular.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", popular.body);
+    assert_eq!(
+        (items[0]["product_id"].as_str(), &items[0]["rental_count"], &items[0]["quantity"]),
+        (Some(saw.as_str()), &json!(1), &json!(1))
+    );
+    let date = |days: i64| at(days).format("%Y-%m-%d").to_string();
+    for (from, to, expected) in [(2, 4, 1.0), (3, 5, 0.5), (4, 6, 0.0)] {
+        let uri = format!("/api/v1/analytics/utilization?from={}&to={}", date(from), date(to));
+        let reply = send(&app, bearer(TestRequest::get().uri(&uri), &staff)).await;
+        let got = reply.body["items"].as_array().unwrap().first().map_or(0.0, |i| i["utilization"].as_f64().unwrap());
+        assert!((got - expected).abs() < 1e-9, "days {from}..{to}: {}", reply.body);
+    }
 }
 
 #[actix_web::test]

@@ -1,0 +1,168 @@
+//! Running totals of rentals per product over time ("usage marks"), for the popular-products and utilization
+//! reports.
+//!
+//! A series is one product in one currency (a product's currency may change; its lines keep theirs). A mark is
+//! the state of a series at an instant `at` (milliseconds since the epoch), counting every rented line (of an
+//! order neither a quote nor cancelled) with start ≤ `at` and end ≤ `at` respectively:
+//! - `rate`: units held from `at` until the next mark;
+//! - `held`: unit-milliseconds held before `at` (Σ quantity × the part of the line before `at`);
+//! - `started_*` / `ended_*`: lines, quantity and revenue (line totals) of the lines started / ended by `at`.
+//!
+//! There is a mark at each start and end of a line, so any window is answered from two marks per series; see
+//! `rental_repo::usage`, which keeps them up to date in the transactions that reserve and cancel. This
+//! migration fills them once from the lines already stored and drops the two time indexes on order lines that
+//! only the line-scanning reports used.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum UsageSeries {
+    Table,
+    ProductId,
+    Currency,
+}
+
+#[derive(DeriveIden)]
+enum UsageMarks {
+    Table,
+    ProductId,
+    Currency,
+    At,
+    Rate,
+    Held,
+    StartedLines,
+    StartedQuantity,
+    StartedRevenue,
+    EndedLines,
+    EndedQuantity,
+    EndedRevenue,
+}
+
+#[derive(DeriveIden)]
+enum Products {
+    Table,
+    Id,
+}
+
+const COUNTERS: [UsageMarks; 8] = [
+    UsageMarks::Rate,
+    UsageMarks::Held,
+    UsageMarks::StartedLines,
+    UsageMarks::StartedQuantity,
+    UsageMarks::StartedRevenue,
+    UsageMarks::EndedLines,
+    UsageMarks::EndedQuantity,
+    UsageMarks::EndedRevenue,
+];
+
+/// The marks of the lines already stored, one per series and instant where a line starts or ends: the counters
+/// are running sums over the instants of the series; `held` adds the previous rate times the time since the
+/// previous instant. `{ms}` is replaced by the backend's milliseconds-since-the-epoch of a timestamp column.
+const BACKFILL: &str = "\
+INSERT INTO usage_marks (product_id, currency, at, rate, held, started_lines, started_quantity, started_revenue, \
+ended_lines, ended_quantity, ended_revenue) \
+SELECT product_id, currency, at, rate, \
+CAST(SUM(COALESCE(prev_rate * (at - prev_at), 0)) OVER w AS BIGINT), \
+started_lines, started_quantity, started_revenue, ended_lines, ended_quantity, ended_revenue FROM (\
+SELECT product_id, currency, at, rate, started_lines, started_quantity, started_revenue, ended_lines, \
+ended_quantity, ended_revenue, LAG(rate) OVER w AS prev_rate, LAG(at) OVER w AS prev_at FROM (\
+SELECT product_id, currency, at, \
+CAST(SUM(d_rate) OVER w AS BIGINT) AS rate, \
+CAST(SUM(d_started_lines) OVER w AS BIGINT) AS started_lines, \
+CAST(SUM(d_started_quantity) OVER w AS BIGINT) AS started_quantity, \
+CAST(SUM(d_started_revenue) OVER w AS BIGINT) AS started_revenue, \
+CAST(SUM(d_ended_lines) OVER w AS BIGINT) AS ended_lines, \
+CAST(SUM(d_ended_quantity) OVER w AS BIGINT) AS ended_quantity, \
+CAST(SUM(d_ended_revenue) OVER w AS BIGINT) AS ended_revenue FROM (\
+SELECT product_id, currency, at, SUM(d_rate) AS d_rate, SUM(d_started_lines) AS d_started_lines, \
+SUM(d_started_quantity) AS d_started_quantity, SUM(d_started_revenue) AS d_started_revenue, \
+SUM(d_ended_lines) AS d_ended_lines, SUM(d_ended_quantity) AS d_ended_quantity, \
+SUM(d_ended_revenue) AS d_ended_revenue FROM (\
+SELECT l.product_id, l.currency, {ms_start} AS at, l.quantity AS d_rate, 1 AS d_started_lines, \
+l.quantity AS d_started_quantity, l.line_total_minor AS d_started_revenue, 0 AS d_ended_lines, \
+0 AS d_ended_quantity, 0 AS d_ended_revenue FROM order_lines l JOIN rental_orders o ON o.id = l.order_id \
+WHERE o.status NOT IN ('quote', 'cancelled') \
+UNION ALL \
+SELECT l.product_id, l.currency, {ms_end}, -l.quantity, 0, 0, 0, 1, l.quantity, l.line_total_minor \
+FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status NOT IN ('quote', 'cancelled')\
+) e GROUP BY product_id, currency, at\
+) g WINDOW w AS (PARTITION BY product_id, currency ORDER BY at ROWS UNBOUNDED PRECEDING)\
+) r WINDOW w AS (PARTITION BY product_id, currency ORDER BY at)\
+) h WINDOW w AS (PARTITION BY product_id, currency ORDER BY at ROWS UNBOUNDED PRECEDING)";
+
+/// The time indexes that only the line-scanning reports used (created by the analytics migration).
+const LINE_TIME_INDEXES: [(&str, &str, &str); 2] =
+    [("idx_order_lines_starts_at", "starts_at", "ends_at"), ("idx_order_lines_ends_at", "ends_at", "starts_at")];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageSeries::Table)
+                    .col(ColumnDef::new(UsageSeries::ProductId).uuid().not_null())
+                    .col(ColumnDef::new(UsageSeries::Currency).char_len(3).not_null())
+                    .primary_key(Index::create().col(UsageSeries::ProductId).col(UsageSeries::Currency))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_usage_series_product")
+                            .from(UsageSeries::Table, UsageSeries::ProductId)
+                            .to(Products::Table, Products::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        let mut marks = Table::create();
+        marks
+            .table(UsageMarks::Table)
+            .col(ColumnDef::new(UsageMarks::ProductId).uuid().not_null())
+            .col(ColumnDef::new(UsageMarks::Currency).char_len(3).not_null())
+            .col(ColumnDef::new(UsageMarks::At).big_integer().not_null());
+        for counter in COUNTERS {
+            marks.col(ColumnDef::new(counter).big_integer().not_null());
+        }
+        // No foreign key: marks exist only for products with order lines, which cannot be deleted, and the
+        // check would cost every reservation a lookup per mark.
+        marks.primary_key(Index::create().col(UsageMarks::ProductId).col(UsageMarks::Currency).col(UsageMarks::At));
+        manager.create_table(marks.to_owned()).await?;
+
+        let conn = manager.get_connection();
+        let ms = |column: &str| match manager.get_database_backend() {
+            DbBackend::Postgres => format!("CAST(FLOOR(EXTRACT(EPOCH FROM l.{column}) * 1000) AS BIGINT)"),
+            _ => format!("CAST(ROUND(unixepoch(l.{column}, 'subsec') * 1000) AS INTEGER)"),
+        };
+        conn.execute_unprepared(
+            "INSERT INTO usage_series (product_id, currency) SELECT DISTINCT l.product_id, l.currency \
+             FROM order_lines l JOIN rental_orders o ON o.id = l.order_id WHERE o.status NOT IN ('quote', 'cancelled')",
+        )
+        .await?;
+        conn.execute_unprepared(&BACKFILL.replace("{ms_start}", &ms("starts_at")).replace("{ms_end}", &ms("ends_at")))
+            .await?;
+        for (name, _, _) in LINE_TIME_INDEXES {
+            conn.execute_unprepared(&format!("DROP INDEX {name}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        for (name, key, other) in LINE_TIME_INDEXES {
+            let include = match manager.get_database_backend() {
+                DbBackend::Postgres => {
+                    format!(" INCLUDE ({other}, product_id, order_id, quantity, line_total_minor, currency)")
+                }
+                _ => String::new(),
+            };
+            conn.execute_unprepared(&format!("CREATE INDEX {name} ON order_lines ({key}){include}")).await?;
+        }
+        manager.drop_table(Table::drop().table(UsageMarks::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(UsageSeries::Table).to_owned()).await?;
+        Ok(())
+    }
+}

@@ -70,7 +70,9 @@ pub(crate) async fn record<C: ConnectionTrait>(
             insert.push("INSERT INTO usage_series (product_id, currency) VALUES ");
             for (i, (product_id, currency)) in series.into_iter().enumerate() {
                 insert.push(if i == 0 { "(" } else { ", (" });
-                insert.bind(product_id).push(", ").bind(currency.to_owned()).push(")");
+                insert.bind(product_id).push(", ");
+                bind_currency(&mut insert, currency);
+                insert.push(")");
             }
             insert.push(" ON CONFLICT (product_id, currency) DO NOTHING");
             conn.execute_raw(insert.statement()).await?;
@@ -79,6 +81,12 @@ pub(crate) async fn record<C: ConnectionTrait>(
         conn.execute_raw(apply(backend, chunk, change).statement()).await?;
     }
     Ok(())
+}
+
+/// Binds a currency code as the column's type: compared with a `text` value, PostgreSQL would cast the
+/// `CHAR(3)` column instead and could no longer seek the series' key.
+fn bind_currency(q: &mut RawSql, currency: &str) {
+    q.push("CAST(").bind(currency.to_owned()).push(" AS CHAR(3))");
 }
 
 /// Step 1: a mark at each start and end of `lines` where its series has none, carried forward from the
@@ -103,7 +111,9 @@ fn ensure_marks(backend: Backend, lines: &[UsageLine]) -> RawSql {
     );
     for (i, (product_id, currency, at)) in points.into_iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
-        q.bind(product_id).push(", ").bind(currency.to_owned()).push(", ").bind(at).push(")");
+        q.bind(product_id).push(", ");
+        bind_currency(&mut q, currency);
+        q.push(", ").bind(at).push(")");
     }
     q.push(
         ") AS v LEFT JOIN usage_marks m ON m.product_id = v.column1 AND m.currency = v.column2 AND m.at = \
@@ -143,10 +153,9 @@ fn apply(backend: Backend, lines: &[UsageLine], change: Change) -> RawSql {
     );
     for (i, l) in lines.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
-        q.bind(l.product_id)
-            .push(", ")
-            .bind(l.currency.clone())
-            .push(", ")
+        q.bind(l.product_id).push(", ");
+        bind_currency(&mut q, &l.currency);
+        q.push(", ")
             .bind(millis(l.starts_at))
             .push(", ")
             .bind(millis(l.ends_at))

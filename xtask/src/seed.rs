@@ -196,7 +196,9 @@ async fn seed_orders(db: &Database, args: &SeedArgs) -> anyhow::Result<()> {
     // Fresh statistics; on PostgreSQL VACUUM also sets the visibility map, so the reports' index-only scans
     // do not visit the heap.
     let maintenance = match db.backend() {
-        Backend::Postgres => "VACUUM (ANALYZE) rental_orders, order_lines, order_events, invoices, invoice_lines",
+        Backend::Postgres => {
+            "VACUUM (ANALYZE) rental_orders, order_lines, order_events, invoices, invoice_lines, usage_series, usage_marks"
+        }
         Backend::Sqlite => "ANALYZE",
     };
     db.connection().execute_unprepared(maintenance).await.context("VACUUM/ANALYZE failed")?;

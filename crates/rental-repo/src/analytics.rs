@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
 use crate::raw::RawSql;
-use crate::usage::millis;
+use crate::usage::{bucket_of, millis};
 use crate::{Backend, Database, RepoResult};
 
 /// Revenue of one currency on one day.
@@ -135,33 +135,41 @@ impl InvoiceExportRecord {
     }
 }
 
-/// Joins, as `alias`, the last usage mark of series `s` whose time is `bound` (`("<", t)` or `("<=", t)`), or
-/// the last mark of all without a bound; NULLs when there is none.
-fn mark_join(q: &mut RawSql, alias: &str, bound: Option<(&str, i64)>) {
+/// Joins, as `alias`, the last usage mark at or before `upto` of each series `s` that has one in the bucket of
+/// `upto`: one range of the `(bucket, product_id, currency, at)` index, read in order.
+fn bucket_join(q: &mut RawSql, alias: &str, upto: i64) {
+    const COLUMNS: &str = "product_id, currency, rate, held, started_lines, started_quantity, started_revenue, \
+                           ended_lines, ended_quantity, ended_revenue";
     match q.backend() {
-        // One backward index probe per series.
         Backend::Postgres => {
-            q.push(
-                " LEFT JOIN LATERAL (SELECT * FROM usage_marks m WHERE m.product_id = s.product_id \
-                 AND m.currency = s.currency",
-            );
-            if let Some((op, at)) = bound {
-                q.push(&format!(" AND m.at {op} ")).bind(at);
-            }
-            q.push(&format!(" ORDER BY m.at DESC LIMIT 1) {alias} ON true"));
+            q.push(&format!(
+                " LEFT JOIN (SELECT DISTINCT ON (product_id, currency) at, {COLUMNS} FROM usage_marks WHERE bucket = "
+            ));
+            q.bind(bucket_of(upto)).push(" AND at <= ").bind(upto);
+            q.push(" ORDER BY product_id DESC, currency DESC, at DESC)");
         }
         Backend::Sqlite => {
-            q.push(&format!(
-                " LEFT JOIN usage_marks {alias} ON {alias}.product_id = s.product_id AND {alias}.currency = s.currency \
-                 AND {alias}.at = (SELECT MAX(m.at) FROM usage_marks m WHERE m.product_id = s.product_id \
-                 AND m.currency = s.currency"
-            ));
-            if let Some((op, at)) = bound {
-                q.push(&format!(" AND m.at {op} ")).bind(at);
-            }
-            q.push(")");
+            // SQLite takes the other columns from the row holding MAX(at).
+            q.push(&format!(" LEFT JOIN (SELECT MAX(at) AS at, {COLUMNS} FROM usage_marks WHERE bucket = "));
+            q.bind(bucket_of(upto)).push(" AND at <= ").bind(upto);
+            q.push(" GROUP BY product_id, currency)");
         }
     }
+    q.push(&format!(" {alias} ON {alias}.product_id = s.product_id AND {alias}.currency = s.currency"));
+}
+
+/// The value of a counter of series `s` as of `upto`, written by `expr` over a mark's alias: from the bucket's
+/// mark joined as `alias` when there is one; else zero before the series' first mark, or the series' final
+/// totals (`final_column`) from its last mark on. Every instant in between has a mark in its bucket (a bucket
+/// start is marked throughout the series' range); were one missing, a probe of the series' marks answers.
+fn value_at(q: &mut RawSql, alias: &str, upto: i64, final_column: &str, expr: impl Fn(&mut RawSql, &str)) {
+    q.push(&format!("(CASE WHEN {alias}.at IS NOT NULL THEN "));
+    expr(q, alias);
+    q.push(" WHEN ").bind(upto).push(" < s.first_at THEN 0 WHEN ").bind(upto);
+    q.push(&format!(" >= s.last_at THEN s.{final_column} ELSE (SELECT "));
+    expr(q, "m");
+    q.push(" FROM usage_marks m WHERE m.product_id = s.product_id AND m.currency = s.currency AND m.at <= ");
+    q.bind(upto).push(" ORDER BY m.at DESC LIMIT 1) END)");
 }
 
 /// Aggregates and exports for staff.
@@ -229,19 +237,33 @@ impl AnalyticsRepo {
         to: Option<DateTime<Utc>>,
     ) -> RepoResult<Vec<PopularProductRecord>> {
         let mut q = self.query();
-        q.push("SELECT t.product_id, p.name, t.currency, t.lines, t.quantity, t.revenue FROM (SELECT s.product_id, s.currency, ");
-        let (started, ended) = ("a.started_", if from.is_some() { Some("b.ended_") } else { None });
-        for (column, alias) in [("lines", "lines"), ("quantity", "quantity"), ("revenue", "revenue")] {
-            q.push(&format!("COALESCE({started}{column}, 0)"));
-            if let Some(ended) = ended {
-                q.push(&format!(" - COALESCE({ended}{column}, 0)"));
+        q.push("SELECT t.product_id, p.name, t.currency, t.lines, t.quantity, t.revenue FROM (SELECT s.product_id, s.currency");
+        let started = to.map(|to| millis(to) - 1);
+        let ended = from.map(millis);
+        for column in ["lines", "quantity", "revenue"] {
+            q.push(", ");
+            match started {
+                Some(upto) => value_at(&mut q, "a", upto, &format!("final_{column}"), |q, m| {
+                    q.push(&format!("{m}.started_{column}"));
+                }),
+                None => {
+                    q.push(&format!("s.final_{column}"));
+                }
             }
-            q.push(&format!(" AS {alias}"));
-            q.push(if alias == "revenue" { " FROM usage_series s" } else { ", " });
+            if let Some(upto) = ended {
+                q.push(" - ");
+                value_at(&mut q, "b", upto, &format!("final_{column}"), |q, m| {
+                    q.push(&format!("{m}.ended_{column}"));
+                });
+            }
+            q.push(&format!(" AS {column}"));
         }
-        mark_join(&mut q, "a", to.map(|to| ("<", millis(to))));
-        if let Some(from) = from {
-            mark_join(&mut q, "b", Some(("<=", millis(from))));
+        q.push(" FROM usage_series s");
+        if let Some(upto) = started {
+            bucket_join(&mut q, "a", upto);
+        }
+        if let Some(upto) = ended {
+            bucket_join(&mut q, "b", upto);
         }
         q.push(
             ") t JOIN products p ON p.id = t.product_id WHERE t.quantity > 0 \
@@ -300,15 +322,19 @@ impl AnalyticsRepo {
         let (from_ms, to_ms) = (millis(from), millis(to));
         let window_ms = (to_ms - from_ms).max(1) as f64;
         let mut q = self.query();
-        // Held before an instant: the last mark before it plus its rate times the time since.
-        q.push("SELECT x.product_id, p.name, x.unit_ms, c.capacity FROM (SELECT s.product_id, ")
-            .push("CAST(SUM(COALESCE(a.held + a.rate * (")
-            .bind(to_ms)
-            .push(" - a.at), 0) - COALESCE(b.held + b.rate * (")
-            .bind(from_ms)
-            .push(" - b.at), 0)) AS BIGINT) AS unit_ms FROM usage_series s");
-        mark_join(&mut q, "a", Some(("<", to_ms)));
-        mark_join(&mut q, "b", Some(("<=", from_ms)));
+        // Unit-time held before `to` less that held before `from`: each the last mark at or before the bound
+        // plus its rate times the time since.
+        q.push("SELECT x.product_id, p.name, x.unit_ms, c.capacity FROM (SELECT s.product_id, CAST(SUM(");
+        value_at(&mut q, "a", to_ms - 1, "final_held", |q, m| {
+            q.push(&format!("{m}.held + {m}.rate * (")).bind(to_ms).push(&format!(" - {m}.at)"));
+        });
+        q.push(" - ");
+        value_at(&mut q, "b", from_ms, "final_held", |q, m| {
+            q.push(&format!("{m}.held + {m}.rate * (")).bind(from_ms).push(&format!(" - {m}.at)"));
+        });
+        q.push(") AS BIGINT) AS unit_ms FROM usage_series s");
+        bucket_join(&mut q, "a", to_ms - 1);
+        bucket_join(&mut q, "b", from_ms);
         // Capacities come from one grouped pass over units and stock levels, joined once: as correlated
         // subqueries they were evaluated once per product for every place the value is used.
         q.push(" GROUP BY s.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")

@@ -1,20 +1,23 @@
 //! Usage marks: running totals of the rented lines of each product over time, so that the popular-products and
-//! utilization reports read two marks per product instead of every order line (schema and meaning in migration
-//! `m20261122_000005_usage_marks`).
+//! utilization reports read one bucket of marks per bound instead of every order line (schema and meaning in
+//! migration `m20261122_000005_usage_marks`).
 //!
-//! A rented line is a line of an order that is neither a quote nor cancelled. Adding one (on reservation, on
-//! confirmation of a quote, by the importer) or removing one (on cancellation of a reservation) takes two
+//! A rented line is a line of an order that is neither a quote nor cancelled. Adding lines (on reservation, on
+//! confirmation of a quote, by the importer) or removing them (on cancellation of a reservation) takes four
 //! statements per chunk of lines, whatever their number:
-//! 1. a mark is made at the line's start and end where the series has none, as a copy of the previous mark
-//!    carried forward to that instant (so every existing value stays true);
-//! 2. every mark at or after a line's start gets the line's contribution: its quantity on the rate while inside
+//! 1. the series' current ranges are read;
+//! 2. each series row gets the lines' totals and its range widened to cover them;
+//! 3. a mark is made where the series has none: at each line's start and end, and at each bucket start that
+//!    the widened range newly covers; each is a copy of the previous mark carried forward to its instant (so
+//!    every existing value stays true);
+//! 4. every mark at or after a line's start gets the line's contribution: its quantity on the rate while inside
 //!    the line, its unit-time up to the mark, and its count, quantity and revenue on the started (and, from the
 //!    line's end, the ended) totals.
 //!
 //! The caller holds the products' locks (PostgreSQL: the product rows; SQLite: the write lock), so a series is
 //! changed by one transaction at a time. Times are milliseconds since the epoch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
@@ -23,8 +26,14 @@ use uuid::Uuid;
 use crate::raw::RawSql;
 use crate::{Backend, RepoResult};
 
-/// Lines per statement: the update binds seven values per line, below SQLite's limit of 32,766.
+/// Length of a bucket, milliseconds: a week (also in the migration).
+pub(crate) const BUCKET_MS: i64 = 7 * 86_400_000;
+
+/// Lines per chunk: the update binds seven values per line, below SQLite's limit of 32,766.
 const LINES_PER_STATEMENT: usize = 2_000;
+
+/// Marks made per statement (three values each).
+const POINTS_PER_STATEMENT: usize = 8_000;
 
 /// A rented line, as the marks see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +62,22 @@ pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
+/// The bucket holding instant `ms`.
+pub(crate) fn bucket_of(ms: i64) -> i64 {
+    ms.div_euclid(BUCKET_MS)
+}
+
+/// What a chunk of lines changes on one series.
+#[derive(Debug, Clone, Copy)]
+struct SeriesChange {
+    first: i64,
+    last: i64,
+    lines: i64,
+    quantity: i64,
+    revenue: i64,
+    held: i64,
+}
+
 /// Adds or removes `lines` from the marks of their products. The caller holds the products' locks.
 ///
 /// # Errors
@@ -63,24 +88,115 @@ pub(crate) async fn record<C: ConnectionTrait>(
     lines: &[UsageLine],
     change: Change,
 ) -> RepoResult<()> {
+    let sign = match change {
+        Change::Add => 1,
+        Change::Remove => -1,
+    };
     for chunk in lines.chunks(LINES_PER_STATEMENT) {
-        if change == Change::Add {
-            let series: BTreeSet<(Uuid, &str)> = chunk.iter().map(|l| (l.product_id, l.currency.as_str())).collect();
-            let mut insert = RawSql::new(backend);
-            insert.push("INSERT INTO usage_series (product_id, currency) VALUES ");
-            for (i, (product_id, currency)) in series.into_iter().enumerate() {
-                insert.push(if i == 0 { "(" } else { ", (" });
-                insert.bind(product_id).push(", ");
-                bind_currency(&mut insert, currency);
-                insert.push(")");
-            }
-            insert.push(" ON CONFLICT (product_id, currency) DO NOTHING");
-            conn.execute_raw(insert.statement()).await?;
+        let mut series: BTreeMap<(Uuid, &str), SeriesChange> = BTreeMap::new();
+        for l in chunk {
+            let (s, e) = (millis(l.starts_at), millis(l.ends_at));
+            let entry = series.entry((l.product_id, l.currency.as_str())).or_insert(SeriesChange {
+                first: s,
+                last: e,
+                lines: 0,
+                quantity: 0,
+                revenue: 0,
+                held: 0,
+            });
+            entry.first = entry.first.min(s);
+            entry.last = entry.last.max(e);
+            entry.lines += sign;
+            entry.quantity += sign * l.quantity;
+            entry.revenue += sign * l.revenue_minor;
+            entry.held += sign * l.quantity * (e - s);
         }
-        conn.execute_raw(ensure_marks(backend, chunk).statement()).await?;
-        conn.execute_raw(apply(backend, chunk, change).statement()).await?;
+        let ranges = current_ranges(conn, backend, &series).await?;
+        conn.execute_raw(upsert_series(backend, &series).statement()).await?;
+
+        let mut points: BTreeSet<(Uuid, &str, i64)> = BTreeSet::new();
+        for l in chunk {
+            points.insert((l.product_id, l.currency.as_str(), millis(l.starts_at)));
+            points.insert((l.product_id, l.currency.as_str(), millis(l.ends_at)));
+        }
+        for (&(product_id, currency), c) in &series {
+            let old = ranges.get(&(product_id, currency.to_owned())).copied();
+            let (first, last) = old.map_or((c.first, c.last), |(f, l)| (f.min(c.first), l.max(c.last)));
+            // Bucket starts inside the widened range but outside the old one; those inside have marks already.
+            let mut bucket = bucket_of(first - 1) + 1;
+            while bucket * BUCKET_MS <= last {
+                let at = bucket * BUCKET_MS;
+                if old.is_none_or(|(f, l)| at < f || at > l) {
+                    points.insert((product_id, currency, at));
+                }
+                bucket += 1;
+            }
+        }
+        let points: Vec<(Uuid, &str, i64)> = points.into_iter().collect();
+        for part in points.chunks(POINTS_PER_STATEMENT) {
+            conn.execute_raw(ensure_marks(backend, part).statement()).await?;
+        }
+        conn.execute_raw(apply(backend, chunk, sign).statement()).await?;
     }
     Ok(())
+}
+
+/// Step 1: `(first_at, last_at)` of the series that exist.
+async fn current_ranges<C: ConnectionTrait>(
+    conn: &C,
+    backend: Backend,
+    series: &BTreeMap<(Uuid, &str), SeriesChange>,
+) -> RepoResult<BTreeMap<(Uuid, String), (i64, i64)>> {
+    let products: BTreeSet<Uuid> = series.keys().map(|(p, _)| *p).collect();
+    let mut q = RawSql::new(backend);
+    q.push("SELECT product_id, currency, first_at, last_at FROM usage_series WHERE product_id IN (");
+    for (i, product_id) in products.into_iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(product_id);
+    }
+    q.push(")");
+    let mut ranges = BTreeMap::new();
+    for row in conn.query_all_raw(q.statement()).await? {
+        let product_id: Uuid = row.try_get("", "product_id")?;
+        let currency: String = row.try_get("", "currency")?;
+        ranges.insert(
+            (product_id, currency.trim().to_owned()),
+            (row.try_get("", "first_at")?, row.try_get("", "last_at")?),
+        );
+    }
+    Ok(ranges)
+}
+
+/// Step 2: the series rows, created or widened, with the lines' totals added.
+fn upsert_series(backend: Backend, series: &BTreeMap<(Uuid, &str), SeriesChange>) -> RawSql {
+    let mut q = RawSql::new(backend);
+    q.push(
+        "INSERT INTO usage_series (product_id, currency, first_at, last_at, final_lines, final_quantity, \
+         final_revenue, final_held) VALUES ",
+    );
+    for (i, (&(product_id, currency), c)) in series.iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        q.bind(product_id).push(", ");
+        bind_currency(&mut q, currency);
+        for value in [c.first, c.last, c.lines, c.quantity, c.revenue, c.held] {
+            q.push(", ").bind(value);
+        }
+        q.push(")");
+    }
+    q.push(
+        " ON CONFLICT (product_id, currency) DO UPDATE SET \
+         first_at = CASE WHEN excluded.first_at < usage_series.first_at THEN excluded.first_at \
+         ELSE usage_series.first_at END, \
+         last_at = CASE WHEN excluded.last_at > usage_series.last_at THEN excluded.last_at \
+         ELSE usage_series.last_at END, \
+         final_lines = usage_series.final_lines + excluded.final_lines, \
+         final_quantity = usage_series.final_quantity + excluded.final_quantity, \
+         final_revenue = usage_series.final_revenue + excluded.final_revenue, \
+         final_held = usage_series.final_held + excluded.final_held",
+    );
+    q
 }
 
 /// Binds a currency code as the column's type: compared with a `text` value, PostgreSQL would cast the
@@ -89,31 +205,23 @@ fn bind_currency(q: &mut RawSql, currency: &str) {
     q.push("CAST(").bind(currency.to_owned()).push(" AS CHAR(3))");
 }
 
-/// Step 1: a mark at each start and end of `lines` where its series has none, carried forward from the
-/// series' previous mark (all zeros before the first).
-fn ensure_marks(backend: Backend, lines: &[UsageLine]) -> RawSql {
-    let points: BTreeSet<(Uuid, &str, i64)> = lines
-        .iter()
-        .flat_map(|l| {
-            [
-                (l.product_id, l.currency.as_str(), millis(l.starts_at)),
-                (l.product_id, l.currency.as_str(), millis(l.ends_at)),
-            ]
-        })
-        .collect();
+/// Step 3: a mark at each of `points` where its series has none, carried forward from the series' previous
+/// mark (all zeros before the first).
+fn ensure_marks(backend: Backend, points: &[(Uuid, &str, i64)]) -> RawSql {
     let mut q = RawSql::new(backend);
     q.push(
-        "INSERT INTO usage_marks (product_id, currency, at, rate, held, started_lines, started_quantity, \
+        "INSERT INTO usage_marks (product_id, currency, at, bucket, rate, held, started_lines, started_quantity, \
          started_revenue, ended_lines, ended_quantity, ended_revenue) \
-         SELECT v.column1, v.column2, v.column3, COALESCE(m.rate, 0), COALESCE(m.held + m.rate * (v.column3 - m.at), 0), \
+         SELECT v.column1, v.column2, v.column3, v.column4, COALESCE(m.rate, 0), \
+         COALESCE(m.held + m.rate * (v.column3 - m.at), 0), \
          COALESCE(m.started_lines, 0), COALESCE(m.started_quantity, 0), COALESCE(m.started_revenue, 0), \
          COALESCE(m.ended_lines, 0), COALESCE(m.ended_quantity, 0), COALESCE(m.ended_revenue, 0) FROM (VALUES ",
     );
-    for (i, (product_id, currency, at)) in points.into_iter().enumerate() {
+    for (i, &(product_id, currency, at)) in points.iter().enumerate() {
         q.push(if i == 0 { "(" } else { ", (" });
         q.bind(product_id).push(", ");
         bind_currency(&mut q, currency);
-        q.push(", ").bind(at).push(")");
+        q.push(", ").bind(at).push(", ").bind(bucket_of(at)).push(")");
     }
     q.push(
         ") AS v LEFT JOIN usage_marks m ON m.product_id = v.column1 AND m.currency = v.column2 AND m.at = \
@@ -124,13 +232,9 @@ fn ensure_marks(backend: Backend, lines: &[UsageLine]) -> RawSql {
     q
 }
 
-/// Step 2: the contribution of `lines` (negated for [`Change::Remove`]) on every mark at or after their starts,
-/// summed per mark first so that one mark is updated once.
-fn apply(backend: Backend, lines: &[UsageLine], change: Change) -> RawSql {
-    let sign = match change {
-        Change::Add => 1,
-        Change::Remove => -1,
-    };
+/// Step 4: the contribution of `lines` (times `sign`) on every mark at or after their starts, summed per mark
+/// first so that one mark is updated once.
+fn apply(backend: Backend, lines: &[UsageLine], sign: i64) -> RawSql {
     let mut q = RawSql::new(backend);
     q.push(
         "UPDATE usage_marks SET rate = usage_marks.rate + d.rate, held = usage_marks.held + d.held, \
@@ -173,4 +277,17 @@ fn apply(backend: Backend, lines: &[UsageLine], change: Change) -> RawSql {
          WHERE usage_marks.product_id = d.p AND usage_marks.currency = d.c AND usage_marks.at = d.at",
     );
     q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_weeks_from_the_epoch() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(BUCKET_MS - 1), 0);
+        assert_eq!(bucket_of(BUCKET_MS), 1);
+        assert_eq!(bucket_of(-1), -1);
+    }
 }

@@ -536,6 +536,39 @@ fn scanned_usage(lines: &[ScannedLine], from: i64, to: i64) -> std::collections:
     usage
 }
 
+/// The reports' fast path holds: every series has a mark at each week start between its first and last mark,
+/// and each mark's bucket is its week.
+async fn assert_buckets_complete(db: &Database) {
+    use sea_orm::{ConnectionTrait, Statement};
+    const WEEK_MS: i64 = 7 * 86_400_000;
+    let conn = db.connection();
+    let query = |sql: &str| Statement::from_string(conn.get_database_backend(), sql.to_owned());
+    let mut marks: std::collections::BTreeSet<(Uuid, String, i64)> = Default::default();
+    for row in conn.query_all_raw(query("SELECT product_id, currency, at, bucket FROM usage_marks")).await.unwrap() {
+        let at: i64 = row.try_get_by_index(2).unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(3).unwrap(), at.div_euclid(WEEK_MS), "bucket of {at}");
+        let currency: String = row.try_get_by_index(1).unwrap();
+        marks.insert((row.try_get_by_index(0).unwrap(), currency.trim().to_owned(), at));
+    }
+    let series = conn.query_all_raw(query("SELECT product_id, currency, first_at, last_at FROM usage_series")).await;
+    let series = series.unwrap();
+    assert!(!series.is_empty());
+    for row in series {
+        let (product_id, currency): (Uuid, String) =
+            (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
+        let (first, last): (i64, i64) = (row.try_get_by_index(2).unwrap(), row.try_get_by_index(3).unwrap());
+        let mut week = first.div_euclid(WEEK_MS) * WEEK_MS;
+        while week <= last {
+            if week >= first {
+                assert!(marks.contains(&(product_id, currency.trim().to_owned(), week)), "no mark at {week}");
+            }
+            week += WEEK_MS;
+        }
+        assert!(marks.contains(&(product_id, currency.trim().to_owned(), first)));
+        assert!(marks.contains(&(product_id, currency.trim().to_owned(), last)));
+    }
+}
+
 #[tokio::test]
 async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     let test_db = TestDb::new().await;
@@ -551,9 +584,10 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     ];
     let mut rng = StdRng::seed_from_u64(7);
     let base = at("2026-01-01T00:00:00Z");
-    // Three batches, the later ones earlier in time, so that new lines land before, between and across the
-    // marks already made; starts and lengths to the millisecond.
-    for batch_start_day in [60, 30, 0] {
+    // Batches earlier and earlier in time, so that new lines land before, between and across the marks already
+    // made, then one months after the rest (weeks of bucket marks to fill); starts and lengths to the
+    // millisecond.
+    for batch_start_day in [60, 30, 0, 200] {
         let mut batch = Vec::new();
         for _ in 0..40 {
             let (product, currency) = match rng.random_range(0..3) {
@@ -580,6 +614,7 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     let repo = AnalyticsRepo::new(f.db.clone());
     let lines = rented_lines(&f.db).await;
     assert!(lines.len() > 60, "{} rented lines", lines.len());
+    assert_buckets_complete(&f.db).await;
     let ms = |t: DateTime<Utc>| t.timestamp_millis();
     let mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = vec![
         (at("2025-12-01T00:00:00Z"), at("2026-06-01T00:00:00Z")),
@@ -587,8 +622,8 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     ];
     // Windows starting or ending exactly on a line's start or end, and random ones.
     windows.push((lines[0].starts_at(), lines[1].ends_at()));
-    for _ in 0..20 {
-        let from = base + chrono::Duration::milliseconds(rng.random_range(-5 * 86_400_000..110 * 86_400_000));
+    for _ in 0..40 {
+        let from = base + chrono::Duration::milliseconds(rng.random_range(-5 * 86_400_000..260 * 86_400_000));
         let to = from + chrono::Duration::milliseconds(rng.random_range(1..40 * 86_400_000));
         windows.push((from, to));
     }
@@ -633,6 +668,7 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     use rental_migrations::{Migrator, MigratorTrait};
     Migrator::down(f.db.connection(), Some(1)).await.unwrap();
     Migrator::up(f.db.connection(), None).await.unwrap();
+    assert_buckets_complete(&f.db).await;
     assert_eq!(repo.popular_products(100, None, None).await.unwrap().len(), all.len());
     for (from, to) in windows {
         let got: Vec<(Uuid, String, i64, i64, i64)> = repo

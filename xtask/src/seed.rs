@@ -197,7 +197,8 @@ async fn seed_orders(db: &Database, args: &SeedArgs) -> anyhow::Result<()> {
     // do not visit the heap.
     let maintenance = match db.backend() {
         Backend::Postgres => {
-            "VACUUM (ANALYZE) rental_orders, order_lines, order_events, invoices, invoice_lines, usage_series, usage_marks"
+            "VACUUM (ANALYZE) rental_orders, order_lines, order_events, invoices, invoice_lines, usage_series, usage_marks, \
+             products, units, stock_levels"
         }
         Backend::Sqlite => "ANALYZE",
     };

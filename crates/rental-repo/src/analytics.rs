@@ -237,7 +237,11 @@ impl AnalyticsRepo {
         to: Option<DateTime<Utc>>,
     ) -> RepoResult<Vec<PopularProductRecord>> {
         let mut q = self.query();
-        q.push("SELECT t.product_id, p.name, t.currency, t.lines, t.quantity, t.revenue FROM (SELECT s.product_id, s.currency");
+        // Names are joined to the ranked page only.
+        q.push(
+            "SELECT r.product_id, p.name, r.currency, r.lines, r.quantity, r.revenue FROM (SELECT * FROM (\
+             SELECT s.product_id, s.currency",
+        );
         let started = to.map(|to| millis(to) - 1);
         let ended = from.map(millis);
         for column in ["lines", "quantity", "revenue"] {
@@ -265,11 +269,9 @@ impl AnalyticsRepo {
         if let Some(upto) = ended {
             bucket_join(&mut q, "b", upto);
         }
-        q.push(
-            ") t JOIN products p ON p.id = t.product_id WHERE t.quantity > 0 \
-             ORDER BY t.quantity DESC, t.product_id, t.currency LIMIT ",
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        q.push(") t WHERE t.quantity > 0 ORDER BY t.quantity DESC, t.product_id, t.currency LIMIT ")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .push(") r JOIN products p ON p.id = r.product_id ORDER BY r.quantity DESC, r.product_id, r.currency");
         self.all(q)
             .await?
             .into_iter()
@@ -324,7 +326,10 @@ impl AnalyticsRepo {
         let mut q = self.query();
         // Unit-time held before `to` less that held before `from`: each the last mark at or before the bound
         // plus its rate times the time since.
-        q.push("SELECT x.product_id, p.name, x.unit_ms, c.capacity FROM (SELECT s.product_id, CAST(SUM(");
+        q.push(
+            "SELECT r.product_id, p.name, r.unit_ms, r.capacity FROM (SELECT x.product_id, x.unit_ms, c.capacity FROM (\
+             SELECT s.product_id, CAST(SUM(",
+        );
         value_at(&mut q, "a", to_ms - 1, "final_held", |q, m| {
             q.push(&format!("{m}.held + {m}.rate * (")).bind(to_ms).push(&format!(" - {m}.at)"));
         });
@@ -337,13 +342,16 @@ impl AnalyticsRepo {
         bucket_join(&mut q, "b", from_ms);
         // Capacities come from one grouped pass over units and stock levels, joined once: as correlated
         // subqueries they were evaluated once per product for every place the value is used.
-        q.push(" GROUP BY s.product_id) x JOIN products p ON p.id = x.product_id JOIN (SELECT k.product_id, ")
+        q.push(" GROUP BY s.product_id) x JOIN (SELECT k.product_id, ")
             .push("CAST(SUM(k.n) AS BIGINT) AS capacity FROM (SELECT product_id, COUNT(*) AS n FROM units ")
             .push("GROUP BY product_id UNION ALL SELECT product_id, SUM(quantity) AS n FROM stock_levels ")
             .push("GROUP BY product_id) k GROUP BY k.product_id) c ON c.product_id = x.product_id ")
             .push("WHERE c.capacity > 0 AND x.unit_ms > 0 ORDER BY x.unit_ms * 1.0 / c.capacity DESC, x.product_id ")
             .push("LIMIT ")
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .push(
+                ") r JOIN products p ON p.id = r.product_id ORDER BY r.unit_ms * 1.0 / r.capacity DESC, r.product_id",
+            );
         self.all(q)
             .await?
             .into_iter()

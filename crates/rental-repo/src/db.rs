@@ -119,6 +119,10 @@ impl Database {
                     .foreign_keys(true)
             });
         }
+        if backend == Backend::Postgres {
+            let jit = if config.postgres_jit { "on" } else { "off" };
+            options.map_sqlx_postgres_opts(move |opts| opts.options([("jit", jit)]));
+        }
         let mut conn = sea_orm::Database::connect(options).await?;
 
         let stats = Arc::new(StatementStats::default());

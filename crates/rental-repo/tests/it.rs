@@ -332,3 +332,25 @@ async fn connect_many(n: usize, test_db: &TestDb) -> Vec<Database> {
     }
     out
 }
+
+#[tokio::test]
+async fn postgres_sessions_run_without_jit_unless_configured() {
+    use rental_repo::Backend;
+    use sea_orm::{ConnectionTrait, Statement};
+    let test_db = TestDb::new().await;
+    for (jit, expected) in [(false, "off"), (true, "on")] {
+        let config =
+            DatabaseConfig { postgres_jit: jit, min_connections: Some(0), ..DatabaseConfig::with_url(test_db.url()) };
+        let db = Database::connect(&config).await.unwrap();
+        if db.backend() != Backend::Postgres {
+            return;
+        }
+        let conn = db.connection();
+        let row = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), "SHOW jit")).await;
+        assert_eq!(row.unwrap().unwrap().try_get_by_index::<String>(0).unwrap(), expected);
+        // The URL's own options are kept: the session still works in the test's schema.
+        let row = conn.query_one_raw(Statement::from_string(conn.get_database_backend(), "SHOW search_path")).await;
+        let search_path = row.unwrap().unwrap().try_get_by_index::<String>(0).unwrap();
+        assert!(test_db.url().contains(&format!("search_path%3D{search_path}")), "{search_path}");
+    }
+}

@@ -12,9 +12,11 @@
 //! `at` / 7 days) between the series' first and last mark, so the last mark at or before any instant inside
 //! that range lies in the instant's bucket: the reports read one bucket of marks per bound, in the order of the
 //! `(bucket, product_id, currency, at)` index. The series row carries the range (`first_at`, `last_at`) and the
-//! totals after its last mark (`final_*`, every line ended). `rental_repo::usage` keeps all this up to date in
-//! the transactions that reserve and cancel. This migration fills it once from the lines already stored and
-//! drops the two time indexes on order lines that only the line-scanning reports used.
+//! totals after its last mark (`final_*`, every line ended). `rental_repo::usage` keeps all this up to date:
+//! reservations, confirmations and cancellations note the change on the line (`order_lines.usage_pending`,
+//! with a partial index of the lines waiting) and a settlement after their commit records it. This migration
+//! fills the marks once from the lines already stored and drops the two time indexes on order lines that only
+//! the line-scanning reports used.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -53,6 +55,12 @@ enum UsageMarks {
     EndedLines,
     EndedQuantity,
     EndedRevenue,
+}
+
+#[derive(DeriveIden)]
+enum OrderLines {
+    Table,
+    UsagePending,
 }
 
 #[derive(DeriveIden)]
@@ -179,7 +187,19 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OrderLines::Table)
+                    .add_column(ColumnDef::new(OrderLines::UsagePending).small_integer().not_null().default(0))
+                    .to_owned(),
+            )
+            .await?;
         let conn = manager.get_connection();
+        conn.execute_unprepared(
+            "CREATE INDEX idx_order_lines_usage_pending ON order_lines (id) WHERE usage_pending <> 0",
+        )
+        .await?;
         let ms = |column: &str| match manager.get_database_backend() {
             DbBackend::Postgres => format!("CAST(FLOOR(EXTRACT(EPOCH FROM l.{column}) * 1000) AS BIGINT)"),
             _ => format!("CAST(ROUND(unixepoch(l.{column}, 'subsec') * 1000) AS INTEGER)"),
@@ -195,6 +215,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let conn = manager.get_connection();
+        conn.execute_unprepared("DROP INDEX idx_order_lines_usage_pending").await?;
+        manager
+            .alter_table(Table::alter().table(OrderLines::Table).drop_column(OrderLines::UsagePending).to_owned())
+            .await?;
         for (name, key, other) in LINE_TIME_INDEXES {
             let include = match manager.get_database_backend() {
                 DbBackend::Postgres => {

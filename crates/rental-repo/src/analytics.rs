@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
 use crate::raw::RawSql;
-use crate::usage::{bucket_of, millis};
+use crate::usage::{self, bucket_of, millis};
 use crate::{Backend, Database, RepoResult};
 
 /// Revenue of one currency on one day.
@@ -236,6 +236,7 @@ impl AnalyticsRepo {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> RepoResult<Vec<PopularProductRecord>> {
+        usage::record_pending(&self.db).await?;
         let mut q = self.query();
         // Names are joined to the ranked page only.
         q.push(
@@ -321,6 +322,7 @@ impl AnalyticsRepo {
         to: DateTime<Utc>,
         limit: u64,
     ) -> RepoResult<Vec<UtilizationRecord>> {
+        usage::record_pending(&self.db).await?;
         let (from_ms, to_ms) = (millis(from), millis(to));
         let window_ms = (to_ms - from_ms).max(1) as f64;
         let mut q = self.query();

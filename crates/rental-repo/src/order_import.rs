@@ -18,7 +18,7 @@ use uuid::{NoContext, Timestamp, Uuid};
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
 use crate::rentals::lock_product_rows;
 use crate::txn::finish;
-use crate::usage::{self, Change, UsageLine};
+use crate::usage::{self, UsageLine};
 use crate::{Database, RepoError, RepoResult};
 
 /// Bound parameters per multi-row INSERT; below SQLite's limit (32,766) and PostgreSQL's (65,535).
@@ -236,9 +236,9 @@ impl OrderImporter {
             // The usage marks of a product change under its lock, taken before anything that refers to it.
             lock_product_rows(&txn, self.db.backend(), &products).await?;
             insert_chunked::<rental_order::Entity, _>(&txn, std::mem::take(&mut rows.orders), 17).await?;
-            insert_chunked::<order_line::Entity, _>(&txn, std::mem::take(&mut rows.lines), 22).await?;
+            insert_chunked::<order_line::Entity, _>(&txn, std::mem::take(&mut rows.lines), 23).await?;
             insert_chunked::<order_event::Entity, _>(&txn, std::mem::take(&mut rows.events), 7).await?;
-            usage::record(&txn, self.db.backend(), &rows.usage, Change::Add).await?;
+            usage::record(&txn, self.db.backend(), &rows.usage, 1).await?;
             // The counters come last, so that their row locks are held only while the invoices are written.
             // Years go in ascending order, the same lock order for every batch.
             for (year, members) in &numbering {
@@ -427,6 +427,8 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 days: ActiveValue::Set(narrow(price.days)?),
                 unit_price_minor: ActiveValue::Set(price.total.amount_minor),
                 line_total_minor: ActiveValue::Set(line_total),
+                // Recorded below, in this transaction.
+                usage_pending: ActiveValue::Set(0),
             });
             if status.is_rented() {
                 rows.usage.push(UsageLine {

@@ -30,7 +30,7 @@ use crate::entity::{
 use crate::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
 use crate::txn::finish;
-use crate::usage::{self, Change, UsageLine};
+use crate::usage;
 use crate::{Backend, Database, RepoError, RepoResult};
 
 /// How far around a refused period the nearest free periods are looked for.
@@ -516,18 +516,20 @@ impl RentalRepo {
         Self { db, numbering: Arc::default() }
     }
 
-    /// Gives every issued invoice still without a number its number, gap-free per year, in order of issue.
+    /// Finishes the work that committed orders leave behind: gives every issued invoice still without a number
+    /// its number, gap-free per year, in order of issue; then records the pending usage-mark changes of lines
+    /// that became rented or stopped being rented (see [`crate::usage`]).
     ///
-    /// Reservations issue invoices without a number, so that their transactions never queue on the yearly
-    /// counter row; they call this after their commit. Numbers are taken in one transaction that locks the
-    /// year's counter row and numbers the whole backlog, so many concurrent reservations share one numbering
-    /// commit, and a failed numbering returns its numbers. Returns when the caller's committed invoices are
-    /// numbered (by this call or by a batch that started after them, on any instance).
+    /// Reservations issue invoices without a number and leave their usage pending, so that their transactions
+    /// never queue on the yearly counter row nor spend statements on the marks; they call this after their
+    /// commit. Numbers are taken in one transaction that locks the year's counter row and numbers the whole
+    /// backlog, so many concurrent reservations share one numbering commit, and a failed numbering returns its
+    /// numbers; the usage backlog is recorded the same way, in batches. Returns when the caller's committed
+    /// work is done (by this call or by a batch that started after it).
     ///
     /// # Errors
-    /// [`RepoError::Database`] when the numbering transaction fails; the invoices stay unnumbered until the
-    /// next call numbers them.
-    pub async fn number_issued_invoices(&self) -> RepoResult<()> {
+    /// [`RepoError::Database`] when a transaction fails; the work stays pending until the next call.
+    pub async fn settle_committed_orders(&self) -> RepoResult<()> {
         let committed_before = self.numbering.started.load(Ordering::SeqCst);
         let _gate = self.numbering.gate.lock().await;
         if self.numbering.completed.load(Ordering::SeqCst) > committed_before {
@@ -578,6 +580,7 @@ impl RentalRepo {
                 break;
             }
         }
+        usage::record_pending(&self.db).await?;
         self.numbering.completed.fetch_max(batch, Ordering::SeqCst);
         Ok(())
     }
@@ -835,7 +838,6 @@ impl RentalRepo {
         };
         let lines: Vec<order_line::Model> =
             new.lines.iter().zip(&holds).map(|(l, h)| line_model(order_id, l, h.3, reserve)).collect();
-        let rented = if reserve { usage_lines(&lines) } else { Vec::new() };
         let invoice_lines: Vec<invoice_line::Model> = new
             .lines
             .iter()
@@ -867,7 +869,6 @@ impl RentalRepo {
             order_line::Entity::insert_many(lines.into_iter().map(order_line::ActiveModel::from))
                 .exec_without_returning(&txn)
                 .await?;
-            usage::record(&txn, self.db.backend(), &rented, Change::Add).await?;
             insert_event(&txn, order_id, new.created_by, None, new.status, Some("created"), created).await?;
             let invoice = invoice::Model {
                 id: Uuid::now_v7(),
@@ -901,7 +902,7 @@ impl RentalRepo {
         match finish(txn, written).await {
             Ok(()) => {
                 if reserve {
-                    self.number_after_commit().await;
+                    self.settle_after_commit().await;
                 }
                 Ok(order_record(order)?)
             }
@@ -910,11 +911,11 @@ impl RentalRepo {
         }
     }
 
-    /// Numbers the invoices just issued. The order is committed whatever happens here; a failure leaves the
-    /// invoice for the next numbering, so it is logged, not returned.
-    async fn number_after_commit(&self) {
-        if let Err(err) = self.number_issued_invoices().await {
-            tracing::warn!(error = %err, "invoice numbering failed; the next reservation retries it");
+    /// Numbers the invoices just issued and records the usage just changed. The order is committed whatever
+    /// happens here; a failure leaves the work for the next settlement, so it is logged, not returned.
+    async fn settle_after_commit(&self) {
+        if let Err(err) = self.settle_committed_orders().await {
+            tracing::warn!(error = %err, "settling committed orders failed; the next commit retries it");
         }
     }
 
@@ -995,10 +996,10 @@ impl RentalRepo {
             }
             order_line::Entity::update_many()
                 .col_expr(order_line::Column::HoldsStock, Expr::val(true))
+                .col_expr(order_line::Column::UsagePending, Expr::col(order_line::Column::UsagePending).add(1))
                 .filter(order_line::Column::OrderId.eq(id))
                 .exec(txn)
                 .await?;
-            usage::record(txn, self.db.backend(), &usage_lines(&lines), Change::Add).await?;
             let draft = invoice::Entity::find()
                 .filter(invoice::Column::OrderId.eq(id))
                 .one(txn)
@@ -1010,7 +1011,7 @@ impl RentalRepo {
         });
         match result {
             Ok(order) => {
-                self.number_after_commit().await;
+                self.settle_after_commit().await;
                 order_record(order)
             }
             Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
@@ -1031,26 +1032,29 @@ impl RentalRepo {
             .all(self.db.connection())
             .await?;
         let product_ids: BTreeSet<Uuid> = lines.iter().map(|l| l.product_id).collect();
-        let order = in_write!(self, |txn| {
+        let (order, from) = in_write!(self, |txn| {
             // Products before the order, as `confirm` does: the usage marks of a product change under its lock.
             self.lock_products(txn, &product_ids).await?;
             let (order, from) = self.transition(txn, id, OrderStatus::Cancelled, actor, note.as_deref(), at).await?;
-            order_line::Entity::update_many()
+            let mut release = order_line::Entity::update_many()
                 .col_expr(order_line::Column::HoldsStock, Expr::val(false))
-                .filter(order_line::Column::OrderId.eq(id))
-                .exec(txn)
-                .await?;
+                .filter(order_line::Column::OrderId.eq(id));
             if from.is_rented() {
-                usage::record(txn, self.db.backend(), &usage_lines(&lines), Change::Remove).await?;
+                release = release
+                    .col_expr(order_line::Column::UsagePending, Expr::col(order_line::Column::UsagePending).sub(1));
             }
+            release.exec(txn).await?;
             invoice::Entity::update_many()
                 .col_expr(invoice::Column::Status, Expr::val("void"))
                 .col_expr(invoice::Column::UpdatedAt, Expr::val(at))
                 .filter(invoice::Column::OrderId.eq(id))
                 .exec(txn)
                 .await?;
-            Ok(order)
+            Ok((order, from))
         })?;
+        if from.is_rented() {
+            self.settle_after_commit().await;
+        }
         order_record(order)
     }
 
@@ -1598,21 +1602,6 @@ pub(crate) async fn lock_product_rows<C: ConnectionTrait>(
     Ok(found.len())
 }
 
-/// The usage-mark view of stored lines.
-pub(crate) fn usage_lines(lines: &[order_line::Model]) -> Vec<UsageLine> {
-    lines
-        .iter()
-        .map(|l| UsageLine {
-            product_id: l.product_id,
-            currency: l.currency.trim().to_owned(),
-            starts_at: l.starts_at,
-            ends_at: l.ends_at,
-            quantity: i64::from(l.quantity),
-            revenue_minor: l.line_total_minor,
-        })
-        .collect()
-}
-
 fn line_model(order_id: Uuid, l: &NewOrderLineRecord, hold_until: DateTime<Utc>, holds: bool) -> order_line::Model {
     let t = &l.terms;
     order_line::Model {
@@ -1637,6 +1626,7 @@ fn line_model(order_id: Uuid, l: &NewOrderLineRecord, hold_until: DateTime<Utc>,
         days: t.days,
         unit_price_minor: t.unit_price_minor,
         line_total_minor: t.line_total_minor,
+        usage_pending: i16::from(holds),
     }
 }
 
@@ -1662,7 +1652,7 @@ async fn insert_event(
     Ok(())
 }
 
-/// Opens a draft: issued now, numbered right after the commit by [`RentalRepo::number_issued_invoices`].
+/// Opens a draft: issued now, numbered right after the commit by [`RentalRepo::settle_committed_orders`].
 fn issue(mut draft: invoice::Model, at: DateTime<Utc>) -> invoice::Model {
     draft.status = "open".into();
     draft.issued_at = Some(at);

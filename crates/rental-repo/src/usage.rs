@@ -2,9 +2,12 @@
 //! utilization reports read one bucket of marks per bound instead of every order line (schema and meaning in
 //! migration `m20261122_000005_usage_marks`).
 //!
-//! A rented line is a line of an order that is neither a quote nor cancelled. Adding lines (on reservation, on
-//! confirmation of a quote, by the importer) or removing them (on cancellation of a reservation) takes four
-//! statements per chunk of lines, whatever their number:
+//! A rented line is a line of an order that is neither a quote nor cancelled. Reservation, confirmation and
+//! cancellation do not touch the marks: they note the change on the line (`usage_pending` +1 or −1, in the
+//! statement that writes the line anyway), and after their commit the repository's settlement records every
+//! pending change in batches ([`record_pending`]), so concurrent reservations share the work. The reports
+//! record the backlog before they read, so they see every committed order. The importer records its lines in
+//! its own transaction. Recording lines takes four statements per chunk, whatever their number:
 //! 1. the series' current ranges are read;
 //! 2. each series row gets the lines' totals and its range widened to cover them;
 //! 3. a mark is made where the series has none: at each line's start and end, and at each bucket start that
@@ -20,11 +23,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
 use uuid::Uuid;
 
+use crate::entity::order_line;
 use crate::raw::RawSql;
-use crate::{Backend, RepoResult};
+use crate::rentals::lock_product_rows;
+use crate::txn::finish;
+use crate::{Backend, Database, RepoResult};
 
 /// Length of a bucket, milliseconds: a week (also in the migration).
 pub(crate) const BUCKET_MS: i64 = 7 * 86_400_000;
@@ -48,15 +58,6 @@ pub(crate) struct UsageLine {
     pub revenue_minor: i64,
 }
 
-/// Whether lines start or stop counting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
-    /// The lines' orders became rented (reserved directly or confirmed, or imported).
-    Add,
-    /// The lines' order was cancelled.
-    Remove,
-}
-
 /// Milliseconds since the epoch: the time scale of the marks.
 pub(crate) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -78,7 +79,83 @@ struct SeriesChange {
     held: i64,
 }
 
-/// Adds or removes `lines` from the marks of their products. The caller holds the products' locks.
+/// Lines per settlement transaction of [`record_pending`].
+const PENDING_BATCH: u64 = 1_000;
+
+/// The usage view of a stored line.
+fn usage_line(l: &order_line::Model) -> UsageLine {
+    UsageLine {
+        product_id: l.product_id,
+        currency: l.currency.trim().to_owned(),
+        starts_at: l.starts_at,
+        ends_at: l.ends_at,
+        quantity: i64::from(l.quantity),
+        revenue_minor: l.line_total_minor,
+    }
+}
+
+/// Records every pending usage change (`order_lines.usage_pending`), a batch per transaction: the products'
+/// locks first, then the lines read again under them (a cancellation may have changed one meanwhile), their
+/// changes recorded, and their pending count cleared. Safe to run from several places at once: a line is
+/// recorded by whoever locks its product first.
+///
+/// # Errors
+/// [`crate::RepoError::Database`] when a statement fails; that batch stays pending.
+pub(crate) async fn record_pending(db: &Database) -> RepoResult<()> {
+    // Written out so that the partial index of pending lines matches the condition.
+    let pending = || Expr::cust("usage_pending <> 0");
+    loop {
+        let waiting: Vec<(Uuid, Uuid)> = order_line::Entity::find()
+            .select_only()
+            .columns([order_line::Column::Id, order_line::Column::ProductId])
+            .filter(pending())
+            .order_by_asc(order_line::Column::Id)
+            .limit(PENDING_BATCH)
+            .into_tuple()
+            .all(db.connection())
+            .await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let products: BTreeSet<Uuid> = waiting.iter().map(|(_, p)| *p).collect();
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let txn = db.connection().begin_with_options(options).await?;
+        let recorded = async {
+            lock_product_rows(&txn, db.backend(), &products).await?;
+            let lines = order_line::Entity::find()
+                .filter(order_line::Column::Id.is_in(waiting.iter().map(|(id, _)| *id)))
+                .filter(pending())
+                .all(&txn)
+                .await?;
+            let mut by_weight: BTreeMap<i16, Vec<UsageLine>> = BTreeMap::new();
+            for l in &lines {
+                by_weight.entry(l.usage_pending).or_default().push(usage_line(l));
+            }
+            for (weight, group) in by_weight {
+                record(&txn, db.backend(), &group, i64::from(weight)).await?;
+            }
+            if !lines.is_empty() {
+                order_line::Entity::update_many()
+                    .col_expr(order_line::Column::UsagePending, Expr::val(0i16))
+                    .filter(order_line::Column::Id.is_in(lines.iter().map(|l| l.id)))
+                    .exec(&txn)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(txn, recorded).await?;
+        if (waiting.len() as u64) < PENDING_BATCH {
+            return Ok(());
+        }
+    }
+}
+
+/// Adds `lines` to the marks of their products `weight` times (−1 takes them out). The caller holds the
+/// products' locks.
 ///
 /// # Errors
 /// [`crate::RepoError::Database`] when a statement fails.
@@ -86,12 +163,8 @@ pub(crate) async fn record<C: ConnectionTrait>(
     conn: &C,
     backend: Backend,
     lines: &[UsageLine],
-    change: Change,
+    sign: i64,
 ) -> RepoResult<()> {
-    let sign = match change {
-        Change::Add => 1,
-        Change::Remove => -1,
-    };
     for chunk in lines.chunks(LINES_PER_STATEMENT) {
         let mut series: BTreeMap<(Uuid, &str), SeriesChange> = BTreeMap::new();
         for l in chunk {

@@ -699,3 +699,52 @@ impl ScannedLine {
         DateTime::from_timestamp_millis(self.ends_ms).unwrap()
     }
 }
+
+#[tokio::test]
+async fn reports_record_usage_left_pending_by_an_interrupted_settlement() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let test_db = TestDb::new().await;
+    let f = fixture(&test_db).await;
+    let batch = vec![order(
+        f.alice,
+        OrderStatus::Cancelled,
+        "EUR",
+        2000,
+        "2026-01-01T00:00:00Z",
+        vec![f.b.line(1, "2026-01-10T00:00:00Z", "2026-01-12T00:00:00Z")],
+        None,
+    )];
+    let ids = OrderImporter::new(f.db.clone()).import(batch).await.unwrap();
+    let repo = AnalyticsRepo::new(f.db.clone());
+    assert!(repo.popular_products(10, None, None).await.unwrap().is_empty());
+
+    // What a confirmation leaves when the process dies between its commit and the settlement: the order
+    // rented, its line's change noted but not recorded.
+    let conn = f.db.connection();
+    let backend = conn.get_database_backend();
+    let exec = |sql: String| conn.execute_raw(Statement::from_string(backend, sql));
+    let order_id = ids[0].order_id;
+    let id = match backend {
+        sea_orm::DbBackend::Postgres => format!("'{order_id}'"),
+        _ => format!("X'{}'", order_id.simple()),
+    };
+    exec(format!("UPDATE rental_orders SET status = 'reserved' WHERE id = {id}")).await.unwrap();
+    let changed = exec(format!("UPDATE order_lines SET usage_pending = 1 WHERE order_id = {id}")).await.unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+
+    let ranking = repo.popular_products(10, None, None).await.unwrap();
+    assert_eq!(
+        ranking.iter().map(|r| (r.product_id, r.rental_count, r.quantity)).collect::<Vec<_>>(),
+        [(f.b.id, 1, 1)]
+    );
+    let usage = repo.utilization(at("2026-01-10T00:00:00Z"), at("2026-01-11T00:00:00Z"), 10).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert!((usage[0].utilization - 1.0).abs() < 1e-9, "{usage:?}");
+    let left = conn
+        .query_one_raw(Statement::from_string(backend, "SELECT COUNT(*) FROM order_lines WHERE usage_pending <> 0"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.try_get_by_index::<i64>(0).unwrap(), 0, "recorded once, then cleared");
+    assert_eq!(repo.popular_products(10, None, None).await.unwrap()[0].quantity, 1, "not counted twice");
+}

@@ -25,6 +25,8 @@ pub struct Model {
     pub days: i32,
     pub unit_price_minor: i64,
     pub line_total_minor: i64,
+    /// Usage-mark changes not yet recorded: +1 when the line became rented, −1 when it stopped.
+    pub usage_pending: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -505,7 +505,16 @@ struct Numbering {
     started: AtomicU64,
     /// Sequence number of the latest batch that committed.
     completed: AtomicU64,
+    /// Lines whose usage change this instance noted since it last recorded usage.
+    usage_backlog: AtomicU64,
+    /// When this instance last recorded usage, milliseconds since the epoch.
+    usage_recorded_ms: AtomicU64,
 }
+
+/// Usage is recorded by a settlement once this many lines are waiting…
+const USAGE_BACKLOG_LINES: u64 = 256;
+/// …or once this long has passed since the last recording (reports record whatever is left before reading).
+const USAGE_MAX_DELAY_MS: u64 = 1_000;
 
 /// Most invoices one numbering transaction takes.
 const NUMBERING_BATCH: u64 = 1_000;
@@ -517,15 +526,16 @@ impl RentalRepo {
     }
 
     /// Finishes the work that committed orders leave behind: gives every issued invoice still without a number
-    /// its number, gap-free per year, in order of issue; then records the pending usage-mark changes of lines
-    /// that became rented or stopped being rented (see [`crate::usage`]).
+    /// its number, gap-free per year, in order of issue; then, once 256 lines are waiting or a second has passed
+    /// since the last time, records the pending usage-mark changes of lines that became rented or stopped being
+    /// rented (see [`crate::usage`]; the reports record whatever is left before they read).
     ///
     /// Reservations issue invoices without a number and leave their usage pending, so that their transactions
     /// never queue on the yearly counter row nor spend statements on the marks; they call this after their
     /// commit. Numbers are taken in one transaction that locks the year's counter row and numbers the whole
     /// backlog, so many concurrent reservations share one numbering commit, and a failed numbering returns its
-    /// numbers; the usage backlog is recorded the same way, in batches. Returns when the caller's committed
-    /// work is done (by this call or by a batch that started after it).
+    /// numbers; the usage backlog is recorded the same way, in batches. Returns when the caller's invoices are
+    /// numbered (by this call or by a batch that started after them).
     ///
     /// # Errors
     /// [`RepoError::Database`] when a transaction fails; the work stays pending until the next call.
@@ -580,7 +590,7 @@ impl RentalRepo {
                 break;
             }
         }
-        usage::record_pending(&self.db).await?;
+        self.record_usage_when_due().await?;
         self.numbering.completed.fetch_max(batch, Ordering::SeqCst);
         Ok(())
     }
@@ -902,7 +912,7 @@ impl RentalRepo {
         match finish(txn, written).await {
             Ok(()) => {
                 if reserve {
-                    self.settle_after_commit().await;
+                    self.settle_after_commit(holds.len()).await;
                 }
                 Ok(order_record(order)?)
             }
@@ -911,9 +921,25 @@ impl RentalRepo {
         }
     }
 
+    /// Records the pending usage changes when enough have gathered or enough time has passed: recording costs
+    /// about ten statements whatever the number of lines, so it is shared by many reservations.
+    async fn record_usage_when_due(&self) -> RepoResult<()> {
+        let backlog = self.numbering.usage_backlog.load(Ordering::SeqCst);
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        let since = now_ms.saturating_sub(self.numbering.usage_recorded_ms.load(Ordering::SeqCst));
+        if backlog == 0 || (backlog < USAGE_BACKLOG_LINES && since < USAGE_MAX_DELAY_MS) {
+            return Ok(());
+        }
+        usage::record_pending(&self.db).await?;
+        self.numbering.usage_backlog.fetch_sub(backlog, Ordering::SeqCst);
+        self.numbering.usage_recorded_ms.store(now_ms, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Numbers the invoices just issued and records the usage just changed. The order is committed whatever
     /// happens here; a failure leaves the work for the next settlement, so it is logged, not returned.
-    async fn settle_after_commit(&self) {
+    async fn settle_after_commit(&self, noted_lines: usize) {
+        self.numbering.usage_backlog.fetch_add(u64::try_from(noted_lines).unwrap_or(u64::MAX), Ordering::SeqCst);
         if let Err(err) = self.settle_committed_orders().await {
             tracing::warn!(error = %err, "settling committed orders failed; the next commit retries it");
         }
@@ -1011,7 +1037,7 @@ impl RentalRepo {
         });
         match result {
             Ok(order) => {
-                self.settle_after_commit().await;
+                self.settle_after_commit(holds.len()).await;
                 order_record(order)
             }
             Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
@@ -1053,7 +1079,7 @@ impl RentalRepo {
             Ok((order, from))
         })?;
         if from.is_rented() {
-            self.settle_after_commit().await;
+            self.settle_after_commit(lines.len()).await;
         }
         order_record(order)
     }

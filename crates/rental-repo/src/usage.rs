@@ -5,8 +5,9 @@
 //! A rented line is a line of an order that is neither a quote nor cancelled. Reservation, confirmation and
 //! cancellation do not touch the marks: they note the change on the line (`usage_pending` +1 or −1, in the
 //! statement that writes the line anyway), and after their commit the repository's settlement records every
-//! pending change in batches ([`record_pending`]), so concurrent reservations share the work. The reports
-//! record the backlog before they read, so they see every committed order. The importer records its lines in
+//! pending change in batches ([`record_pending`]) once 256 lines are waiting or a second has passed, so many
+//! reservations share the work. The reports record the backlog before they read, so they see every committed
+//! order. The importer records its lines in
 //! its own transaction. Recording lines takes four statements per chunk, whatever their number:
 //! 1. the series' current ranges are read;
 //! 2. each series row gets the lines' totals and its range widened to cover them;

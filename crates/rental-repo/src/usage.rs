@@ -7,8 +7,8 @@
 //! statement that writes the line anyway), and after their commit the repository's settlement records every
 //! pending change in batches ([`record_pending`]) once 256 lines are waiting or a second has passed, so many
 //! reservations share the work. The reports record the backlog before they read, so they see every committed
-//! order. The importer records its lines in
-//! its own transaction. Recording lines takes four statements per chunk, whatever their number:
+//! order. The importer records its lines in its own transaction. Recording lines takes four statements per
+//! chunk, whatever their number:
 //! 1. the series' current ranges are read;
 //! 2. each series row gets the lines' totals and its range widened to cover them;
 //! 3. a mark is made where the series has none: at each line's start and end, and at each bucket start that
@@ -43,7 +43,7 @@ pub(crate) const BUCKET_MS: i64 = 7 * 86_400_000;
 /// Lines per chunk: the update binds seven values per line, below SQLite's limit of 32,766.
 const LINES_PER_STATEMENT: usize = 2_000;
 
-/// Marks made per statement (three values each).
+/// Marks made per statement (four values each, below SQLite's limit).
 const POINTS_PER_STATEMENT: usize = 8_000;
 
 /// A rented line, as the marks see it.

@@ -225,8 +225,9 @@ impl AnalyticsRepo {
     /// optionally only the lines whose period overlaps `[from, to)`, per product and currency. Ties go by
     /// product id.
     ///
-    /// Read from the usage marks (see [`crate::usage`]): the lines started before `to` less those ended by
-    /// `from`, two marks per product, however many lines there are.
+    /// Read from the usage marks (see [`crate::usage`]), after recording any pending changes: the lines started
+    /// before `to` less those ended by `from`, from one bucket of marks per bound (the series' totals when
+    /// unbounded), however many lines there are.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the query fails.
@@ -311,8 +312,9 @@ impl AnalyticsRepo {
     /// (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity × overlap
     /// divided by capacity × window length. Products without capacity are left out.
     ///
-    /// Read from the usage marks (see [`crate::usage`]): the unit-time held before `to` less that held before
-    /// `from`, two marks per product and currency, however long the window.
+    /// Read from the usage marks (see [`crate::usage`]), after recording any pending changes: the unit-time
+    /// held before `to` less that held before `from`, from one bucket of marks per bound, however long the
+    /// window.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the query fails.

@@ -12,11 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Utc};
 use rental_domain::pricing::RateCard;
 use rental_domain::{Currency, Money, OrderStatus, started_days};
-use sea_orm::{ActiveValue, ConnectionTrait, DbBackend, EntityTrait, Statement, TransactionTrait};
+use sea_orm::{ActiveValue, ConnectionTrait, EntityTrait, Statement, TransactionTrait};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
-use crate::rentals::lock_product_rows;
+use crate::rentals::{advance_invoice_counter, lock_product_rows};
 use crate::txn::finish;
 use crate::usage::{self, UsageLine};
 use crate::{Database, RepoError, RepoResult};
@@ -243,7 +243,7 @@ impl OrderImporter {
             // Years go in ascending order, the same lock order for every batch.
             for (year, members) in &numbering {
                 let count = members.len();
-                let last = next_numbers(&txn, *year, count).await?;
+                let last = advance_invoice_counter(&txn, *year, i64::try_from(count).unwrap_or(i64::MAX)).await?;
                 let first = last - i64::try_from(count).unwrap_or(i64::MAX) + 1;
                 for (offset, invoice_index) in members.iter().enumerate() {
                     let seq = first + i64::try_from(offset).unwrap_or(i64::MAX);
@@ -314,20 +314,6 @@ impl OrderImporter {
         let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await?;
         rows.into_iter().map(|row| row.try_get("", "user_id").map_err(RepoError::from)).collect()
     }
-}
-
-/// Reserves `count` numbers of `year` and returns the last.
-async fn next_numbers(conn: &impl ConnectionTrait, year: i32, count: usize) -> RepoResult<i64> {
-    let sql = format!(
-        "INSERT INTO invoice_counters (year, last_seq) VALUES ({year}, {count}) ON CONFLICT (year) DO UPDATE \
-         SET last_seq = invoice_counters.last_seq + {count} RETURNING last_seq"
-    );
-    let backend: DbBackend = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await?
-        .ok_or_else(|| RepoError::Database(sea_orm::DbErr::RecordNotFound("invoice counter".into())))?;
-    Ok(row.try_get("", "last_seq")?)
 }
 
 /// Inserts `models` in multi-row statements of at most [`PARAMS_PER_STATEMENT`] parameters.

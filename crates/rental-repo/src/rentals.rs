@@ -19,7 +19,7 @@ use rental_domain::{OrderStatus, UnitCondition, started_days};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Func, LockType, OnConflict, Query, UnionType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -29,7 +29,8 @@ use crate::entity::{
 };
 use crate::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
-use crate::txn::finish;
+use crate::raw::RawSql;
+use crate::txn::{begin_write, finish};
 use crate::usage;
 use crate::{Backend, Database, RepoError, RepoResult};
 
@@ -569,7 +570,7 @@ impl RentalRepo {
                 }
                 for (year, ids) in by_year {
                     let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-                    let last = Self::advance_invoice_counter(txn, year, count).await?;
+                    let last = advance_invoice_counter(txn, year, count).await?;
                     // One UPDATE for the whole year's share of the batch: CASE id WHEN … THEN seq.
                     let (mut seqs, mut numbers) = (CaseStatement::new(), CaseStatement::new());
                     for (seq, id) in (last - count + 1..=last).zip(&ids) {
@@ -595,14 +596,9 @@ impl RentalRepo {
         Ok(())
     }
 
-    /// A write transaction that may lock stock: `IMMEDIATE` on SQLite (the write lock is taken before the first
-    /// read), a plain one on PostgreSQL (rows are locked explicitly).
+    /// A write transaction that may lock stock (see [`begin_write`]).
     async fn begin_write(&self) -> RepoResult<DatabaseTransaction> {
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        Ok(self.db.connection().begin_with_options(options).await?)
+        begin_write(&self.db).await
     }
 
     /// Locks the stock of `product_ids` until the transaction ends (PostgreSQL: the product rows, in id
@@ -748,24 +744,6 @@ impl RentalRepo {
             shortage.later_start = later;
         }
         Ok(shortages)
-    }
-
-    /// Takes the next `count` numbers of `year` from its counter row (created at need) inside `txn`, so a
-    /// rolled-back transaction gives them back and numbers stay gap-free; returns the last one taken.
-    async fn advance_invoice_counter(txn: &DatabaseTransaction, year: i32, count: i64) -> RepoResult<i64> {
-        let counter =
-            invoice_counter::Entity::insert(invoice_counter::ActiveModel { year: Set(year), last_seq: Set(count) })
-                .on_conflict(
-                    OnConflict::column(invoice_counter::Column::Year)
-                        .value(
-                            invoice_counter::Column::LastSeq,
-                            Expr::col((invoice_counter::Entity, invoice_counter::Column::LastSeq)).add(count),
-                        )
-                        .to_owned(),
-                )
-                .exec_with_returning(txn)
-                .await?;
-        Ok(counter.last_seq)
     }
 
     /// Whether an active user with this id exists (a customer to rent for).
@@ -1566,20 +1544,17 @@ impl RentalRepo {
     /// # Errors
     /// [`RepoError::Database`] when the query fails.
     pub async fn count_overbooked(&self) -> RepoResult<u64> {
-        let conn = self.db.connection();
-        let backend = conn.get_database_backend();
-        let now_param = if self.db.backend() == Backend::Postgres { "$1" } else { "?" };
         // Checking at each start of a hold is enough: the holds are step functions that only rise there.
-        let sql = format!(
-            "SELECT COUNT(*) FROM order_lines p WHERE p.holds_stock AND p.hold_until > {now_param} AND \
-            (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l WHERE l.product_id = p.product_id AND \
-               l.holds_stock AND l.starts_at <= p.starts_at AND l.hold_until > p.starts_at) \
-            + (SELECT COUNT(*) FROM maintenance_blocks m WHERE m.product_id = p.product_id AND \
-               m.starts_at <= p.starts_at AND m.ends_at > p.starts_at) \
-            > (SELECT COUNT(*) FROM units u WHERE u.product_id = p.product_id) \
-            + (SELECT COALESCE(SUM(s.quantity), 0) FROM stock_levels s WHERE s.product_id = p.product_id)"
+        let mut q = RawSql::new(self.db.backend());
+        q.push("SELECT COUNT(*) FROM order_lines p WHERE p.holds_stock AND p.hold_until > ").bind(now()).push(
+            " AND (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l WHERE l.product_id = p.product_id AND \
+             l.holds_stock AND l.starts_at <= p.starts_at AND l.hold_until > p.starts_at) \
+             + (SELECT COUNT(*) FROM maintenance_blocks m WHERE m.product_id = p.product_id AND \
+             m.starts_at <= p.starts_at AND m.ends_at > p.starts_at) \
+             > (SELECT COUNT(*) FROM units u WHERE u.product_id = p.product_id) \
+             + (SELECT COALESCE(SUM(s.quantity), 0) FROM stock_levels s WHERE s.product_id = p.product_id)",
         );
-        let row = conn.query_one_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [now().into()])).await?;
+        let row = self.db.connection().query_one_raw(q.statement()).await?;
         let n: i64 = match row {
             Some(row) => row.try_get_by_index(0)?,
             None => 0,
@@ -1600,6 +1575,25 @@ fn checked(value: Option<i64>) -> RepoResult<i64> {
 
 fn parse_status(s: &str) -> RepoResult<OrderStatus> {
     s.parse().map_err(RepoError::Domain)
+}
+
+/// Takes the next `count` numbers of `year` from its counter row (created at need) inside the caller's
+/// transaction, so a rolled-back transaction gives them back and numbers stay gap-free; returns the last one
+/// taken. Shared by the live numbering and the importer.
+pub(crate) async fn advance_invoice_counter<C: ConnectionTrait>(conn: &C, year: i32, count: i64) -> RepoResult<i64> {
+    let counter =
+        invoice_counter::Entity::insert(invoice_counter::ActiveModel { year: Set(year), last_seq: Set(count) })
+            .on_conflict(
+                OnConflict::column(invoice_counter::Column::Year)
+                    .value(
+                        invoice_counter::Column::LastSeq,
+                        Expr::col((invoice_counter::Entity, invoice_counter::Column::LastSeq)).add(count),
+                    )
+                    .to_owned(),
+            )
+            .exec_with_returning(conn)
+            .await?;
+    Ok(counter.last_seq)
 }
 
 /// Locks the rows of `product_ids` until the transaction ends, in id order (PostgreSQL; SQLite's write

@@ -25,16 +25,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::entity::order_line;
 use crate::raw::RawSql;
 use crate::rentals::lock_product_rows;
-use crate::txn::finish;
+use crate::txn::{begin_write, finish};
 use crate::{Backend, Database, RepoResult};
 
 /// Length of a bucket, milliseconds: a week (also in the migration).
@@ -119,11 +116,7 @@ pub(crate) async fn record_pending(db: &Database) -> RepoResult<()> {
             return Ok(());
         }
         let products: BTreeSet<Uuid> = waiting.iter().map(|(_, p)| *p).collect();
-        let options = TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        };
-        let txn = db.connection().begin_with_options(options).await?;
+        let txn = begin_write(db).await?;
         let recorded = async {
             lock_product_rows(&txn, db.backend(), &products).await?;
             let lines = order_line::Entity::find()

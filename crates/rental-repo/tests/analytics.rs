@@ -569,6 +569,39 @@ async fn assert_buckets_complete(db: &Database) {
     }
 }
 
+/// Popular products (over each window, over all time, from a date on) and utilization (over each window)
+/// equal what a scan of the lines gives.
+async fn assert_reports_match_the_lines(
+    repo: &AnalyticsRepo,
+    lines: &[ScannedLine],
+    windows: &[(DateTime<Utc>, DateTime<Utc>)],
+    marks: &str,
+) {
+    let ms = |t: DateTime<Utc>| t.timestamp_millis();
+    let popular = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| async move {
+        let ranking = repo.popular_products(100, from, to).await.unwrap();
+        ranking
+            .into_iter()
+            .map(|r| (r.product_id, r.currency, r.rental_count, r.quantity, r.revenue_minor))
+            .collect::<Vec<_>>()
+    };
+    for &(from, to) in windows {
+        let expected = scanned_popular(lines, Some(ms(from)), Some(ms(to)));
+        assert_eq!(popular(Some(from), Some(to)).await, expected, "{marks}: popular over [{from}, {to})");
+        let got: std::collections::BTreeMap<Uuid, i64> = repo
+            .utilization(from, to, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.product_id, (r.rented_unit_seconds * 1000.0).round() as i64))
+            .collect();
+        assert_eq!(got, scanned_usage(lines, ms(from), ms(to)), "{marks}: utilization over [{from}, {to})");
+    }
+    assert_eq!(popular(None, None).await, scanned_popular(lines, None, None), "{marks}: all time");
+    let since = at("2026-02-15T00:00:00Z");
+    assert_eq!(popular(Some(since), None).await, scanned_popular(lines, Some(ms(since)), None), "{marks}: since");
+}
+
 #[tokio::test]
 async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     let test_db = TestDb::new().await;
@@ -615,7 +648,6 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     let lines = rented_lines(&f.db).await;
     assert!(lines.len() > 60, "{} rented lines", lines.len());
     assert_buckets_complete(&f.db).await;
-    let ms = |t: DateTime<Utc>| t.timestamp_millis();
     let mut windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = vec![
         (at("2025-12-01T00:00:00Z"), at("2026-06-01T00:00:00Z")),
         (at("2026-02-01T00:00:00Z"), at("2026-02-02T00:00:00Z")),
@@ -628,40 +660,7 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
         windows.push((from, to));
     }
     windows.retain(|(from, to)| from < to);
-    for &(from, to) in &windows {
-        let got: Vec<(Uuid, String, i64, i64, i64)> = repo
-            .popular_products(100, Some(from), Some(to))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.product_id, r.currency, r.rental_count, r.quantity, r.revenue_minor))
-            .collect();
-        assert_eq!(got, scanned_popular(&lines, Some(ms(from)), Some(ms(to))), "popular over [{from}, {to})");
-        let got: std::collections::BTreeMap<Uuid, i64> = repo
-            .utilization(from, to, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.product_id, (r.rented_unit_seconds * 1000.0).round() as i64))
-            .collect();
-        assert_eq!(got, scanned_usage(&lines, ms(from), ms(to)), "utilization over [{from}, {to})");
-    }
-    let all: Vec<_> = repo
-        .popular_products(100, None, None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.product_id, r.currency, r.rental_count, r.quantity, r.revenue_minor))
-        .collect();
-    assert_eq!(all, scanned_popular(&lines, None, None));
-    let since: Vec<_> = repo
-        .popular_products(100, Some(at("2026-02-15T00:00:00Z")), None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.product_id, r.currency, r.rental_count, r.quantity, r.revenue_minor))
-        .collect();
-    assert_eq!(since, scanned_popular(&lines, Some(ms(at("2026-02-15T00:00:00Z"))), None));
+    assert_reports_match_the_lines(&repo, &lines, &windows, "incremental").await;
 
     // The migration that made the marks fills them from the lines already stored: undone and redone over these
     // orders, it gives the same answers.
@@ -669,25 +668,7 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
     Migrator::down(f.db.connection(), Some(1)).await.unwrap();
     Migrator::up(f.db.connection(), None).await.unwrap();
     assert_buckets_complete(&f.db).await;
-    assert_eq!(repo.popular_products(100, None, None).await.unwrap().len(), all.len());
-    for (from, to) in windows {
-        let got: Vec<(Uuid, String, i64, i64, i64)> = repo
-            .popular_products(100, Some(from), Some(to))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.product_id, r.currency, r.rental_count, r.quantity, r.revenue_minor))
-            .collect();
-        assert_eq!(got, scanned_popular(&lines, Some(ms(from)), Some(ms(to))), "backfilled, [{from}, {to})");
-        let got: std::collections::BTreeMap<Uuid, i64> = repo
-            .utilization(from, to, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| (r.product_id, (r.rented_unit_seconds * 1000.0).round() as i64))
-            .collect();
-        assert_eq!(got, scanned_usage(&lines, ms(from), ms(to)), "backfilled, [{from}, {to})");
-    }
+    assert_reports_match_the_lines(&repo, &lines, &windows, "backfilled").await;
 }
 
 impl ScannedLine {

@@ -36,7 +36,7 @@ pub enum RepoError {
     },
     /// Not enough stock is free for the lines listed (with the nearest free periods).
     #[error("not enough stock for {} line(s)", .0.len())]
-    Unavailable(Vec<crate::rentals::Shortage>),
+    Unavailable(Vec<crate::orders::Shortage>),
     /// The change breaks a domain rule (an illegal lifecycle transition, a unit that is not free).
     #[error(transparent)]
     Domain(rental_domain::DomainError),

@@ -13,15 +13,9 @@ mod config;
 mod db;
 mod entity;
 mod error;
-mod lock;
-mod order_import;
-mod paginate;
+mod import;
+mod orders;
 pub mod query;
-mod raw;
-mod rentals;
-mod tokens;
-mod txn;
-mod usage;
 mod users;
 
 pub use analytics::{
@@ -35,18 +29,20 @@ pub use catalogue::{
     product_list_spec,
 };
 pub use config::DatabaseConfig;
+pub use db::lock::BackoffPolicy;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
-pub use lock::BackoffPolicy;
-pub use order_import::{
+pub use import::{
     ChargeKind, ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedInvoiceStatus, ImportedLine,
     ImportedOrder, OrderImporter,
 };
-pub use rentals::{
+pub use orders::{
     AssignedUnitRecord, InvoiceLineRecord, InvoiceRecord, LineTerms, LineUnits, MaintenanceRecord, NewOrderLineRecord,
     NewOrderRecord, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
     OrderProductRecord, OrderRecord, PaymentRecord, ProductTermsRecord, RentalRepo, SUGGESTION_HORIZON_DAYS, Shortage,
     StockHolds, UnitReturn, invoice_list_spec, order_list_spec,
 };
-pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
-pub use users::{NewUserRecord, UserChanges, UserFilter, UserListItem, UserRecord, UserRepo, user_list_spec};
+pub use users::{
+    NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, UserChanges, UserFilter, UserListItem,
+    UserRecord, UserRepo, user_list_spec,
+};

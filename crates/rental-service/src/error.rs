@@ -38,7 +38,7 @@ pub enum ServiceError {
     },
     /// Not enough stock is free: the lines that failed, with the nearest free periods.
     #[error("not enough stock is free for {} line(s)", .0.len())]
-    Unavailable(Vec<crate::rentals::ShortageView>),
+    Unavailable(Vec<crate::orders::ShortageView>),
     /// The configuration cannot be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -60,7 +60,7 @@ impl From<RepoError> for ServiceError {
             RepoError::InvalidQuery { field, message } => Self::InvalidQuery { field, message },
             RepoError::NotFound => Self::NotFound("record"),
             RepoError::Domain(domain) => Self::Invalid(domain),
-            RepoError::Unavailable(short) => Self::Unavailable(crate::rentals::shortage_views(&short)),
+            RepoError::Unavailable(short) => Self::Unavailable(crate::orders::shortage_views(&short)),
             other => Self::Repo(other),
         }
     }

@@ -6,13 +6,12 @@
 //! [`ServiceError`]; no sea-orm type crosses this crate's public API, and it knows nothing of HTTP.
 
 mod analytics;
-mod auth;
+mod billing;
 mod catalogue;
 mod config;
 mod error;
-mod password;
+mod orders;
 mod principal;
-mod rentals;
 mod users;
 
 use rental_repo::{AnalyticsRepo, CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRepo};
@@ -21,7 +20,7 @@ pub use analytics::{
     ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
     RevenueReport, StatusCount, UTILIZATION_LIMIT_MAX, Window,
 };
-pub use auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
+pub use billing::{BillingService, InvoiceLineView, InvoiceView, NewPayment, PaymentView};
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
     NewProduct, NewUnit, ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView,
@@ -29,16 +28,16 @@ pub use catalogue::{
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{ServiceError, ServiceResult};
-pub use password::PasswordHasher;
+pub use orders::{
+    AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
+    NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
+    RentalConfig, RentalService, ReturnedUnit, ShortageView,
+};
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
 pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord};
-pub use rentals::{
-    AssignedUnitView, AvailabilityView, CustomerView, DayView, InvoiceLineView, InvoiceView, MAX_LINES, MAX_QUANTITY,
-    MaintenanceView, NewPayment, NewRental, NewRentalLine, OrderDetailView, OrderEventView, OrderLineView,
-    OrderProductView, OrderView, PaymentView, PeriodView, PickupLine, RentalConfig, RentalService, ReturnedUnit,
-    ShortageView,
-};
+pub use users::auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
+pub use users::password::PasswordHasher;
 pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
 
 /// Every service, wired over one database. Cheap to clone.
@@ -50,8 +49,10 @@ pub struct Services {
     pub users: UserService,
     /// Categories, locations, products, units and stock.
     pub catalogue: CatalogueService,
-    /// Rental orders, availability, maintenance, invoices and payments.
+    /// Rental orders, availability and maintenance.
     pub rentals: RentalService,
+    /// Invoices and payments.
+    pub billing: BillingService,
     /// Revenue, rankings, status counts, utilization and exports (staff).
     pub analytics: AnalyticsService,
 }
@@ -67,9 +68,11 @@ impl Services {
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
-        let rentals = RentalService::new(RentalRepo::new(db.clone()), config.rentals.clone());
+        let rental_repo = RentalRepo::new(db.clone());
+        let rentals = RentalService::new(rental_repo.clone(), config.rentals.clone());
+        let billing = BillingService::new(rental_repo);
         let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users, catalogue, rentals, analytics })
+        Ok(Self { auth, users, catalogue, rentals, billing, analytics })
     }
 }

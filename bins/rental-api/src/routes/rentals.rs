@@ -404,7 +404,7 @@ pub async fn list_invoices(
     auth: Auth,
     query: QueryPairs,
 ) -> ApiResult<web::Json<Listing<InvoiceView>>> {
-    Ok(web::Json(state.services.rentals.list_invoices(&auth.0, &query.0).await?))
+    Ok(web::Json(state.services.billing.list_invoices(&auth.0, &query.0).await?))
 }
 
 /// One invoice with its lines and payments.
@@ -417,7 +417,7 @@ pub async fn get_invoice(
     id: web::Path<String>,
 ) -> ApiResult<web::Json<InvoiceView>> {
     let id = parse_id(&id, "invoice")?;
-    Ok(web::Json(state.services.rentals.get_invoice(&auth.0, id).await?))
+    Ok(web::Json(state.services.billing.get_invoice(&auth.0, id).await?))
 }
 
 /// Record a payment of an open invoice (staff); fully paid invoices become `paid`.
@@ -436,6 +436,6 @@ pub async fn record_payment(
     let b = req.into_inner();
     let new =
         NewPayment { amount_minor: b.amount_minor, currency: b.currency, method: b.method, reference: b.reference };
-    let payment: PaymentView = state.services.rentals.record_payment(&auth.0, id, new).await?;
+    let payment: PaymentView = state.services.billing.record_payment(&auth.0, id, new).await?;
     Ok(HttpResponse::Created().json(payment))
 }

@@ -1,5 +1,9 @@
 //! The user repository: users with their roles.
 
+mod tokens;
+
+pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
+
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -10,10 +14,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::db::txn::finish;
 use crate::entity::{user, user_role};
-use crate::paginate::{Keys, fetch_page};
+use crate::query::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
-use crate::txn::finish;
 use crate::{Database, RepoError, RepoResult};
 
 /// A stored user with its roles.

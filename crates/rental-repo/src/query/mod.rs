@@ -6,6 +6,8 @@
 //! a direction, typed filter values and the free-text search. Anything unknown is an
 //! [`RepoError::InvalidQuery`] that names the parameter.
 
+pub(crate) mod paginate;
+
 use std::collections::BTreeMap;
 
 use base64::Engine;

@@ -1,5 +1,8 @@
 //! Profiles and user administration.
 
+pub(crate) mod auth;
+pub(crate) mod password;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,14 +4,16 @@
 //! export, come back. The SQL is written out by hand because a few expressions differ between the backends
 //! (time arithmetic, casts of sums); placeholders are numbered for PostgreSQL and positional for SQLite.
 
+pub(crate) mod usage;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use rental_domain::OrderStatus;
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
-use crate::raw::RawSql;
-use crate::usage::{self, bucket_of, millis};
+use crate::db::raw::RawSql;
 use crate::{Backend, Database, RepoResult};
+use usage::{bucket_of, millis};
 
 /// Revenue of one currency on one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,7 +227,7 @@ impl AnalyticsRepo {
     /// optionally only the lines whose period overlaps `[from, to)`, per product and currency. Ties go by
     /// product id.
     ///
-    /// Read from the usage marks (see [`crate::usage`]), after recording any pending changes: the lines started
+    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the lines started
     /// before `to` less those ended by `from`, from one bucket of marks per bound (the series' totals when
     /// unbounded), however many lines there are.
     ///
@@ -312,7 +314,7 @@ impl AnalyticsRepo {
     /// (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity × overlap
     /// divided by capacity × window length. Products without capacity are left out.
     ///
-    /// Read from the usage marks (see [`crate::usage`]), after recording any pending changes: the unit-time
+    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the unit-time
     /// held before `to` less that held before `from`, from one bucket of marks per bound, however long the
     /// window.
     ///

@@ -10,10 +10,10 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, OnConflict, Que
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
+use crate::db::txn::finish;
 use crate::entity::{category, location, maintenance_block, order_line, product, stock_level, unit};
-use crate::paginate::{Keys, fetch_page};
+use crate::query::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
-use crate::txn::finish;
 use crate::{Database, RepoError, RepoResult};
 
 /// Most categories or locations returned by their (unpaginated) lists.

@@ -1,3 +1,7 @@
+pub(crate) mod lock;
+pub(crate) mod raw;
+pub(crate) mod txn;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection};
 use serde::Serialize;
 
-use crate::lock::{BackoffPolicy, with_advisory_lock};
+use crate::db::lock::{BackoffPolicy, with_advisory_lock};
 use crate::{DatabaseConfig, RepoError, RepoResult};
 
 /// Which database a [`Database`] talks to.

@@ -28,10 +28,10 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
+use crate::db::raw::RawSql;
+use crate::db::txn::{begin_write, finish};
 use crate::entity::order_line;
-use crate::raw::RawSql;
-use crate::rentals::lock_product_rows;
-use crate::txn::{begin_write, finish};
+use crate::orders::lock_product_rows;
 use crate::{Backend, Database, RepoResult};
 
 /// Length of a bucket, milliseconds: a week (also in the migration).

@@ -23,15 +23,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::analytics::usage;
+use crate::db::raw::RawSql;
+use crate::db::txn::{begin_write, finish};
 use crate::entity::{
     invoice, invoice_counter, invoice_line, maintenance_block, order_event, order_line, order_line_unit, payment,
     product, rental_order, stock_level, unit, user,
 };
-use crate::paginate::{Keys, fetch_page};
+use crate::query::paginate::{Keys, fetch_page};
 use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
-use crate::raw::RawSql;
-use crate::txn::{begin_write, finish};
-use crate::usage;
 use crate::{Backend, Database, RepoError, RepoResult};
 
 /// How far around a refused period the nearest free periods are looked for.
@@ -529,7 +529,7 @@ impl RentalRepo {
     /// Finishes the work that committed orders leave behind: gives every issued invoice still without a number
     /// its number, gap-free per year, in order of issue; then, once 256 lines are waiting or a second has passed
     /// since the last time, records the pending usage-mark changes of lines that became rented or stopped being
-    /// rented (see [`crate::usage`]; the reports record whatever is left before they read).
+    /// rented (see [`crate::analytics::usage`]; the reports record whatever is left before they read).
     ///
     /// Reservations issue invoices without a number and leave their usage pending, so that their transactions
     /// never queue on the yearly counter row nor spend statements on the marks; they call this after their

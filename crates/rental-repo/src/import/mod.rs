@@ -15,10 +15,10 @@ use rental_domain::{Currency, Money, OrderStatus, started_days};
 use sea_orm::{ActiveValue, ConnectionTrait, EntityTrait, Statement, TransactionTrait};
 use uuid::{NoContext, Timestamp, Uuid};
 
+use crate::analytics::usage::{self, UsageLine};
+use crate::db::txn::finish;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
-use crate::rentals::{advance_invoice_counter, lock_product_rows};
-use crate::txn::finish;
-use crate::usage::{self, UsageLine};
+use crate::orders::{advance_invoice_counter, lock_product_rows};
 use crate::{Database, RepoError, RepoResult};
 
 /// Bound parameters per multi-row INSERT; below SQLite's limit (32,766) and PostgreSQL's (65,535).

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Duration, Utc};
+
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
@@ -86,6 +88,25 @@ impl OrderStatus {
             })
         }
     }
+}
+
+/// How long after its start a quote may still be confirmed: a customer who confirms at the minute it starts
+/// is not refused for the seconds the request took.
+pub const QUOTE_START_GRACE: Duration = Duration::minutes(1);
+
+/// A quote can be confirmed only while none of its lines has started (within [`QUOTE_START_GRACE`]): its
+/// prices and stock were checked for a period that is still ahead.
+///
+/// # Errors
+/// [`DomainError::Invalid`] on `start` when a line has started.
+pub fn check_quote_not_started(
+    line_starts: impl IntoIterator<Item = DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), DomainError> {
+    if line_starts.into_iter().any(|start| start < now - QUOTE_START_GRACE) {
+        return Err(DomainError::field("start", "the quote's period has started; make a new quote"));
+    }
+    Ok(())
 }
 
 impl fmt::Display for OrderStatus {

@@ -8,6 +8,7 @@
 //! It depends on `rental-domain` and `rental-migrations` only; it knows nothing of HTTP.
 
 mod analytics;
+mod billing;
 mod catalogue;
 mod config;
 mod db;
@@ -18,9 +19,13 @@ mod orders;
 pub mod query;
 mod users;
 
+pub use analytics::usage::UsageRecorder;
 pub use analytics::{
     AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord,
     UtilizationRecord,
+};
+pub use billing::{
+    BillingRepo, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord, invoice_list_spec,
 };
 pub use catalogue::{
     AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock,
@@ -30,6 +35,7 @@ pub use catalogue::{
 };
 pub use config::DatabaseConfig;
 pub use db::lock::BackoffPolicy;
+pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
 pub use import::{
@@ -37,10 +43,10 @@ pub use import::{
     ImportedOrder, OrderImporter,
 };
 pub use orders::{
-    AssignedUnitRecord, InvoiceLineRecord, InvoiceRecord, LineTerms, LineUnits, MaintenanceRecord, NewOrderLineRecord,
-    NewOrderRecord, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
-    OrderProductRecord, OrderRecord, PaymentRecord, ProductTermsRecord, RentalRepo, SUGGESTION_HORIZON_DAYS, Shortage,
-    StockHolds, UnitReturn, invoice_list_spec, order_list_spec,
+    AssignedUnitRecord, LineTerms, LineUnits, MaintenanceRecord, NewMaintenanceRecord, NewOrderLineRecord,
+    NewOrderRecord, OrderChange, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
+    OrderProductRecord, OrderRecord, OrderRepo, ProductTermsRecord, ReturnedLine, SUGGESTION_HORIZON_DAYS, Shortage,
+    StockHolds, Transitioned, UnitReturn, order_list_spec,
 };
 pub use users::{
     NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, UserChanges, UserFilter, UserListItem,

@@ -11,10 +11,13 @@ mod catalogue;
 mod config;
 mod error;
 mod orders;
+mod ports;
 mod principal;
 mod users;
 
-use rental_repo::{AnalyticsRepo, CatalogueRepo, Database, RefreshTokenRepo, RentalRepo, UserRepo};
+use std::sync::Arc;
+
+use rental_repo::{AnalyticsRepo, BillingRepo, CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
 
 pub use analytics::{
     ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
@@ -32,6 +35,10 @@ pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
+};
+pub use ports::{
+    CacheBackend, Clock, GatewayPayment, MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError,
+    PortFuture, SystemClock,
 };
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
@@ -64,13 +71,21 @@ impl Services {
     /// [`ServiceError::Config`] when the configuration cannot be used (argon2 parameters out of range, a JWT
     /// secret that is too short).
     pub fn new(db: Database, config: &ServiceConfig) -> ServiceResult<Self> {
+        Self::with_clock(db, config, Arc::new(SystemClock))
+    }
+
+    /// Builds the services over `db`, judging time by `clock` (tests pass a [`ManualClock`]).
+    ///
+    /// # Errors
+    /// As [`Services::new`].
+    pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
         let hasher = PasswordHasher::new(&config.auth)?;
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
-        let rental_repo = RentalRepo::new(db.clone());
-        let rentals = RentalService::new(rental_repo.clone(), config.rentals.clone());
-        let billing = BillingService::new(rental_repo);
+        let billing_repo = BillingRepo::new(db.clone());
+        let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
+        let billing = BillingService::new(db.clone(), billing_repo, clock);
         let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
         let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
         Ok(Self { auth, users, catalogue, rentals, billing, analytics })

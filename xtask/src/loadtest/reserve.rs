@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use chrono::{Duration, DurationRound, Utc};
-use rental_repo::{Database, DatabaseConfig, RentalRepo};
+use rental_repo::{Database, DatabaseConfig, OrderRepo};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -109,7 +109,7 @@ pub(super) fn contended(target: Arc<Target>, token: &str, products: Vec<Uuid>) -
 /// Holds that exceed their product's stock, now or later, counted by the database.
 pub(super) async fn overbooked(database_url: &str) -> anyhow::Result<u64> {
     let db = Database::connect(&DatabaseConfig::with_url(database_url)).await.context("cannot open the database")?;
-    let count = RentalRepo::new(db.clone()).count_overbooked().await.context("the overbooking query failed")?;
+    let count = OrderRepo::new(db.clone()).count_overbooked().await.context("the overbooking query failed")?;
     db.close().await.context("cannot close the database")?;
     Ok(count)
 }

@@ -1,18 +1,9 @@
-//! Transaction helpers shared by the repositories.
+//! Ending the self-contained transactions of the user, catalogue and import repositories (the order and
+//! billing repositories write in the caller's [`crate::UnitOfWork`]).
 
-use sea_orm::{DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 
-use crate::{Database, RepoResult};
-
-/// A write transaction that may lock stock: `IMMEDIATE` on SQLite (the write lock is taken before the first
-/// read), a plain one on PostgreSQL (rows are locked explicitly).
-pub(crate) async fn begin_write(db: &Database) -> RepoResult<DatabaseTransaction> {
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    };
-    Ok(db.connection().begin_with_options(options).await?)
-}
+use crate::RepoResult;
 
 /// Commits when the work succeeded and rolls back, explicitly and at once, when it failed: a transaction left
 /// to its destructor would hold its locks until the pool gets round to the connection.

@@ -16,9 +16,10 @@ use sea_orm::{ActiveValue, ConnectionTrait, EntityTrait, Statement, TransactionT
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::analytics::usage::{self, UsageLine};
+use crate::billing::advance_invoice_counter;
 use crate::db::txn::finish;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
-use crate::orders::{advance_invoice_counter, lock_product_rows};
+use crate::orders::lock_product_rows;
 use crate::{Database, RepoError, RepoResult};
 
 /// Bound parameters per multi-row INSERT; below SQLite's limit (32,766) and PostgreSQL's (65,535).

@@ -3,14 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use rental_domain::catalogue::description;
-use rental_domain::{Collector, Currency, DomainError};
+use std::sync::Arc;
+
+use rental_domain::{Collector, Currency, DomainError, Money, PaymentMethod};
 use rental_repo::query::{FilterValue, Listing};
-use rental_repo::{InvoiceRecord, PaymentRecord, RentalRepo, invoice_list_spec};
+use rental_repo::{BillingRepo, Database, InvoiceRecord, NewPaymentRecord, PaymentRecord, invoice_list_spec};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::orders::prefixed_with;
-use crate::{Principal, ServiceError, ServiceResult};
+use crate::{Clock, Principal, ServiceError, ServiceResult};
 
 /// An invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +74,7 @@ impl InvoiceView {
             order_id: r.order_id,
             customer_id: r.customer_id,
             number: r.number,
-            status: r.status,
+            status: r.status.as_str().to_owned(),
             currency: r.currency,
             subtotal_minor: r.subtotal_minor,
             tax_rate_bp: r.tax_rate_bp,
@@ -133,7 +135,7 @@ impl From<PaymentRecord> for PaymentView {
             invoice_id: p.invoice_id,
             amount_minor: p.amount_minor,
             currency: p.currency,
-            method: p.method,
+            method: p.method.as_str().to_owned(),
             reference: p.reference,
             created_at: p.created_at,
         }
@@ -153,16 +155,18 @@ pub struct NewPayment {
     pub reference: Option<String>,
 }
 
-/// Invoices and payments.
+/// Invoices and payments. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BillingService {
-    repo: RentalRepo,
+    db: Database,
+    repo: BillingRepo,
+    clock: Arc<dyn Clock>,
 }
 
 impl BillingService {
-    /// The service over `repo`.
-    pub fn new(repo: RentalRepo) -> Self {
-        Self { repo }
+    /// The service over `db` and `repo`, judging time by `clock`.
+    pub fn new(db: Database, repo: BillingRepo, clock: Arc<dyn Clock>) -> Self {
+        Self { db, repo, clock }
     }
 
     /// A page of invoices: the caller's own, or all for staff.
@@ -212,27 +216,25 @@ impl BillingService {
             errors.take::<()>(Err(DomainError::field("amount_minor", "must be positive")));
         }
         let currency = errors.take(Currency::parse(&new.currency).map_err(|e| prefixed_with(e, "")));
-        if !["cash", "card", "bank_transfer"].contains(&new.method.as_str()) {
-            errors.take::<()>(Err(DomainError::field("method", "must be cash, card or bank_transfer")));
-        }
+        let method = errors.take(PaymentMethod::parse_desk(&new.method));
         let reference = new.reference.as_deref().and_then(|r| errors.take(description("reference", r))).flatten();
         if reference.as_ref().is_some_and(|r| r.chars().count() > 200) {
             errors.take::<()>(Err(DomainError::field("reference", "must be at most 200 characters")));
         }
         errors.finish()?;
-        let currency = currency.map(|c| c.as_str().to_owned()).unwrap_or_default();
-        match self
-            .repo
-            .record_payment(
-                invoice_id,
-                new.amount_minor,
-                currency,
-                new.method,
-                reference,
-                Some(principal.user_id.as_uuid()),
-            )
-            .await
-        {
+        let (Some(currency), Some(method)) = (currency, method) else {
+            return Err(ServiceError::Internal("validated payment fields missing".into()));
+        };
+        let payment = NewPaymentRecord {
+            invoice_id,
+            amount: Money::new(new.amount_minor, currency),
+            method,
+            reference,
+            recorded_by: Some(principal.user_id.as_uuid()),
+        };
+        let uow = self.db.begin().await?;
+        let result = self.repo.record_payment(&uow, payment, self.clock.now()).await;
+        match uow.finish(result).await {
             Ok(p) => Ok(p.into()),
             Err(rental_repo::RepoError::NotFound) => Err(ServiceError::NotFound("invoice")),
             Err(e) => Err(e.into()),

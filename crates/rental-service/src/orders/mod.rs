@@ -7,9 +7,12 @@
 mod views;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use rental_domain::ChargeKind;
 use rental_domain::availability::Timeline;
+use rental_domain::billing::{Charge, damage_charge, late_fee};
 use rental_domain::catalogue::description;
 use rental_domain::pricing::RateCard;
 use rental_domain::{
@@ -17,27 +20,70 @@ use rental_domain::{
 };
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
-    LineTerms, LineUnits, NewOrderLineRecord, NewOrderRecord, OrderDetail, OrderFilter, OrderRecord,
-    ProductTermsRecord, RentalRepo, Shortage, UnitReturn, order_list_spec,
+    BillingRepo, Database, LineTerms, LineUnits, NewInvoiceRecord, NewMaintenanceRecord, NewOrderLineRecord,
+    NewOrderRecord, OrderChange, OrderDetail, OrderFilter, OrderRecord, OrderRepo, ProductTermsRecord, RepoError,
+    RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
 };
 use uuid::Uuid;
 
-use crate::{Principal, ServiceError, ServiceResult};
+use crate::{Clock, Principal, ServiceError, ServiceResult};
 
 use crate::billing::{InvoiceView, PaymentView};
 pub use views::*;
 
-/// Rental orders, availability and invoices.
+/// Rental orders, availability and maintenance. Each write runs in one unit of work that takes the order's and
+/// its invoice's changes together, and registers the invoice numbering and usage recording to run after the
+/// commit. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RentalService {
-    repo: RentalRepo,
+    db: Database,
+    orders: OrderRepo,
+    billing: BillingRepo,
+    usage: UsageRecorder,
+    clock: Arc<dyn Clock>,
     config: RentalConfig,
 }
 
 impl RentalService {
-    /// The service over `repo`.
-    pub fn new(repo: RentalRepo, config: RentalConfig) -> Self {
-        Self { repo, config }
+    /// The service over `db`, sharing `billing` (and so its invoice numbering) with the billing service, judging
+    /// time by `clock`.
+    pub fn new(db: Database, billing: BillingRepo, clock: Arc<dyn Clock>, config: RentalConfig) -> Self {
+        Self { orders: OrderRepo::new(db.clone()), usage: UsageRecorder::new(db.clone()), db, billing, clock, config }
+    }
+
+    /// Who changes an order now, and why.
+    fn change(&self, principal: &Principal, note: Option<String>) -> OrderChange {
+        OrderChange { actor: Some(principal.user_id.as_uuid()), note, at: self.clock.now() }
+    }
+
+    /// Registers on `uow` the work a committed order leaves behind: numbering the invoice it issued and
+    /// recording the usage of the lines it changed. Failures are logged; the next settlement retries them.
+    fn settle_after_commit(&self, uow: &UnitOfWork, usage_changed: usize, issued_invoice: bool) {
+        if usage_changed == 0 && !issued_invoice {
+            return;
+        }
+        let (billing, usage) = (self.billing.clone(), self.usage.clone());
+        uow.after_commit(async move {
+            usage.note(usage_changed);
+            if issued_invoice && let Err(err) = billing.number_issued_invoices().await {
+                tracing::warn!(error = %err, "numbering invoices failed; the next reservation retries it");
+            }
+            if let Err(err) = usage.record_when_due().await {
+                tracing::warn!(error = %err, "recording usage failed; the next settlement retries it");
+            }
+        });
+    }
+
+    /// Ends a unit of work that reserved stock: commits or rolls back, and when stock was short, fills in the
+    /// nearest free periods (read after the rollback, outside any lock).
+    async fn finish_reserving<T>(&self, uow: UnitOfWork, result: RepoResult<T>) -> ServiceResult<T> {
+        match uow.finish(result).await {
+            Err(RepoError::Unavailable(short)) => {
+                let short = self.orders.suggest_free_periods(short, self.clock.now()).await?;
+                Err(RepoError::Unavailable(short).into())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Creates an order: prices every line (cheapest month/week/day cover, prices snapshotted), and either
@@ -61,17 +107,17 @@ impl RentalService {
             Some("quote") => OrderStatus::Quote,
             Some(_) => return Err(DomainError::field("status", "must be quote or reserved").into()),
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut errors = Collector::default();
         if new.lines.is_empty() || new.lines.len() > MAX_LINES {
             errors.take::<()>(Err(DomainError::field("lines", format!("must hold 1 to {MAX_LINES} lines"))));
         }
         let notes = new.notes.as_deref().and_then(|n| errors.take(description("notes", n))).flatten();
-        if customer_id != principal.user_id.as_uuid() && !self.repo.active_user_exists(customer_id).await? {
+        if customer_id != principal.user_id.as_uuid() && !self.orders.active_user_exists(customer_id).await? {
             errors.take::<()>(Err(DomainError::field("customer_id", "no such active customer")));
         }
         let ids: BTreeSet<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
-        let products = if ids.is_empty() { Vec::new() } else { self.repo.product_terms(&ids).await? };
+        let products = if ids.is_empty() { Vec::new() } else { self.orders.product_terms(&ids).await? };
         let mut currency: Option<String> = None;
         let mut lines = Vec::with_capacity(new.lines.len());
         for (i, line) in new.lines.iter().enumerate() {
@@ -131,7 +177,7 @@ impl RentalService {
         let record = NewOrderRecord {
             customer_id,
             status,
-            currency,
+            currency: currency.clone(),
             subtotal_minor: subtotal.amount_minor,
             tax_rate_bp: i32::try_from(self.config.tax_rate_bp).unwrap_or(0),
             tax_minor: tax.amount_minor,
@@ -141,12 +187,45 @@ impl RentalService {
             created_by: Some(principal.user_id.as_uuid()),
             lines,
         };
-        Ok(self.repo.create_order(record).await?.into())
+        let reserve = status == OrderStatus::Reserved;
+        let uow = self.db.begin().await?;
+        let result = async {
+            let order = self.orders.create_order(&uow, &record, now).await?;
+            let invoice = NewInvoiceRecord {
+                order_id: order.id,
+                customer_id,
+                currency: code,
+                subtotal_minor: record.subtotal_minor,
+                tax_rate_bp: record.tax_rate_bp,
+                tax_minor: record.tax_minor,
+                total_minor: record.total_minor,
+                issue: reserve,
+                lines: record
+                    .lines
+                    .iter()
+                    .map(|l| Charge {
+                        kind: ChargeKind::Rental,
+                        description: l.description.clone(),
+                        quantity: l.quantity,
+                        unit_amount: Money::new(l.terms.unit_price_minor, code),
+                        amount: Money::new(l.terms.line_total_minor, code),
+                        taxable: true,
+                    })
+                    .collect(),
+            };
+            self.billing.create_invoice(&uow, &invoice, now).await?;
+            if reserve {
+                self.settle_after_commit(&uow, record.lines.len(), true);
+            }
+            Ok(order)
+        }
+        .await;
+        Ok(self.finish_reserving(uow, result).await?.into())
     }
 
     /// Loads an order the caller may see: their own, or any for staff. Others' orders are not found.
     async fn visible(&self, principal: &Principal, id: Uuid) -> ServiceResult<OrderRecord> {
-        match self.repo.find_order(id).await? {
+        match self.orders.find_order(id).await? {
             Some(o) if principal.is_staff() || o.customer_id == principal.user_id.as_uuid() => Ok(o),
             _ => Err(ServiceError::NotFound("rental")),
         }
@@ -157,7 +236,7 @@ impl RentalService {
     /// # Errors
     /// [`ServiceError::NotFound`] for an unknown order or another customer's.
     pub async fn get(&self, principal: &Principal, id: Uuid) -> ServiceResult<OrderDetailView> {
-        let detail = self.repo.order_detail(id).await?.ok_or(ServiceError::NotFound("rental"))?;
+        let detail = self.orders.order_detail(id).await?.ok_or(ServiceError::NotFound("rental"))?;
         if !principal.is_staff() && detail.order.customer_id != principal.user_id.as_uuid() {
             return Err(ServiceError::NotFound("rental"));
         }
@@ -179,7 +258,7 @@ impl RentalService {
         {
             return Err(ServiceError::InvalidQuery { field: "to".into(), message: "must be after from".into() });
         }
-        Ok(self.repo.list_orders(&query).await?.map(OrderView::from))
+        Ok(self.orders.list_orders(&query, self.clock.now()).await?.map(OrderView::from))
     }
 
     /// The order's event log.
@@ -188,7 +267,7 @@ impl RentalService {
     /// [`ServiceError::NotFound`].
     pub async fn events(&self, principal: &Principal, id: Uuid) -> ServiceResult<Vec<OrderEventView>> {
         self.visible(principal, id).await?;
-        Ok(self.repo.events(id).await?.into_iter().map(OrderEventView::from).collect())
+        Ok(self.orders.events(id).await?.into_iter().map(OrderEventView::from).collect())
     }
 
     /// `quote → reserved` (the customer or staff).
@@ -203,8 +282,16 @@ impl RentalService {
         note_text: Option<String>,
     ) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
-        let note_text = checked_note(note_text)?;
-        Ok(self.repo.confirm(id, Some(principal.user_id.as_uuid()), note_text).await?.into())
+        let change = self.change(principal, checked_note(note_text)?);
+        let uow = self.db.begin().await?;
+        let result = async {
+            let confirmed = self.orders.confirm(&uow, id, &change).await?;
+            self.billing.issue_invoice(&uow, id, change.at).await?;
+            self.settle_after_commit(&uow, confirmed.usage_changed, true);
+            Ok(confirmed.order)
+        }
+        .await;
+        Ok(self.finish_reserving(uow, result).await?.into())
     }
 
     /// `quote|reserved → cancelled` (the customer or staff).
@@ -213,8 +300,16 @@ impl RentalService {
     /// [`ServiceError::NotFound`], [`ServiceError::Invalid`] for an illegal transition (409).
     pub async fn cancel(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
-        let note_text = checked_note(note_text)?;
-        Ok(self.repo.cancel(id, Some(principal.user_id.as_uuid()), note_text).await?.into())
+        let change = self.change(principal, checked_note(note_text)?);
+        let uow = self.db.begin().await?;
+        let result = async {
+            let cancelled = self.orders.cancel(&uow, id, &change).await?;
+            self.billing.void_invoice(&uow, id, change.at).await?;
+            self.settle_after_commit(&uow, cancelled.usage_changed, false);
+            Ok::<_, RepoError>(cancelled.order)
+        }
+        .await;
+        Ok(uow.finish(result).await?.into())
     }
 
     /// `reserved → picked_up` (staff): hands out units, chosen or picked automatically.
@@ -230,9 +325,12 @@ impl RentalService {
     ) -> ServiceResult<OrderView> {
         principal.require_staff()?;
         self.visible(principal, id).await?;
-        let note_text = checked_note(note_text)?;
-        let chosen = units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
-        Ok(self.repo.pickup(id, Some(principal.user_id.as_uuid()), chosen, note_text).await?.into())
+        let change = self.change(principal, checked_note(note_text)?);
+        let chosen: Vec<LineUnits> =
+            units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
+        let uow = self.db.begin().await?;
+        let result = self.orders.pickup(&uow, id, &chosen, &change).await;
+        Ok(uow.finish(result).await?.order.into())
     }
 
     /// `picked_up → returned` (staff): conditions, damage charges and late fees.
@@ -269,11 +367,30 @@ impl RentalService {
                 )));
             }
             if let Some(condition) = condition {
-                returns.push(UnitReturn { unit_id: u.unit_id, condition, damage_note, damage_charge_minor: charge });
+                returns.push((UnitReturn { unit_id: u.unit_id, condition, damage_note }, charge.max(0)));
             }
         }
         errors.finish()?;
-        Ok(self.repo.return_items(id, Some(principal.user_id.as_uuid()), returns, note_text.flatten()).await?.into())
+        let change = self.change(principal, note_text.flatten());
+        let unit_returns: Vec<UnitReturn> = returns.iter().map(|(r, _)| r.clone()).collect();
+        let uow = self.db.begin().await?;
+        let result = async {
+            let (returned, lines) = self.orders.return_items(&uow, id, &unit_returns, &change).await?;
+            let currency = Currency::parse(&returned.order.currency).map_err(RepoError::Domain)?;
+            let mut charges = Vec::new();
+            for line in &lines {
+                let fee = Money::new(line.late_fee_per_day_minor, currency);
+                charges.extend(late_fee(fee, line.quantity, line.ends_at, change.at).map_err(RepoError::Domain)?);
+            }
+            for (r, charge) in &returns {
+                let amount = Money::new(*charge, currency);
+                charges.extend(damage_charge(amount, r.unit_id, r.damage_note.as_deref()).map_err(RepoError::Domain)?);
+            }
+            self.billing.add_charges(&uow, id, &charges, change.at).await?;
+            Ok::<_, RepoError>(returned.order)
+        }
+        .await;
+        Ok(uow.finish(result).await?.into())
     }
 
     /// `returned → closed` (staff).
@@ -283,8 +400,10 @@ impl RentalService {
     pub async fn close(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
         principal.require_staff()?;
         self.visible(principal, id).await?;
-        let note_text = checked_note(note_text)?;
-        Ok(self.repo.close(id, Some(principal.user_id.as_uuid()), note_text).await?.into())
+        let change = self.change(principal, checked_note(note_text)?);
+        let uow = self.db.begin().await?;
+        let result = self.orders.close(&uow, id, &change).await;
+        Ok(uow.finish(result).await?.order.into())
     }
 
     /// Free quantity of a product over `[from, to)` per day, and when less than `quantity` is free, the nearest
@@ -313,14 +432,14 @@ impl RentalService {
             errors.take::<()>(Err(DomainError::field("quantity", format!("must be 1 to {MAX_QUANTITY}"))));
         }
         errors.finish()?;
-        let products = self.repo.product_terms(&BTreeSet::from([product_id])).await?;
+        let products = self.orders.product_terms(&BTreeSet::from([product_id])).await?;
         let product = products.first().filter(|p| p.is_active).ok_or(ServiceError::NotFound("product"))?;
         let buffer = Duration::minutes(i64::from(product.buffer_minutes));
-        let now = Utc::now();
+        let now = self.clock.now();
         let horizon = Duration::days(rental_repo::SUGGESTION_HORIZON_DAYS);
         let window_from = Ord::min(from, Ord::max(now, from - horizon));
         let window_to = to + buffer + horizon;
-        let stock = self.repo.product_holds(product_id, window_from, window_to).await?;
+        let stock = self.orders.product_holds(product_id, window_from, window_to).await?;
         let timeline = Timeline::new(stock.capacity, &stock.holds, window_from, window_to);
         let available = timeline.min_free(from, to + buffer).unwrap_or(0).max(0);
         let days = timeline
@@ -353,18 +472,24 @@ impl RentalService {
     ) -> ServiceResult<MaintenanceView> {
         principal.require_staff()?;
         let mut errors = Collector::default();
-        let period = errors.take(RentalPeriod::parse(start, end, Utc::now()));
+        let now = self.clock.now();
+        let period = errors.take(RentalPeriod::parse(start, end, now));
         let reason = reason.as_deref().and_then(|r| errors.take(description("reason", r))).flatten();
         errors.finish()?;
         let Some(period) = period else { return Err(ServiceError::Internal("validated period missing".into())) };
-        match self
-            .repo
-            .add_maintenance(unit_id, period.start(), period.end(), reason, Some(principal.user_id.as_uuid()))
-            .await
-        {
+        let new = NewMaintenanceRecord {
+            unit_id,
+            starts_at: period.start(),
+            ends_at: period.end(),
+            reason,
+            created_by: Some(principal.user_id.as_uuid()),
+        };
+        let uow = self.db.begin().await?;
+        let result = self.orders.add_maintenance(&uow, new, now).await;
+        match self.finish_reserving(uow, result).await {
             Ok(block) => Ok(block.into()),
-            Err(rental_repo::RepoError::NotFound) => Err(ServiceError::NotFound("unit")),
-            Err(e) => Err(e.into()),
+            Err(ServiceError::NotFound(_)) => Err(ServiceError::NotFound("unit")),
+            Err(e) => Err(e),
         }
     }
 
@@ -373,7 +498,7 @@ impl RentalService {
     /// # Errors
     /// [`ServiceError::Repo`].
     pub async fn count_overbooked(&self) -> ServiceResult<u64> {
-        Ok(self.repo.count_overbooked().await?)
+        Ok(self.orders.count_overbooked().await?)
     }
 }
 

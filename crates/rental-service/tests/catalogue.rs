@@ -1,47 +1,12 @@
 //! Catalogue service tests on a real database: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use rental_domain::Role;
-use rental_service::{
-    CategoryUpdate, NewCategory, NewLocation, NewProduct, NewUnit, NewUser, Principal, ProductUpdate, Registration,
-    ServiceError, Services,
-};
+use rental_service::{CategoryUpdate, NewCategory, NewLocation, NewProduct, NewUnit, ProductUpdate, ServiceError};
 use uuid::Uuid;
 
 mod common;
 
-use common::fixture;
-
-async fn principal(services: &Services, email: &str, password: &str) -> Principal {
-    let tokens = services.auth.login(email, password).await.unwrap();
-    services.auth.authenticate(&tokens.access_token).await.unwrap()
-}
-
-/// An admin, a staff member and a customer.
-async fn people(services: &Services) -> (Principal, Principal, Principal) {
-    services.users.create_admin("root@example.com", "root-password").await.unwrap();
-    let admin = principal(services, "root@example.com", "root-password").await;
-    let staff = NewUser {
-        email: "staff@example.com".into(),
-        full_name: "Sam Staff".into(),
-        password: Some("staff-password".into()),
-        roles: Some(vec![Role::Staff]),
-        ..NewUser::default()
-    };
-    services.users.create(&admin, staff).await.unwrap();
-    let staff = principal(services, "staff@example.com", "staff-password").await;
-    services
-        .auth
-        .register(Registration {
-            email: "cus@example.com".into(),
-            full_name: "Cus Tomer".into(),
-            password: "customer-pw".into(),
-        })
-        .await
-        .unwrap();
-    let customer = principal(services, "cus@example.com", "customer-pw").await;
-    (admin, staff, customer)
-}
+use common::{fixture, people};
 
 fn drill(category_id: Uuid) -> NewProduct {
     NewProduct {

@@ -162,23 +162,8 @@ async fn a_rental_goes_through_its_whole_life() {
         .await
         .assert_error(409, "illegal_transition");
 
-    // Pretend the rental ended 25 hours ago: returning now costs 2 started days of late fee per drill.
-    let conn = ctx.state.db.connection();
-    conn.execute_raw(Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            "UPDATE order_lines SET starts_at = $1, ends_at = $2 WHERE order_id = $3"
-        } else {
-            "UPDATE order_lines SET starts_at = ?, ends_at = ? WHERE order_id = ?"
-        },
-        [
-            (Utc::now() - Duration::days(10)).into(),
-            (Utc::now() - Duration::hours(25)).into(),
-            id.parse::<uuid::Uuid>().unwrap().into(),
-        ],
-    ))
-    .await
-    .unwrap();
+    // The drills come back 25 hours after the rental's end: 2 started days of late fee per drill.
+    ctx.clock.set(at(9) + Duration::hours(25));
     let returned = send(
         &app,
         bearer(TestRequest::post().uri(&format!("/api/v1/rentals/{id}/return")), &staff).set_json(json!({

@@ -1,5 +1,6 @@
 //! A test application and request helpers.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_http::Request;
@@ -8,12 +9,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
+use chrono::Utc;
 use rental_api::app;
 use rental_api::settings::ServerConfig;
 use rental_api::state::AppState;
 use rental_monitor::RequestMetrics;
 use rental_repo::{Database, DatabaseConfig};
-use rental_service::{AuthConfig, Secret, ServiceConfig, Services};
+use rental_service::{AuthConfig, ManualClock, Secret, ServiceConfig, Services};
 use rental_testkit::TestDb;
 use serde_json::{Value, json};
 
@@ -21,6 +23,8 @@ pub const SECRET: &str = "api-test-secret-api-test-secret-0123";
 
 pub struct Ctx {
     pub state: web::Data<AppState>,
+    /// The services' clock: it shows the time the context was made until a test moves it.
+    pub clock: ManualClock,
     pub _db: TestDb,
 }
 
@@ -50,9 +54,10 @@ pub async fn context_with_pool(test_db: TestDb, max_connections: u32) -> Ctx {
         },
         ..ServiceConfig::default()
     };
-    let services = Services::new(db.clone(), &service_config).unwrap();
+    let clock = ManualClock::new(Utc::now());
+    let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
     let state = web::Data::new(AppState { services, db, metrics: RequestMetrics::new(), started: Instant::now() });
-    Ctx { state, _db: test_db }
+    Ctx { state, clock, _db: test_db }
 }
 
 /// Starts the application of `ctx`.

@@ -30,8 +30,7 @@ use crate::entity::{
     invoice, invoice_counter, invoice_line, maintenance_block, order_event, order_line, order_line_unit, payment,
     product, rental_order, stock_level, unit, user,
 };
-use crate::query::paginate::{Keys, fetch_page};
-use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
+use crate::query::{Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind};
 use crate::{Backend, Database, RepoError, RepoResult};
 
 /// How far around a refused period the nearest free periods are looked for.
@@ -466,6 +465,7 @@ static ORDER_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime), ("starts_at", SortKind::DateTime)],
     default_sort: ("created_at", Direction::Desc),
     searchable: false,
+    page_sizes: PageSizes::DEFAULT,
 };
 
 /// The whitelist of the order list: filters `status`, `customer`, `product`, `from`/`to` (period overlap),
@@ -480,6 +480,7 @@ static INVOICE_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime)],
     default_sort: ("created_at", Direction::Desc),
     searchable: false,
+    page_sizes: PageSizes::DEFAULT,
 };
 
 /// The whitelist of the invoice list: filters `status` and `customer`; sort `created_at` (newest first).
@@ -1351,24 +1352,16 @@ impl RentalRepo {
     /// [`RepoError::InvalidQuery`] for a cursor of another list; [`RepoError::Database`].
     #[tracing::instrument(skip_all)]
     pub async fn list_orders(&self, query: &ListQuery) -> RepoResult<Listing<OrderRecord>> {
-        let filtered = rental_order::Entity::find().filter(order_condition(query));
-        let sort =
-            if query.sort == "starts_at" { rental_order::Column::StartsAt } else { rental_order::Column::CreatedAt };
-        let keys = Keys {
-            sort,
-            id: rental_order::Column::Id,
-            seek_value: |value: &CursorValue| match value {
-                CursorValue::DateTime(t) => Ok(Expr::val(*t)),
-                CursorValue::Text(_) => Err(RepoError::invalid("cursor", "is not a cursor of this list")),
-            },
-            cursor_of: |last: &rental_order::Model| {
-                let at = if query.sort == "starts_at" { last.starts_at } else { last.created_at };
-                (CursorValue::DateTime(at), last.id)
-            },
+        // The sorts bound to their columns; the filters are `order_condition`'s.
+        static ORDER_LIST: ListColumns<rental_order::Entity> = ListColumns {
+            spec: &ORDER_LIST_SPEC,
+            key: rental_order::Column::Id,
+            sorts: &[("created_at", rental_order::Column::CreatedAt), ("starts_at", rental_order::Column::StartsAt)],
+            filters: &[],
+            search: &[],
         };
-        let mut fetched = fetch_page(self.db.connection(), &ORDER_LIST_SPEC, query, filtered, keys).await?;
-        let items = std::mem::take(&mut fetched.models).into_iter().map(order_record).collect::<RepoResult<_>>()?;
-        Ok(fetched.into_listing(items))
+        let filtered = rental_order::Entity::find().filter(order_condition(query));
+        ORDER_LIST.fetch(self.db.connection(), query, filtered).await?.try_map(order_record)
     }
 
     /// One page of invoices matching `query`, without their lines.
@@ -1376,26 +1369,17 @@ impl RentalRepo {
     /// # Errors
     /// [`RepoError::InvalidQuery`] for a cursor of another list; [`RepoError::Database`].
     pub async fn list_invoices(&self, query: &ListQuery) -> RepoResult<Listing<InvoiceRecord>> {
-        let mut condition = Condition::all();
-        if let Some(status) = query.word_filter("status") {
-            condition = condition.add(invoice::Column::Status.eq(status));
-        }
-        if let Some(customer) = query.uuid_filter("customer") {
-            condition = condition.add(invoice::Column::CustomerId.eq(customer));
-        }
-        let keys = Keys {
-            sort: invoice::Column::CreatedAt,
-            id: invoice::Column::Id,
-            seek_value: |value: &CursorValue| match value {
-                CursorValue::DateTime(t) => Ok(Expr::val(*t)),
-                CursorValue::Text(_) => Err(RepoError::invalid("cursor", "is not a cursor of this list")),
-            },
-            cursor_of: |last: &invoice::Model| (CursorValue::DateTime(last.created_at), last.id),
+        static INVOICE_LIST: ListColumns<invoice::Entity> = ListColumns {
+            spec: &INVOICE_LIST_SPEC,
+            key: invoice::Column::Id,
+            sorts: &[("created_at", invoice::Column::CreatedAt)],
+            filters: &[
+                ("status", invoice::Column::Status, FilterOp::Eq),
+                ("customer", invoice::Column::CustomerId, FilterOp::Eq),
+            ],
+            search: &[],
         };
-        let filtered = invoice::Entity::find().filter(condition);
-        let mut fetched = fetch_page(self.db.connection(), &INVOICE_LIST_SPEC, query, filtered, keys).await?;
-        let items = std::mem::take(&mut fetched.models).into_iter().map(invoice_record).collect();
-        Ok(fetched.into_listing(items))
+        Ok(INVOICE_LIST.fetch(self.db.connection(), query, invoice::Entity::find()).await?.map(invoice_record))
     }
 
     /// An invoice with its lines.

@@ -573,15 +573,15 @@ impl CatalogueRepo {
         for level in levels {
             per_location.entry(level.location_id).or_default().bulk_quantity = i64::from(level.quantity);
         }
-        let mut locations = Vec::with_capacity(per_location.len());
-        if !per_location.is_empty() {
-            let ids: Vec<Uuid> = per_location.keys().copied().collect();
-            let models = location::Entity::find().filter(location::Column::Id.is_in(ids)).all(conn).await?;
-            for m in models {
-                let stock = per_location.get(&m.id).copied().unwrap_or_default();
-                locations.push(LocationStock { location: location_record(m), stock });
-            }
-        }
+        let mut locations: Vec<LocationStock> = Batch::new(per_location.keys().copied())
+            .one(conn, location::Entity::find(), location::Column::Id)
+            .await?
+            .into_values()
+            .map(|m| LocationStock {
+                stock: per_location.get(&m.id).copied().unwrap_or_default(),
+                location: location_record(m),
+            })
+            .collect();
         locations.sort_by(|a, b| a.location.name.cmp(&b.location.name));
         let stock = locations.iter().fold(StockSummary::default(), |sum, l| StockSummary {
             units: sum.units + l.stock.units,

@@ -296,13 +296,17 @@ impl<T> Listing<T> {
 }
 
 /// The value of the sort field where a keyset page ended.
+///
+/// Both kinds travel as JSON strings. A cursor read back always holds [`CursorValue::Text`] (the first
+/// variant); [`ListSpec::parse`] turns it into a timestamp when the sort is one, so that a text column whose
+/// values look like timestamps still pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CursorValue {
-    /// A timestamp.
-    DateTime(DateTime<Utc>),
     /// A string.
     Text(String),
+    /// A timestamp.
+    DateTime(DateTime<Utc>),
 }
 
 /// Position after the last row of a keyset page: the sort field's value and the key that breaks ties.
@@ -440,15 +444,21 @@ impl ListSpec {
     }
 
     fn check_cursor(&self, cursor: Cursor, sort: &str, direction: Direction) -> RepoResult<Cursor> {
-        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
-        let value_fits = matches!(
-            (kind, &cursor.value),
-            (Some(SortKind::DateTime), CursorValue::DateTime(_)) | (Some(SortKind::Text), CursorValue::Text(_))
-        ) || matches!((kind, &cursor.value), (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok());
-        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction || !value_fits {
-            return Err(RepoError::invalid("cursor", "belongs to another list or sort order"));
+        let foreign = || RepoError::invalid("cursor", "belongs to another list or sort order");
+        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction {
+            return Err(foreign());
         }
-        Ok(cursor)
+        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
+        let value = match (kind, cursor.value) {
+            (Some(SortKind::DateTime), CursorValue::Text(t)) => {
+                t.parse::<DateTime<Utc>>().ok().map(CursorValue::DateTime)
+            }
+            (Some(SortKind::DateTime), value @ CursorValue::DateTime(_)) => Some(value),
+            (Some(SortKind::Text), value @ CursorValue::Text(_)) => Some(value),
+            (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok() => Some(CursorValue::Text(t)),
+            _ => None,
+        };
+        Ok(Cursor { value: value.ok_or_else(foreign)?, ..cursor })
     }
 
     /// Builds the cursor that follows a row whose sort field holds `value` and whose key is `id`.
@@ -648,6 +658,28 @@ mod tests {
         assert!(TYPED.parse(&params(&[("cursor", &cursor)])).is_ok());
         let forged = TYPED.cursor_after(&q, CursorValue::Text("12x".into()), id);
         assert_eq!(field_of(TYPED.parse(&params(&[("cursor", &forged)])).unwrap_err()), "cursor");
+    }
+
+    #[test]
+    fn text_that_looks_like_a_timestamp_pages_as_text_and_timestamps_as_timestamps() {
+        let looks_like_time = "2026-01-02T03:04:05Z";
+        let q = SPEC.parse(&params(&[("sort", "name"), ("limit", "10")])).unwrap();
+        let cursor = SPEC.cursor_after(&q, CursorValue::Text(looks_like_time.into()), 1);
+        let next = SPEC.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap();
+        let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
+        assert_eq!(after.value, CursorValue::Text(looks_like_time.into()));
+
+        let q = SPEC.parse(&params(&[("sort", "created_at"), ("limit", "10")])).unwrap();
+        let at = Utc::now();
+        let cursor = SPEC.cursor_after(&q, CursorValue::DateTime(at), 1);
+        let next = SPEC.parse(&params(&[("sort", "created_at"), ("cursor", &cursor)])).unwrap();
+        let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
+        assert_eq!(after.value, CursorValue::DateTime(at));
+        let not_a_time = SPEC.cursor_after(&q, CursorValue::Text("yesterday".into()), 1);
+        assert_eq!(
+            field_of(SPEC.parse(&params(&[("sort", "created_at"), ("cursor", &not_a_time)])).unwrap_err()),
+            "cursor"
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub const KEYS_PER_STATEMENT: usize = 30_000;
 /// The distinct keys of a page of rows (ids of the parents, or the foreign keys they point with), and the
 /// statements that load the related rows of all of them at once.
 ///
+/// The `select` given to each loader may order, filter or pick columns, but must not carry a LIMIT or OFFSET:
+/// it applies to the whole batch, not to each key.
+///
 /// ```
 /// # mod author {
 /// #     use sea_orm::entity::prelude::*;

@@ -397,7 +397,7 @@ async fn deep_cursor(target: &Target, token: &str) -> anyhow::Result<String> {
         sort: sort.to_owned(),
         direction,
         value: CursorValue::DateTime(last.created_at),
-        id: last.id,
+        id: last.id.to_string(),
     };
     Ok(cursor.encode())
 }

@@ -12,14 +12,11 @@ use chrono::{DateTime, Utc};
 use rental_domain::billing::Charge;
 use rental_domain::{Currency, InvoiceStatus, Money, PaymentMethod};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::entity::{invoice, invoice_line, payment};
-use crate::query::paginate::{Keys, fetch_page};
-use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind};
+use crate::query::{Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind};
 use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork};
 
 /// The invoice of a new order.
@@ -139,6 +136,7 @@ static INVOICE_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime)],
     default_sort: ("created_at", Direction::Desc),
     searchable: false,
+    page_sizes: PageSizes::DEFAULT,
 };
 
 /// The whitelist of the invoice list: filters `status` and `customer`; sort `created_at` (newest first).
@@ -164,26 +162,17 @@ impl BillingRepo {
     /// # Errors
     /// [`RepoError::InvalidQuery`] for a cursor of another list; [`RepoError::Database`].
     pub async fn list_invoices(&self, query: &ListQuery) -> RepoResult<Listing<InvoiceRecord>> {
-        let mut condition = Condition::all();
-        if let Some(status) = query.word_filter("status") {
-            condition = condition.add(invoice::Column::Status.eq(status));
-        }
-        if let Some(customer) = query.uuid_filter("customer") {
-            condition = condition.add(invoice::Column::CustomerId.eq(customer));
-        }
-        let keys = Keys {
-            sort: invoice::Column::CreatedAt,
-            id: invoice::Column::Id,
-            seek_value: |value: &CursorValue| match value {
-                CursorValue::DateTime(t) => Ok(Expr::val(*t)),
-                CursorValue::Text(_) => Err(RepoError::invalid("cursor", "is not a cursor of this list")),
-            },
-            cursor_of: |last: &invoice::Model| (CursorValue::DateTime(last.created_at), last.id),
+        static INVOICE_LIST: ListColumns<invoice::Entity> = ListColumns {
+            spec: &INVOICE_LIST_SPEC,
+            key: invoice::Column::Id,
+            sorts: &[("created_at", invoice::Column::CreatedAt)],
+            filters: &[
+                ("status", invoice::Column::Status, FilterOp::Eq),
+                ("customer", invoice::Column::CustomerId, FilterOp::Eq),
+            ],
+            search: &[],
         };
-        let filtered = invoice::Entity::find().filter(condition);
-        let mut fetched = fetch_page(self.db.connection(), &INVOICE_LIST_SPEC, query, filtered, keys).await?;
-        let items = std::mem::take(&mut fetched.models).into_iter().map(invoice_record).collect::<RepoResult<_>>()?;
-        Ok(fetched.into_listing(items))
+        INVOICE_LIST.fetch(self.db.connection(), query, invoice::Entity::find()).await?.try_map(invoice_record)
     }
 
     /// An invoice with its lines.

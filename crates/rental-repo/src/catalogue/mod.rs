@@ -6,21 +6,20 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, UnitCondition};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, LikeExpr, OnConflict, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use crate::db::txn::finish;
 use crate::entity::{category, location, maintenance_block, order_line, product, stock_level, unit};
-use crate::query::paginate::{Keys, fetch_page};
-use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
+use crate::query::{
+    Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
+    insert_chunked,
+};
 use crate::{Database, RepoError, RepoResult};
 
 /// Most categories or locations returned by their (unpaginated) lists.
 pub const SMALL_LIST_MAX: u64 = 1_000;
-
-/// Rows per multi-row INSERT of units (6 columns): far below the bind-parameter limits of both databases.
-const INSERT_CHUNK: usize = 1_000;
 
 /// A stored category.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +281,26 @@ static PRODUCT_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime), ("name", SortKind::Text), ("price_per_day", SortKind::Integer)],
     default_sort: ("created_at", Direction::Desc),
     searchable: true,
+    page_sizes: PageSizes::DEFAULT,
+};
+
+/// The product list's names bound to the `products` columns; `location` and the availability window are
+/// subqueries, applied by [`CatalogueRepo::list_products`].
+static PRODUCT_LIST: ListColumns<product::Entity> = ListColumns {
+    spec: &PRODUCT_LIST_SPEC,
+    key: product::Column::Id,
+    sorts: &[
+        ("created_at", product::Column::CreatedAt),
+        ("name", product::Column::Name),
+        ("price_per_day", product::Column::PricePerDayMinor),
+    ],
+    filters: &[
+        (ProductFilter::CATEGORY, product::Column::CategoryId, FilterOp::Eq),
+        (ProductFilter::IS_ACTIVE, product::Column::IsActive, FilterOp::Eq),
+        (ProductFilter::MIN_PRICE, product::Column::PricePerDayMinor, FilterOp::Gte),
+        (ProductFilter::MAX_PRICE, product::Column::PricePerDayMinor, FilterOp::Lte),
+    ],
+    search: &[product::Column::Name, product::Column::Sku, product::Column::Description],
 };
 
 /// The whitelist of the product list: filters `category`, `is_active`, `location`, `min_price`, `max_price`,
@@ -554,15 +573,15 @@ impl CatalogueRepo {
         for level in levels {
             per_location.entry(level.location_id).or_default().bulk_quantity = i64::from(level.quantity);
         }
-        let mut locations = Vec::with_capacity(per_location.len());
-        if !per_location.is_empty() {
-            let ids: Vec<Uuid> = per_location.keys().copied().collect();
-            let models = location::Entity::find().filter(location::Column::Id.is_in(ids)).all(conn).await?;
-            for m in models {
-                let stock = per_location.get(&m.id).copied().unwrap_or_default();
-                locations.push(LocationStock { location: location_record(m), stock });
-            }
-        }
+        let mut locations: Vec<LocationStock> = Batch::new(per_location.keys().copied())
+            .one(conn, location::Entity::find(), location::Column::Id)
+            .await?
+            .into_values()
+            .map(|m| LocationStock {
+                stock: per_location.get(&m.id).copied().unwrap_or_default(),
+                location: location_record(m),
+            })
+            .collect();
         locations.sort_by(|a, b| a.location.name.cmp(&b.location.name));
         let stock = locations.iter().fold(StockSummary::default(), |sum, l| StockSummary {
             units: sum.units + l.stock.units,
@@ -638,62 +657,26 @@ impl CatalogueRepo {
     #[tracing::instrument(skip_all)]
     pub async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
         let window = availability_window(query)?;
-        let mut condition = product_condition(query);
+        let mut condition = location_condition(query);
         if let Some((from, to)) = window {
             condition = condition.add(available_over(from, to));
         }
-        let filtered = product::Entity::find().filter(condition);
-        let keys = Keys {
-            sort: product_sort_column(query.sort),
-            id: product::Column::Id,
-            seek_value: |value: &CursorValue| match (value, query.sort) {
-                // Integer sort values travel as decimal text in the cursor.
-                (CursorValue::Text(s), "price_per_day") => s
-                    .parse::<i64>()
-                    .map(Expr::val)
-                    .map_err(|_| RepoError::invalid("cursor", "is not a cursor of this list")),
-                (CursorValue::Text(s), _) => Ok(Expr::val(s.clone())),
-                (CursorValue::DateTime(t), _) => Ok(Expr::val(*t)),
-            },
-            cursor_of: |last: &product::Model| {
-                let value = match query.sort {
-                    "name" => CursorValue::Text(last.name.clone()),
-                    "price_per_day" => CursorValue::Text(last.price_per_day_minor.to_string()),
-                    _ => CursorValue::DateTime(last.created_at),
-                };
-                (value, last.id)
-            },
-        };
-        let mut fetched = fetch_page(self.db.connection(), &PRODUCT_LIST_SPEC, query, filtered, keys).await?;
-        let items = self.with_relations(std::mem::take(&mut fetched.models)).await?;
-        Ok(fetched.into_listing(items))
-    }
-
-    /// Loads the categories and stock summaries of `models` with two statements and joins them in memory.
-    async fn with_relations(&self, models: Vec<product::Model>) -> RepoResult<Vec<ProductListItem>> {
-        if models.is_empty() {
-            return Ok(Vec::new());
-        }
         let conn = self.db.connection();
-        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
-        let category_ids: Vec<Uuid> =
-            models.iter().map(|m| m.category_id).collect::<HashSet<_>>().into_iter().collect();
-        let categories: HashMap<Uuid, CategoryRecord> = category::Entity::find()
-            .filter(category::Column::Id.is_in(category_ids))
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|c| (c.id, category_record(c)))
-            .collect();
+        let page = PRODUCT_LIST.fetch(conn, query, product::Entity::find().filter(condition)).await?;
+        let categories = Batch::of(page.items(), |m| m.category_id)
+            .one(conn, category::Entity::find(), category::Column::Id)
+            .await?;
         // One statement for both halves of the summary: a correlated count and sum per product of the page.
-        let summaries: Vec<(Uuid, i64, i64)> = product::Entity::find()
-            .select_only()
-            .column(product::Column::Id)
-            .column_as(unit_count(), "units")
-            .column_as(bulk_quantity(), "quantity")
-            .filter(product::Column::Id.is_in(ids))
-            .into_tuple()
-            .all(conn)
+        let summaries: Vec<(Uuid, i64, i64)> = Batch::of(page.items(), |m| m.id)
+            .tuples(
+                conn,
+                product::Entity::find()
+                    .select_only()
+                    .column(product::Column::Id)
+                    .column_as(unit_count(), "units")
+                    .column_as(bulk_quantity(), "quantity"),
+                product::Column::Id,
+            )
             .await?;
         let stock: HashMap<Uuid, StockSummary> = summaries
             .into_iter()
@@ -701,14 +684,11 @@ impl CatalogueRepo {
                 (id, StockSummary { units: u64::try_from(units).unwrap_or(0), bulk_quantity })
             })
             .collect();
-        Ok(models
-            .into_iter()
-            .map(|m| ProductListItem {
-                category: categories.get(&m.category_id).cloned(),
-                stock: stock.get(&m.id).copied().unwrap_or_default(),
-                product: product_record(m),
-            })
-            .collect())
+        Ok(page.map(|m| ProductListItem {
+            category: categories.get(&m.category_id).cloned().map(category_record),
+            stock: stock.get(&m.id).copied().unwrap_or_default(),
+            product: product_record(m),
+        }))
     }
 
     // ---- units and stock --------------------------------------------------------------------------------
@@ -737,10 +717,7 @@ impl CatalogueRepo {
         }
         let txn = self.db.connection().begin().await?;
         let written = async {
-            for chunk in models.chunks(INSERT_CHUNK) {
-                let rows = chunk.iter().cloned().map(unit::ActiveModel::from);
-                unit::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-            }
+            insert_chunked(&txn, models.iter().cloned().map(unit::ActiveModel::from)).await?;
             Ok(())
         }
         .await;
@@ -825,28 +802,9 @@ fn unit_record(m: unit::Model) -> Option<UnitRecord> {
     })
 }
 
-fn product_sort_column(sort: &str) -> product::Column {
-    match sort {
-        "name" => product::Column::Name,
-        "price_per_day" => product::Column::PricePerDayMinor,
-        _ => product::Column::CreatedAt,
-    }
-}
-
-fn product_condition(query: &ListQuery) -> Condition {
+/// The `location` filter: products with a unit there or a positive bulk quantity there.
+fn location_condition(query: &ListQuery) -> Condition {
     let mut condition = Condition::all();
-    if let Some(category_id) = query.uuid_filter(ProductFilter::CATEGORY) {
-        condition = condition.add(product::Column::CategoryId.eq(category_id));
-    }
-    if let Some(active) = query.bool_filter(ProductFilter::IS_ACTIVE) {
-        condition = condition.add(product::Column::IsActive.eq(active));
-    }
-    if let Some(min) = query.integer_filter(ProductFilter::MIN_PRICE) {
-        condition = condition.add(product::Column::PricePerDayMinor.gte(min));
-    }
-    if let Some(max) = query.integer_filter(ProductFilter::MAX_PRICE) {
-        condition = condition.add(product::Column::PricePerDayMinor.lte(max));
-    }
     if let Some(location_id) = query.uuid_filter(ProductFilter::LOCATION) {
         let with_units = Query::select()
             .column(unit::Column::ProductId)
@@ -863,16 +821,6 @@ fn product_condition(query: &ListQuery) -> Condition {
             Condition::any()
                 .add(product::Column::Id.in_subquery(with_units))
                 .add(product::Column::Id.in_subquery(with_stock)),
-        );
-    }
-    if let Some(search) = &query.search {
-        let pattern = like_contains(search);
-        let lower = |c: product::Column| -> SimpleExpr { Func::lower(Expr::col(c)).into() };
-        condition = condition.add(
-            Condition::any()
-                .add(lower(product::Column::Name).like(LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(lower(product::Column::Sku).like(LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(lower(product::Column::Description).like(LikeExpr::new(pattern).escape('\\'))),
         );
     }
     condition
@@ -966,4 +914,14 @@ fn available_over(from: DateTime<Utc>, to: DateTime<Utc>) -> Condition {
         .add(free_at(&Expr::val(from)))
         .add(Expr::not_exists(line_starts))
         .add(Expr::not_exists(block_starts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sort_of_the_product_list_has_a_column() {
+        assert!(PRODUCT_LIST.unbound_sorts().is_empty());
+    }
 }

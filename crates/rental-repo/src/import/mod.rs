@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Datelike, Utc};
 use rental_domain::pricing::RateCard;
 use rental_domain::{Currency, Money, OrderStatus, started_days};
-use sea_orm::{ActiveValue, ConnectionTrait, EntityTrait, Statement, TransactionTrait};
+use sea_orm::{ActiveValue, ConnectionTrait, Statement, TransactionTrait};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::analytics::usage::{self, UsageLine};
@@ -20,10 +20,8 @@ use crate::billing::advance_invoice_counter;
 use crate::db::txn::finish;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
 use crate::orders::lock_product_rows;
+use crate::query::insert_chunked;
 use crate::{Database, RepoError, RepoResult};
-
-/// Bound parameters per multi-row INSERT; below SQLite's limit (32,766) and PostgreSQL's (65,535).
-const PARAMS_PER_STATEMENT: usize = 30_000;
 
 /// The status of an imported invoice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,9 +234,9 @@ impl OrderImporter {
         let written = async {
             // The usage marks of a product change under its lock, taken before anything that refers to it.
             lock_product_rows(&txn, self.db.backend(), &products).await?;
-            insert_chunked::<rental_order::Entity, _>(&txn, std::mem::take(&mut rows.orders), 17).await?;
-            insert_chunked::<order_line::Entity, _>(&txn, std::mem::take(&mut rows.lines), 23).await?;
-            insert_chunked::<order_event::Entity, _>(&txn, std::mem::take(&mut rows.events), 7).await?;
+            insert_chunked(&txn, std::mem::take(&mut rows.orders)).await?;
+            insert_chunked(&txn, std::mem::take(&mut rows.lines)).await?;
+            insert_chunked(&txn, std::mem::take(&mut rows.events)).await?;
             usage::record(&txn, self.db.backend(), &rows.usage, 1).await?;
             // The counters come last, so that their row locks are held only while the invoices are written.
             // Years go in ascending order, the same lock order for every batch.
@@ -256,8 +254,8 @@ impl OrderImporter {
                     ids[rows.invoice_owner[*invoice_index]].invoice_number = Some(number);
                 }
             }
-            insert_chunked::<invoice::Entity, _>(&txn, std::mem::take(&mut rows.invoices), 18).await?;
-            insert_chunked::<invoice_line::Entity, _>(&txn, std::mem::take(&mut rows.invoice_lines), 10).await?;
+            insert_chunked(&txn, std::mem::take(&mut rows.invoices)).await?;
+            insert_chunked(&txn, std::mem::take(&mut rows.invoice_lines)).await?;
             Ok(())
         }
         .await;
@@ -315,23 +313,6 @@ impl OrderImporter {
         let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await?;
         rows.into_iter().map(|row| row.try_get("", "user_id").map_err(RepoError::from)).collect()
     }
-}
-
-/// Inserts `models` in multi-row statements of at most [`PARAMS_PER_STATEMENT`] parameters.
-async fn insert_chunked<E, C>(conn: &C, models: Vec<E::ActiveModel>, columns: usize) -> RepoResult<()>
-where
-    E: EntityTrait,
-    E::ActiveModel: Clone,
-    C: ConnectionTrait,
-{
-    let per_chunk = (PARAMS_PER_STATEMENT / columns).max(1);
-    let mut models = models;
-    while !models.is_empty() {
-        let rest = models.split_off(models.len().min(per_chunk));
-        E::insert_many(models).exec_without_returning(conn).await?;
-        models = rest;
-    }
-    Ok(())
 }
 
 /// Invoice indexes of the batch to number, by year, in order of issue.

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use rental_domain::OrderStatus;
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -14,9 +14,8 @@ use crate::billing::{invoice_line_record, invoice_record, payment_record};
 use crate::entity::{
     invoice, invoice_line, order_event, order_line, order_line_unit, payment, product, rental_order, user,
 };
-use crate::query::paginate::{Keys, fetch_page};
-use crate::query::{CursorValue, ListQuery, Listing};
-use crate::{OrderRepo, RepoError, RepoResult};
+use crate::query::{ListColumns, ListQuery, Listing};
+use crate::{OrderRepo, RepoResult};
 
 impl OrderRepo {
     /// An order without its lines.
@@ -138,24 +137,16 @@ impl OrderRepo {
     /// [`RepoError::InvalidQuery`] for a cursor of another list; [`RepoError::Database`].
     #[tracing::instrument(skip_all)]
     pub async fn list_orders(&self, query: &ListQuery, now: DateTime<Utc>) -> RepoResult<Listing<OrderRecord>> {
-        let filtered = rental_order::Entity::find().filter(order_condition(query, now));
-        let sort =
-            if query.sort == "starts_at" { rental_order::Column::StartsAt } else { rental_order::Column::CreatedAt };
-        let keys = Keys {
-            sort,
-            id: rental_order::Column::Id,
-            seek_value: |value: &CursorValue| match value {
-                CursorValue::DateTime(t) => Ok(Expr::val(*t)),
-                CursorValue::Text(_) => Err(RepoError::invalid("cursor", "is not a cursor of this list")),
-            },
-            cursor_of: |last: &rental_order::Model| {
-                let at = if query.sort == "starts_at" { last.starts_at } else { last.created_at };
-                (CursorValue::DateTime(at), last.id)
-            },
+        // The sorts bound to their columns; the filters are `order_condition`'s.
+        static ORDER_LIST: ListColumns<rental_order::Entity> = ListColumns {
+            spec: &ORDER_LIST_SPEC,
+            key: rental_order::Column::Id,
+            sorts: &[("created_at", rental_order::Column::CreatedAt), ("starts_at", rental_order::Column::StartsAt)],
+            filters: &[],
+            search: &[],
         };
-        let mut fetched = fetch_page(self.db.connection(), &ORDER_LIST_SPEC, query, filtered, keys).await?;
-        let items = std::mem::take(&mut fetched.models).into_iter().map(order_record).collect::<RepoResult<_>>()?;
-        Ok(fetched.into_listing(items))
+        let filtered = rental_order::Entity::find().filter(order_condition(query, now));
+        ORDER_LIST.fetch(self.db.connection(), query, filtered).await?.try_map(order_record)
     }
 }
 

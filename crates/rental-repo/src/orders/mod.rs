@@ -27,7 +27,7 @@ use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::entity::{order_event, order_line, rental_order};
-use crate::query::{Direction, FilterKind, ListSpec, SortKind};
+use crate::query::{Direction, FilterKind, ListSpec, PageSizes, SortKind};
 use crate::{Database, RepoError, RepoResult};
 
 // ---- list specs -------------------------------------------------------------------------------------------
@@ -67,6 +67,7 @@ pub(super) static ORDER_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime), ("starts_at", SortKind::DateTime)],
     default_sort: ("created_at", Direction::Desc),
     searchable: false,
+    page_sizes: PageSizes::DEFAULT,
 };
 
 /// The whitelist of the order list: filters `status`, `customer`, `product`, `from`/`to` (period overlap),

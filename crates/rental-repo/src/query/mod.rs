@@ -1,12 +1,28 @@
-//! The query optimizer's request side: pagination, sorting and filtering, validated against a per-resource
-//! whitelist before any SQL is built.
+//! The query optimizer, generic over sea-orm entities: pagination, sorting and filtering validated against a
+//! per-resource whitelist before any SQL is built; batch loading of a page's relations; chunked bulk insert.
 //!
-//! A list request arrives as the raw query-string pairs. [`ListSpec::parse`] checks them against the
-//! resource's whitelist and gives a [`ListQuery`]: the pagination style (offset or keyset), one sort field with
-//! a direction, typed filter values and the free-text search. Anything unknown is an
-//! [`RepoError::InvalidQuery`] that names the parameter.
+//! * A list request arrives as the raw query-string pairs. [`ListSpec::parse`] checks them against the
+//!   resource's whitelist (plain names, no sea-orm types, so services can validate requests) and gives a
+//!   [`ListQuery`]: the pagination style (offset or keyset), one sort field with a direction, typed filter
+//!   values and the free-text search. Anything unknown, out of range, or a cursor of another list or sort order
+//!   is an [`RepoError::InvalidQuery`] that names the parameter (a 400).
+//! * [`ListColumns`] binds the whitelist to an entity's columns and [`ListColumns::fetch`] runs the query:
+//!   a COUNT and the page (offset), or an optional COUNT and a seek on `(sort, key)` (keyset), answering a
+//!   [`Listing`] of models with an opaque [`Cursor`] for the next keyset page.
+//! * [`Batch`] loads the related rows of a whole page with one statement per relation, grouped by key.
+//! * [`insert_chunked`] inserts any number of rows in multi-row INSERTs sized under the backend's
+//!   bind-parameter limit, on a pool or inside the caller's transaction.
+//!
+//! sea-orm types appear in this module's API on purpose: it works on any entity. The repositories built on it
+//! keep them out of their own records.
 
-pub(crate) mod paginate;
+mod batch;
+mod bulk;
+mod paginate;
+
+pub use batch::{Batch, KEYS_PER_STATEMENT};
+pub use bulk::{POSTGRES_MAX_BIND_PARAMS, SQLITE_MAX_BIND_PARAMS, insert_chunked, max_bind_params, rows_per_insert};
+pub use paginate::{FilterOp, ListColumns};
 
 use std::collections::BTreeMap;
 
@@ -18,11 +34,11 @@ use uuid::Uuid;
 
 use crate::{RepoError, RepoResult};
 
-/// Default and largest page size of offset pagination.
+/// Default page size of offset pagination, unless a resource declares its own [`PageSizes`].
 pub const OFFSET_DEFAULT_PER_PAGE: u64 = 20;
-/// Default and largest page size of keyset pagination.
+/// Default page size of keyset pagination, unless a resource declares its own [`PageSizes`].
 pub const KEYSET_DEFAULT_LIMIT: u64 = 50;
-/// Largest page of either style.
+/// Largest page of either style, unless a resource declares its own [`PageSizes`].
 pub const MAX_PAGE_SIZE: u64 = 100;
 /// Longest free-text search accepted.
 pub const MAX_SEARCH_LEN: usize = 200;
@@ -80,7 +96,25 @@ pub enum Direction {
     Desc,
 }
 
-/// The whitelist of one listable resource.
+/// Page sizes of a resource: the defaults of each pagination style and the largest page a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSizes {
+    /// `per_page` when offset pagination does not give one.
+    pub offset_default: u64,
+    /// `limit` when keyset pagination does not give one.
+    pub keyset_default: u64,
+    /// Largest `per_page` or `limit` accepted.
+    pub max: u64,
+}
+
+impl PageSizes {
+    /// 20 rows per offset page, 50 per keyset page, at most 100.
+    pub const DEFAULT: PageSizes =
+        PageSizes { offset_default: OFFSET_DEFAULT_PER_PAGE, keyset_default: KEYSET_DEFAULT_LIMIT, max: MAX_PAGE_SIZE };
+}
+
+/// The whitelist of one listable resource: which query parameters it accepts, as plain names. Bind it to an
+/// entity's columns with [`ListColumns`].
 #[derive(Debug, Clone)]
 pub struct ListSpec {
     /// Name bound into cursors, so a cursor of another resource is refused.
@@ -93,6 +127,8 @@ pub struct ListSpec {
     pub default_sort: (&'static str, Direction),
     /// Whether `q` (free-text search) is supported.
     pub searchable: bool,
+    /// Default and largest page sizes.
+    pub page_sizes: PageSizes,
 }
 
 /// Pagination of a list request.
@@ -229,6 +265,27 @@ impl<T> Listing<T> {
         }
     }
 
+    /// Converts every item with a conversion that may fail, keeping the paging information.
+    ///
+    /// # Errors
+    /// The first error `f` returns.
+    pub fn try_map<U, Err>(self, f: impl FnMut(T) -> Result<U, Err>) -> Result<Listing<U>, Err> {
+        Ok(match self {
+            Listing::Offset(p) => Listing::Offset(Page {
+                items: p.items.into_iter().map(f).collect::<Result<_, _>>()?,
+                total: p.total,
+                page: p.page,
+                per_page: p.per_page,
+                pages: p.pages,
+            }),
+            Listing::Keyset(p) => Listing::Keyset(KeysetPage {
+                items: p.items.into_iter().map(f).collect::<Result<_, _>>()?,
+                next_cursor: p.next_cursor,
+                total: p.total,
+            }),
+        })
+    }
+
     /// The items of the page.
     pub fn items(&self) -> &[T] {
         match self {
@@ -239,16 +296,20 @@ impl<T> Listing<T> {
 }
 
 /// The value of the sort field where a keyset page ended.
+///
+/// Both kinds travel as JSON strings. A cursor read back always holds [`CursorValue::Text`] (the first
+/// variant); [`ListSpec::parse`] turns it into a timestamp when the sort is one, so that a text column whose
+/// values look like timestamps still pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum CursorValue {
-    /// A timestamp.
-    DateTime(DateTime<Utc>),
     /// A string.
     Text(String),
+    /// A timestamp.
+    DateTime(DateTime<Utc>),
 }
 
-/// Position after the last row of a keyset page: the sort field's value and the id that breaks ties.
+/// Position after the last row of a keyset page: the sort field's value and the key that breaks ties.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     /// Resource the cursor belongs to.
@@ -263,9 +324,10 @@ pub struct Cursor {
     /// Last value of the sort field.
     #[serde(rename = "v")]
     pub value: CursorValue,
-    /// Last id.
+    /// Last key (the tie-breaking column, usually the primary key) as text: a UUID or a whole number in decimal
+    /// form, or the text itself.
     #[serde(rename = "i")]
-    pub id: Uuid,
+    pub id: String,
 }
 
 impl Cursor {
@@ -351,7 +413,8 @@ impl ListSpec {
             ));
         }
         let pagination = if keyset_style {
-            let limit = parse_size("limit", seen.get("limit").copied(), KEYSET_DEFAULT_LIMIT)?;
+            let limit =
+                parse_size("limit", seen.get("limit").copied(), self.page_sizes.keyset_default, self.page_sizes.max)?;
             let include_total = match seen.get("include_total") {
                 None => true,
                 Some(raw) => parse_bool("include_total", raw)?,
@@ -369,43 +432,54 @@ impl ListSpec {
                     _ => return Err(RepoError::invalid("page", "must be a whole number from 1")),
                 },
             };
-            let per_page = parse_size("per_page", seen.get("per_page").copied(), OFFSET_DEFAULT_PER_PAGE)?;
+            let per_page = parse_size(
+                "per_page",
+                seen.get("per_page").copied(),
+                self.page_sizes.offset_default,
+                self.page_sizes.max,
+            )?;
             Pagination::Offset { page, per_page }
         };
         Ok(ListQuery { pagination, sort, direction, filters, search })
     }
 
     fn check_cursor(&self, cursor: Cursor, sort: &str, direction: Direction) -> RepoResult<Cursor> {
-        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
-        let value_fits = matches!(
-            (kind, &cursor.value),
-            (Some(SortKind::DateTime), CursorValue::DateTime(_)) | (Some(SortKind::Text), CursorValue::Text(_))
-        ) || matches!((kind, &cursor.value), (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok());
-        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction || !value_fits {
-            return Err(RepoError::invalid("cursor", "belongs to another list or sort order"));
+        let foreign = || RepoError::invalid("cursor", "belongs to another list or sort order");
+        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction {
+            return Err(foreign());
         }
-        Ok(cursor)
+        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
+        let value = match (kind, cursor.value) {
+            (Some(SortKind::DateTime), CursorValue::Text(t)) => {
+                t.parse::<DateTime<Utc>>().ok().map(CursorValue::DateTime)
+            }
+            (Some(SortKind::DateTime), value @ CursorValue::DateTime(_)) => Some(value),
+            (Some(SortKind::Text), value @ CursorValue::Text(_)) => Some(value),
+            (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok() => Some(CursorValue::Text(t)),
+            _ => None,
+        };
+        Ok(Cursor { value: value.ok_or_else(foreign)?, ..cursor })
     }
 
-    /// Builds the cursor that follows a row whose sort field holds `value`.
-    pub fn cursor_after(&self, query: &ListQuery, value: CursorValue, id: Uuid) -> String {
+    /// Builds the cursor that follows a row whose sort field holds `value` and whose key is `id`.
+    pub fn cursor_after(&self, query: &ListQuery, value: CursorValue, id: impl std::fmt::Display) -> String {
         Cursor {
             resource: self.resource.to_owned(),
             sort: query.sort.to_owned(),
             direction: query.direction,
             value,
-            id,
+            id: id.to_string(),
         }
         .encode()
     }
 }
 
-fn parse_size(field: &str, raw: Option<&str>, default: u64) -> RepoResult<u64> {
+fn parse_size(field: &str, raw: Option<&str>, default: u64, max: u64) -> RepoResult<u64> {
     match raw {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-            _ => Err(RepoError::invalid(field, format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(RepoError::invalid(field, format!("must be a whole number from 1 to {max}"))),
         },
     }
 }
@@ -474,6 +548,7 @@ mod tests {
         sorts: &[("created_at", SortKind::DateTime), ("name", SortKind::Text)],
         default_sort: ("created_at", Direction::Desc),
         searchable: true,
+        page_sizes: PageSizes::DEFAULT,
     };
 
     fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -542,7 +617,7 @@ mod tests {
         let cursor = SPEC.cursor_after(&q, CursorValue::Text("m".into()), id);
         let next = SPEC.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap();
         let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
-        assert_eq!(after.id, id);
+        assert_eq!(after.id, id.to_string());
 
         // Same cursor under another sort order, another resource, or forged bytes.
         assert_eq!(field_of(SPEC.parse(&params(&[("sort", "-name"), ("cursor", &cursor)])).unwrap_err()), "cursor");
@@ -566,6 +641,7 @@ mod tests {
             sorts: &[("price", SortKind::Integer)],
             default_sort: ("price", Direction::Asc),
             searchable: false,
+            page_sizes: PageSizes::DEFAULT,
         };
         let id = Uuid::now_v7();
         let q = TYPED.parse(&params(&[("category", &id.to_string()), ("min_price", "1500")])).unwrap();
@@ -582,6 +658,28 @@ mod tests {
         assert!(TYPED.parse(&params(&[("cursor", &cursor)])).is_ok());
         let forged = TYPED.cursor_after(&q, CursorValue::Text("12x".into()), id);
         assert_eq!(field_of(TYPED.parse(&params(&[("cursor", &forged)])).unwrap_err()), "cursor");
+    }
+
+    #[test]
+    fn text_that_looks_like_a_timestamp_pages_as_text_and_timestamps_as_timestamps() {
+        let looks_like_time = "2026-01-02T03:04:05Z";
+        let q = SPEC.parse(&params(&[("sort", "name"), ("limit", "10")])).unwrap();
+        let cursor = SPEC.cursor_after(&q, CursorValue::Text(looks_like_time.into()), 1);
+        let next = SPEC.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap();
+        let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
+        assert_eq!(after.value, CursorValue::Text(looks_like_time.into()));
+
+        let q = SPEC.parse(&params(&[("sort", "created_at"), ("limit", "10")])).unwrap();
+        let at = Utc::now();
+        let cursor = SPEC.cursor_after(&q, CursorValue::DateTime(at), 1);
+        let next = SPEC.parse(&params(&[("sort", "created_at"), ("cursor", &cursor)])).unwrap();
+        let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
+        assert_eq!(after.value, CursorValue::DateTime(at));
+        let not_a_time = SPEC.cursor_after(&q, CursorValue::Text("yesterday".into()), 1);
+        assert_eq!(
+            field_of(SPEC.parse(&params(&[("sort", "created_at"), ("cursor", &not_a_time)])).unwrap_err()),
+            "cursor"
+        );
     }
 
     #[test]

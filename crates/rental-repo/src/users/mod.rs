@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::{Email, FullName, Role, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query, SimpleExpr};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
@@ -16,8 +16,10 @@ use uuid::Uuid;
 
 use crate::db::txn::finish;
 use crate::entity::{user, user_role};
-use crate::query::paginate::{Keys, fetch_page};
-use crate::query::{CursorValue, Direction, FilterKind, ListQuery, ListSpec, Listing, SortKind, like_contains};
+use crate::query::{
+    Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
+    insert_chunked,
+};
 use crate::{Database, RepoError, RepoResult};
 
 /// A stored user with its roles.
@@ -107,6 +109,26 @@ static USER_LIST_SPEC: ListSpec = ListSpec {
     sorts: &[("created_at", SortKind::DateTime), ("email", SortKind::Text), ("full_name", SortKind::Text)],
     default_sort: ("created_at", Direction::Desc),
     searchable: true,
+    page_sizes: PageSizes::DEFAULT,
+};
+
+/// The user list's names bound to the `users` columns; `role` is a subquery on `user_roles`, applied by
+/// [`UserRepo::list`].
+static USER_LIST: ListColumns<user::Entity> = ListColumns {
+    spec: &USER_LIST_SPEC,
+    key: user::Column::Id,
+    sorts: &[
+        ("created_at", user::Column::CreatedAt),
+        ("email", user::Column::Email),
+        ("full_name", user::Column::FullName),
+    ],
+    filters: &[
+        (UserFilter::IS_ACTIVE, user::Column::IsActive, FilterOp::Eq),
+        (UserFilter::IS_SUPERUSER, user::Column::IsSuperuser, FilterOp::Eq),
+        (UserFilter::CREATED_AFTER, user::Column::CreatedAt, FilterOp::Gte),
+        (UserFilter::CREATED_BEFORE, user::Column::CreatedAt, FilterOp::Lt),
+    ],
+    search: &[user::Column::Email, user::Column::FullName],
 };
 
 /// The whitelist of the user list: filters `is_active`, `is_superuser`, `role`, `created_after`,
@@ -115,10 +137,6 @@ static USER_LIST_SPEC: ListSpec = ListSpec {
 pub fn user_list_spec() -> &'static ListSpec {
     &USER_LIST_SPEC
 }
-
-/// Rows per multi-row INSERT: 1,000 users of 8 columns stay far below the bind-parameter limits of both
-/// SQLite (32,766) and PostgreSQL (65,535).
-const INSERT_CHUNK: usize = 1_000;
 
 /// Users and their roles.
 #[derive(Debug, Clone)]
@@ -179,19 +197,17 @@ impl UserRepo {
                 });
             }
         }
-        let emails: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
-        let mut taken = HashSet::new();
-        for chunk in emails.chunks(INSERT_CHUNK) {
-            let found: Vec<String> = user::Entity::find()
-                .select_only()
-                .column(user::Column::Email)
-                .filter(user::Column::Email.is_in(chunk.iter().copied()))
-                .into_tuple()
-                .all(self.db.connection())
-                .await?;
-            taken.extend(found);
-        }
-        if let Some(index) = emails.iter().position(|e| taken.contains(*e)) {
+        let emails = Batch::of(&rows, |r| r.email.as_str().to_owned());
+        let taken: HashSet<String> = emails
+            .tuples::<_, String, _>(
+                self.db.connection(),
+                user::Entity::find().select_only().column(user::Column::Email),
+                user::Column::Email,
+            )
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(index) = rows.iter().position(|r| taken.contains(r.email.as_str())) {
             return Err(RepoError::Conflict {
                 message: "a user with this e-mail address already exists".into(),
                 index: Some(index),
@@ -224,12 +240,8 @@ impl UserRepo {
         }
         let txn = self.db.connection().begin().await?;
         let written = async {
-            for chunk in users.chunks(INSERT_CHUNK) {
-                user::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
-            }
-            for chunk in roles.chunks(INSERT_CHUNK * 2) {
-                user_role::Entity::insert_many(chunk.to_vec()).exec_without_returning(&txn).await?;
-            }
+            insert_chunked(&txn, users).await?;
+            insert_chunked(&txn, roles).await?;
             Ok(count)
         }
         .await;
@@ -360,69 +372,35 @@ impl UserRepo {
     /// [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
     pub async fn list(&self, query: &ListQuery) -> RepoResult<Listing<UserRecord>> {
-        let filtered = user::Entity::find().filter(filter_condition(query));
-        let keys = Keys {
-            sort: sort_column(query.sort),
-            id: user::Column::Id,
-            seek_value: |value: &CursorValue| {
-                Ok(match value {
-                    CursorValue::DateTime(t) => Expr::val(*t),
-                    CursorValue::Text(s) => Expr::val(s.clone()),
-                })
-            },
-            cursor_of: |last: &user::Model| {
-                let value = match query.sort {
-                    "email" => CursorValue::Text(last.email.clone()),
-                    "full_name" => CursorValue::Text(last.full_name.clone()),
-                    _ => CursorValue::DateTime(last.created_at),
-                };
-                (value, last.id)
-            },
-        };
-        let mut fetched = fetch_page(self.db.connection(), &USER_LIST_SPEC, query, filtered, keys).await?;
-        let items = self.with_roles(std::mem::take(&mut fetched.models)).await?;
-        Ok(fetched.into_listing(items))
+        let mut select = user::Entity::find();
+        if let Some(role) = query.word_filter(UserFilter::ROLE) {
+            let holders = Query::select()
+                .column(user_role::Column::UserId)
+                .from(user_role::Entity)
+                .and_where(user_role::Column::Role.eq(role))
+                .to_owned();
+            select = select.filter(user::Column::Id.in_subquery(holders));
+        }
+        let page = USER_LIST.fetch(self.db.connection(), query, select).await?;
+        let mut roles = self.roles_of(page.items()).await?;
+        Ok(page.map(|m| user_record(m, &mut roles)))
     }
 
     async fn with_roles_one(&self, model: Option<user::Model>) -> RepoResult<Option<UserRecord>> {
         match model {
             None => Ok(None),
-            Some(model) => Ok(self.with_roles(vec![model]).await?.pop()),
+            Some(model) => {
+                let mut roles = self.roles_of(std::slice::from_ref(&model)).await?;
+                Ok(Some(user_record(model, &mut roles)))
+            }
         }
     }
 
-    /// Loads the roles of all `models` with one statement and joins them in memory.
-    async fn with_roles(&self, models: Vec<user::Model>) -> RepoResult<Vec<UserRecord>> {
-        if models.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
-        let rows =
-            user_role::Entity::find().filter(user_role::Column::UserId.is_in(ids)).all(self.db.connection()).await?;
-        let mut roles: HashMap<Uuid, Vec<Role>> = HashMap::with_capacity(models.len());
-        for row in rows {
-            if let Some(role) = role_of(&row.role) {
-                roles.entry(row.user_id).or_default().push(role);
-            }
-        }
-        Ok(models
-            .into_iter()
-            .map(|m| {
-                let mut user_roles = roles.remove(&m.id).unwrap_or_default();
-                user_roles.sort();
-                UserRecord {
-                    id: UserId::from_uuid(m.id),
-                    email: m.email,
-                    full_name: m.full_name,
-                    password_hash: m.password_hash,
-                    is_active: m.is_active,
-                    is_superuser: m.is_superuser,
-                    roles: user_roles,
-                    created_at: m.created_at,
-                    updated_at: m.updated_at,
-                }
-            })
-            .collect())
+    /// The roles of all `models`, by user, with one statement.
+    async fn roles_of(&self, models: &[user::Model]) -> RepoResult<HashMap<Uuid, Vec<user_role::Model>>> {
+        Batch::of(models, |m| m.id)
+            .many(self.db.connection(), user_role::Entity::find(), user_role::Column::UserId)
+            .await
     }
 
     /// The database this repository works on.
@@ -436,6 +414,24 @@ impl UserRepo {
     /// [`RepoError::Database`] when the statement fails.
     pub async fn execute_raw(&self, sql: &str) -> RepoResult<u64> {
         Ok(self.db.connection().execute_unprepared(sql).await?.rows_affected())
+    }
+}
+
+/// The record of `m` with its roles, taken from `roles` (the batch of its page).
+fn user_record(m: user::Model, roles: &mut HashMap<Uuid, Vec<user_role::Model>>) -> UserRecord {
+    let mut user_roles: Vec<Role> =
+        roles.remove(&m.id).unwrap_or_default().iter().filter_map(|row| role_of(&row.role)).collect();
+    user_roles.sort();
+    UserRecord {
+        id: UserId::from_uuid(m.id),
+        email: m.email,
+        full_name: m.full_name,
+        password_hash: m.password_hash,
+        is_active: m.is_active,
+        is_superuser: m.is_superuser,
+        roles: user_roles,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
     }
 }
 
@@ -469,44 +465,12 @@ fn to_models(new: NewUserRecord, created_at: DateTime<Utc>) -> (user::ActiveMode
     (model, roles)
 }
 
-fn sort_column(sort: &str) -> user::Column {
-    match sort {
-        "email" => user::Column::Email,
-        "full_name" => user::Column::FullName,
-        _ => user::Column::CreatedAt,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn filter_condition(query: &ListQuery) -> Condition {
-    let mut condition = Condition::all();
-    if let Some(active) = query.bool_filter(UserFilter::IS_ACTIVE) {
-        condition = condition.add(user::Column::IsActive.eq(active));
+    #[test]
+    fn every_sort_of_the_user_list_has_a_column() {
+        assert!(USER_LIST.unbound_sorts().is_empty());
     }
-    if let Some(superuser) = query.bool_filter(UserFilter::IS_SUPERUSER) {
-        condition = condition.add(user::Column::IsSuperuser.eq(superuser));
-    }
-    if let Some(after) = query.datetime_filter(UserFilter::CREATED_AFTER) {
-        condition = condition.add(user::Column::CreatedAt.gte(after));
-    }
-    if let Some(before) = query.datetime_filter(UserFilter::CREATED_BEFORE) {
-        condition = condition.add(user::Column::CreatedAt.lt(before));
-    }
-    if let Some(role) = query.word_filter(UserFilter::ROLE) {
-        let holders = Query::select()
-            .column(user_role::Column::UserId)
-            .from(user_role::Entity)
-            .and_where(user_role::Column::Role.eq(role))
-            .to_owned();
-        condition = condition.add(user::Column::Id.in_subquery(holders));
-    }
-    if let Some(search) = &query.search {
-        let pattern = like_contains(search);
-        let name: SimpleExpr = Func::lower(Expr::col(user::Column::FullName)).into();
-        condition = condition.add(
-            Condition::any()
-                .add(Expr::col(user::Column::Email).like(LikeExpr::new(pattern.clone()).escape('\\')))
-                .add(name.like(LikeExpr::new(pattern).escape('\\'))),
-        );
-    }
-    condition
 }

@@ -11,6 +11,8 @@ mod analytics;
 mod billing;
 mod catalogue;
 mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod db;
 mod entity;
 mod error;
@@ -25,7 +27,8 @@ pub use analytics::{
     UtilizationRecord,
 };
 pub use billing::{
-    BillingRepo, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord, invoice_list_spec,
+    BillingRepo, BillingStore, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord,
+    invoice_list_spec,
 };
 pub use catalogue::{
     AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock,
@@ -45,8 +48,8 @@ pub use import::{
 pub use orders::{
     AssignedUnitRecord, LineTerms, LineUnits, MaintenanceRecord, NewMaintenanceRecord, NewOrderLineRecord,
     NewOrderRecord, OrderChange, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
-    OrderProductRecord, OrderRecord, OrderRepo, ProductTermsRecord, ReturnedLine, SUGGESTION_HORIZON_DAYS, Shortage,
-    StockHolds, Transitioned, UnitReturn, order_list_spec,
+    OrderProductRecord, OrderRecord, OrderRepo, OrderStore, ProductTermsRecord, ReturnedLine, SUGGESTION_HORIZON_DAYS,
+    Shortage, StockHolds, Transitioned, UnitReturn, order_list_spec,
 };
 pub use users::{
     NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, UserChanges, UserFilter, UserListItem,

@@ -83,7 +83,7 @@ impl Services {
         let user_repo = UserRepo::new(db.clone());
         let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
-        let billing_repo = BillingRepo::new(db.clone());
+        let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock);
         let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));

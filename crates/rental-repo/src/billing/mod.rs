@@ -5,8 +5,10 @@
 //! Every write takes the caller's [`UnitOfWork`], so an invoice changes in the same transaction as its order.
 
 mod numbering;
+mod store;
 
 pub(crate) use numbering::advance_invoice_counter;
+pub use store::BillingStore;
 
 use chrono::{DateTime, Utc};
 use rental_domain::billing::Charge;

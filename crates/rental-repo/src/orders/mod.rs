@@ -16,10 +16,12 @@ mod detail;
 mod lifecycle;
 mod records;
 mod reserve;
+mod store;
 
 pub use records::*;
 pub use reserve::SUGGESTION_HORIZON_DAYS;
 pub(crate) use reserve::lock_product_rows;
+pub use store::OrderStore;
 
 use chrono::{DateTime, Utc};
 use rental_domain::OrderStatus;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use rental_domain::{Collector, Currency, DomainError, Money, PaymentMethod};
 use rental_repo::query::{FilterValue, Listing};
-use rental_repo::{BillingRepo, Database, InvoiceRecord, NewPaymentRecord, PaymentRecord, invoice_list_spec};
+use rental_repo::{
+    BillingRepo, BillingStore, Database, InvoiceRecord, NewPaymentRecord, PaymentRecord, invoice_list_spec,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -155,17 +157,23 @@ pub struct NewPayment {
     pub reference: Option<String>,
 }
 
-/// Invoices and payments. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct BillingService {
+/// Invoices and payments, over any [`BillingStore`] (the sea-orm repository by default). Cheap to clone.
+#[derive(Debug)]
+pub struct BillingService<B = BillingRepo> {
     db: Database,
-    repo: BillingRepo,
+    repo: Arc<B>,
     clock: Arc<dyn Clock>,
 }
 
-impl BillingService {
-    /// The service over `db` and `repo`, judging time by `clock`.
-    pub fn new(db: Database, repo: BillingRepo, clock: Arc<dyn Clock>) -> Self {
+impl<B> Clone for BillingService<B> {
+    fn clone(&self) -> Self {
+        Self { db: self.db.clone(), repo: self.repo.clone(), clock: self.clock.clone() }
+    }
+}
+
+impl<B: BillingStore> BillingService<B> {
+    /// The service over `repo`, writing in units of work of `db`, judging time by `clock`.
+    pub fn new(db: Database, repo: Arc<B>, clock: Arc<dyn Clock>) -> Self {
         Self { db, repo, clock }
     }
 

@@ -20,9 +20,9 @@ use rental_domain::{
 };
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
-    BillingRepo, Database, LineTerms, LineUnits, NewInvoiceRecord, NewMaintenanceRecord, NewOrderLineRecord,
-    NewOrderRecord, OrderChange, OrderDetail, OrderFilter, OrderRecord, OrderRepo, ProductTermsRecord, RepoError,
-    RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
+    BillingRepo, BillingStore, Database, LineTerms, LineUnits, NewInvoiceRecord, NewMaintenanceRecord,
+    NewOrderLineRecord, NewOrderRecord, OrderChange, OrderDetail, OrderFilter, OrderRecord, OrderRepo, OrderStore,
+    ProductTermsRecord, RepoError, RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
 };
 use uuid::Uuid;
 
@@ -31,24 +31,51 @@ use crate::{Clock, Principal, ServiceError, ServiceResult};
 use crate::billing::{InvoiceView, PaymentView};
 pub use views::*;
 
-/// Rental orders, availability and maintenance. Each write runs in one unit of work that takes the order's and
-/// its invoice's changes together, and registers the invoice numbering and usage recording to run after the
-/// commit. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct RentalService {
+/// Rental orders, availability and maintenance, over any [`OrderStore`] and [`BillingStore`] (the sea-orm
+/// repositories by default). Each write runs in one unit of work that takes the order's and its invoice's
+/// changes together, and registers the invoice numbering and usage recording to run after the commit. Cheap to
+/// clone.
+#[derive(Debug)]
+pub struct RentalService<O = OrderRepo, B = BillingRepo> {
     db: Database,
-    orders: OrderRepo,
-    billing: BillingRepo,
+    orders: Arc<O>,
+    billing: Arc<B>,
     usage: UsageRecorder,
     clock: Arc<dyn Clock>,
     config: RentalConfig,
 }
 
+impl<O, B> Clone for RentalService<O, B> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            orders: self.orders.clone(),
+            billing: self.billing.clone(),
+            usage: self.usage.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
 impl RentalService {
-    /// The service over `db`, sharing `billing` (and so its invoice numbering) with the billing service, judging
-    /// time by `clock`.
-    pub fn new(db: Database, billing: BillingRepo, clock: Arc<dyn Clock>, config: RentalConfig) -> Self {
-        Self { orders: OrderRepo::new(db.clone()), usage: UsageRecorder::new(db.clone()), db, billing, clock, config }
+    /// The service over `db`'s repositories, sharing `billing` (and so its invoice numbering) with the billing
+    /// service, judging time by `clock`.
+    pub fn new(db: Database, billing: Arc<BillingRepo>, clock: Arc<dyn Clock>, config: RentalConfig) -> Self {
+        Self::with_stores(db.clone(), Arc::new(OrderRepo::new(db)), billing, clock, config)
+    }
+}
+
+impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
+    /// The service over other implementations of the stores; `db` gives the units of work they write in.
+    pub fn with_stores(
+        db: Database,
+        orders: Arc<O>,
+        billing: Arc<B>,
+        clock: Arc<dyn Clock>,
+        config: RentalConfig,
+    ) -> Self {
+        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, clock, config }
     }
 
     /// Who changes an order now, and why.

@@ -1,0 +1,51 @@
+//! The store traits' conformance suite (`rental_repo::conformance`) run on the sea-orm repositories: on SQLite
+//! by default, on PostgreSQL when TEST_DATABASE_URL is set, a fresh database per check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use rental_repo::conformance;
+use rental_repo::{BillingRepo, Database, DatabaseConfig, OrderRepo};
+use rental_testkit::TestDb;
+
+async fn stores() -> (TestDb, Database, Arc<OrderRepo>, Arc<BillingRepo>) {
+    let test_db = TestDb::new().await;
+    let config = DatabaseConfig {
+        max_connections: Some(20),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    let db = Database::connect(&config).await.unwrap();
+    let (orders, billing) = (Arc::new(OrderRepo::new(db.clone())), Arc::new(BillingRepo::new(db.clone())));
+    (test_db, db, orders, billing)
+}
+
+#[tokio::test]
+async fn reservations_hold_stock_and_refusals_write_nothing() {
+    let (_test_db, db, orders, billing) = stores().await;
+    conformance::reservations_hold_stock_and_refusals_write_nothing(&db, orders.as_ref(), billing.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reservations_never_overbook() {
+    let (_test_db, db, orders, billing) = stores().await;
+    conformance::concurrent_reservations_never_overbook(&db, orders, billing).await;
+}
+
+#[tokio::test]
+async fn transitions_follow_the_lifecycle_and_are_logged() {
+    let (_test_db, db, orders, billing) = stores().await;
+    conformance::transitions_follow_the_lifecycle_and_are_logged(&db, orders.as_ref(), billing.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issued_invoices_get_gap_free_numbers() {
+    let (_test_db, db, orders, billing) = stores().await;
+    conformance::issued_invoices_get_gap_free_numbers(&db, orders, billing).await;
+}
+
+#[tokio::test]
+async fn payments_are_accepted_up_to_the_amount_due() {
+    let (_test_db, db, orders, billing) = stores().await;
+    conformance::payments_are_accepted_up_to_the_amount_due(&db, orders.as_ref(), billing.as_ref()).await;
+}

@@ -187,6 +187,11 @@ impl DependencyGraph {
         Self::from_metadata_json(&output.stdout)
     }
 
+    /// The names of the workspace's crates, sorted.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
     /// The shortest path of normal dependencies from `from` to `to`, both included, if there is one.
     pub fn path(&self, from: &str, to: &str) -> Option<Vec<String>> {
         let mut parent: HashMap<&str, &str> = HashMap::new();

@@ -17,12 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::ProgressBar;
-use rental_domain::pricing::RateCard;
-use rental_domain::{Currency, Money, OrderStatus};
-use rental_repo::{
-    ChargeKind, ImportProduct, ImportedCharge, ImportedInvoice, ImportedInvoiceStatus, ImportedLine, ImportedOrder,
-    OrderImporter,
-};
+use rental_domain::pricing::{ProductTerms, RateCard};
+use rental_domain::{ChargeKind, Currency, InvoiceStatus, Money, OrderStatus};
+use rental_repo::{ImportProduct, ImportedCharge, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -36,10 +33,7 @@ const TAX_RATE_BP: u32 = 2_000;
 /// A product ready to be put on order lines.
 struct Product {
     id: Uuid,
-    rates: RateCard,
-    deposit_minor: i64,
-    late_fee_minor: i64,
-    buffer_minutes: i32,
+    terms: ProductTerms,
     capacity: i64,
 }
 
@@ -97,7 +91,7 @@ impl Plan {
             let product = &self.products[usize::try_from(g % product_count).context("product index")?];
             let slot = to_i64(g / product_count);
             let slot_start = self.start + Duration::seconds(slot * self.slot_secs);
-            let room = self.slot_secs - i64::from(product.buffer_minutes) * 60;
+            let room = self.slot_secs - i64::from(product.terms.buffer_minutes) * 60;
             // Periods of whole hours, from a quarter of the room up to all of it, somewhere inside the room.
             let hours = (room / 3600).max(1);
             let length = (hours / 4 + to_i64(draw(j, 1 + (g - first), (hours - hours / 4) as u64 + 1))).clamp(1, hours);
@@ -109,16 +103,13 @@ impl Plan {
                 quantity: i32::try_from(quantity).unwrap_or(1),
                 starts_at,
                 ends_at: starts_at + Duration::hours(length),
-                buffer_minutes: product.buffer_minutes,
-                rates: product.rates,
-                deposit_per_unit_minor: product.deposit_minor,
-                late_fee_per_day_minor: product.late_fee_minor,
+                terms: product.terms,
             });
         }
         let starts_at = lines.iter().map(|l| l.starts_at).min().context("an order without lines")?;
         let ends_at = lines.iter().map(|l| l.ends_at).max().context("an order without lines")?;
-        let late_fee = lines[0].late_fee_per_day_minor;
-        let deposit = lines[0].deposit_per_unit_minor;
+        let late_fee = lines[0].terms.late_fee_per_day.amount_minor;
+        let deposit = lines[0].terms.deposit_per_unit.amount_minor;
 
         let roll = draw(j, 10, 100);
         let now = self.now;
@@ -171,23 +162,23 @@ impl Plan {
                         taxable: false,
                     });
                 }
-                Some(ImportedInvoice { status: ImportedInvoiceStatus::Paid, issued_at: Some(after_return), charges })
+                Some(ImportedInvoice { status: InvoiceStatus::Paid, issued_at: Some(after_return), charges })
             }
             OrderStatus::Returned => Some(ImportedInvoice {
-                status: ImportedInvoiceStatus::Open,
+                status: InvoiceStatus::Open,
                 issued_at: Some(after_return),
                 charges: Vec::new(),
             }),
             OrderStatus::PickedUp => Some(ImportedInvoice {
-                status: ImportedInvoiceStatus::Open,
+                status: InvoiceStatus::Open,
                 issued_at: Some(starts_at.min(now)),
                 charges: Vec::new(),
             }),
             OrderStatus::Reserved if charge_roll < 50 => {
-                Some(ImportedInvoice { status: ImportedInvoiceStatus::Draft, issued_at: None, charges: Vec::new() })
+                Some(ImportedInvoice { status: InvoiceStatus::Draft, issued_at: None, charges: Vec::new() })
             }
             OrderStatus::Cancelled if charge_roll < 30 => Some(ImportedInvoice {
-                status: ImportedInvoiceStatus::Void,
+                status: InvoiceStatus::Void,
                 issued_at: Some((created_at + Duration::hours(1)).min(now)),
                 charges: Vec::new(),
             }),
@@ -216,14 +207,13 @@ fn product_of(p: &ImportProduct, currency: Currency) -> anyhow::Result<Product> 
         p.price_per_month_minor.map(money),
     )
     .with_context(|| format!("rates of product {}", p.id))?;
-    Ok(Product {
-        id: p.id,
+    let terms = ProductTerms {
         rates,
-        deposit_minor: p.deposit_minor,
-        late_fee_minor: p.late_fee_per_day_minor,
+        deposit_per_unit: money(p.deposit_minor),
+        late_fee_per_day: money(p.late_fee_per_day_minor),
         buffer_minutes: p.buffer_minutes,
-        capacity: p.capacity,
-    })
+    };
+    Ok(Product { id: p.id, terms, capacity: p.capacity })
 }
 
 /// Seeds `orders` orders in batches of `batch`, `concurrency` batches at a time, and returns how many lines
@@ -269,7 +259,7 @@ pub async fn seed(
     let now = Utc::now().duration_trunc(Duration::hours(1)).context("now")?;
     let start = now - Duration::days(PAST_DAYS);
     let slot_secs = (PAST_DAYS + FUTURE_DAYS) * 86_400 / to_i64(slots);
-    let longest_buffer = products.iter().map(|p| i64::from(p.buffer_minutes) * 60).max().unwrap_or(0);
+    let longest_buffer = products.iter().map(|p| i64::from(p.terms.buffer_minutes) * 60).max().unwrap_or(0);
     if slot_secs < longest_buffer + 3_600 {
         bail!(
             "{} products are too few for {orders} orders: each product's slot would be {slot_secs} s, shorter \

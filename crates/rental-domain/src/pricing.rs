@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DomainError, Money};
+use crate::{Currency, DomainError, Money};
 
 /// Days in a charged week.
 pub const WEEK_DAYS: i64 = 7;
@@ -96,12 +96,94 @@ impl RateCard {
     }
 }
 
-/// The late fee for returning `late_days` started days late: the fee per day for each.
-///
-/// # Errors
-/// [`DomainError::Invalid`] on overflow.
-pub fn late_fee(fee_per_day: Money, late_days: i64) -> Result<Money, DomainError> {
-    fee_per_day.checked_mul(late_days.max(0))
+/// A product's rental terms, copied into each order line when it is priced so that later changes to the
+/// product never alter an order: its rates, the deposit held per item, the late fee per item and started day,
+/// and the buffer kept free after each rental.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductTerms {
+    /// Day, week and month rates.
+    pub rates: RateCard,
+    /// Deposit held per item (refundable, not taxed, not invoiced).
+    pub deposit_per_unit: Money,
+    /// Late fee per item and started day late (see [`crate::billing::late_fee`]).
+    pub late_fee_per_day: Money,
+    /// Minutes the stock stays held after each rental.
+    pub buffer_minutes: i32,
+}
+
+/// One order line priced by [`ProductTerms::price`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PricedLine {
+    /// Started days charged.
+    pub charged_days: i64,
+    /// The cheapest cover of those days, for one item.
+    pub cover: PriceBreakdown,
+    /// Items.
+    pub quantity: i64,
+    /// `cover.total × quantity`.
+    pub total: Money,
+    /// Deposit held for the line's items.
+    pub deposit: Money,
+}
+
+impl ProductTerms {
+    /// The currency of every amount.
+    pub fn currency(&self) -> Currency {
+        self.rates.per_day.currency
+    }
+
+    /// Prices `quantity` items for `charged_days` started days: the cheapest cover per item, times the quantity,
+    /// with the deposit of the items.
+    ///
+    /// # Errors
+    /// [`DomainError::Invalid`] when the days or quantity are not positive or an amount overflows.
+    pub fn price(&self, charged_days: i64, quantity: i64) -> Result<PricedLine, DomainError> {
+        if quantity < 1 {
+            return Err(DomainError::field("quantity", "must be at least 1"));
+        }
+        let cover = self.rates.price(charged_days)?;
+        Ok(PricedLine {
+            charged_days,
+            cover,
+            quantity,
+            total: cover.total.checked_mul(quantity)?,
+            deposit: self.deposit_per_unit.checked_mul(quantity)?,
+        })
+    }
+}
+
+/// What an order costs, from its priced lines: their sum, the tax on it, the total, and the deposit held
+/// (which is neither taxed nor invoiced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderTotals {
+    /// Sum of the lines.
+    pub subtotal: Money,
+    /// Tax on the subtotal, rounded half away from zero.
+    pub tax: Money,
+    /// Subtotal plus tax.
+    pub total: Money,
+    /// Deposit of every line's items.
+    pub deposit: Money,
+}
+
+impl OrderTotals {
+    /// The totals of `lines` in `currency` with tax at `tax_rate_bp` basis points.
+    ///
+    /// # Errors
+    /// [`DomainError::Invalid`] when a line is in another currency or an amount overflows.
+    pub fn of<'a>(
+        currency: Currency,
+        lines: impl IntoIterator<Item = &'a PricedLine>,
+        tax_rate_bp: u32,
+    ) -> Result<Self, DomainError> {
+        let (mut subtotal, mut deposit) = (Money::zero(currency), Money::zero(currency));
+        for line in lines {
+            subtotal = subtotal.checked_add(line.total)?;
+            deposit = deposit.checked_add(line.deposit)?;
+        }
+        let tax = crate::billing::tax(subtotal, tax_rate_bp)?;
+        Ok(Self { subtotal, tax, total: subtotal.checked_add(tax)?, deposit })
+    }
 }
 
 #[cfg(test)]
@@ -153,7 +235,22 @@ mod tests {
         assert!(RateCard::new(eur(-1), None, None).is_err());
         let usd = Money::new(1, Currency::parse("USD").unwrap());
         assert!(RateCard::new(eur(100), Some(usd), None).is_err());
-        assert_eq!(late_fee(eur(250), 3).unwrap().amount_minor, 750);
-        assert_eq!(late_fee(eur(250), -2).unwrap().amount_minor, 0);
+    }
+
+    #[test]
+    fn a_line_is_priced_per_item_and_an_order_totals_its_lines_with_tax() {
+        let terms =
+            ProductTerms { rates: card(), deposit_per_unit: eur(2_000), late_fee_per_day: eur(250), buffer_minutes: 0 };
+        let line = terms.price(9, 3).unwrap();
+        assert_eq!((line.cover.weeks, line.cover.days, line.cover.total), (1, 2, eur(7_000)));
+        assert_eq!((line.total, line.deposit), (eur(21_000), eur(6_000)));
+        assert!(terms.price(9, 0).is_err());
+        let other = terms.price(1, 1).unwrap();
+        let totals = OrderTotals::of(terms.currency(), [&line, &other], 1_900).unwrap();
+        assert_eq!(totals.subtotal, eur(22_000));
+        assert_eq!((totals.tax, totals.total, totals.deposit), (eur(4_180), eur(26_180), eur(8_000)));
+        let foreign_money = Money::new(1, Currency::parse("USD").unwrap());
+        let foreign = PricedLine { total: foreign_money, ..other };
+        assert!(OrderTotals::of(terms.currency(), [&line, &foreign], 0).is_err());
     }
 }

@@ -42,8 +42,7 @@ pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{RepoError, RepoResult};
 pub use import::{
-    ChargeKind, ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedInvoiceStatus, ImportedLine,
-    ImportedOrder, OrderImporter,
+    ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter,
 };
 pub use orders::{
     AssignedUnitRecord, LineTerms, LineUnits, MaintenanceRecord, NewMaintenanceRecord, NewOrderLineRecord,

@@ -7,12 +7,14 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rental_domain::pricing::RateCard;
-use rental_domain::{CategoryName, Currency, Email, FullName, Money, OrderStatus, Role, UnitCondition};
+use rental_domain::pricing::{ProductTerms, RateCard};
+use rental_domain::{
+    CategoryName, ChargeKind, Currency, Email, FullName, InvoiceStatus, Money, OrderStatus, Role, UnitCondition,
+};
 use rental_repo::{
-    AnalyticsRepo, CatalogueRepo, ChargeKind, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds,
-    ImportedInvoice, ImportedInvoiceStatus, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord,
-    NewProductRecord, NewUnitRecord, NewUserRecord, OrderImporter, RepoError, UserRepo,
+    AnalyticsRepo, CatalogueRepo, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice,
+    ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord,
+    OrderImporter, RepoError, UserRepo,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
@@ -52,10 +54,12 @@ impl Product {
             quantity,
             starts_at: at(starts),
             ends_at: at(ends),
-            buffer_minutes: 60,
-            rates: self.rates,
-            deposit_per_unit_minor: 100,
-            late_fee_per_day_minor: 500,
+            terms: ProductTerms {
+                rates: self.rates,
+                deposit_per_unit: Money::new(100, self.rates.per_day.currency),
+                late_fee_per_day: Money::new(500, self.rates.per_day.currency),
+                buffer_minutes: 60,
+            },
         }
     }
 }
@@ -163,17 +167,13 @@ fn order(
     }
 }
 
-fn invoice(
-    status: ImportedInvoiceStatus,
-    issued: Option<&str>,
-    charges: Vec<ImportedCharge>,
-) -> Option<ImportedInvoice> {
+fn invoice(status: InvoiceStatus, issued: Option<&str>, charges: Vec<ImportedCharge>) -> Option<ImportedInvoice> {
     Some(ImportedInvoice { status, issued_at: issued.map(at), charges })
 }
 
 /// The eight orders, o1..o8 (index 0..7).
 fn orders(f: &Fixture) -> Vec<ImportedOrder> {
-    use ImportedInvoiceStatus::{Draft, Open, Paid, Void};
+    use InvoiceStatus::{Draft, Open, Paid, Void};
     let (a, b, c) = (&f.a, &f.b, &f.c);
     vec![
         // o1: A×2 for 2 days (2 × 2000 = 4000) + B×1 for 1 day (2000) = 6000, tax 20% 1200, total 7200.
@@ -324,7 +324,7 @@ async fn import_prices_orders_and_numbers_invoices_gap_free_per_year() {
         0,
         "2026-03-01T09:00:00Z",
         vec![f.b.line(1, "2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")],
-        invoice(ImportedInvoiceStatus::Paid, Some("2026-03-03T10:00:00Z"), vec![]),
+        invoice(InvoiceStatus::Paid, Some("2026-03-03T10:00:00Z"), vec![]),
     )];
     let ids = OrderImporter::new(f.db.clone()).import(more).await.unwrap();
     assert_eq!(ids[0].invoice_number.as_deref(), Some("INV-2026-000006"));

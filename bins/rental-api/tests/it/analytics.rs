@@ -2,11 +2,11 @@
 
 use actix_web::test::{self, TestRequest};
 use chrono::{DateTime, Duration, Utc};
-use rental_domain::pricing::RateCard;
-use rental_domain::{CategoryName, Currency, Money, OrderStatus};
+use rental_domain::pricing::{ProductTerms, RateCard};
+use rental_domain::{CategoryName, Currency, InvoiceStatus, Money, OrderStatus};
 use rental_repo::{
-    CatalogueRepo, ImportedInvoice, ImportedInvoiceStatus, ImportedLine, ImportedOrder, NewCategoryRecord,
-    NewLocationRecord, NewProductRecord, OrderImporter,
+    CatalogueRepo, ImportedInvoice, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord,
+    NewProductRecord, OrderImporter,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -71,13 +71,15 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
                     quantity: 1,
                     starts_at,
                     ends_at,
-                    buffer_minutes: 0,
-                    rates,
-                    deposit_per_unit_minor: 0,
-                    late_fee_per_day_minor: 0,
+                    terms: ProductTerms {
+                        rates,
+                        deposit_per_unit: Money::zero(eur),
+                        late_fee_per_day: Money::zero(eur),
+                        buffer_minutes: 0,
+                    },
                 }],
                 invoice: Some(ImportedInvoice {
-                    status: ImportedInvoiceStatus::Paid,
+                    status: InvoiceStatus::Paid,
                     issued_at: Some(ends_at),
                     charges: Vec::new(),
                 }),

@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Utc};
-use rental_domain::pricing::RateCard;
+use rental_domain::billing::tax;
+use rental_domain::pricing::{OrderTotals, ProductTerms};
+use rental_domain::{ChargeKind, InvoiceStatus};
 use rental_domain::{Currency, Money, OrderStatus, started_days};
 use sea_orm::{ActiveValue, ConnectionTrait, Statement, TransactionTrait};
 use uuid::{NoContext, Timestamp, Uuid};
@@ -23,49 +25,6 @@ use crate::orders::lock_product_rows;
 use crate::query::insert_chunked;
 use crate::{Database, RepoError, RepoResult};
 
-/// The status of an imported invoice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImportedInvoiceStatus {
-    /// Not issued: no number.
-    Draft,
-    /// Issued, not paid.
-    Open,
-    /// Issued and paid in full.
-    Paid,
-    /// Issued, then voided.
-    Void,
-}
-
-impl ImportedInvoiceStatus {
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Draft => "draft",
-            Self::Open => "open",
-            Self::Paid => "paid",
-            Self::Void => "void",
-        }
-    }
-}
-
-/// What an extra invoice line charges for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChargeKind {
-    /// Late return.
-    LateFee,
-    /// Damage to a unit.
-    Damage,
-}
-
-impl ChargeKind {
-    const fn as_str(self) -> &'static str {
-        match self {
-            Self::LateFee => "late_fee",
-            Self::Damage => "damage",
-        }
-    }
-}
-
 /// One line of an imported order, priced by the importer with `rates`.
 #[derive(Debug, Clone)]
 pub struct ImportedLine {
@@ -77,14 +36,8 @@ pub struct ImportedLine {
     pub starts_at: DateTime<Utc>,
     /// End of the rental (after the start).
     pub ends_at: DateTime<Utc>,
-    /// The product's buffer after each rental, in minutes.
-    pub buffer_minutes: i32,
-    /// The product's rates when the order was priced; their currency must be the order's.
-    pub rates: RateCard,
-    /// Deposit per unit.
-    pub deposit_per_unit_minor: i64,
-    /// Late fee per day.
-    pub late_fee_per_day_minor: i64,
+    /// The product's terms when the order was priced; their currency must be the order's.
+    pub terms: ProductTerms,
 }
 
 /// An extra charge on an imported invoice (late fee, damage).
@@ -106,7 +59,7 @@ pub struct ImportedCharge {
 #[derive(Debug, Clone)]
 pub struct ImportedInvoice {
     /// Draft invoices have no number and no issue time; the others have both.
-    pub status: ImportedInvoiceStatus,
+    pub status: InvoiceStatus,
     /// When it was issued; required unless a draft, forbidden for a draft.
     pub issued_at: Option<DateTime<Utc>>,
     /// Late fees and damage.
@@ -212,7 +165,7 @@ fn overflow(index: usize) -> RepoError {
 
 /// Tax of a taxable amount: rounded half away from zero.
 fn tax_of(taxable_minor: i64, rate_bp: u32, currency: Currency, index: usize) -> RepoResult<i64> {
-    Money::new(taxable_minor, currency).percentage(rate_bp).map(|m| m.amount_minor).map_err(|_| overflow(index))
+    tax(Money::new(taxable_minor, currency), rate_bp).map(|m| m.amount_minor).map_err(|_| overflow(index))
 }
 
 impl OrderImporter {
@@ -345,8 +298,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
         // As in the live flow: set when reserved, kept through pickup and return (hold_until bounds it),
         // cleared when cancelled; quotes hold nothing.
         let holds_stock = status.is_rented();
-        let mut subtotal: i64 = 0;
-        let mut deposit: i64 = 0;
+        let mut priced_lines = Vec::with_capacity(lines.len());
         let mut starts_at = lines[0].starts_at;
         let mut ends_at = lines[0].ends_at;
         let mut invoice_lines = Vec::with_capacity(lines.len());
@@ -357,19 +309,20 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
             if line.ends_at <= line.starts_at {
                 return Err(bad(index, "lines.ends_at", "must be after starts_at"));
             }
-            if !(0..=10_080).contains(&line.buffer_minutes) {
+            let terms = line.terms;
+            if !(0..=10_080).contains(&terms.buffer_minutes) {
                 return Err(bad(index, "lines.buffer_minutes", "must be between 0 and 10080"));
             }
-            if line.rates.per_day.currency != currency {
-                return Err(bad(index, "lines.rates", "must be in the order's currency"));
+            if terms.currency() != currency
+                || [terms.deposit_per_unit, terms.late_fee_per_day].iter().any(|m| m.currency != currency)
+            {
+                return Err(bad(index, "lines.terms", "must be in the order's currency"));
             }
             let days = started_days(line.ends_at - line.starts_at);
-            let price = line.rates.price(days).map_err(|_| overflow(index))?;
             let quantity = i64::from(line.quantity);
-            let line_total = price.total.amount_minor.checked_mul(quantity).ok_or_else(|| overflow(index))?;
-            subtotal = subtotal.checked_add(line_total).ok_or_else(|| overflow(index))?;
-            let line_deposit = line.deposit_per_unit_minor.checked_mul(quantity).ok_or_else(|| overflow(index))?;
-            deposit = deposit.checked_add(line_deposit).ok_or_else(|| overflow(index))?;
+            let priced = terms.price(days, quantity).map_err(|_| overflow(index))?;
+            let (price, line_total) = (priced.cover, priced.total.amount_minor);
+            priced_lines.push(priced);
             starts_at = starts_at.min(line.starts_at);
             ends_at = ends_at.max(line.ends_at);
             let narrow = |v: i64| i32::try_from(v).map_err(|_| overflow(index));
@@ -380,15 +333,15 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 quantity: ActiveValue::Set(line.quantity),
                 starts_at: ActiveValue::Set(line.starts_at),
                 ends_at: ActiveValue::Set(line.ends_at),
-                hold_until: ActiveValue::Set(line.ends_at + chrono::Duration::minutes(i64::from(line.buffer_minutes))),
+                hold_until: ActiveValue::Set(line.ends_at + chrono::Duration::minutes(i64::from(terms.buffer_minutes))),
                 holds_stock: ActiveValue::Set(holds_stock),
                 currency: ActiveValue::Set(currency.as_str().to_owned()),
-                price_per_day_minor: ActiveValue::Set(line.rates.per_day.amount_minor),
-                price_per_week_minor: ActiveValue::Set(line.rates.per_week.map(|m| m.amount_minor)),
-                price_per_month_minor: ActiveValue::Set(line.rates.per_month.map(|m| m.amount_minor)),
-                deposit_per_unit_minor: ActiveValue::Set(line.deposit_per_unit_minor),
-                late_fee_per_day_minor: ActiveValue::Set(line.late_fee_per_day_minor),
-                buffer_minutes: ActiveValue::Set(line.buffer_minutes),
+                price_per_day_minor: ActiveValue::Set(terms.rates.per_day.amount_minor),
+                price_per_week_minor: ActiveValue::Set(terms.rates.per_week.map(|m| m.amount_minor)),
+                price_per_month_minor: ActiveValue::Set(terms.rates.per_month.map(|m| m.amount_minor)),
+                deposit_per_unit_minor: ActiveValue::Set(terms.deposit_per_unit.amount_minor),
+                late_fee_per_day_minor: ActiveValue::Set(terms.late_fee_per_day.amount_minor),
+                buffer_minutes: ActiveValue::Set(terms.buffer_minutes),
                 charged_days: ActiveValue::Set(narrow(days)?),
                 months: ActiveValue::Set(narrow(price.months)?),
                 weeks: ActiveValue::Set(narrow(price.weeks)?),
@@ -417,8 +370,13 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 true,
             ));
         }
-        let tax = tax_of(subtotal, tax_rate_bp, currency, index)?;
-        let total = subtotal.checked_add(tax).ok_or_else(|| overflow(index))?;
+        let totals = OrderTotals::of(currency, &priced_lines, tax_rate_bp).map_err(|_| overflow(index))?;
+        let (subtotal, tax, total, deposit) = (
+            totals.subtotal.amount_minor,
+            totals.tax.amount_minor,
+            totals.total.amount_minor,
+            totals.deposit.amount_minor,
+        );
         let updated_at =
             [Some(created_at), picked_up_at, returned_at].into_iter().flatten().max().unwrap_or(created_at);
         rows.orders.push(rental_order::ActiveModel {
@@ -459,8 +417,8 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
         };
         if let Some(inv) = invoice {
             let issued_at = match (inv.status, inv.issued_at) {
-                (ImportedInvoiceStatus::Draft, None) => None,
-                (ImportedInvoiceStatus::Draft, Some(_)) => {
+                (InvoiceStatus::Draft, None) => None,
+                (InvoiceStatus::Draft, Some(_)) => {
                     return Err(bad(index, "invoice.issued_at", "a draft is not issued"));
                 }
                 (_, None) => return Err(bad(index, "invoice.issued_at", "an issued invoice needs its issue time")),
@@ -493,7 +451,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
             let inv_total = inv_subtotal.checked_add(inv_tax).ok_or_else(|| overflow(index))?;
             let stamp = issued_at.unwrap_or(created_at);
             let invoice_id = id_at(stamp);
-            let paid = if inv.status == ImportedInvoiceStatus::Paid { inv_total } else { 0 };
+            let paid = if inv.status == InvoiceStatus::Paid { inv_total } else { 0 };
             if let Some(at) = issued_at {
                 to_number.entry(at.year()).or_default().push((at, rows.invoices.len()));
             }

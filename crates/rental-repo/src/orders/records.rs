@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::availability::Hold;
-use rental_domain::{OrderStatus, UnitCondition};
+use rental_domain::pricing::{PricedLine, ProductTerms, RateCard};
+use rental_domain::{Currency, DomainError, Money, OrderStatus, UnitCondition};
 use uuid::Uuid;
 
 use crate::{InvoiceRecord, PaymentRecord};
@@ -334,6 +335,52 @@ pub struct StockHolds {
     pub capacity: i64,
     /// Order holds and maintenance blocks overlapping the window.
     pub holds: Vec<Hold>,
+}
+
+impl LineTerms {
+    /// The terms a line copies from `terms` once priced as `line`.
+    ///
+    /// # Errors
+    /// [`DomainError::Invalid`] on `end` when a count does not fit the stored columns (a period far too long).
+    pub fn priced(terms: &ProductTerms, line: &PricedLine) -> Result<Self, DomainError> {
+        let small = |n: i64| i32::try_from(n).map_err(|_| DomainError::field("end", "the period is too long"));
+        Ok(Self {
+            currency: terms.currency().as_str().to_owned(),
+            price_per_day_minor: terms.rates.per_day.amount_minor,
+            price_per_week_minor: terms.rates.per_week.map(|m| m.amount_minor),
+            price_per_month_minor: terms.rates.per_month.map(|m| m.amount_minor),
+            deposit_per_unit_minor: terms.deposit_per_unit.amount_minor,
+            late_fee_per_day_minor: terms.late_fee_per_day.amount_minor,
+            buffer_minutes: terms.buffer_minutes,
+            charged_days: small(line.charged_days)?,
+            months: small(line.cover.months)?,
+            weeks: small(line.cover.weeks)?,
+            days: small(line.cover.days)?,
+            unit_price_minor: line.cover.total.amount_minor,
+            line_total_minor: line.total.amount_minor,
+        })
+    }
+}
+
+impl ProductTermsRecord {
+    /// The product's rental terms as the domain prices them.
+    ///
+    /// # Errors
+    /// [`DomainError::Invalid`] when a stored currency or rate is unusable.
+    pub fn terms(&self) -> Result<ProductTerms, DomainError> {
+        let currency = Currency::parse(&self.currency)?;
+        let money = |amount: i64| Money::new(amount, currency);
+        Ok(ProductTerms {
+            rates: RateCard::new(
+                money(self.price_per_day_minor),
+                self.price_per_week_minor.map(money),
+                self.price_per_month_minor.map(money),
+            )?,
+            deposit_per_unit: money(self.deposit_minor),
+            late_fee_per_day: money(self.late_fee_per_day_minor),
+            buffer_minutes: self.buffer_minutes,
+        })
+    }
 }
 
 /// What pricing needs of a product.

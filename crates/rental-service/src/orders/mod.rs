@@ -14,7 +14,7 @@ use rental_domain::ChargeKind;
 use rental_domain::availability::Timeline;
 use rental_domain::billing::{Charge, damage_charge, late_fee};
 use rental_domain::catalogue::description;
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::OrderTotals;
 use rental_domain::{
     Collector, Currency, DomainError, FieldError, MAX_RENTAL_DAYS, Money, OrderStatus, RentalPeriod, UnitCondition,
 };
@@ -22,7 +22,7 @@ use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
     BillingRepo, BillingStore, Database, LineTerms, LineUnits, NewInvoiceRecord, NewMaintenanceRecord,
     NewOrderLineRecord, NewOrderRecord, OrderChange, OrderDetail, OrderFilter, OrderRecord, OrderRepo, OrderStore,
-    ProductTermsRecord, RepoError, RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
+    RepoError, RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
 };
 use uuid::Uuid;
 
@@ -147,6 +147,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let products = if ids.is_empty() { Vec::new() } else { self.orders.product_terms(&ids).await? };
         let mut currency: Option<String> = None;
         let mut lines = Vec::with_capacity(new.lines.len());
+        let mut priced_lines = Vec::with_capacity(new.lines.len());
         for (i, line) in new.lines.iter().enumerate() {
             let at = |field: &str| format!("lines[{i}].{field}");
             let period = errors.take(RentalPeriod::parse(line.start, line.end, now).map_err(|e| prefixed(e, i)));
@@ -175,15 +176,22 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             if !(1..=MAX_QUANTITY).contains(&line.quantity) {
                 continue;
             }
-            match price_line(product, &period, quantity) {
-                Ok(terms) => lines.push(NewOrderLineRecord {
-                    product_id: product.id,
-                    quantity,
-                    starts_at: period.start(),
-                    ends_at: period.end(),
-                    description: format!("{} × {}, {} day(s)", quantity, product.name, terms.charged_days),
-                    terms,
-                }),
+            let priced = product.terms().and_then(|terms| {
+                let line = terms.price(period.charged_days(), i64::from(quantity))?;
+                Ok((LineTerms::priced(&terms, &line)?, line))
+            });
+            match priced {
+                Ok((terms, line)) => {
+                    lines.push(NewOrderLineRecord {
+                        product_id: product.id,
+                        quantity,
+                        starts_at: period.start(),
+                        ends_at: period.end(),
+                        description: format!("{} × {}, {} day(s)", quantity, product.name, terms.charged_days),
+                        terms,
+                    });
+                    priced_lines.push(line);
+                }
                 Err(e) => {
                     errors.take::<()>(Err(prefixed(e, i)));
                 }
@@ -192,15 +200,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         errors.finish()?;
         let currency = currency.ok_or_else(|| DomainError::field("lines", "must hold 1 to 50 lines"))?;
         let code = Currency::parse(&currency)?;
-        let mut subtotal = Money::zero(code);
-        let mut deposit = Money::zero(code);
-        for l in &lines {
-            subtotal = subtotal.checked_add(Money::new(l.terms.line_total_minor, code))?;
-            deposit = deposit
-                .checked_add(Money::new(l.terms.deposit_per_unit_minor, code).checked_mul(i64::from(l.quantity))?)?;
-        }
-        let tax = subtotal.percentage(self.config.tax_rate_bp)?;
-        let total = subtotal.checked_add(tax)?;
+        let OrderTotals { subtotal, tax, total, deposit } =
+            OrderTotals::of(code, &priced_lines, self.config.tax_rate_bp)?;
         let record = NewOrderRecord {
             customer_id,
             status,
@@ -527,36 +528,6 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     pub async fn count_overbooked(&self) -> ServiceResult<u64> {
         Ok(self.orders.count_overbooked().await?)
     }
-}
-
-/// Prices one line: the cheapest cover of its charged days, snapshotting the product's terms.
-fn price_line(product: &ProductTermsRecord, period: &RentalPeriod, quantity: i32) -> Result<LineTerms, DomainError> {
-    let currency = Currency::parse(&product.currency)?;
-    let money = |amount: i64| Money::new(amount, currency);
-    let card = RateCard::new(
-        money(product.price_per_day_minor),
-        product.price_per_week_minor.map(money),
-        product.price_per_month_minor.map(money),
-    )?;
-    let days = period.charged_days();
-    let breakdown = card.price(days)?;
-    let line_total = breakdown.total.checked_mul(i64::from(quantity))?;
-    let small = |n: i64| i32::try_from(n).map_err(|_| DomainError::field("end", "the period is too long"));
-    Ok(LineTerms {
-        currency: product.currency.clone(),
-        price_per_day_minor: product.price_per_day_minor,
-        price_per_week_minor: product.price_per_week_minor,
-        price_per_month_minor: product.price_per_month_minor,
-        deposit_per_unit_minor: product.deposit_minor,
-        late_fee_per_day_minor: product.late_fee_per_day_minor,
-        buffer_minutes: product.buffer_minutes,
-        charged_days: small(days)?,
-        months: small(breakdown.months)?,
-        weeks: small(breakdown.weeks)?,
-        days: small(breakdown.days)?,
-        unit_price_minor: breakdown.total.amount_minor,
-        line_total_minor: line_total.amount_minor,
-    })
 }
 
 fn detail_view(d: OrderDetail) -> OrderDetailView {

@@ -4,12 +4,13 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use crate::db::txn::finish;
 use crate::entity::{category, location, maintenance_block, order_line, product, stock_level, unit};
+use crate::orders::stock::{bulk_quantity, capacity, held_at, unit_count};
 use crate::query::{
     Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
     insert_chunked,
@@ -451,8 +452,8 @@ impl CatalogueRepo {
                 product::Entity::find()
                     .select_only()
                     .column(product::Column::Id)
-                    .column_as(unit_count(), "units")
-                    .column_as(bulk_quantity(), "quantity"),
+                    .column_as(unit_count(outer_product_id()), "units")
+                    .column_as(bulk_quantity(outer_product_id()), "quantity"),
                 product::Column::Id,
             )
             .await?;
@@ -609,57 +610,11 @@ fn outer_product_id() -> Expr {
     Expr::col((product::Entity, product::Column::Id))
 }
 
-/// `(SELECT COUNT(*) FROM units WHERE units.product_id = products.id)`.
-fn unit_count() -> Expr {
-    Expr::from(
-        Query::select()
-            .expr(Expr::col((unit::Entity, unit::Column::Id)).count())
-            .from(unit::Entity)
-            .and_where(Expr::col((unit::Entity, unit::Column::ProductId)).eq(outer_product_id()))
-            .to_owned(),
-    )
-}
-
-/// `(SELECT COALESCE(SUM(quantity), 0) FROM stock_levels WHERE stock_levels.product_id = products.id)`, as a
-/// BIGINT on both databases.
-fn bulk_quantity() -> Expr {
-    let sum = Expr::col((stock_level::Entity, stock_level::Column::Quantity)).sum();
-    Expr::from(
-        Query::select()
-            .expr(Expr::from(Func::coalesce([sum, Expr::val(0)])).cast_as("bigint"))
-            .from(stock_level::Entity)
-            .and_where(Expr::col((stock_level::Entity, stock_level::Column::ProductId)).eq(outer_product_id()))
-            .to_owned(),
-    )
-}
-
-/// Items of the product of the outer query held at instant `t`: the quantities of the order lines that hold
-/// stock over `[starts_at, hold_until)` (the buffer is already in `hold_until`), plus one per maintenance block
-/// over `[starts_at, ends_at)`.
-fn held_at(t: &Expr) -> Expr {
-    let (lines, blocks) = (Alias::new("held_line"), Alias::new("held_block"));
-    let line_holds = Query::select()
-        .expr(Func::coalesce([Expr::col((lines.clone(), order_line::Column::Quantity)).sum(), Expr::val(0)]))
-        .from_as(order_line::Entity, lines.clone())
-        .and_where(Expr::col((lines.clone(), order_line::Column::ProductId)).eq(outer_product_id()))
-        .and_where(Expr::col((lines.clone(), order_line::Column::HoldsStock)).eq(true))
-        .and_where(Expr::col((lines.clone(), order_line::Column::StartsAt)).lte(t.clone()))
-        .and_where(Expr::col((lines, order_line::Column::HoldUntil)).gt(t.clone()))
-        .to_owned();
-    let block_holds = Query::select()
-        .expr(Expr::col((blocks.clone(), maintenance_block::Column::Id)).count())
-        .from_as(maintenance_block::Entity, blocks.clone())
-        .and_where(Expr::col((blocks.clone(), maintenance_block::Column::ProductId)).eq(outer_product_id()))
-        .and_where(Expr::col((blocks.clone(), maintenance_block::Column::StartsAt)).lte(t.clone()))
-        .and_where(Expr::col((blocks, maintenance_block::Column::EndsAt)).gt(t.clone()))
-        .to_owned();
-    Expr::from(line_holds).add(Expr::from(block_holds))
-}
-
 /// Whether at least one item of the product of the outer query is free at instant `t`:
 /// `capacity - held(t) >= 1`, capacity being its units plus its bulk quantity.
 fn free_at(t: &Expr) -> Expr {
-    unit_count().add(bulk_quantity()).gt(held_at(t))
+    let product = outer_product_id();
+    capacity(&product).gt(held_at(&product, t))
 }
 
 /// Products with at least one item free at every instant of `[from, to)`. Holds are step functions that only

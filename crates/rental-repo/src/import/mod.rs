@@ -14,14 +14,17 @@ use rental_domain::billing::tax;
 use rental_domain::pricing::{OrderTotals, ProductTerms};
 use rental_domain::{ChargeKind, InvoiceStatus};
 use rental_domain::{Currency, Money, OrderStatus, started_days};
+use sea_orm::sea_query::{Alias, Expr, Order, Query};
 use sea_orm::{ActiveValue, ConnectionTrait, Statement, TransactionTrait};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::analytics::usage::{self, UsageLine};
 use crate::billing::advance_invoice_counter;
 use crate::db::txn::finish;
+use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
 use crate::orders::lock_product_rows;
+use crate::orders::stock::capacity;
 use crate::query::insert_chunked;
 use crate::{Database, RepoError, RepoResult};
 
@@ -222,12 +225,23 @@ impl OrderImporter {
     /// [`RepoError::Database`] when the query fails.
     pub async fn products(&self) -> RepoResult<Vec<ImportProduct>> {
         let conn = self.db.connection();
-        let sql = "SELECT p.id, p.currency, p.price_per_day_minor, p.price_per_week_minor, p.price_per_month_minor, \
-                   p.deposit_minor, p.late_fee_per_day_minor, p.buffer_minutes, \
-                   (SELECT COUNT(*) FROM units u WHERE u.product_id = p.id) \
-                   + COALESCE((SELECT SUM(s.quantity) FROM stock_levels s WHERE s.product_id = p.id), 0) AS capacity \
-                   FROM products p ORDER BY p.id";
-        let rows = conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql)).await?;
+        let p = product::Entity;
+        let select = Query::select()
+            .columns([
+                product::Column::Id,
+                product::Column::Currency,
+                product::Column::PricePerDayMinor,
+                product::Column::PricePerWeekMinor,
+                product::Column::PricePerMonthMinor,
+                product::Column::DepositMinor,
+                product::Column::LateFeePerDayMinor,
+                product::Column::BufferMinutes,
+            ])
+            .expr_as(capacity(&Expr::col((p, product::Column::Id))), Alias::new("capacity"))
+            .from(p)
+            .order_by(product::Column::Id, Order::Asc)
+            .to_owned();
+        let rows = conn.query_all_raw(conn.get_database_backend().build(&select)).await?;
         rows.into_iter()
             .map(|row| {
                 Ok(ImportProduct {

@@ -16,6 +16,7 @@ mod detail;
 mod lifecycle;
 mod records;
 mod reserve;
+pub(crate) mod stock;
 mod store;
 
 pub use records::*;

@@ -5,14 +5,14 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::OrderStatus;
 use rental_domain::availability::{Hold, Timeline};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LockType, Query, UnionType};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, UnionType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use super::records::*;
+use super::stock;
 use super::{insert_event, line_model, order_record};
-use crate::db::raw::RawSql;
-use crate::entity::{maintenance_block, order_line, product, rental_order, stock_level, unit, user};
+use crate::entity::{maintenance_block, order_line, product, rental_order, unit, user};
 use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork};
 
 /// How far around a refused period the nearest free periods are looked for.
@@ -42,20 +42,7 @@ impl OrderRepo {
         lock: bool,
     ) -> RepoResult<HashMap<Uuid, StockHolds>> {
         let ids = || product_ids.iter().copied();
-        let of_product = |product_column: Expr| product_column.equals((product::Entity, product::Column::Id));
-        let units = Query::select()
-            .expr(Expr::col((unit::Entity, unit::Column::Id)).count())
-            .from(unit::Entity)
-            .and_where(of_product(Expr::col((unit::Entity, unit::Column::ProductId))))
-            .to_owned();
-        let bulk = Query::select()
-            .expr(Func::coalesce([Expr::col((stock_level::Entity, stock_level::Column::Quantity)).sum(), Expr::val(0)]))
-            .from(stock_level::Entity)
-            .and_where(of_product(Expr::col((stock_level::Entity, stock_level::Column::ProductId))))
-            .to_owned();
-        let capacity = Expr::SubQuery(None, Box::new(units.into()))
-            .add(Expr::SubQuery(None, Box::new(bulk.into())))
-            .cast_as("bigint");
+        let capacity = stock::capacity(&Expr::col((product::Entity, product::Column::Id)));
         let mut select = product::Entity::find()
             .select_only()
             .column(product::Column::Id)
@@ -341,18 +328,20 @@ impl OrderRepo {
     /// [`RepoError::Database`] when the query fails.
     pub async fn count_overbooked(&self) -> RepoResult<u64> {
         // Checking at each start of a hold is enough: the holds are step functions that only rise there.
-        let mut q = RawSql::new(self.db.backend());
-        q.push("SELECT COUNT(*) FROM order_lines p WHERE p.holds_stock AND p.hold_until > ")
-            .bind(chrono::Utc::now())
-            .push(
-                " AND (SELECT COALESCE(SUM(l.quantity), 0) FROM order_lines l WHERE l.product_id = p.product_id AND \
-             l.holds_stock AND l.starts_at <= p.starts_at AND l.hold_until > p.starts_at) \
-             + (SELECT COUNT(*) FROM maintenance_blocks m WHERE m.product_id = p.product_id AND \
-             m.starts_at <= p.starts_at AND m.ends_at > p.starts_at) \
-             > (SELECT COUNT(*) FROM units u WHERE u.product_id = p.product_id) \
-             + (SELECT COALESCE(SUM(s.quantity), 0) FROM stock_levels s WHERE s.product_id = p.product_id)",
-            );
-        let row = self.db.connection().query_one_raw(q.statement()).await?;
+        let p = Alias::new("p");
+        let (product, start) = (
+            Expr::col((p.clone(), order_line::Column::ProductId)),
+            Expr::col((p.clone(), order_line::Column::StartsAt)),
+        );
+        let count = Query::select()
+            .expr(Expr::col((p.clone(), order_line::Column::Id)).count())
+            .from_as(order_line::Entity, p.clone())
+            .and_where(Expr::col((p.clone(), order_line::Column::HoldsStock)).eq(true))
+            .and_where(Expr::col((p, order_line::Column::HoldUntil)).gt(chrono::Utc::now()))
+            .and_where(stock::held_at(&product, &start).gt(stock::capacity(&product)))
+            .to_owned();
+        let backend = self.db.connection().get_database_backend();
+        let row = self.db.connection().query_one_raw(backend.build(&count)).await?;
         let n: i64 = match row {
             Some(row) => row.try_get_by_index(0)?,
             None => 0,

@@ -31,7 +31,7 @@ pub use catalogue::{
 pub use config::DatabaseConfig;
 pub use db::lock::BackoffPolicy;
 pub use db::{Backend, Database, PoolStats, StatementStats};
-pub use error::{RepoError, RepoResult};
+pub use error::{DatabaseError, RepoError, RepoResult};
 pub use import::{
     ChargeKind, ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedInvoiceStatus, ImportedLine,
     ImportedOrder, OrderImporter,

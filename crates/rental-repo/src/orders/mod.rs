@@ -790,7 +790,7 @@ impl RentalRepo {
     /// transaction; a `Quote` holds nothing and gets a draft invoice.
     ///
     /// # Errors
-    /// [`RepoError::Unavailable`] with the lines that do not fit and the nearest free periods; nothing is
+    /// [`RepoError::InsufficientStock`] with the lines that do not fit and the nearest free periods; nothing is
     /// written then. [`RepoError::NotFound`] when a product does not exist.
     #[tracing::instrument(skip_all, fields(customer_id = %new.customer_id, lines = new.lines.len()))]
     pub async fn create_order(&self, new: NewOrderRecord) -> RepoResult<OrderRecord> {
@@ -848,7 +848,7 @@ impl RentalRepo {
                 // Locks the products (PostgreSQL) while reading their capacity.
                 let short = self.shortages(&txn, &holds, true).await?;
                 if !short.is_empty() {
-                    return Err(RepoError::Unavailable(short));
+                    return Err(RepoError::InsufficientStock(short));
                 }
             }
             rental_order::Entity::insert(rental_order::ActiveModel::from(order.clone()))
@@ -894,7 +894,9 @@ impl RentalRepo {
                 }
                 Ok(order_record(order)?)
             }
-            Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
+            Err(RepoError::InsufficientStock(short)) => {
+                Err(RepoError::InsufficientStock(self.suggest(short, &holds).await?))
+            }
             Err(other) => Err(other),
         }
     }
@@ -973,7 +975,7 @@ impl RentalRepo {
     /// invoice, atomically.
     ///
     /// # Errors
-    /// [`RepoError::Domain`] for an illegal transition, [`RepoError::Unavailable`] when stock is short,
+    /// [`RepoError::Domain`] for an illegal transition, [`RepoError::InsufficientStock`] when stock is short,
     /// [`RepoError::NotFound`].
     pub async fn confirm(&self, id: Uuid, actor: Option<Uuid>, note: Option<String>) -> RepoResult<OrderRecord> {
         let at = now();
@@ -996,7 +998,7 @@ impl RentalRepo {
             let (order, _) = self.transition(txn, id, OrderStatus::Reserved, actor, note.as_deref(), at).await?;
             let short = self.shortages(txn, &holds, false).await?;
             if !short.is_empty() {
-                return Err(RepoError::Unavailable(short));
+                return Err(RepoError::InsufficientStock(short));
             }
             order_line::Entity::update_many()
                 .col_expr(order_line::Column::HoldsStock, Expr::val(true))
@@ -1018,7 +1020,9 @@ impl RentalRepo {
                 self.settle_after_commit(holds.len()).await;
                 order_record(order)
             }
-            Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &holds).await?)),
+            Err(RepoError::InsufficientStock(short)) => {
+                Err(RepoError::InsufficientStock(self.suggest(short, &holds).await?))
+            }
             Err(other) => Err(other),
         }
     }
@@ -1482,7 +1486,7 @@ impl RentalRepo {
     /// Takes a unit out of service for `[start, end)`. Refused when the unit is needed by reservations then.
     ///
     /// # Errors
-    /// [`RepoError::NotFound`] for an unknown unit; [`RepoError::Unavailable`] when the block would leave
+    /// [`RepoError::NotFound`] for an unknown unit; [`RepoError::InsufficientStock`] when the block would leave
     /// reservations without stock.
     pub async fn add_maintenance(
         &self,
@@ -1516,7 +1520,7 @@ impl RentalRepo {
             self.lock_products(txn, &BTreeSet::from([product_id])).await?;
             let short = self.shortages(txn, &hold, false).await?;
             if !short.is_empty() {
-                return Err(RepoError::Unavailable(short));
+                return Err(RepoError::InsufficientStock(short));
             }
             maintenance_block::Entity::insert(maintenance_block::ActiveModel::from(model))
                 .exec_without_returning(txn)
@@ -1533,7 +1537,9 @@ impl RentalRepo {
                 reason: model.reason,
                 created_at: model.created_at,
             }),
-            Err(RepoError::Unavailable(short)) => Err(RepoError::Unavailable(self.suggest(short, &hold).await?)),
+            Err(RepoError::InsufficientStock(short)) => {
+                Err(RepoError::InsufficientStock(self.suggest(short, &hold).await?))
+            }
             Err(other) => Err(other),
         }
     }

@@ -46,7 +46,7 @@ impl RentalService {
     /// # Errors
     /// [`ServiceError::Invalid`] listing every bad field (periods, quantities, unknown or inactive products,
     /// mixed currencies); [`ServiceError::Forbidden`] when a customer rents for someone else;
-    /// [`ServiceError::Unavailable`] with the lines that do not fit.
+    /// [`ServiceError::InsufficientStock`] with the lines that do not fit.
     #[tracing::instrument(skip_all, fields(lines = new.lines.len()))]
     pub async fn create(&self, principal: &Principal, new: NewRental) -> ServiceResult<OrderView> {
         let customer_id = match new.customer_id {
@@ -195,7 +195,7 @@ impl RentalService {
     ///
     /// # Errors
     /// [`ServiceError::NotFound`], [`ServiceError::Invalid`] for an illegal transition (409),
-    /// [`ServiceError::Unavailable`].
+    /// [`ServiceError::InsufficientStock`].
     pub async fn confirm(
         &self,
         principal: &Principal,
@@ -342,7 +342,7 @@ impl RentalService {
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`], [`ServiceError::NotFound`],
-    /// [`ServiceError::Unavailable`].
+    /// [`ServiceError::InsufficientStock`].
     pub async fn add_maintenance(
         &self,
         principal: &Principal,

@@ -144,7 +144,7 @@ impl UserService {
         match loaded {
             Ok(user) => Ok(Some(user)),
             Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
-            Err(err) => Err(ServiceError::SharedRepo(err)),
+            Err(err) => Err(ServiceError::from(err)),
         }
     }
 
@@ -210,7 +210,7 @@ impl UserService {
         let page = lists
             .try_get_with(key, async move { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) })
             .await
-            .map_err(ServiceError::SharedRepo)?;
+            .map_err(ServiceError::from)?;
         Ok(page)
     }
 

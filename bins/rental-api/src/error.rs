@@ -37,7 +37,6 @@ pub struct ErrorBody {
     /// For `unavailable`: each line that could not be reserved, with what is free and the nearest free
     /// periods of the same length.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
     pub lines: Vec<rental_service::ShortageView>,
 }
 

@@ -10,6 +10,8 @@ mod billing;
 mod catalogue;
 mod config;
 mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod orders;
 mod principal;
 mod users;

@@ -68,6 +68,7 @@ impl WindowParams {
 #[into_params(parameter_in = Query)]
 pub struct PopularParams {
     /// Products to return, 1–100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Only order lines whose rental period ends after this (date or RFC 3339).
     pub from: Option<String>,
@@ -84,6 +85,7 @@ pub struct UtilizationParams {
     /// End of the window, excluded; at most 366 days after `from`.
     pub to: Option<String>,
     /// Products to return, most used first, 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 

@@ -110,12 +110,15 @@ pub struct RolesRequest {
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
     /// Offset pagination: page number from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
     /// Keyset pagination: `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
@@ -222,7 +225,7 @@ pub async fn bulk_create(
 }
 
 /// One user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
 #[get("/users/{id}")]
 pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserResponse>> {
@@ -231,7 +234,7 @@ pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) 
 }
 
 /// Change a user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[patch("/users/{id}")]
@@ -254,8 +257,9 @@ pub async fn update(
 }
 
 /// Delete a user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "An admin cannot delete their own account")))]
 #[delete("/users/{id}")]
 pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
@@ -264,7 +268,7 @@ pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String
 }
 
 /// Replace a user's roles (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RolesRequest,
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
 #[put("/users/{id}/roles")]

@@ -14,6 +14,7 @@ use crate::{Principal, ServiceError, ServiceResult};
 
 /// An invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceView {
     /// Id.
     pub id: Uuid,
@@ -90,6 +91,7 @@ impl InvoiceView {
 
 /// A line of an invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceLineView {
     /// Id.
     pub id: Uuid,
@@ -109,6 +111,7 @@ pub struct InvoiceLineView {
 
 /// A payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PaymentView {
     /// Id.
     pub id: Uuid,

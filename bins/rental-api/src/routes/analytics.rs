@@ -52,8 +52,10 @@ fn required_instant(raw: Option<&str>, field: &str) -> ApiResult<DateTime<Utc>> 
 #[into_params(parameter_in = Query)]
 pub struct WindowParams {
     /// Start, included: a date (midnight UTC) or an RFC 3339 time.
+    #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
     /// End, excluded: a date or an RFC 3339 time, after `from`.
+    #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
 }
 
@@ -71,8 +73,10 @@ pub struct PopularParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Only order lines whose rental period ends after this (date or RFC 3339).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Only order lines whose rental period starts before this (date or RFC 3339).
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 
@@ -81,8 +85,10 @@ pub struct PopularParams {
 #[into_params(parameter_in = Query)]
 pub struct UtilizationParams {
     /// Start of the window, included (date or RFC 3339).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// End of the window, excluded; at most 366 days after `from`.
+    #[param(format = Date)]
     pub to: Option<String>,
     /// Products to return, most used first, 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]

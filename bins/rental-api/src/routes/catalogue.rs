@@ -65,8 +65,14 @@ pub struct LocationList {
 #[serde(deny_unknown_fields)]
 pub struct CreateCategoryRequest {
     /// Name (1–100 characters); unique regardless of case, spaces and punctuation.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Description (up to 2000 characters).
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -75,6 +81,11 @@ pub struct CreateCategoryRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCategoryRequest {
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
@@ -87,6 +98,11 @@ pub struct UpdateCategoryRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateLocationRequest {
     /// Unique name (1–100 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Postal address.
     pub address: Option<String>,
@@ -100,26 +116,39 @@ pub struct CreateProductRequest {
     pub category_id: Uuid,
     /// Unique stock-keeping unit: 1–64 letters, digits, `-`, `_`, `.`, `/`.
     #[schema(example = "DRL-18V")]
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: String,
     /// Name (1–200 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Description.
     pub description: Option<String>,
     /// ISO 4217 code of every amount.
     #[schema(example = "EUR")]
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// Price of one day.
     #[schema(example = 1500)]
+    #[schema(minimum = 0)]
     pub price_per_day_minor: i64,
     /// Price of seven days.
+    #[schema(minimum = 0)]
     pub price_per_week_minor: Option<i64>,
     /// Price of thirty days.
+    #[schema(minimum = 0)]
     pub price_per_month_minor: Option<i64>,
     /// Deposit per item; default 0.
+    #[schema(minimum = 0)]
     pub deposit_minor: Option<i64>,
     /// Late fee per day; default 0.
+    #[schema(minimum = 0)]
     pub late_fee_per_day_minor: Option<i64>,
     /// Minutes kept free after each rental, 0–10080; default 0.
+    #[schema(minimum = 0, maximum = 10080)]
     pub buffer_minutes: Option<i64>,
     /// Default true.
     pub is_active: Option<bool>,
@@ -132,16 +161,24 @@ pub struct UpdateProductRequest {
     /// New category.
     pub category_id: Option<Uuid>,
     /// New SKU.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: Option<String>,
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// New currency of every amount.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// New day price.
+    #[schema(minimum = 0)]
     pub price_per_day_minor: Option<i64>,
     /// New week price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
@@ -152,10 +189,13 @@ pub struct UpdateProductRequest {
     #[schema(value_type = Option<i64>)]
     pub price_per_month_minor: Option<Option<i64>>,
     /// New deposit.
+    #[schema(minimum = 0)]
     pub deposit_minor: Option<i64>,
     /// New late fee.
+    #[schema(minimum = 0)]
     pub late_fee_per_day_minor: Option<i64>,
     /// New buffer.
+    #[schema(minimum = 0, maximum = 10080)]
     pub buffer_minutes: Option<i64>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
@@ -166,8 +206,10 @@ pub struct UpdateProductRequest {
 #[serde(deny_unknown_fields)]
 pub struct UnitRequest {
     /// Unique serial number: 1–64 letters, digits, `-`, `_`, `.`, `/`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub serial_number: String,
     /// `new` (default), `good`, `fair` or `damaged`.
+    #[schema(value_type = Option<rental_service::openapi::UnitConditionSchema>)]
     pub condition: Option<String>,
     /// Where it is kept.
     pub location_id: Uuid,
@@ -178,6 +220,7 @@ pub struct UnitRequest {
 #[serde(deny_unknown_fields)]
 pub struct AddUnitsRequest {
     /// The units.
+    #[schema(min_items = 1, max_items = 1000)]
     pub units: Vec<UnitRequest>,
 }
 
@@ -186,6 +229,7 @@ pub struct AddUnitsRequest {
 #[serde(deny_unknown_fields)]
 pub struct StockRequest {
     /// Items at the location, 0 or more.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub quantity: i64,
 }
 
@@ -207,6 +251,7 @@ pub struct ProductListParams {
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
     /// `created_at` (default `-created_at`), `name`, `price_per_day`; prefix `-` for descending.
+    #[param(pattern = r"^-?(created_at|name|price_per_day)$")]
     pub sort: Option<String>,
     /// Search in name, SKU and description.
     pub q: Option<String>,

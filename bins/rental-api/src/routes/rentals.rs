@@ -28,6 +28,7 @@ pub struct RentalLineRequest {
     /// The product.
     pub product_id: Uuid,
     /// Items, 1–10,000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// Start (RFC 3339), not in the past.
     pub start: DateTime<Utc>,
@@ -43,8 +44,10 @@ pub struct CreateRentalRequest {
     pub customer_id: Option<Uuid>,
     /// `reserved` (default: check and hold the stock now, issue the invoice) or `quote` (price only).
     #[schema(example = "reserved")]
+    #[schema(pattern = r"^(reserved|quote)$")]
     pub status: Option<String>,
     /// 1–50 lines in one currency.
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<RentalLineRequest>,
     /// Free text.
     pub notes: Option<String>,
@@ -86,10 +89,12 @@ pub struct ReturnedUnitRequest {
     /// A unit handed out with this order.
     pub unit_id: Uuid,
     /// `new`, `good`, `fair` or `damaged`.
+    #[schema(value_type = rental_service::openapi::UnitConditionSchema)]
     pub condition: String,
     /// What is damaged.
     pub damage_note: Option<String>,
     /// Charged to the customer (minor units of the order's currency), added to the invoice.
+    #[schema(minimum = 0)]
     pub damage_charge_minor: Option<i64>,
 }
 
@@ -121,10 +126,13 @@ pub struct MaintenanceRequest {
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Positive, at most the amount due.
+    #[schema(minimum = 1)]
     pub amount_minor: i64,
     /// The invoice's currency.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// `cash`, `card` or `bank_transfer`.
+    #[schema(pattern = r"^(cash|card|bank_transfer)$")]
     pub method: String,
     /// Receipt or transfer reference.
     pub reference: Option<String>,
@@ -161,8 +169,10 @@ pub struct RentalListParams {
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
     /// `created_at` (default `-created_at`) or `starts_at`; prefix `-` for descending.
+    #[param(pattern = r"^-?(created_at|starts_at)$")]
     pub sort: Option<String>,
     /// `quote`, `reserved`, `picked_up`, `returned`, `closed`, `cancelled`.
+    #[param(value_type = Option<rental_service::openapi::OrderStatusSchema>)]
     pub status: Option<String>,
     /// Customer id (staff; customers always see their own).
     pub customer: Option<Uuid>,
@@ -192,6 +202,7 @@ pub struct InvoiceListParams {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `draft`, `open`, `paid`, `void`.
+    #[param(pattern = r"^(draft|open|paid|void)$")]
     pub status: Option<String>,
     /// Customer id (staff; customers always see their own).
     pub customer: Option<Uuid>,

@@ -17,50 +17,27 @@ fn string_enum<'a>(values: impl IntoIterator<Item = &'a str>, description: &str)
         .into()
 }
 
-/// The schema of [`OrderStatus`].
-#[derive(Debug)]
-pub struct OrderStatusSchema;
+/// Defines `$schema`, the schema of the domain enum `$domain` under that enum's name.
+macro_rules! string_enum_schema {
+    ($schema:ident, $domain:ident, $description:literal) => {
+        #[doc = concat!("The schema of [`", stringify!($domain), "`].")]
+        #[derive(Debug)]
+        pub struct $schema;
 
-impl PartialSchema for OrderStatusSchema {
-    fn schema() -> RefOr<Schema> {
-        string_enum(OrderStatus::ALL.iter().map(|s| s.as_str()), "Lifecycle state of a rental order.")
-    }
+        impl PartialSchema for $schema {
+            fn schema() -> RefOr<Schema> {
+                string_enum($domain::ALL.iter().map(|value| value.as_str()), $description)
+            }
+        }
+
+        impl ToSchema for $schema {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($domain))
+            }
+        }
+    };
 }
 
-impl ToSchema for OrderStatusSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("OrderStatus")
-    }
-}
-
-/// The schema of [`UnitCondition`].
-#[derive(Debug)]
-pub struct UnitConditionSchema;
-
-impl PartialSchema for UnitConditionSchema {
-    fn schema() -> RefOr<Schema> {
-        string_enum(UnitCondition::ALL.iter().map(|c| c.as_str()), "State of an individually tracked unit.")
-    }
-}
-
-impl ToSchema for UnitConditionSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("UnitCondition")
-    }
-}
-
-/// The schema of [`Role`].
-#[derive(Debug)]
-pub struct RoleSchema;
-
-impl PartialSchema for RoleSchema {
-    fn schema() -> RefOr<Schema> {
-        string_enum(Role::ALL.iter().map(|r| r.as_str()), "What a user may do.")
-    }
-}
-
-impl ToSchema for RoleSchema {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Role")
-    }
-}
+string_enum_schema!(OrderStatusSchema, OrderStatus, "Lifecycle state of a rental order.");
+string_enum_schema!(UnitConditionSchema, UnitCondition, "State of an individually tracked unit.");
+string_enum_schema!(RoleSchema, Role, "What a user may do.");

@@ -3,7 +3,7 @@
 //! It reads `cargo metadata`, follows only *normal* dependency edges (dev- and build-dependencies do not end
 //! up in a crate's library) and checks the invariants of `docs/ARCHITECTURE.md`. A violation names the whole
 //! path, so the edge to cut is obvious. Run it with `cargo xtask check-layering`; `tests/layering.rs` runs it
-//! under `cargo test --workspace`.
+//! under `cargo test --workspace`, with the public-API check of `crate::public_api`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -259,7 +259,7 @@ pub fn run() -> anyhow::Result<()> {
     let violations = graph.violations()?;
     if violations.is_empty() {
         println!("layering holds for {} workspace crates", graph.members.len());
-        return Ok(());
+        return crate::public_api::run(&workspace_root());
     }
     for violation in &violations {
         eprintln!("layering violation: {violation}");

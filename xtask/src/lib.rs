@@ -10,6 +10,7 @@
 pub mod ci;
 pub mod layering;
 pub mod loadtest;
+pub mod public_api;
 pub mod seed;
 pub mod seed_catalogue;
 pub mod seed_orders;

@@ -7,9 +7,10 @@ use actix_web::{App, Error, HttpResponse, web};
 use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::{AppExt, scope};
-use utoipa_scalar::{Scalar, Servable};
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::error::ApiError;
+use crate::methods::{self, AllowedMethods};
 use crate::request_id::request_context;
 use crate::routes::{analytics, auth, catalogue, health, rentals, users};
 use crate::settings::ServerConfig;
@@ -146,12 +147,19 @@ pub fn build(
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    crate::documented_errors::add_shared_errors(&mut openapi);
 
     let document = web::Data::new(OpenApiJson(serde_json::to_string(&openapi).unwrap_or_default()));
+    let methods = web::Data::new(AllowedMethods::from_openapi(&openapi));
     let app = app
         .app_data(document)
-        .service(Scalar::with_url("/docs", openapi.clone()))
+        .app_data(methods)
+        // Swagger UI is compiled into the binary (utoipa-swagger-ui's `vendored` feature): the page loads
+        // nothing from another host, so it works offline. It reads the document from its route above.
+        .service(web::redirect("/docs", "/docs/"))
+        .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api/v1/openapi.json"]).validator_url("none")))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
+        .wrap(from_fn(methods::enforce))
         .wrap(Compress::default())
         .wrap(
             DefaultHeaders::new()

@@ -2,6 +2,7 @@
 //! `{"error":{"code","message","details"},"request_id"}`.
 
 use std::fmt;
+use std::num::NonZeroU32;
 
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError, UrlencodedError};
 use actix_web::http::StatusCode;
@@ -36,7 +37,6 @@ pub struct ErrorBody {
     /// For `unavailable`: each line that could not be reserved, with what is free and the nearest free
     /// periods of the same length.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
     pub lines: Vec<rental_service::ShortageView>,
 }
 
@@ -56,6 +56,8 @@ pub struct ApiError {
     message: String,
     details: Vec<ErrorDetail>,
     lines: Vec<rental_service::ShortageView>,
+    /// Seconds for the `Retry-After` header (429 and 503); small, so that `Result<_, ApiError>` stays small.
+    retry_after: Option<NonZeroU32>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -81,7 +83,15 @@ impl fmt::Display for ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: Vec::new(), lines: Vec::new(), source: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            lines: Vec::new(),
+            retry_after: None,
+            source: None,
+        }
     }
 
     /// 400 with a code.
@@ -100,14 +110,22 @@ impl ApiError {
     }
 
     fn internal(source: Box<dyn std::error::Error + Send + Sync>) -> Self {
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "internal_error",
-            message: "the server failed to handle the request".into(),
-            details: Vec::new(),
-            lines: Vec::new(),
-            source: Some(source),
-        }
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request")
+            .with_source(source)
+    }
+
+    /// Keeps `source` for the log.
+    fn with_source(mut self, source: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Asks the client to wait `retry_after` (rounded up to whole seconds, at least one) before trying again.
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: std::time::Duration) -> Self {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        self.retry_after = Some(NonZeroU32::new(u32::try_from(secs).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN));
+        self
     }
 
     /// Adds field details.
@@ -189,7 +207,7 @@ impl From<ServiceError> for ApiError {
                 Self::bad_request("invalid_query", format!("query parameter `{field}` {message}"))
                     .with_details(vec![ErrorDetail { field, message, index: None }])
             }
-            ServiceError::Unavailable(lines) => {
+            ServiceError::InsufficientStock(lines) => {
                 let details = lines
                     .iter()
                     .map(|l| ErrorDetail {
@@ -218,6 +236,30 @@ impl From<ServiceError> for ApiError {
                 };
                 Self::new(StatusCode::CONFLICT, "conflict", message).with_details(details)
             }
+            ServiceError::RateLimited { retry_after } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; try again later")
+                    .with_retry_after(retry_after)
+            }
+            ServiceError::Busy { retry_after, source } => {
+                let err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the server is busy; try again later")
+                    .with_retry_after(retry_after);
+                match source {
+                    Some(source) => err.with_source(source),
+                    None => err,
+                }
+            }
+            ServiceError::Timeout(what) => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "request_timeout", format!("{what} took too long"))
+            }
+            ServiceError::Upstream { service, source } => {
+                let err =
+                    Self::new(StatusCode::BAD_GATEWAY, "upstream_failed", format!("the {service} service failed"));
+                match source {
+                    Some(source) => err.with_source(source),
+                    None => err,
+                }
+            }
+            // Config, Repo, SharedRepo, Internal, and any variant added later until it is mapped here.
             other => Self::internal(Box::new(other)),
         }
     }
@@ -229,9 +271,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            // The one place the full chain is logged; the client sees only the generic message.
-            tracing::error!(error = ?self, "request failed");
+        // The one place the full chain is logged; the client sees only the message. Busy and timed-out
+        // requests are the load's fault, not a defect: a warning.
+        match self.status {
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+                tracing::warn!(error = ?self, "request refused");
+            }
+            status if status.is_server_error() => tracing::error!(error = ?self, "request failed"),
+            _ => {}
         }
         let envelope = ErrorEnvelope {
             error: ErrorBody {
@@ -242,7 +289,11 @@ impl ResponseError for ApiError {
             },
             request_id: request_id::current(),
         };
-        HttpResponse::build(self.status).json(envelope)
+        let mut response = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, secs.get()));
+        }
+        response.json(envelope)
     }
 }
 
@@ -268,5 +319,36 @@ mod tests {
         assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!err.to_string().contains("secret detail"), "5xx messages hide internals");
         assert!(format!("{err:?}").contains("secret detail"), "the log sees the chain");
+    }
+
+    #[test]
+    fn load_errors_map_to_their_status_and_retry_after() {
+        let second = std::time::Duration::from_millis(1500);
+        let cases = [
+            (
+                ServiceError::Busy { retry_after: second, source: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                Some(2),
+            ),
+            (ServiceError::RateLimited { retry_after: second }, StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(2)),
+            (ServiceError::Timeout("the report"), StatusCode::GATEWAY_TIMEOUT, "request_timeout", None),
+            (
+                ServiceError::Upstream { service: "payments", source: None },
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+                None,
+            ),
+        ];
+        for (err, status, code, retry_after) in cases {
+            let response = ApiError::from(err).error_response();
+            assert_eq!(response.status(), status);
+            let header = response.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            assert_eq!(header, retry_after, "{code}");
+        }
+        let lock = rental_repo::RepoError::LockTimeout { name: "stock".into(), tries: 20 };
+        let err = ApiError::from(ServiceError::from(lock));
+        assert_eq!((err.status_code(), err.code()), (StatusCode::SERVICE_UNAVAILABLE, "busy"));
+        assert!(format!("{err:?}").contains("could not acquire the database lock"), "the log sees the cause");
     }
 }

@@ -6,8 +6,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod documented_errors;
 pub mod error;
 pub mod extract;
+pub mod methods;
 pub mod request_id;
 pub mod routes;
 pub mod settings;

@@ -191,7 +191,7 @@ pub async fn reservations_hold_stock_and_refusals_write_nothing<O: OrderStore, B
     ok(place(db, orders, billing, &order(customer, product, OrderStatus::Reserved, 2, start)).await, "2 of 3");
     let refused = place(db, orders, billing, &order(customer, product, OrderStatus::Reserved, 2, start)).await;
     match refused {
-        Err(RepoError::Unavailable(lines)) => {
+        Err(RepoError::InsufficientStock(lines)) => {
             assert_eq!(lines.len(), 1, "one line does not fit");
             assert_eq!((lines[0].requested, lines[0].free), (2, 1), "2 asked, 1 free");
         }
@@ -234,7 +234,7 @@ where
     for task in tasks {
         match ok(task.await, "a reservation task panicked") {
             Ok(_) => made += 1,
-            Err(RepoError::Unavailable(_)) => refused += 1,
+            Err(RepoError::InsufficientStock(_)) => refused += 1,
             Err(other) => panic!("a concurrent reservation failed instead of being refused: {other:?}"),
         }
     }

@@ -1,9 +1,16 @@
-use sea_orm::{DbErr, SqlErr};
+use std::fmt;
+
+use sea_orm::sqlx;
+use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr, SqlErr};
 
 /// Result of a repository operation.
 pub type RepoResult<T> = Result<T, RepoError>;
 
 /// What can go wrong in the persistence layer.
+///
+/// No variant carries a sea-orm or sqlx type: the database's own error travels as an opaque [`DatabaseError`]
+/// that the cause chain ([`std::error::Error::source`]) still reaches, so callers can match on what happened
+/// without depending on the driver.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepoError {
@@ -26,7 +33,7 @@ pub enum RepoError {
         /// Why it was refused.
         message: String,
     },
-    /// The database lock could not be had within the backoff policy.
+    /// The advisory lock could not be had within the backoff policy.
     #[error("could not acquire the database lock `{name}` after {tries} tries")]
     LockTimeout {
         /// What the lock protects.
@@ -34,61 +41,165 @@ pub enum RepoError {
         /// How many times it was tried.
         tries: u32,
     },
+    /// The database was too busy to do the work now; trying again later may succeed. Raised for a lock that
+    /// could not be had in time (PostgreSQL `55P03`, SQLite `SQLITE_BUSY` "database is locked"), a
+    /// serialization failure or deadlock that chose this transaction (`40001`, `40P01`) and a pool with no
+    /// connection free within its acquire timeout.
+    #[error("the database is busy")]
+    Busy(#[source] DatabaseError),
     /// Not enough stock is free for the lines listed (with the nearest free periods).
     #[error("not enough stock for {} line(s)", .0.len())]
-    Unavailable(Vec<crate::orders::Shortage>),
+    InsufficientStock(Vec<crate::orders::Shortage>),
     /// The change breaks a domain rule (an illegal lifecycle transition, a unit that is not free).
     #[error(transparent)]
     Domain(rental_domain::DomainError),
-    /// The database refused or failed the operation.
+    /// The database refused or failed the operation for a reason the caller cannot fix.
     #[error("database error")]
-    Database(#[source] DbErr),
+    Database(#[source] DatabaseError),
     /// The configuration cannot be used (bad URL, unwritable data directory).
     #[error("invalid database configuration: {0}")]
     Config(String),
+}
+
+/// The database driver's error, kept opaque: it is there for the log (through `source()`), not for matching.
+pub struct DatabaseError(Box<DbErr>);
+
+impl fmt::Debug for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 impl RepoError {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidQuery { field: field.into(), message: message.into() }
     }
+
+    /// Whether trying the same operation again later may succeed: the database or a lock was busy.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy(_) | Self::LockTimeout { .. })
+    }
 }
+
+/// The message given for a foreign-key violation: which side is missing is not told by every backend.
+const REFERENCE_CONFLICT: &str = "a referenced row does not exist or is still referenced";
 
 impl From<DbErr> for RepoError {
     fn from(err: DbErr) -> Self {
         match err.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(detail)) => {
-                Self::Conflict { message: conflict_message(&detail), index: None }
+                Self::Conflict { message: unique_violation_message(&err, &detail).into(), index: None }
             }
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => {
-                Self::Conflict { message: "a referenced row does not exist or is still referenced".into(), index: None }
+                Self::Conflict { message: REFERENCE_CONFLICT.into(), index: None }
             }
             // SQLite reports ON DELETE RESTRICT as a trigger constraint (extended code 1811), which sea-orm
             // does not classify; its message is the foreign-key one.
             _ if err.to_string().contains("FOREIGN KEY constraint failed") => {
-                Self::Conflict { message: "a referenced row does not exist or is still referenced".into(), index: None }
+                Self::Conflict { message: REFERENCE_CONFLICT.into(), index: None }
             }
+            _ if is_busy(&err) => Self::Busy(DatabaseError(Box::new(err))),
             _ => match err {
                 DbErr::RecordNotFound(_) => Self::NotFound,
-                other => Self::Database(other),
+                other => Self::Database(DatabaseError(Box::new(other))),
             },
         }
     }
 }
 
-/// Turns a driver's constraint message into one a client may see, without table internals.
-fn conflict_message(detail: &str) -> String {
-    if detail.contains("email") {
-        "a user with this e-mail address already exists".into()
-    } else if detail.contains("sku") {
-        "a product with this SKU already exists".into()
-    } else if detail.contains("serial_number") {
-        "a unit with this serial number already exists".into()
-    } else if detail.contains("categories") {
-        "a category with this name already exists".into()
-    } else if detail.contains("locations") {
-        "a location with this name already exists".into()
+/// The unique constraints a client can run into, by the name PostgreSQL reports (the index names of the
+/// migrations) and by the `table.column` SQLite reports ("UNIQUE constraint failed: users.email"), with the
+/// message the client sees. A constraint missing here gets [`GENERIC_UNIQUE`]: add it when a route can hit it.
+const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
+    ("uq_users_email", "users.email", "a user with this e-mail address already exists"),
+    ("uq_products_sku", "products.sku", "a product with this SKU already exists"),
+    ("uq_units_serial_number", "units.serial_number", "a unit with this serial number already exists"),
+    ("uq_categories_slug", "categories.slug", "a category with this name already exists"),
+    ("uq_locations_name", "locations.name", "a location with this name already exists"),
+];
+
+/// The message for a unique violation whose constraint is not in [`UNIQUE_CONSTRAINTS`].
+const GENERIC_UNIQUE: &str = "the record clashes with an existing one";
+
+/// The client message for a unique violation: looked up by the constraint's name (PostgreSQL) or by the
+/// `table.column` list of SQLite's message (`detail`).
+fn unique_violation_message(err: &DbErr, detail: &str) -> &'static str {
+    let by_name = database_error(err)
+        .and_then(|db| db.constraint())
+        .and_then(|name| UNIQUE_CONSTRAINTS.iter().find(|(constraint, _, _)| *constraint == name));
+    let by_columns = || {
+        let columns = detail.rsplit_once("UNIQUE constraint failed: ")?.1.trim();
+        UNIQUE_CONSTRAINTS.iter().find(|(_, cols, _)| *cols == columns)
+    };
+    by_name.or_else(by_columns).map_or(GENERIC_UNIQUE, |(_, _, message)| message)
+}
+
+/// The driver's database error inside `err`, if the database answered with one.
+fn database_error(err: &DbErr) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e.as_database_error(),
+        _ => None,
+    }
+}
+
+/// Whether `err` says the database was busy rather than that the statement was wrong: see [`RepoError::Busy`].
+fn is_busy(err: &DbErr) -> bool {
+    if let DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) = err {
+        return true;
+    }
+    if let DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))
+    | DbErr::Conn(RuntimeErr::SqlxError(e)) = err
+        && matches!(**e, sqlx::Error::PoolTimedOut)
+    {
+        return true;
+    }
+    let Some(db) = database_error(err) else { return false };
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+        // lock_not_available, serialization_failure, deadlock_detected.
+        matches!(&*code, "55P03" | "40001" | "40P01")
+    } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // The primary code is the low byte of the extended one: SQLITE_BUSY (5) and its extended codes
+        // (BUSY_RECOVERY 261, BUSY_SNAPSHOT 517, BUSY_TIMEOUT 773), and SQLITE_LOCKED (6) and its own.
+        code.parse::<u32>().is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
     } else {
-        "the record clashes with an existing one".into()
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unique_constraint_has_a_distinct_name_and_columns() {
+        for (i, (name, columns, _)) in UNIQUE_CONSTRAINTS.iter().enumerate() {
+            for (other_name, other_columns, _) in &UNIQUE_CONSTRAINTS[i + 1..] {
+                assert_ne!(name, other_name);
+                assert_ne!(columns, other_columns);
+            }
+        }
+    }
+
+    #[test]
+    fn a_pool_timeout_is_busy_and_other_errors_are_not() {
+        assert!(RepoError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)).is_busy());
+        assert!(!RepoError::from(DbErr::Custom("boom".into())).is_busy());
+        assert!(matches!(RepoError::from(DbErr::RecordNotFound("x".into())), RepoError::NotFound));
     }
 }

@@ -40,7 +40,7 @@ pub use config::DatabaseConfig;
 pub use db::lock::BackoffPolicy;
 pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
-pub use error::{RepoError, RepoResult};
+pub use error::{DatabaseError, RepoError, RepoResult};
 pub use import::{
     ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter,
 };

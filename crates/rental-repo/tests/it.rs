@@ -78,7 +78,11 @@ async fn emails_are_unique_regardless_of_case() {
     let repo = UserRepo::new(connect(&test_db).await);
     repo.create(new_user("bob@example.com", &[])).await.unwrap();
     let err = repo.create(new_user("BOB@example.com", &[])).await.unwrap_err();
-    assert!(matches!(err, RepoError::Conflict { .. }), "{err:?}");
+    // The message is chosen by the constraint's name (PostgreSQL) or its `table.column` (SQLite).
+    assert!(
+        matches!(&err, RepoError::Conflict { message, index: None } if message == "a user with this e-mail address already exists"),
+        "{err:?}"
+    );
 
     let other = repo.create(new_user("carol@example.com", &[])).await.unwrap();
     let err = repo
@@ -250,6 +254,55 @@ async fn refresh_tokens_are_used_once_and_revoked_by_family() {
     assert!(tokens.find_by_hash(&"a".repeat(64)).await.unwrap().unwrap().revoked_at.is_some());
     assert_eq!(tokens.delete_expired(expires_at + chrono::Duration::seconds(1)).await.unwrap(), 1);
     assert!(tokens.find_by_hash(&"a".repeat(64)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_unique_constraint_without_a_client_message_gets_the_generic_one() {
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let user = UserRepo::new(db.clone()).create(new_user("t@example.com", &[])).await.unwrap();
+    let tokens = RefreshTokenRepo::new(db);
+    let token = || NewRefreshToken {
+        user_id: user.id,
+        family_id: uuid::Uuid::now_v7(),
+        token_hash: "b".repeat(64),
+        expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+    };
+    tokens.insert(token()).await.unwrap();
+    let err = tokens.insert(token()).await.unwrap_err();
+    assert!(
+        matches!(&err, RepoError::Conflict { message, .. } if message == "the record clashes with an existing one"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_locked_database_is_busy_not_a_failure() {
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+
+    let test_db = TestDb::new().await;
+    let holder = connect(&test_db).await;
+    // The second pool gives up at once instead of waiting for SQLite's busy timeout.
+    let config = DatabaseConfig { sqlite_busy_timeout_ms: 0, ..DatabaseConfig::with_url(test_db.url()) };
+    let waiter = Database::connect(&config).await.unwrap();
+    let users = UserRepo::new(waiter.clone());
+    let tx = holder.connection().begin().await.unwrap();
+    let err = if test_db.is_postgres() {
+        tx.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE").await.unwrap();
+        let waiting = waiter.connection().begin().await.unwrap();
+        let err = waiting.execute_unprepared("LOCK TABLE users IN ACCESS EXCLUSIVE MODE NOWAIT").await.unwrap_err();
+        RepoError::from(err)
+    } else {
+        // Any write takes SQLite's single write lock until the transaction ends.
+        tx.execute_unprepared("UPDATE users SET full_name = full_name").await.unwrap();
+        users.create(new_user("busy@example.com", &[])).await.unwrap_err()
+    };
+    assert!(matches!(err, RepoError::Busy(_)), "{err:?}");
+    assert!(err.is_busy());
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("lock"), "the database's own error stays in the chain: {cause}");
+    tx.rollback().await.unwrap();
+    users.create(new_user("busy@example.com", &[])).await.unwrap();
 }
 
 #[tokio::test]

@@ -10,6 +10,8 @@ mod billing;
 mod catalogue;
 mod config;
 mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod orders;
 mod ports;
 mod principal;
@@ -30,7 +32,7 @@ pub use catalogue::{
     StockView, UNITS_MAX, UnitView,
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
-pub use error::{ServiceError, ServiceResult};
+pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult};
 pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,

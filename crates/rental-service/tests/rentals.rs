@@ -212,7 +212,7 @@ async fn a_reservation_is_priced_taxed_invoiced_and_numbered() {
     // Both units are now held over the period: a third reservation is refused with the nearest free period.
     let refused = f.services.rentals.create(&customer, rental(product_id, 1, start, 2, None)).await.unwrap_err();
     match refused {
-        ServiceError::Unavailable(lines) => {
+        ServiceError::InsufficientStock(lines) => {
             assert_eq!(lines[0].available, 0);
             assert!(!lines[0].nearest_free.is_empty());
         }

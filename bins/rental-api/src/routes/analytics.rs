@@ -52,8 +52,10 @@ fn required_instant(raw: Option<&str>, field: &str) -> ApiResult<DateTime<Utc>> 
 #[into_params(parameter_in = Query)]
 pub struct WindowParams {
     /// Start, included: a date (midnight UTC) or an RFC 3339 time.
+    #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
     /// End, excluded: a date or an RFC 3339 time, after `from`.
+    #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
 }
 
@@ -68,10 +70,13 @@ impl WindowParams {
 #[into_params(parameter_in = Query)]
 pub struct PopularParams {
     /// Products to return, 1–100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Only order lines whose rental period ends after this (date or RFC 3339).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// Only order lines whose rental period starts before this (date or RFC 3339).
+    #[param(format = Date)]
     pub to: Option<String>,
 }
 
@@ -80,76 +85,17 @@ pub struct PopularParams {
 #[into_params(parameter_in = Query)]
 pub struct UtilizationParams {
     /// Start of the window, included (date or RFC 3339).
+    #[param(format = Date)]
     pub from: Option<String>,
     /// End of the window, excluded; at most 366 days after `from`.
+    #[param(format = Date)]
     pub to: Option<String>,
     /// Products to return, most used first, 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
 // ---- responses ------------------------------------------------------------------------------------------------
-
-/// Revenue of one day.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RevenueDayResponse {
-    /// UTC day of issue.
-    pub date: NaiveDate,
-    /// Sum of the invoice totals, minor units.
-    pub total_minor: i64,
-    /// Invoices issued that day.
-    pub count: i64,
-}
-
-/// Revenue of one currency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CurrencyRevenueResponse {
-    /// ISO 4217 code.
-    #[schema(example = "EUR")]
-    pub currency: String,
-    /// Sum of the invoice totals, minor units.
-    pub total_minor: i64,
-    /// Invoices.
-    pub count: i64,
-    /// Average invoice total, minor units, rounded half away from zero.
-    pub average_minor: i64,
-    /// Days with invoices, in order.
-    pub days: Vec<RevenueDayResponse>,
-}
-
-/// Revenue of open and paid invoices by day of issue (UTC), `[from, to)`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RevenueResponse {
-    /// First day.
-    pub from: NaiveDate,
-    /// Day after the last.
-    pub to: NaiveDate,
-    /// One entry per currency.
-    pub currencies: Vec<CurrencyRevenueResponse>,
-}
-
-impl From<RevenueReport> for RevenueResponse {
-    fn from(r: RevenueReport) -> Self {
-        Self {
-            from: r.from,
-            to: r.to,
-            currencies: r
-                .currencies
-                .into_iter()
-                .map(|c| CurrencyRevenueResponse {
-                    currency: c.currency,
-                    total_minor: c.total_minor,
-                    count: c.count,
-                    average_minor: c.average_minor,
-                    days: c
-                        .days
-                        .into_iter()
-                        .map(|d| RevenueDayResponse { date: d.date, total_minor: d.total_minor, count: d.count })
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-}
 
 /// A product and how much it was rented.
 #[derive(Debug, Serialize, ToSchema)]
@@ -249,16 +195,16 @@ pub struct UtilizationResponse {
 
 /// Revenue per currency and day (staff).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
-    responses((status = 200, body = RevenueResponse), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = RevenueReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/revenue")]
 pub async fn revenue(
     state: web::Data<AppState>,
     auth: Auth,
     params: web::Query<WindowParams>,
-) -> ApiResult<web::Json<RevenueResponse>> {
+) -> ApiResult<web::Json<RevenueReport>> {
     let (from, to) = params.parse()?;
-    Ok(web::Json(state.services.analytics.revenue(&auth.0, from, to).await?.into()))
+    Ok(web::Json(state.services.analytics.revenue(&auth.0, from, to).await?))
 }
 
 /// Products ranked by rented quantity (staff).

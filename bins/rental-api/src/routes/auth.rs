@@ -72,10 +72,21 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// E-mail address (unique, case-insensitive).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$"
+    )]
     pub email: String,
     /// Display name (1–200 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub full_name: String,
     /// Password (8–128 characters).
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 

@@ -11,8 +11,8 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
-    CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation, NewProduct, NewUnit,
-    ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView, StockView, UnitView,
+    CategoryUpdate, CategoryView, LocationView, NewCategory, NewLocation, NewProduct, NewUnit, ProductDetailView,
+    ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView, UnitView,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,259 +33,29 @@ where
 }
 
 // ---- responses ----------------------------------------------------------------------------------------------
-
-/// A category.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CategoryResponse {
-    /// Id (UUIDv7).
-    pub id: Uuid,
-    /// Lower-cased, hyphenated name; unique.
-    #[schema(example = "power-tools")]
-    pub slug: String,
-    /// Display name.
-    #[schema(example = "Power Tools")]
-    pub name: String,
-    /// Description.
-    pub description: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<CategoryView> for CategoryResponse {
-    fn from(v: CategoryView) -> Self {
-        Self {
-            id: v.id,
-            slug: v.slug,
-            name: v.name,
-            description: v.description,
-            created_at: v.created_at,
-            updated_at: v.updated_at,
-        }
-    }
-}
-
-/// A location where units and stock are kept.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LocationResponse {
-    /// Id (UUIDv7).
-    pub id: Uuid,
-    /// Unique name.
-    pub name: String,
-    /// Postal address.
-    pub address: Option<String>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<LocationView> for LocationResponse {
-    fn from(v: LocationView) -> Self {
-        Self { id: v.id, name: v.name, address: v.address, created_at: v.created_at }
-    }
-}
-
-/// A product. Amounts are minor units (cents) of `currency`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductResponse {
-    /// Id (UUIDv7).
-    pub id: Uuid,
-    /// Its category.
-    pub category_id: Uuid,
-    /// Unique stock-keeping unit.
-    pub sku: String,
-    /// Display name.
-    pub name: String,
-    /// Description.
-    pub description: Option<String>,
-    /// ISO 4217 code of every amount.
-    #[schema(example = "EUR")]
-    pub currency: String,
-    /// Price of one day.
-    #[schema(example = 1500)]
-    pub price_per_day_minor: i64,
-    /// Price of seven days.
-    pub price_per_week_minor: Option<i64>,
-    /// Price of thirty days.
-    pub price_per_month_minor: Option<i64>,
-    /// Deposit per rented item.
-    pub deposit_minor: i64,
-    /// Fee per day of late return.
-    pub late_fee_per_day_minor: i64,
-    /// Minutes kept free after each rental (0–10080).
-    pub buffer_minutes: i32,
-    /// Whether customers see it.
-    pub is_active: bool,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<ProductView> for ProductResponse {
-    fn from(v: ProductView) -> Self {
-        Self {
-            id: v.id,
-            category_id: v.category_id,
-            sku: v.sku,
-            name: v.name,
-            description: v.description,
-            currency: v.currency,
-            price_per_day_minor: v.price_per_day_minor,
-            price_per_week_minor: v.price_per_week_minor,
-            price_per_month_minor: v.price_per_month_minor,
-            deposit_minor: v.deposit_minor,
-            late_fee_per_day_minor: v.late_fee_per_day_minor,
-            buffer_minutes: v.buffer_minutes,
-            is_active: v.is_active,
-            created_at: v.created_at,
-            updated_at: v.updated_at,
-        }
-    }
-}
-
-/// How much of a product there is.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StockResponse {
-    /// Individually tracked units.
-    pub units: u64,
-    /// Bulk quantity.
-    pub bulk_quantity: i64,
-}
-
-impl From<StockView> for StockResponse {
-    fn from(v: StockView) -> Self {
-        Self { units: v.units, bulk_quantity: v.bulk_quantity }
-    }
-}
-
-/// A product of the list, with its category and stock over every location.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductListItemResponse {
-    /// The product.
-    #[serde(flatten)]
-    pub product: ProductResponse,
-    /// Its category.
-    pub category: Option<CategoryResponse>,
-    /// Stock over every location.
-    pub stock: StockResponse,
-}
-
-impl From<ProductListView> for ProductListItemResponse {
-    fn from(v: ProductListView) -> Self {
-        Self { product: v.product.into(), category: v.category.map(Into::into), stock: v.stock.into() }
-    }
-}
-
-/// Stock of a product at one location.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LocationStockResponse {
-    /// The location.
-    pub location: LocationResponse,
-    /// Stock there.
-    pub stock: StockResponse,
-}
-
-impl From<LocationStockView> for LocationStockResponse {
-    fn from(v: LocationStockView) -> Self {
-        Self { location: v.location.into(), stock: v.stock.into() }
-    }
-}
-
-/// A product with its category and stock per location.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductDetailResponse {
-    /// The product.
-    #[serde(flatten)]
-    pub product: ProductResponse,
-    /// Its category.
-    pub category: Option<CategoryResponse>,
-    /// Stock over every location.
-    pub stock: StockResponse,
-    /// Stock per location, by location name.
-    pub locations: Vec<LocationStockResponse>,
-}
-
-impl From<ProductDetailView> for ProductDetailResponse {
-    fn from(v: ProductDetailView) -> Self {
-        Self {
-            product: v.product.into(),
-            category: v.category.map(Into::into),
-            stock: v.stock.into(),
-            locations: v.locations.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-/// An individually tracked unit.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UnitResponse {
-    /// Id (UUIDv7).
-    pub id: Uuid,
-    /// Its product.
-    pub product_id: Uuid,
-    /// Unique serial number.
-    pub serial_number: String,
-    /// `new`, `good`, `fair` or `damaged`.
-    #[schema(example = "good")]
-    pub condition: String,
-    /// Where it is kept.
-    pub location_id: Uuid,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<UnitView> for UnitResponse {
-    fn from(v: UnitView) -> Self {
-        Self {
-            id: v.id,
-            product_id: v.product_id,
-            serial_number: v.serial_number,
-            condition: v.condition.as_str().to_owned(),
-            location_id: v.location_id,
-            created_at: v.created_at,
-        }
-    }
-}
+//
+// Handlers answer with the service's views (`CategoryView`, `ProductView`, ...), whose schemas the service
+// derives behind its `openapi` feature; only the envelopes of lists are defined here.
 
 /// Units added to a product.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UnitsResponse {
     /// The new units, in request order.
-    pub units: Vec<UnitResponse>,
-}
-
-/// The bulk quantity of a product at a location.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StockLevelResponse {
-    /// The product.
-    pub product_id: Uuid,
-    /// The location.
-    pub location_id: Uuid,
-    /// Items there.
-    pub quantity: i32,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl From<StockLevelView> for StockLevelResponse {
-    fn from(v: StockLevelView) -> Self {
-        Self { product_id: v.product_id, location_id: v.location_id, quantity: v.quantity, updated_at: v.updated_at }
-    }
+    pub units: Vec<UnitView>,
 }
 
 /// Every category, by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CategoryList {
     /// The categories.
-    pub items: Vec<CategoryResponse>,
+    pub items: Vec<CategoryView>,
 }
 
 /// Every location, by name.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LocationList {
     /// The locations.
-    pub items: Vec<LocationResponse>,
+    pub items: Vec<LocationView>,
 }
 
 // ---- requests -----------------------------------------------------------------------------------------------
@@ -295,8 +65,14 @@ pub struct LocationList {
 #[serde(deny_unknown_fields)]
 pub struct CreateCategoryRequest {
     /// Name (1–100 characters); unique regardless of case, spaces and punctuation.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Description (up to 2000 characters).
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
 }
 
@@ -305,6 +81,11 @@ pub struct CreateCategoryRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCategoryRequest {
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
@@ -317,6 +98,11 @@ pub struct UpdateCategoryRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateLocationRequest {
     /// Unique name (1–100 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Postal address.
     pub address: Option<String>,
@@ -330,26 +116,39 @@ pub struct CreateProductRequest {
     pub category_id: Uuid,
     /// Unique stock-keeping unit: 1–64 letters, digits, `-`, `_`, `.`, `/`.
     #[schema(example = "DRL-18V")]
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: String,
     /// Name (1–200 characters).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
     /// Description.
     pub description: Option<String>,
     /// ISO 4217 code of every amount.
     #[schema(example = "EUR")]
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// Price of one day.
     #[schema(example = 1500)]
+    #[schema(minimum = 0)]
     pub price_per_day_minor: i64,
     /// Price of seven days.
+    #[schema(minimum = 0)]
     pub price_per_week_minor: Option<i64>,
     /// Price of thirty days.
+    #[schema(minimum = 0)]
     pub price_per_month_minor: Option<i64>,
     /// Deposit per item; default 0.
+    #[schema(minimum = 0)]
     pub deposit_minor: Option<i64>,
     /// Late fee per day; default 0.
+    #[schema(minimum = 0)]
     pub late_fee_per_day_minor: Option<i64>,
     /// Minutes kept free after each rental, 0–10080; default 0.
+    #[schema(minimum = 0, maximum = 10080)]
     pub buffer_minutes: Option<i64>,
     /// Default true.
     pub is_active: Option<bool>,
@@ -362,16 +161,24 @@ pub struct UpdateProductRequest {
     /// New category.
     pub category_id: Option<Uuid>,
     /// New SKU.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: Option<String>,
     /// New name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// New currency of every amount.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// New day price.
+    #[schema(minimum = 0)]
     pub price_per_day_minor: Option<i64>,
     /// New week price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
@@ -382,10 +189,13 @@ pub struct UpdateProductRequest {
     #[schema(value_type = Option<i64>)]
     pub price_per_month_minor: Option<Option<i64>>,
     /// New deposit.
+    #[schema(minimum = 0)]
     pub deposit_minor: Option<i64>,
     /// New late fee.
+    #[schema(minimum = 0)]
     pub late_fee_per_day_minor: Option<i64>,
     /// New buffer.
+    #[schema(minimum = 0, maximum = 10080)]
     pub buffer_minutes: Option<i64>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
@@ -396,8 +206,10 @@ pub struct UpdateProductRequest {
 #[serde(deny_unknown_fields)]
 pub struct UnitRequest {
     /// Unique serial number: 1–64 letters, digits, `-`, `_`, `.`, `/`.
+    #[schema(pattern = r"^[A-Za-z0-9._/-]{1,64}$")]
     pub serial_number: String,
     /// `new` (default), `good`, `fair` or `damaged`.
+    #[schema(value_type = Option<rental_service::openapi::UnitConditionSchema>)]
     pub condition: Option<String>,
     /// Where it is kept.
     pub location_id: Uuid,
@@ -408,6 +220,7 @@ pub struct UnitRequest {
 #[serde(deny_unknown_fields)]
 pub struct AddUnitsRequest {
     /// The units.
+    #[schema(min_items = 1, max_items = 1000)]
     pub units: Vec<UnitRequest>,
 }
 
@@ -416,6 +229,7 @@ pub struct AddUnitsRequest {
 #[serde(deny_unknown_fields)]
 pub struct StockRequest {
     /// Items at the location, 0 or more.
+    #[schema(minimum = 0, maximum = 2147483647)]
     pub quantity: i64,
 }
 
@@ -424,16 +238,20 @@ pub struct StockRequest {
 #[into_params(parameter_in = Query)]
 pub struct ProductListParams {
     /// Offset pagination: page number from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
     /// Keyset pagination: `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
     /// `created_at` (default `-created_at`), `name`, `price_per_day`; prefix `-` for descending.
+    #[param(pattern = r"^-?(created_at|name|price_per_day)$")]
     pub sort: Option<String>,
     /// Search in name, SKU and description.
     pub q: Option<String>,
@@ -444,8 +262,10 @@ pub struct ProductListParams {
     /// Location id: products with a unit or a positive bulk quantity there.
     pub location: Option<Uuid>,
     /// Lowest day price, minor units.
+    #[param(minimum = 0)]
     pub min_price: Option<i64>,
     /// Highest day price, minor units.
+    #[param(minimum = 0)]
     pub max_price: Option<i64>,
     /// Start of an availability window (RFC 3339, or a date meaning its midnight UTC); needs `available_to`.
     /// Lists only products with at least one item free at every instant of `[available_from, available_to)`:
@@ -464,13 +284,13 @@ pub struct ProductListParams {
 #[utoipa::path(tag = "catalogue", responses((status = 200, body = CategoryList)))]
 #[get("/categories")]
 pub async fn list_categories(state: web::Data<AppState>) -> ApiResult<web::Json<CategoryList>> {
-    let items = state.services.catalogue.list_categories().await?.into_iter().map(Into::into).collect();
+    let items = state.services.catalogue.list_categories().await?;
     Ok(web::Json(CategoryList { items }))
 }
 
 /// Create a category (staff).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateCategoryRequest,
-    responses((status = 201, body = CategoryResponse), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+    responses((status = 201, body = CategoryView), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/categories")]
 pub async fn create_category(
@@ -481,22 +301,22 @@ pub async fn create_category(
     let b = body.into_inner();
     let new = NewCategory { name: b.name, description: b.description };
     let category = state.services.catalogue.create_category(&auth.0, new).await?;
-    Ok(HttpResponse::Created().json(CategoryResponse::from(category)))
+    Ok(HttpResponse::Created().json(category))
 }
 
 /// One category. Public.
-#[utoipa::path(tag = "catalogue", params(("id" = String, Path, description = "Category id")),
-    responses((status = 200, body = CategoryResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "catalogue", params(("id" = uuid::Uuid, Path, description = "Category id")),
+    responses((status = 200, body = CategoryView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 #[get("/categories/{id}")]
-pub async fn get_category(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<CategoryResponse>> {
+pub async fn get_category(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<web::Json<CategoryView>> {
     let id = parse_id(&id, "category")?;
-    Ok(web::Json(state.services.catalogue.get_category(id).await?.into()))
+    Ok(web::Json(state.services.catalogue.get_category(id).await?))
 }
 
 /// Change a category (staff).
-#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Category id")),
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Category id")),
     request_body = UpdateCategoryRequest,
-    responses((status = 200, body = CategoryResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+    responses((status = 200, body = CategoryView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 #[patch("/categories/{id}")]
 pub async fn update_category(
@@ -504,15 +324,15 @@ pub async fn update_category(
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<UpdateCategoryRequest>,
-) -> ApiResult<web::Json<CategoryResponse>> {
+) -> ApiResult<web::Json<CategoryView>> {
     let id = parse_id(&id, "category")?;
     let b = body.into_inner();
     let update = CategoryUpdate { name: b.name, description: b.description };
-    Ok(web::Json(state.services.catalogue.update_category(&auth.0, id, update).await?.into()))
+    Ok(web::Json(state.services.catalogue.update_category(&auth.0, id, update).await?))
 }
 
 /// Delete a category that no product belongs to (staff).
-#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Category id")),
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Category id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[delete("/categories/{id}")]
 pub async fn delete_category(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -525,13 +345,13 @@ pub async fn delete_category(state: web::Data<AppState>, auth: Auth, id: web::Pa
 #[utoipa::path(tag = "catalogue", responses((status = 200, body = LocationList)))]
 #[get("/locations")]
 pub async fn list_locations(state: web::Data<AppState>) -> ApiResult<web::Json<LocationList>> {
-    let items = state.services.catalogue.list_locations().await?.into_iter().map(Into::into).collect();
+    let items = state.services.catalogue.list_locations().await?;
     Ok(web::Json(LocationList { items }))
 }
 
 /// Create a location (staff).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateLocationRequest,
-    responses((status = 201, body = LocationResponse), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+    responses((status = 201, body = LocationView), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 #[post("/locations")]
 pub async fn create_location(
@@ -542,7 +362,7 @@ pub async fn create_location(
     let b = body.into_inner();
     let location =
         state.services.catalogue.create_location(&auth.0, NewLocation { name: b.name, address: b.address }).await?;
-    Ok(HttpResponse::Created().json(LocationResponse::from(location)))
+    Ok(HttpResponse::Created().json(location))
 }
 
 /// The JSON of a (possibly cached) product page, handed to actix without copying.
@@ -560,11 +380,11 @@ impl AsRef<[u8]> for PageJson {
 /// `available_from` and `available_to` go together (a 400 names the missing one). Pages are cached for
 /// `cache.list_ttl_secs` (5 s by default) and cleared by every catalogue write on this instance.
 #[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(ProductListParams),
-    responses((status = 200, body = PageOf<ProductListItemResponse>), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<ProductListView>), (status = 400, body = ErrorEnvelope)))]
 #[get("/products")]
 pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: QueryPairs) -> ApiResult<HttpResponse> {
     let page = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
-    // The cached page's JSON (`ProductListView` serialises exactly like `ProductListItemResponse`) is encoded
+    // The cached page's JSON (`ProductListView` serialises exactly like `ProductListView`) is encoded
     // once and shared by every response that serves it.
     page.json()?;
     Ok(HttpResponse::Ok().content_type(ContentType::json()).body(Bytes::from_owner(PageJson(page))))
@@ -572,7 +392,7 @@ pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: Q
 
 /// Create a product (staff).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])), request_body = CreateProductRequest,
-    responses((status = 201, body = ProductResponse), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+    responses((status = 201, body = ProductView), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 #[post("/products")]
 pub async fn create_product(
@@ -596,26 +416,26 @@ pub async fn create_product(
         is_active: b.is_active,
     };
     let product = state.services.catalogue.create_product(&auth.0, new).await?;
-    Ok(HttpResponse::Created().json(ProductResponse::from(product)))
+    Ok(HttpResponse::Created().json(product))
 }
 
 /// One product with its category and stock per location. Public; inactive products only for staff.
-#[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(("id" = String, Path, description = "Product id")),
-    responses((status = 200, body = ProductDetailResponse), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
+    responses((status = 200, body = ProductDetailView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 #[get("/products/{id}")]
 pub async fn get_product(
     state: web::Data<AppState>,
     auth: MaybeAuth,
     id: web::Path<String>,
-) -> ApiResult<web::Json<ProductDetailResponse>> {
+) -> ApiResult<web::Json<ProductDetailView>> {
     let id = parse_id(&id, "product")?;
-    Ok(web::Json(state.services.catalogue.get_product(auth.principal(), id).await?.into()))
+    Ok(web::Json(state.services.catalogue.get_product(auth.principal(), id).await?))
 }
 
 /// Change a product (staff).
-#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
     request_body = UpdateProductRequest,
-    responses((status = 200, body = ProductResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+    responses((status = 200, body = ProductView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
 #[patch("/products/{id}")]
 pub async fn update_product(
@@ -623,7 +443,7 @@ pub async fn update_product(
     auth: Auth,
     id: web::Path<String>,
     body: web::Json<UpdateProductRequest>,
-) -> ApiResult<web::Json<ProductResponse>> {
+) -> ApiResult<web::Json<ProductView>> {
     let id = parse_id(&id, "product")?;
     let b = body.into_inner();
     let update = ProductUpdate {
@@ -640,11 +460,11 @@ pub async fn update_product(
         buffer_minutes: b.buffer_minutes,
         is_active: b.is_active,
     };
-    Ok(web::Json(state.services.catalogue.update_product(&auth.0, id, update).await?.into()))
+    Ok(web::Json(state.services.catalogue.update_product(&auth.0, id, update).await?))
 }
 
 /// Delete a product with its units and stock levels (staff).
-#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
     responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
 #[delete("/products/{id}")]
 pub async fn delete_product(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
@@ -654,7 +474,7 @@ pub async fn delete_product(state: web::Data<AppState>, auth: Auth, id: web::Pat
 }
 
 /// Add 1–1000 individually tracked units to a product, all or nothing (staff).
-#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = String, Path, description = "Product id")),
+#[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
     request_body = AddUnitsRequest,
     responses((status = 201, body = UnitsResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)))]
@@ -673,24 +493,24 @@ pub async fn add_units(
         .map(|u| NewUnit { serial_number: u.serial_number, condition: u.condition, location_id: u.location_id })
         .collect();
     let added = state.services.catalogue.add_units(&auth.0, id, units).await?;
-    Ok(HttpResponse::Created().json(UnitsResponse { units: added.into_iter().map(Into::into).collect() }))
+    Ok(HttpResponse::Created().json(UnitsResponse { units: added }))
 }
 
 /// Set the bulk quantity of a product at a location (staff).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Product id"), ("location_id" = String, Path, description = "Location id")),
+    params(("id" = uuid::Uuid, Path, description = "Product id"), ("location_id" = uuid::Uuid, Path, description = "Location id")),
     request_body = StockRequest,
-    responses((status = 200, body = StockLevelResponse), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = StockLevelView), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[put("/products/{id}/stock/{location_id}")]
 pub async fn set_stock(
     state: web::Data<AppState>,
     auth: Auth,
     path: web::Path<(String, String)>,
     body: web::Json<StockRequest>,
-) -> ApiResult<web::Json<StockLevelResponse>> {
+) -> ApiResult<web::Json<StockLevelView>> {
     let (id, location_id) = path.into_inner();
     let id = parse_id(&id, "product")?;
     let location_id = parse_id(&location_id, "location")?;
     let level = state.services.catalogue.set_stock_level(&auth.0, id, location_id, body.quantity).await?;
-    Ok(web::Json(level.into()))
+    Ok(web::Json(level))
 }

@@ -14,6 +14,45 @@ pub struct Live {
     pub status: &'static str,
 }
 
+/// A component's state, as [`HealthStatus`] writes it.
+#[derive(Debug, ToSchema)]
+#[schema(as = HealthStatus)]
+#[schema(rename_all = "lowercase")]
+pub enum HealthStatusSchema {
+    /// Working.
+    Up,
+    /// Working with reduced capacity.
+    Degraded,
+    /// Not working.
+    Down,
+}
+
+/// The schema of one [`ComponentHealth`] (rental-monitor is a leaf without utoipa).
+#[derive(Debug, ToSchema)]
+#[schema(as = ComponentHealth)]
+pub struct ComponentHealthSchema {
+    /// Component name, e.g. `database`.
+    pub name: String,
+    /// Its state.
+    pub status: HealthStatusSchema,
+    /// How long the probe took.
+    pub latency_ms: Option<f64>,
+    /// What was seen.
+    pub detail: Option<String>,
+}
+
+/// The schema of the readiness answer, [`HealthReport`].
+#[derive(Debug, ToSchema)]
+#[schema(as = HealthReport)]
+pub struct HealthReportSchema {
+    /// The worst state of any component.
+    pub status: HealthStatusSchema,
+    /// Every component probed.
+    pub components: Vec<ComponentHealthSchema>,
+    /// Seconds since the process started.
+    pub uptime_secs: f64,
+}
+
 /// The process is up and serving. Touches nothing else, so it is the ceiling of the load tests.
 #[utoipa::path(tag = "health", responses((status = 200, body = Live)))]
 #[get("/health/live")]
@@ -24,7 +63,10 @@ pub async fn live() -> HttpResponse {
 /// The process can serve requests: the database answers `SELECT 1`. 503 otherwise.
 #[utoipa::path(
     tag = "health",
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down"))
+    responses(
+        (status = 200, description = "Ready", body = HealthReportSchema),
+        (status = 503, description = "A dependency is down", body = HealthReportSchema)
+    )
 )]
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
-use crate::routes::parse_id;
+use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
 // ---- requests -----------------------------------------------------------------------------------------------
@@ -28,6 +28,7 @@ pub struct RentalLineRequest {
     /// The product.
     pub product_id: Uuid,
     /// Items, 1–10,000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// Start (RFC 3339), not in the past.
     pub start: DateTime<Utc>,
@@ -43,8 +44,10 @@ pub struct CreateRentalRequest {
     pub customer_id: Option<Uuid>,
     /// `reserved` (default: check and hold the stock now, issue the invoice) or `quote` (price only).
     #[schema(example = "reserved")]
+    #[schema(pattern = r"^(reserved|quote)$")]
     pub status: Option<String>,
     /// 1–50 lines in one currency.
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<RentalLineRequest>,
     /// Free text.
     pub notes: Option<String>,
@@ -86,10 +89,12 @@ pub struct ReturnedUnitRequest {
     /// A unit handed out with this order.
     pub unit_id: Uuid,
     /// `new`, `good`, `fair` or `damaged`.
+    #[schema(value_type = rental_service::openapi::UnitConditionSchema)]
     pub condition: String,
     /// What is damaged.
     pub damage_note: Option<String>,
     /// Charged to the customer (minor units of the order's currency), added to the invoice.
+    #[schema(minimum = 0)]
     pub damage_charge_minor: Option<i64>,
 }
 
@@ -121,10 +126,13 @@ pub struct MaintenanceRequest {
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Positive, at most the amount due.
+    #[schema(minimum = 1)]
     pub amount_minor: i64,
     /// The invoice's currency.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
     /// `cash`, `card` or `bank_transfer`.
+    #[schema(pattern = r"^(cash|card|bank_transfer)$")]
     pub method: String,
     /// Receipt or transfer reference.
     pub reference: Option<String>,
@@ -139,6 +147,7 @@ pub struct AvailabilityParams {
     /// End of the period (exclusive), at most 366 days after `from`.
     pub to: DateTime<Utc>,
     /// Quantity wanted (default 1): nearest free periods are given when less is free.
+    #[param(minimum = 1, maximum = 10000)]
     pub quantity: Option<i64>,
 }
 
@@ -147,18 +156,23 @@ pub struct AvailabilityParams {
 #[into_params(parameter_in = Query)]
 pub struct RentalListParams {
     /// Offset pagination: page number from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
     /// Keyset pagination: `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
     /// `created_at` (default `-created_at`) or `starts_at`; prefix `-` for descending.
+    #[param(pattern = r"^-?(created_at|starts_at)$")]
     pub sort: Option<String>,
     /// `quote`, `reserved`, `picked_up`, `returned`, `closed`, `cancelled`.
+    #[param(value_type = Option<rental_service::openapi::OrderStatusSchema>)]
     pub status: Option<String>,
     /// Customer id (staff; customers always see their own).
     pub customer: Option<Uuid>,
@@ -177,23 +191,22 @@ pub struct RentalListParams {
 #[into_params(parameter_in = Query)]
 pub struct InvoiceListParams {
     /// Offset pagination: page number from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
     /// Keyset pagination: `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// `draft`, `open`, `paid`, `void`.
+    #[param(pattern = r"^(draft|open|paid|void)$")]
     pub status: Option<String>,
     /// Customer id (staff; customers always see their own).
     pub customer: Option<Uuid>,
 }
-
-/// Free-form JSON answer; its fields are described by the endpoint.
-#[derive(Debug, ToSchema)]
-#[schema(value_type = Object)]
-pub struct Document(());
 
 fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T {
     body.map(web::Json::into_inner).unwrap_or_default()
@@ -205,7 +218,7 @@ fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T
 /// the invoice. When stock is short: 409 `unavailable` listing the failed lines with their nearest free
 /// periods. Prices are the cheapest month/week/day cover of each line's started days, snapshotted.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), request_body = CreateRentalRequest,
-    responses((status = 201, body = Document, description = "The order"), (status = 401, body = ErrorEnvelope),
+    responses((status = 201, body = OrderView, description = "The order"), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/rentals")]
 pub async fn create(
@@ -230,7 +243,7 @@ pub async fn create(
 
 /// List rental orders: customers see their own, staff all. Filters, sort and both pagination styles.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(RentalListParams),
-    responses((status = 200, body = Document, description = "A page of orders"), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<OrderView>, description = "A page of orders"), (status = 400, body = ErrorEnvelope)))]
 #[get("/rentals")]
 pub async fn list(
     state: web::Data<AppState>,
@@ -242,8 +255,8 @@ pub async fn list(
 
 /// One rental order with its lines, products, customer, invoice and payments (a constant number of
 /// statements).
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = Document, description = "The order"), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+    responses((status = 200, body = OrderDetailView, description = "The order"), (status = 404, body = ErrorEnvelope)))]
 #[get("/rentals/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
@@ -255,8 +268,8 @@ pub async fn get(
 }
 
 /// The order's event log: who moved it from which status to which, when, with what note.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, body = Document, description = "Events, oldest first"), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+    responses((status = 200, body = Vec<OrderEventView>, description = "Events, oldest first"), (status = 404, body = ErrorEnvelope)))]
 #[get("/rentals/{id}/events")]
 pub async fn events(
     state: web::Data<AppState>,
@@ -268,9 +281,9 @@ pub async fn events(
 }
 
 /// `quote → reserved`: check and hold the stock at the quoted prices and issue the invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
     request_body = Option<TransitionRequest>,
-    responses((status = 200, body = Document, description = "The order"), (status = 404, body = ErrorEnvelope),
+    responses((status = 200, body = OrderView, description = "The order"), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope)))]
 #[post("/rentals/{id}/confirm")]
 pub async fn confirm(
@@ -284,9 +297,9 @@ pub async fn confirm(
 }
 
 /// `quote|reserved → cancelled`: release the stock, void the invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
     request_body = Option<TransitionRequest>,
-    responses((status = 200, body = Document, description = "The order"), (status = 404, body = ErrorEnvelope),
+    responses((status = 200, body = OrderView, description = "The order"), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope)))]
 #[post("/rentals/{id}/cancel")]
 pub async fn cancel(
@@ -300,9 +313,9 @@ pub async fn cancel(
 }
 
 /// `reserved → picked_up` (staff): hand out tracked units.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
     request_body = Option<PickupRequest>,
-    responses((status = 200, body = Document, description = "The order"), (status = 403, body = ErrorEnvelope),
+    responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/rentals/{id}/pickup")]
 pub async fn pickup(
@@ -319,9 +332,9 @@ pub async fn pickup(
 
 /// `picked_up → returned` (staff): record conditions and damage; late fees and damage charges go on the
 /// invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
     request_body = Option<ReturnRequest>,
-    responses((status = 200, body = Document, description = "The order"), (status = 403, body = ErrorEnvelope),
+    responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/rentals/{id}/return")]
 pub async fn return_items(
@@ -346,9 +359,9 @@ pub async fn return_items(
 }
 
 /// `returned → closed` (staff).
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
     request_body = Option<TransitionRequest>,
-    responses((status = 200, body = Document, description = "The order"), (status = 403, body = ErrorEnvelope),
+    responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[post("/rentals/{id}/close")]
 pub async fn close(
@@ -363,8 +376,8 @@ pub async fn close(
 
 /// Free quantity of a product over `[from, to)`, per day; when less than `quantity` is free, the nearest
 /// free periods of the same length. Buffer time and maintenance blocks count as booked. Public.
-#[utoipa::path(tag = "rentals", params(("id" = String, Path, description = "Product id"), AvailabilityParams),
-    responses((status = 200, body = Document, description = "Availability"), (status = 400, body = ErrorEnvelope),
+#[utoipa::path(tag = "rentals", params(("id" = uuid::Uuid, Path, description = "Product id"), AvailabilityParams),
+    responses((status = 200, body = AvailabilityView, description = "Availability"), (status = 400, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[get("/products/{id}/availability")]
 pub async fn availability(
@@ -378,9 +391,9 @@ pub async fn availability(
 }
 
 /// Take a unit out of service for a period (staff). 409 `unavailable` when reservations need it then.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Unit id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Unit id")),
     request_body = MaintenanceRequest,
-    responses((status = 201, body = Document, description = "The block"), (status = 403, body = ErrorEnvelope),
+    responses((status = 201, body = MaintenanceView, description = "The block"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/units/{id}/maintenance")]
 pub async fn add_maintenance(
@@ -397,7 +410,7 @@ pub async fn add_maintenance(
 
 /// List invoices: customers see their own, staff all.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(InvoiceListParams),
-    responses((status = 200, body = Document, description = "A page of invoices"), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<InvoiceView>, description = "A page of invoices"), (status = 400, body = ErrorEnvelope)))]
 #[get("/invoices")]
 pub async fn list_invoices(
     state: web::Data<AppState>,
@@ -408,8 +421,8 @@ pub async fn list_invoices(
 }
 
 /// One invoice with its lines and payments.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Invoice id")),
-    responses((status = 200, body = Document, description = "The invoice"), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id")),
+    responses((status = 200, body = InvoiceView, description = "The invoice"), (status = 404, body = ErrorEnvelope)))]
 #[get("/invoices/{id}")]
 pub async fn get_invoice(
     state: web::Data<AppState>,
@@ -421,9 +434,9 @@ pub async fn get_invoice(
 }
 
 /// Record a payment of an open invoice (staff); fully paid invoices become `paid`.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = String, Path, description = "Invoice id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id")),
     request_body = PaymentRequest,
-    responses((status = 201, body = Document, description = "The payment"), (status = 403, body = ErrorEnvelope),
+    responses((status = 201, body = PaymentView, description = "The payment"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/invoices/{id}/payments")]
 pub async fn record_payment(

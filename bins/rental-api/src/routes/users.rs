@@ -18,8 +18,18 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdateRequest {
     /// New e-mail address.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$"
+    )]
     pub email: Option<String>,
     /// New display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub full_name: Option<String>,
 }
 
@@ -30,6 +40,7 @@ pub struct PasswordChangeRequest {
     /// The password in use now.
     pub current_password: String,
     /// The new password (8–128 characters).
+    #[schema(min_length = 8, max_length = 128)]
     pub new_password: String,
 }
 
@@ -38,17 +49,28 @@ pub struct PasswordChangeRequest {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// E-mail address.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$"
+    )]
     pub email: String,
     /// Display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub full_name: String,
     /// Password; without one the account cannot log in until an admin sets one.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
     /// Defaults to true.
     pub is_active: Option<bool>,
     /// Defaults to false.
     pub is_superuser: Option<bool>,
     /// Defaults to `["customer"]`.
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<rental_service::openapi::RoleSchema>>)]
     pub roles: Option<Vec<Role>>,
 }
 
@@ -70,6 +92,7 @@ impl From<CreateUserRequest> for NewUser {
 #[serde(deny_unknown_fields)]
 pub struct BulkCreateRequest {
     /// The users.
+    #[schema(min_items = 1, max_items = 10000)]
     pub users: Vec<CreateUserRequest>,
 }
 
@@ -85,10 +108,21 @@ pub struct BulkCreateResponse {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// New e-mail address.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$"
+    )]
     pub email: Option<String>,
     /// New display name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub full_name: Option<String>,
     /// New password.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: Option<String>,
     /// Activate or deactivate; deactivation also stops the user's existing tokens.
     pub is_active: Option<bool>,
@@ -101,7 +135,7 @@ pub struct UpdateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct RolesRequest {
     /// `admin`, `staff`, `customer`.
-    #[schema(value_type = Vec<String>, example = json!(["staff"]))]
+    #[schema(value_type = Vec<rental_service::openapi::RoleSchema>, example = json!(["staff"]))]
     pub roles: Vec<Role>,
 }
 
@@ -110,16 +144,20 @@ pub struct RolesRequest {
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
     /// Offset pagination: page number from 1.
+    #[param(minimum = 1)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
     /// Keyset pagination: `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Keyset pagination: `false` skips counting all matches.
     pub include_total: Option<bool>,
     /// `created_at` (default `-created_at`), `email`, `full_name`; prefix `-` for descending.
+    #[param(pattern = r"^-?(created_at|email|full_name)$")]
     pub sort: Option<String>,
     /// Search in e-mail and name.
     pub q: Option<String>,
@@ -128,10 +166,13 @@ pub struct UserListParams {
     /// Filter.
     pub is_superuser: Option<bool>,
     /// Filter: `admin`, `staff` or `customer`.
+    #[param(value_type = Option<rental_service::openapi::RoleSchema>)]
     pub role: Option<String>,
     /// Created at or after (RFC 3339 or YYYY-MM-DD).
+    #[param(format = Date)]
     pub created_after: Option<String>,
     /// Created before (RFC 3339 or YYYY-MM-DD).
+    #[param(format = Date)]
     pub created_before: Option<String>,
 }
 
@@ -222,7 +263,7 @@ pub async fn bulk_create(
 }
 
 /// One user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
 #[get("/users/{id}")]
 pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserResponse>> {
@@ -231,7 +272,7 @@ pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) 
 }
 
 /// Change a user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[patch("/users/{id}")]
@@ -254,8 +295,9 @@ pub async fn update(
 }
 
 /// Delete a user (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
+    responses((status = 204, description = "Deleted"), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "An admin cannot delete their own account")))]
 #[delete("/users/{id}")]
 pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id)?;
@@ -264,7 +306,7 @@ pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String
 }
 
 /// Replace a user's roles (admin).
-#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = String, Path, description = "User id")),
+#[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RolesRequest,
     responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
 #[put("/users/{id}/roles")]

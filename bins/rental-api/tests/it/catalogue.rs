@@ -298,7 +298,7 @@ async fn the_catalogue_is_in_the_openapi_document() {
         assert!(params.contains(&param), "{param} missing from {params:?}");
     }
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
-    for schema in ["ProductDetailResponse", "PageOf_ProductListItemResponse", "CreateProductRequest", "StockRequest"] {
+    for schema in ["ProductDetailView", "PageOf_ProductListView", "CreateProductRequest", "StockRequest"] {
         assert!(schemas.contains_key(schema), "{schema} missing");
     }
 }

@@ -73,6 +73,45 @@ async fn duplicate_emails_conflict_in_any_case() {
     )
     .await;
     again.assert_error(409, "conflict");
+    assert_eq!(again.body["error"]["message"], "a user with this e-mail address already exists", "{}", again.body);
+}
+
+#[actix_web::test]
+async fn a_locked_database_answers_503_busy_with_retry_after() {
+    use rental_repo::{Database, DatabaseConfig};
+    use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+
+    let test_db = rental_testkit::TestDb::new().await;
+    let holder = Database::connect(&DatabaseConfig::with_url(test_db.url())).await.unwrap();
+    // The application's sessions give up on a lock after 100 ms: PostgreSQL's lock_timeout (55P03), SQLite's
+    // busy timeout (SQLITE_BUSY).
+    let url = test_db.url().replace("options=-c%20", "options=-c%20lock_timeout%3D100%20-c%20");
+    let config = DatabaseConfig {
+        sqlite_busy_timeout_ms: 100,
+        max_connections: Some(2),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(url)
+    };
+    let is_postgres = test_db.is_postgres();
+    let ctx = crate::support::context_with_config(test_db, &config).await;
+    let app = app(&ctx).await;
+    let register = || {
+        TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .set_json(json!({"email": "late@example.com", "full_name": "Late", "password": "password1"}))
+    };
+
+    let tx = holder.connection().begin().await.unwrap();
+    let lock = if is_postgres { "LOCK TABLE users IN ACCESS EXCLUSIVE MODE" } else { "UPDATE users SET email = email" };
+    tx.execute_unprepared(lock).await.unwrap();
+    let busy = send(&app, register()).await;
+    busy.assert_error(503, "busy");
+    assert_eq!(busy.headers.get("retry-after").unwrap(), "1");
+    assert!(!busy.body.to_string().contains("lock"), "no database detail reaches the client: {}", busy.body);
+
+    tx.rollback().await.unwrap();
+    let after = send(&app, register()).await;
+    assert_eq!(after.status, 201, "{}", after.body);
 }
 
 #[actix_web::test]

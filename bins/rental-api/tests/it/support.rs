@@ -44,7 +44,12 @@ pub async fn context_with_pool(test_db: TestDb, max_connections: u32) -> Ctx {
         min_connections: Some(0),
         ..DatabaseConfig::with_url(test_db.url())
     };
-    let db = Database::connect(&config).await.unwrap();
+    context_with_config(test_db, &config).await
+}
+
+/// A context over an existing test database, connected with `config` (whose URL may add session settings).
+pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ctx {
+    let db = Database::connect(config).await.unwrap();
     let service_config = ServiceConfig {
         auth: AuthConfig {
             jwt_secret: Secret::new(SECRET),

@@ -66,7 +66,7 @@ impl OrderRepo {
     ///
     /// # Errors
     /// [`RepoError::Domain`] for an illegal transition or a quote whose period has started,
-    /// [`RepoError::Unavailable`] when stock is short, [`RepoError::NotFound`].
+    /// [`RepoError::InsufficientStock`] when stock is short, [`RepoError::NotFound`].
     pub async fn confirm(&self, uow: &UnitOfWork, id: Uuid, change: &OrderChange) -> RepoResult<Transitioned> {
         let lines = self.lines_in(uow, id).await?;
         let holds: Vec<Wanted> =
@@ -78,7 +78,7 @@ impl OrderRepo {
         let (order, from) = self.transition(uow, id, OrderStatus::Reserved, change).await?;
         let short = self.shortages(uow, &holds, false).await?;
         if !short.is_empty() {
-            return Err(RepoError::Unavailable(short));
+            return Err(RepoError::InsufficientStock(short));
         }
         order_line::Entity::update_many()
             .col_expr(order_line::Column::HoldsStock, Expr::val(true))

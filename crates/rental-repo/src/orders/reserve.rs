@@ -212,7 +212,7 @@ impl OrderRepo {
     /// reservation, notes the lines' usage after the commit.
     ///
     /// # Errors
-    /// [`RepoError::Unavailable`] with the lines that do not fit (their nearest free periods are filled in by
+    /// [`RepoError::InsufficientStock`] with the lines that do not fit (their nearest free periods are filled in by
     /// [`OrderRepo::suggest_free_periods`] once the unit has rolled back); [`RepoError::NotFound`] when a
     /// product does not exist.
     #[tracing::instrument(skip_all, fields(customer_id = %new.customer_id, lines = new.lines.len()))]
@@ -258,7 +258,7 @@ impl OrderRepo {
             // Locks the products (PostgreSQL) while reading their capacity.
             let short = self.shortages(uow, &holds, true).await?;
             if !short.is_empty() {
-                return Err(RepoError::Unavailable(short));
+                return Err(RepoError::InsufficientStock(short));
             }
         }
         rental_order::Entity::insert(rental_order::ActiveModel::from(order.clone()))
@@ -275,7 +275,7 @@ impl OrderRepo {
     /// then.
     ///
     /// # Errors
-    /// [`RepoError::NotFound`] for an unknown unit; [`RepoError::Unavailable`] when the block would leave
+    /// [`RepoError::NotFound`] for an unknown unit; [`RepoError::InsufficientStock`] when the block would leave
     /// reservations without stock.
     pub async fn add_maintenance(
         &self,
@@ -305,7 +305,7 @@ impl OrderRepo {
         self.lock_products(uow, &BTreeSet::from([product_id])).await?;
         let short = self.shortages(uow, &hold, false).await?;
         if !short.is_empty() {
-            return Err(RepoError::Unavailable(short));
+            return Err(RepoError::InsufficientStock(short));
         }
         maintenance_block::Entity::insert(maintenance_block::ActiveModel::from(model.clone()))
             .exec_without_returning(txn)

@@ -242,7 +242,7 @@ where
             (Some(value), Some(id)) => Ok(self.spec.cursor_after(query, value, id)),
             // The binding declares a kind its column does not hold, or a key that is NULL: a bug of the
             // resource's declaration, not of the request.
-            _ => Err(RepoError::Database(sea_orm::DbErr::Type(format!(
+            _ => Err(RepoError::from(sea_orm::DbErr::Type(format!(
                 "list `{}`: sort `{}` or its key holds a value a cursor cannot carry",
                 self.spec.resource, query.sort
             )))),

@@ -21,6 +21,7 @@ pub const EXPORT_PAGE_MAX: u64 = 10_000;
 
 /// Revenue of one day in one currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevenueDay {
     /// UTC day of issue.
     pub date: NaiveDate,
@@ -32,6 +33,7 @@ pub struct RevenueDay {
 
 /// Revenue of one currency over the window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CurrencyRevenue {
     /// ISO 4217 code.
     pub currency: String,
@@ -47,6 +49,7 @@ pub struct CurrencyRevenue {
 
 /// Revenue of open and paid invoices issued on the days `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RevenueReport {
     /// First day.
     pub from: NaiveDate,
@@ -58,8 +61,10 @@ pub struct RevenueReport {
 
 /// Orders in one status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusCount {
     /// Status.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::OrderStatusSchema))]
     pub status: OrderStatus,
     /// Orders.
     pub count: i64,

@@ -18,6 +18,7 @@ use crate::{Clock, Principal, ServiceError, ServiceResult};
 
 /// An invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceView {
     /// Id.
     pub id: Uuid,
@@ -94,6 +95,7 @@ impl InvoiceView {
 
 /// A line of an invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvoiceLineView {
     /// Id.
     pub id: Uuid,
@@ -113,6 +115,7 @@ pub struct InvoiceLineView {
 
 /// A payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PaymentView {
     /// Id.
     pub id: Uuid,

@@ -235,7 +235,7 @@ impl CatalogueService {
                 repo.list_products(&query).await.map(|l| Arc::new(ProductPage::new(l.map(ProductListView::from))))
             })
             .await
-            .map_err(ServiceError::SharedRepo)?;
+            .map_err(ServiceError::from)?;
         Ok(page)
     }
 

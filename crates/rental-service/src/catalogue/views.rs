@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 /// A category as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryView {
     /// Id.
     pub id: Uuid,
@@ -40,6 +41,7 @@ impl From<CategoryRecord> for CategoryView {
 
 /// A location as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LocationView {
     /// Id.
     pub id: Uuid,
@@ -59,6 +61,7 @@ impl From<LocationRecord> for LocationView {
 
 /// A product as callers see it. Amounts are minor units of `currency`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductView {
     /// Id.
     pub id: Uuid,
@@ -116,6 +119,7 @@ impl From<ProductRecord> for ProductView {
 
 /// Individually tracked units and bulk quantity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockView {
     /// Tracked units.
     pub units: u64,
@@ -131,6 +135,7 @@ impl From<StockSummary> for StockView {
 
 /// A row of the product list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductListView {
     /// The product.
     #[serde(flatten)]
@@ -149,6 +154,7 @@ impl From<ProductListItem> for ProductListView {
 
 /// Stock at one location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LocationStockView {
     /// The location.
     pub location: LocationView,
@@ -158,6 +164,7 @@ pub struct LocationStockView {
 
 /// A product with its category and stock per location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProductDetailView {
     /// The product.
     #[serde(flatten)]
@@ -187,6 +194,7 @@ impl From<ProductDetail> for ProductDetailView {
 
 /// A unit as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnitView {
     /// Id.
     pub id: Uuid,
@@ -195,6 +203,7 @@ pub struct UnitView {
     /// Unique serial number.
     pub serial_number: String,
     /// `new`, `good`, `fair` or `damaged`.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::UnitConditionSchema))]
     pub condition: UnitCondition,
     /// Where it is kept.
     pub location_id: Uuid,
@@ -217,6 +226,7 @@ impl From<UnitRecord> for UnitView {
 
 /// The bulk quantity of a product at a location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StockLevelView {
     /// The product.
     pub product_id: Uuid,

@@ -105,9 +105,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     /// nearest free periods (read after the rollback, outside any lock).
     async fn finish_reserving<T>(&self, uow: UnitOfWork, result: RepoResult<T>) -> ServiceResult<T> {
         match uow.finish(result).await {
-            Err(RepoError::Unavailable(short)) => {
+            Err(RepoError::InsufficientStock(short)) => {
                 let short = self.orders.suggest_free_periods(short, self.clock.now()).await?;
-                Err(RepoError::Unavailable(short).into())
+                Err(RepoError::InsufficientStock(short).into())
             }
             other => Ok(other?),
         }
@@ -119,7 +119,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     /// # Errors
     /// [`ServiceError::Invalid`] listing every bad field (periods, quantities, unknown or inactive products,
     /// mixed currencies); [`ServiceError::Forbidden`] when a customer rents for someone else;
-    /// [`ServiceError::Unavailable`] with the lines that do not fit.
+    /// [`ServiceError::InsufficientStock`] with the lines that do not fit.
     #[tracing::instrument(skip_all, fields(lines = new.lines.len()))]
     pub async fn create(&self, principal: &Principal, new: NewRental) -> ServiceResult<OrderView> {
         let customer_id = match new.customer_id {
@@ -302,7 +302,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     ///
     /// # Errors
     /// [`ServiceError::NotFound`], [`ServiceError::Invalid`] for an illegal transition (409),
-    /// [`ServiceError::Unavailable`].
+    /// [`ServiceError::InsufficientStock`].
     pub async fn confirm(
         &self,
         principal: &Principal,
@@ -489,7 +489,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`], [`ServiceError::Invalid`], [`ServiceError::NotFound`],
-    /// [`ServiceError::Unavailable`].
+    /// [`ServiceError::InsufficientStock`].
     pub async fn add_maintenance(
         &self,
         principal: &Principal,

@@ -49,12 +49,14 @@ pub struct NewRental {
 
 /// An order as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderView {
     /// Id.
     pub id: Uuid,
     /// The customer.
     pub customer_id: Uuid,
     /// Lifecycle status.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::OrderStatusSchema))]
     pub status: OrderStatus,
     /// Currency of the amounts (minor units).
     pub currency: String,
@@ -109,6 +111,7 @@ impl From<OrderRecord> for OrderView {
 
 /// A line of an order, with the prices it was sold at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderLineView {
     /// Id.
     pub id: Uuid,
@@ -152,10 +155,12 @@ pub struct OrderLineView {
 
 /// A unit handed out for a line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssignedUnitView {
     /// Unit.
     pub unit_id: Uuid,
     /// Condition at return.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::UnitConditionSchema>))]
     pub returned_condition: Option<UnitCondition>,
     /// Damage noted at return.
     pub damage_note: Option<String>,
@@ -163,6 +168,7 @@ pub struct AssignedUnitView {
 
 /// An order with everything about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderDetailView {
     /// The order.
     #[serde(flatten)]
@@ -181,6 +187,7 @@ pub struct OrderDetailView {
 
 /// A product of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderProductView {
     /// Id.
     pub id: Uuid,
@@ -192,6 +199,7 @@ pub struct OrderProductView {
 
 /// The customer of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerView {
     /// Id.
     pub id: Uuid,
@@ -203,6 +211,7 @@ pub struct CustomerView {
 
 /// An entry of the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderEventView {
     /// Id.
     pub id: Uuid,
@@ -226,6 +235,7 @@ impl From<OrderEventRecord> for OrderEventView {
 
 /// A line that could not be reserved, with the nearest periods that would work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShortageView {
     /// Index of the line in the request.
     pub line: usize,
@@ -241,6 +251,7 @@ pub struct ShortageView {
 
 /// A period `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodView {
     /// Start.
     pub start: DateTime<Utc>,
@@ -250,6 +261,7 @@ pub struct PeriodView {
 
 /// Free quantity of one product over a period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AvailabilityView {
     /// Product.
     pub product_id: Uuid,
@@ -271,6 +283,7 @@ pub struct AvailabilityView {
 
 /// Free quantity of one day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayView {
     /// Day.
     pub date: NaiveDate,
@@ -280,6 +293,7 @@ pub struct DayView {
 
 /// A maintenance block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MaintenanceView {
     /// Id.
     pub id: Uuid,

@@ -19,6 +19,7 @@ const LOGIN_PASSWORD_MAX: usize = 1024;
 
 /// Tokens handed out at login and refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenPair {
     /// Short-lived JWT for the `Authorization: Bearer` header.
     pub access_token: String,

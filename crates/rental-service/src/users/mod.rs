@@ -20,8 +20,10 @@ pub const BULK_MAX: usize = 10_000;
 
 /// A user as callers see it: everything but the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     /// Id.
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub id: UserId,
     /// Lower-cased e-mail address.
     pub email: String,
@@ -34,6 +36,7 @@ pub struct UserView {
     /// Whether a password is set (bulk-imported accounts may have none yet).
     pub has_password: bool,
     /// Roles, sorted.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::RoleSchema>))]
     pub roles: Vec<Role>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
@@ -144,7 +147,7 @@ impl UserService {
         match loaded {
             Ok(user) => Ok(Some(user)),
             Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
-            Err(err) => Err(ServiceError::SharedRepo(err)),
+            Err(err) => Err(ServiceError::from(err)),
         }
     }
 
@@ -210,7 +213,7 @@ impl UserService {
         let page = lists
             .try_get_with(key, async move { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) })
             .await
-            .map_err(ServiceError::SharedRepo)?;
+            .map_err(ServiceError::from)?;
         Ok(page)
     }
 

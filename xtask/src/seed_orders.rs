@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use indicatif::ProgressBar;
-use rental_domain::pricing::{ProductTerms, RateCard};
-use rental_domain::{ChargeKind, Currency, InvoiceStatus, Money, OrderStatus};
+use rental_domain::{ChargeKind, Currency, InvoiceStatus, OrderStatus};
 use rental_repo::{ImportProduct, ImportedCharge, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter};
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -30,16 +29,9 @@ const FUTURE_DAYS: i64 = 120;
 /// Tax rate of every seeded order (20%).
 const TAX_RATE_BP: u32 = 2_000;
 
-/// A product ready to be put on order lines.
-struct Product {
-    id: Uuid,
-    terms: ProductTerms,
-    capacity: i64,
-}
-
 /// What the workers share.
 struct Plan {
-    products: Vec<Product>,
+    products: Vec<ImportProduct>,
     customers: Vec<Uuid>,
     currency: Currency,
     /// `line_offsets[j]` = index of order `j`'s first line; one more entry than orders.
@@ -199,23 +191,6 @@ impl Plan {
     }
 }
 
-fn product_of(p: &ImportProduct, currency: Currency) -> anyhow::Result<Product> {
-    let money = |amount| Money::new(amount, currency);
-    let rates = RateCard::new(
-        money(p.price_per_day_minor),
-        p.price_per_week_minor.map(money),
-        p.price_per_month_minor.map(money),
-    )
-    .with_context(|| format!("rates of product {}", p.id))?;
-    let terms = ProductTerms {
-        rates,
-        deposit_per_unit: money(p.deposit_minor),
-        late_fee_per_day: money(p.late_fee_per_day_minor),
-        buffer_minutes: p.buffer_minutes,
-    };
-    Ok(Product { id: p.id, terms, capacity: p.capacity })
-}
-
 /// Seeds `orders` orders in batches of `batch`, `concurrency` batches at a time, and returns how many lines
 /// they have.
 ///
@@ -240,13 +215,10 @@ pub async fn seed(
     let Some(first) = all.iter().find(|p| p.capacity > 0) else {
         bail!("seed some products with units or stock first (--products N)");
     };
-    let currency = Currency::parse(&first.currency).context("product currency")?;
+    let currency = first.terms.currency();
     // One currency per run, so that an order's lines share it.
-    let products = all
-        .iter()
-        .filter(|p| p.capacity > 0 && p.currency == currency.as_str())
-        .map(|p| product_of(p, currency))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let products: Vec<ImportProduct> =
+        all.into_iter().filter(|p| p.capacity > 0 && p.terms.currency() == currency).collect();
 
     let mut line_offsets = Vec::with_capacity(usize::try_from(orders + 1).unwrap_or(0));
     let mut total_lines = 0u64;

@@ -7,15 +7,16 @@
 //! The importer prices the lines itself with the product's rate card, so the stored amounts always add up.
 //! It does not check availability: the caller vouches that orders holding stock fit the capacity.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Utc};
 use rental_domain::billing::tax;
 use rental_domain::pricing::{OrderTotals, ProductTerms};
 use rental_domain::{ChargeKind, InvoiceStatus};
 use rental_domain::{Currency, Money, OrderStatus, started_days};
-use sea_orm::sea_query::{Alias, Expr, Order, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue, ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::analytics::usage::{self, UsageLine};
@@ -23,8 +24,8 @@ use crate::billing::advance_invoice_counter;
 use crate::db::txn::finish;
 use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
-use crate::orders::lock_product_rows;
 use crate::orders::stock::capacity;
+use crate::orders::{lock_product_rows, product_terms_of};
 use crate::query::insert_chunked;
 use crate::{Database, RepoError, RepoResult};
 
@@ -114,20 +115,8 @@ pub struct ImportedIds {
 pub struct ImportProduct {
     /// Id.
     pub id: Uuid,
-    /// Currency of the prices.
-    pub currency: String,
-    /// Day rate.
-    pub price_per_day_minor: i64,
-    /// Week rate.
-    pub price_per_week_minor: Option<i64>,
-    /// Month rate.
-    pub price_per_month_minor: Option<i64>,
-    /// Deposit per unit.
-    pub deposit_minor: i64,
-    /// Late fee per day.
-    pub late_fee_per_day_minor: i64,
-    /// Minutes kept free after each rental.
-    pub buffer_minutes: i32,
+    /// Its rates, deposit, late fee and buffer.
+    pub terms: ProductTerms,
     /// Tracked units plus bulk stock.
     pub capacity: i64,
 }
@@ -225,36 +214,21 @@ impl OrderImporter {
     /// [`RepoError::Database`] when the query fails.
     pub async fn products(&self) -> RepoResult<Vec<ImportProduct>> {
         let conn = self.db.connection();
-        let p = product::Entity;
-        let select = Query::select()
-            .columns([
-                product::Column::Id,
-                product::Column::Currency,
-                product::Column::PricePerDayMinor,
-                product::Column::PricePerWeekMinor,
-                product::Column::PricePerMonthMinor,
-                product::Column::DepositMinor,
-                product::Column::LateFeePerDayMinor,
-                product::Column::BufferMinutes,
-            ])
-            .expr_as(capacity(&Expr::col((p, product::Column::Id))), Alias::new("capacity"))
-            .from(p)
-            .order_by(product::Column::Id, Order::Asc)
-            .to_owned();
-        let rows = conn.query_all_raw(conn.get_database_backend().build(&select)).await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(ImportProduct {
-                    id: row.try_get("", "id")?,
-                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
-                    price_per_day_minor: row.try_get("", "price_per_day_minor")?,
-                    price_per_week_minor: row.try_get("", "price_per_week_minor")?,
-                    price_per_month_minor: row.try_get("", "price_per_month_minor")?,
-                    deposit_minor: row.try_get("", "deposit_minor")?,
-                    late_fee_per_day_minor: row.try_get("", "late_fee_per_day_minor")?,
-                    buffer_minutes: row.try_get("", "buffer_minutes")?,
-                    capacity: row.try_get("", "capacity")?,
-                })
+        let models = product::Entity::find().order_by_asc(product::Column::Id).all(conn).await?;
+        let capacities: HashMap<Uuid, i64> = product::Entity::find()
+            .select_only()
+            .column(product::Column::Id)
+            .column_as(capacity(&Expr::col((product::Entity, product::Column::Id))), "capacity")
+            .into_tuple()
+            .all(conn)
+            .await?
+            .into_iter()
+            .collect();
+        models
+            .iter()
+            .map(|p| {
+                let terms = product_terms_of(p).map_err(RepoError::Domain)?;
+                Ok(ImportProduct { id: p.id, terms, capacity: capacities.get(&p.id).copied().unwrap_or(0) })
             })
             .collect()
     }

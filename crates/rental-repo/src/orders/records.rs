@@ -362,25 +362,23 @@ impl LineTerms {
     }
 }
 
-impl ProductTermsRecord {
-    /// The product's rental terms as the domain prices them.
-    ///
-    /// # Errors
-    /// [`DomainError::Invalid`] when a stored currency or rate is unusable.
-    pub fn terms(&self) -> Result<ProductTerms, DomainError> {
-        let currency = Currency::parse(&self.currency)?;
-        let money = |amount: i64| Money::new(amount, currency);
-        Ok(ProductTerms {
-            rates: RateCard::new(
-                money(self.price_per_day_minor),
-                self.price_per_week_minor.map(money),
-                self.price_per_month_minor.map(money),
-            )?,
-            deposit_per_unit: money(self.deposit_minor),
-            late_fee_per_day: money(self.late_fee_per_day_minor),
-            buffer_minutes: self.buffer_minutes,
-        })
-    }
+/// A product's terms from its stored columns, as the domain prices them.
+///
+/// # Errors
+/// [`DomainError::Invalid`] when a stored currency or rate is unusable.
+pub(crate) fn product_terms_of(p: &crate::entity::product::Model) -> Result<ProductTerms, DomainError> {
+    let currency = Currency::parse(&p.currency)?;
+    let money = |amount: i64| Money::new(amount, currency);
+    Ok(ProductTerms {
+        rates: RateCard::new(
+            money(p.price_per_day_minor),
+            p.price_per_week_minor.map(money),
+            p.price_per_month_minor.map(money),
+        )?,
+        deposit_per_unit: money(p.deposit_minor),
+        late_fee_per_day: money(p.late_fee_per_day_minor),
+        buffer_minutes: p.buffer_minutes,
+    })
 }
 
 /// What pricing needs of a product.
@@ -390,20 +388,8 @@ pub struct ProductTermsRecord {
     pub id: Uuid,
     /// Name, for invoice lines.
     pub name: String,
-    /// Currency of its prices.
-    pub currency: String,
-    /// Day rate.
-    pub price_per_day_minor: i64,
-    /// Week rate.
-    pub price_per_week_minor: Option<i64>,
-    /// Month rate.
-    pub price_per_month_minor: Option<i64>,
-    /// Deposit per item.
-    pub deposit_minor: i64,
-    /// Late fee per item and day.
-    pub late_fee_per_day_minor: i64,
-    /// Buffer after each rental.
-    pub buffer_minutes: i32,
     /// Whether it can be rented.
     pub is_active: bool,
+    /// Its rates, deposit, late fee and buffer.
+    pub terms: ProductTerms,
 }

@@ -9,6 +9,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, UnionType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
+use super::records::product_terms_of;
 use super::records::*;
 use super::stock;
 use super::{insert_event, line_model, order_record};
@@ -186,24 +187,16 @@ impl OrderRepo {
     /// # Errors
     /// [`RepoError::Database`] when the query fails.
     pub async fn product_terms(&self, ids: &BTreeSet<Uuid>) -> RepoResult<Vec<ProductTermsRecord>> {
-        Ok(product::Entity::find()
+        product::Entity::find()
             .filter(product::Column::Id.is_in(ids.iter().copied()))
             .all(self.db.connection())
             .await?
             .into_iter()
-            .map(|p| ProductTermsRecord {
-                id: p.id,
-                name: p.name,
-                currency: p.currency,
-                price_per_day_minor: p.price_per_day_minor,
-                price_per_week_minor: p.price_per_week_minor,
-                price_per_month_minor: p.price_per_month_minor,
-                deposit_minor: p.deposit_minor,
-                late_fee_per_day_minor: p.late_fee_per_day_minor,
-                buffer_minutes: p.buffer_minutes,
-                is_active: p.is_active,
+            .map(|p| {
+                let terms = product_terms_of(&p).map_err(RepoError::Domain)?;
+                Ok(ProductTermsRecord { id: p.id, name: p.name, is_active: p.is_active, terms })
             })
-            .collect())
+            .collect()
     }
 
     /// Writes a new order with its lines and its creation event in `uow`. A `Reserved` order first locks its

@@ -145,7 +145,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         let ids: BTreeSet<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
         let products = if ids.is_empty() { Vec::new() } else { self.orders.product_terms(&ids).await? };
-        let mut currency: Option<String> = None;
+        let mut currency: Option<Currency> = None;
         let mut lines = Vec::with_capacity(new.lines.len());
         let mut priced_lines = Vec::with_capacity(new.lines.len());
         for (i, line) in new.lines.iter().enumerate() {
@@ -163,23 +163,23 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
                 continue;
             }
             match &currency {
-                Some(c) if *c != product.currency => {
+                Some(c) if *c != product.terms.currency() => {
                     errors.take::<()>(Err(DomainError::field(
                         at("product_id"),
-                        format!("is priced in {}, the order's other lines in {c}", product.currency),
+                        format!("is priced in {}, the order's other lines in {c}", product.terms.currency()),
                     )));
                     continue;
                 }
-                _ => currency = Some(product.currency.clone()),
+                _ => currency = Some(product.terms.currency()),
             }
             let (Some(period), Ok(quantity)) = (period, i32::try_from(line.quantity)) else { continue };
             if !(1..=MAX_QUANTITY).contains(&line.quantity) {
                 continue;
             }
-            let priced = product.terms().and_then(|terms| {
-                let line = terms.price(period.charged_days(), i64::from(quantity))?;
-                Ok((LineTerms::priced(&terms, &line)?, line))
-            });
+            let terms = &product.terms;
+            let priced = terms
+                .price(period.charged_days(), i64::from(quantity))
+                .and_then(|line| Ok((LineTerms::priced(terms, &line)?, line)));
             match priced {
                 Ok((terms, line)) => {
                     lines.push(NewOrderLineRecord {
@@ -199,13 +199,13 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         errors.finish()?;
         let currency = currency.ok_or_else(|| DomainError::field("lines", "must hold 1 to 50 lines"))?;
-        let code = Currency::parse(&currency)?;
+        let code = currency;
         let OrderTotals { subtotal, tax, total, deposit } =
             OrderTotals::of(code, &priced_lines, self.config.tax_rate_bp)?;
         let record = NewOrderRecord {
             customer_id,
             status,
-            currency: currency.clone(),
+            currency: currency.as_str().to_owned(),
             subtotal_minor: subtotal.amount_minor,
             tax_rate_bp: i32::try_from(self.config.tax_rate_bp).unwrap_or(0),
             tax_minor: tax.amount_minor,
@@ -462,7 +462,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         errors.finish()?;
         let products = self.orders.product_terms(&BTreeSet::from([product_id])).await?;
         let product = products.first().filter(|p| p.is_active).ok_or(ServiceError::NotFound("product"))?;
-        let buffer = Duration::minutes(i64::from(product.buffer_minutes));
+        let buffer = Duration::minutes(i64::from(product.terms.buffer_minutes));
         let now = self.clock.now();
         let horizon = Duration::days(rental_repo::SUGGESTION_HORIZON_DAYS);
         let window_from = Ord::min(from, Ord::max(now, from - horizon));

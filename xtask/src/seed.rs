@@ -14,7 +14,7 @@ use argon2::password_hash::PasswordHasher as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use rental_domain::{Email, FullName, Role};
 use rental_repo::{
-    Backend, BackoffPolicy, CatalogueRepo, Database, DatabaseConfig, NewUserRecord, OrderImporter, UserRepo,
+    Backend, BackoffPolicy, CatalogueRepo, Database, DatabaseConfig, NewUserRecord, OrderImporter, UserRepo, UserStore,
 };
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::task::JoinSet;
@@ -331,7 +331,11 @@ async fn insert_batches(repo: UserRepo, plan: Arc<SeedPlan>, progress: ProgressB
     while let Some(range) = plan.claim() {
         let (first, count) = (range.start, range.end - range.start);
         let rows = range.map(|i| plan.user(i)).collect::<anyhow::Result<Vec<_>>>()?;
-        repo.bulk_import(rows).await.with_context(|| format!("bulk insert of users {first}.. failed"))?;
+        let at = chrono::Utc::now();
+        repo.database()
+            .write(async |uow| repo.bulk_import(uow, rows, at).await)
+            .await
+            .with_context(|| format!("bulk insert of users {first}.. failed"))?;
         progress.inc(count);
     }
     Ok(())

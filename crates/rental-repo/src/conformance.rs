@@ -1,6 +1,6 @@
-//! The conformance suite of the store traits: the behaviour the services rely on, written against
-//! [`OrderStore`] and [`BillingStore`] only, so that any implementation can prove itself with it. The crate's
-//! own tests run it on the sea-orm repositories, on SQLite and on PostgreSQL (`tests/conformance.rs`); an
+//! The conformance suite of the store traits: the behaviour the services rely on, written against the traits
+//! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`OrderStore`], [`BillingStore`]), so that any
+//! implementation can prove itself with it. The crate's own tests run it on the sea-orm repositories, on SQLite and on PostgreSQL (`tests/conformance.rs`); an
 //! embedding developer runs it the same way on theirs.
 //!
 //! Each check takes a freshly migrated, empty [`Database`] (the units of work are begun on it and the fixtures —
@@ -10,6 +10,10 @@
 //! written by a refused operation.
 //!
 //! Available with the `conformance` feature.
+
+mod users;
+
+pub use users::*;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -26,7 +30,7 @@ use uuid::Uuid;
 use crate::{
     BillingStore, CatalogueRepo, Database, LineTerms, NewCategoryRecord, NewInvoiceRecord, NewLocationRecord,
     NewOrderLineRecord, NewOrderRecord, NewPaymentRecord, NewProductRecord, NewUnitRecord, NewUserRecord, OrderChange,
-    OrderStore, RepoError, RepoResult, UserRepo, order_list_spec,
+    OrderStore, RepoError, RepoResult, UserRepo, UserStore, order_list_spec,
 };
 
 fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
@@ -47,19 +51,15 @@ fn eur() -> Currency {
 /// A customer and a product with `units` tracked units at 10.00 a day; returns (customer, product).
 async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
     let users = UserRepo::new(db.clone());
-    let customer = ok(
-        users
-            .create(NewUserRecord {
-                email: ok(Email::parse("conformance@example.com"), "email"),
-                full_name: ok(FullName::parse("Con Formance"), "name"),
-                password_hash: None,
-                is_active: true,
-                is_superuser: false,
-                roles: vec![Role::Customer],
-            })
-            .await,
-        "creating the customer",
-    );
+    let new = NewUserRecord {
+        email: ok(Email::parse("conformance@example.com"), "email"),
+        full_name: ok(FullName::parse("Con Formance"), "name"),
+        password_hash: None,
+        is_active: true,
+        is_superuser: false,
+        roles: vec![Role::Customer],
+    };
+    let customer = ok(db.write(async |uow| users.create(uow, new, now()).await).await, "creating the customer");
     let catalogue = CatalogueRepo::new(db.clone());
     let category = ok(
         catalogue

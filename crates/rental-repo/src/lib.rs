@@ -51,6 +51,6 @@ pub use orders::{
     Shortage, StockHolds, Transitioned, UnitReturn, order_list_spec,
 };
 pub use users::{
-    NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, UserChanges, UserFilter, UserListItem,
-    UserRecord, UserRepo, user_list_spec,
+    NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore, UserChanges, UserFilter,
+    UserListItem, UserRecord, UserRepo, UserStore, user_list_spec,
 };

@@ -14,7 +14,7 @@ use rental_domain::{
 use rental_repo::{
     AnalyticsRepo, CatalogueRepo, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice,
     ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord,
-    OrderImporter, RepoError, UserRepo,
+    OrderImporter, RepoError, UserRepo, UserStore,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
@@ -80,17 +80,15 @@ async fn fixture(test_db: &TestDb) -> Fixture {
     let users = UserRepo::new(db.clone());
     let mut customers = Vec::new();
     for name in ["alice", "bob"] {
-        let user = users
-            .create(NewUserRecord {
-                email: Email::parse(&format!("{name}@example.com")).unwrap(),
-                full_name: FullName::parse(name).unwrap(),
-                password_hash: None,
-                is_active: true,
-                is_superuser: false,
-                roles: vec![Role::Customer],
-            })
-            .await
-            .unwrap();
+        let new = NewUserRecord {
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            full_name: FullName::parse(name).unwrap(),
+            password_hash: None,
+            is_active: true,
+            is_superuser: false,
+            roles: vec![Role::Customer],
+        };
+        let user = db.write(async |uow| users.create(uow, new, Utc::now()).await).await.unwrap();
         customers.push(user.id.as_uuid());
     }
     let catalogue = CatalogueRepo::new(db.clone());

@@ -330,7 +330,7 @@ mod availability {
 
     use chrono::{DateTime, Duration, TimeZone, Utc};
     use rental_domain::{Email, FullName};
-    use rental_repo::{NewUserRecord, UserRepo, parse_product_query};
+    use rental_repo::{NewUserRecord, UserRepo, UserStore, parse_product_query};
     use sea_orm::ConnectionTrait;
     use sea_orm::sea_query::{Alias, Query, SimpleExpr};
 
@@ -436,19 +436,16 @@ mod availability {
         let test_db = TestDb::new().await;
         let db = connect(&test_db).await;
         let repo = CatalogueRepo::new(db.clone());
-        let customer = UserRepo::new(db.clone())
-            .create(NewUserRecord {
-                email: Email::parse("customer@example.com").unwrap(),
-                full_name: FullName::parse("A Customer").unwrap(),
-                password_hash: None,
-                is_active: true,
-                is_superuser: false,
-                roles: Vec::new(),
-            })
-            .await
-            .unwrap()
-            .id
-            .as_uuid();
+        let users = UserRepo::new(db.clone());
+        let new = NewUserRecord {
+            email: Email::parse("customer@example.com").unwrap(),
+            full_name: FullName::parse("A Customer").unwrap(),
+            password_hash: None,
+            is_active: true,
+            is_superuser: false,
+            roles: Vec::new(),
+        };
+        let customer = db.write(async |uow| users.create(uow, new, Utc::now()).await).await.unwrap().id.as_uuid();
         let cat = repo.create_category(category("Tools")).await.unwrap();
         let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
         // A product with `units` tracked units (the first one returned) and `bulk` items in bulk.

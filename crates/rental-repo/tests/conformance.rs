@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rental_repo::conformance;
-use rental_repo::{BillingRepo, Database, DatabaseConfig, OrderRepo};
+use rental_repo::{BillingRepo, Database, DatabaseConfig, OrderRepo, RefreshTokenRepo, UserRepo};
 use rental_testkit::TestDb;
 
 async fn stores() -> (TestDb, Database, Arc<OrderRepo>, Arc<BillingRepo>) {
@@ -19,6 +19,33 @@ async fn stores() -> (TestDb, Database, Arc<OrderRepo>, Arc<BillingRepo>) {
     let (orders, billing) = (Arc::new(OrderRepo::new(db.clone())), Arc::new(BillingRepo::new(db.clone())));
     (test_db, db, orders, billing)
 }
+
+/// Runs a check of the users' contract on a fresh database with the sea-orm user and token stores.
+macro_rules! users_check {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, &UserRepo::new(db.clone())).await;
+        }
+    };
+    ($name:ident, tokens) => {
+        #[tokio::test]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, &UserRepo::new(db.clone()), &RefreshTokenRepo::new(db.clone())).await;
+        }
+    };
+}
+
+users_check!(users_are_created_found_changed_and_deleted);
+users_check!(addresses_are_unique);
+users_check!(batches_are_all_or_nothing_and_name_the_bad_row);
+users_check!(keyset_pages_walk_every_user_once_in_order);
+users_check!(offset_pages_report_totals);
+users_check!(filters_and_search_narrow_the_list);
+users_check!(a_rolled_back_unit_leaves_nothing, tokens);
+users_check!(refresh_tokens_are_spent_once_and_revoked, tokens);
 
 #[tokio::test]
 async fn reservations_hold_stock_and_refusals_write_nothing() {

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rental_domain::{Email, FullName, Role, UserId};
-use rental_repo::query::{Listing, Pagination};
+use chrono::Utc;
+use rental_domain::{Email, FullName, Role};
 use rental_repo::{
-    BackoffPolicy, Database, DatabaseConfig, NewRefreshToken, NewUserRecord, RefreshTokenRepo, RepoError, UserChanges,
-    UserRepo, user_list_spec,
+    BackoffPolicy, Database, DatabaseConfig, NewRefreshToken, NewUserRecord, RefreshTokenRepo, RefreshTokenStore,
+    RepoError, RepoResult, UserRecord, UserRepo, UserStore, user_list_spec,
 };
 use rental_testkit::TestDb;
 
@@ -32,93 +32,12 @@ fn new_user(email: &str, roles: &[Role]) -> NewUserRecord {
     }
 }
 
+async fn create(repo: &UserRepo, new: NewUserRecord) -> RepoResult<UserRecord> {
+    repo.database().write(async |uow| repo.create(uow, new, Utc::now()).await).await
+}
+
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-#[tokio::test]
-async fn users_are_created_found_updated_and_deleted() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    let created = repo.create(new_user("Ada@Example.com", &[Role::Customer, Role::Staff])).await.unwrap();
-    assert_eq!(created.email, "ada@example.com");
-    assert_eq!(created.roles, vec![Role::Staff, Role::Customer]);
-
-    let found = repo.find_by_email(&Email::parse("ADA@example.COM").unwrap()).await.unwrap().unwrap();
-    assert_eq!(found, created);
-
-    let changed = repo
-        .update(
-            created.id,
-            UserChanges {
-                full_name: Some(FullName::parse("Ada L").unwrap()),
-                is_active: Some(false),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(changed.full_name, "Ada L");
-    assert!(!changed.is_active);
-    assert!(changed.updated_at >= created.updated_at);
-
-    let with_roles = repo.set_roles(created.id, &[Role::Admin, Role::Admin]).await.unwrap();
-    assert_eq!(with_roles.roles, vec![Role::Admin]);
-
-    repo.delete(created.id).await.unwrap();
-    assert!(repo.find(created.id).await.unwrap().is_none());
-    assert!(matches!(repo.delete(created.id).await, Err(RepoError::NotFound)));
-    assert!(matches!(repo.update(UserId::new(), UserChanges::default()).await, Err(RepoError::NotFound)));
-    assert!(matches!(repo.set_roles(UserId::new(), &[Role::Staff]).await, Err(RepoError::NotFound)));
-}
-
-#[tokio::test]
-async fn emails_are_unique_regardless_of_case() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    repo.create(new_user("bob@example.com", &[])).await.unwrap();
-    let err = repo.create(new_user("BOB@example.com", &[])).await.unwrap_err();
-    // The message is chosen by the constraint's name (PostgreSQL) or its `table.column` (SQLite).
-    assert!(
-        matches!(&err, RepoError::Conflict { message, index: None } if message == "a user with this e-mail address already exists"),
-        "{err:?}"
-    );
-
-    let other = repo.create(new_user("carol@example.com", &[])).await.unwrap();
-    let err = repo
-        .update(other.id, UserChanges { email: Some(Email::parse("Bob@Example.com").unwrap()), ..Default::default() })
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RepoError::Conflict { .. }), "{err:?}");
-}
-
-#[tokio::test]
-async fn bulk_create_is_all_or_nothing_and_names_the_bad_row() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    repo.create(new_user("taken@example.com", &[])).await.unwrap();
-
-    let mut rows: Vec<_> = (0..2500).map(|i| new_user(&format!("bulk{i}@example.com"), &[Role::Customer])).collect();
-    rows[1700] = new_user("TAKEN@example.com", &[]);
-    match repo.bulk_create(rows).await.unwrap_err() {
-        RepoError::Conflict { index, .. } => assert_eq!(index, Some(1700)),
-        other => panic!("unexpected {other:?}"),
-    }
-    let mut rows: Vec<_> = (0..30).map(|i| new_user(&format!("dup{i}@example.com"), &[])).collect();
-    rows[20] = new_user("Dup3@example.com", &[]);
-    match repo.bulk_create(rows).await.unwrap_err() {
-        RepoError::Conflict { index, .. } => assert_eq!(index, Some(20)),
-        other => panic!("unexpected {other:?}"),
-    }
-    let all = repo.list(&user_list_spec().parse(&[]).unwrap()).await.unwrap();
-    let Listing::Offset(page) = all else { panic!("offset expected") };
-    assert_eq!(page.total, 1, "nothing of the failed batches was written");
-
-    let rows: Vec<_> = (0..2500).map(|i| new_user(&format!("bulk{i}@example.com"), &[Role::Customer])).collect();
-    assert_eq!(repo.bulk_create(rows).await.unwrap(), 2500);
-    let customers = repo.list(&user_list_spec().parse(&params(&[("role", "customer")])).unwrap()).await.unwrap();
-    let Listing::Offset(page) = customers else { panic!("offset expected") };
-    assert_eq!(page.total, 2500);
 }
 
 #[tokio::test]
@@ -128,7 +47,7 @@ async fn listing_costs_a_constant_number_of_statements() {
     let repo = UserRepo::new(db.clone());
     let rows: Vec<_> =
         (0..120).map(|i| new_user(&format!("n{i:03}@example.com"), &[Role::Customer, Role::Staff])).collect();
-    repo.bulk_create(rows).await.unwrap();
+    repo.database().write(async |uow| repo.bulk_create(uow, rows, Utc::now()).await).await.unwrap();
 
     let mut costs = Vec::new();
     for per_page in ["1", "10", "100"] {
@@ -148,128 +67,20 @@ async fn listing_costs_a_constant_number_of_statements() {
 }
 
 #[tokio::test]
-async fn keyset_pages_walk_every_row_once_in_order() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    let rows: Vec<_> = (0..57).map(|i| new_user(&format!("k{:02}@example.com", (i * 37) % 57), &[])).collect();
-    // Separate batches give distinct created_at values as well as ties within a batch.
-    let (first, second) = rows.split_at(30);
-    repo.bulk_create(first.to_vec()).await.unwrap();
-    repo.bulk_create(second.to_vec()).await.unwrap();
-
-    for sort in ["email", "-email", "created_at", "-created_at", "full_name"] {
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut p = vec![("sort", sort), ("limit", "10")];
-            if let Some(c) = &cursor {
-                p.push(("cursor", c));
-            }
-            let query = user_list_spec().parse(&params(&p)).unwrap();
-            let Listing::Keyset(page) = repo.list(&query).await.unwrap() else { panic!("keyset expected") };
-            assert_eq!(page.total, Some(57));
-            seen.extend(page.items.into_iter().map(|u| (u.email, u.created_at, u.id)));
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        assert_eq!(seen.len(), 57, "sort {sort}");
-        let mut expected = seen.clone();
-        match sort {
-            "email" | "full_name" => expected.sort_by_key(|a| a.0.clone()),
-            "-email" => expected.sort_by_key(|a| std::cmp::Reverse(a.0.clone())),
-            "created_at" => expected.sort_by_key(|a| (a.1, a.2)),
-            _ => expected.sort_by_key(|a| std::cmp::Reverse((a.1, a.2))),
-        }
-        assert_eq!(seen, expected, "sort {sort}");
-    }
-}
-
-#[tokio::test]
-async fn filters_and_search_narrow_the_list() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    repo.create(new_user("alice@example.com", &[Role::Admin])).await.unwrap();
-    let bob = repo.create(new_user("bob@example.com", &[Role::Staff])).await.unwrap();
-    repo.create(new_user("carol_50%@example.com", &[Role::Customer])).await.unwrap();
-    repo.update(bob.id, UserChanges { is_active: Some(false), ..Default::default() }).await.unwrap();
-
-    let emails = |listing: Listing<rental_repo::UserRecord>| -> Vec<String> {
-        let mut v: Vec<_> = listing.items().iter().map(|u| u.email.clone()).collect();
-        v.sort();
-        v
-    };
-    let run = |pairs: Vec<(&'static str, String)>| {
-        let repo = repo.clone();
-        async move {
-            let p: Vec<(String, String)> = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            repo.list(&user_list_spec().parse(&p).unwrap()).await.unwrap()
-        }
-    };
-    assert_eq!(emails(run(vec![("is_active", "false".into())]).await), vec!["bob@example.com"]);
-    assert_eq!(emails(run(vec![("role", "admin".into())]).await), vec!["alice@example.com"]);
-    assert_eq!(emails(run(vec![("q", "USER BOB".into())]).await), vec!["bob@example.com"]);
-    assert_eq!(emails(run(vec![("q", "50%".into())]).await), vec!["carol_50%@example.com"]);
-    assert_eq!(emails(run(vec![("q", "_".into())]).await), vec!["carol_50%@example.com"], "wildcards are literal");
-    let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
-    assert!(emails(run(vec![("created_after", future.clone())]).await).is_empty());
-    assert_eq!(emails(run(vec![("created_before", future)]).await).len(), 3);
-    assert!(repo.any_admin().await.unwrap());
-}
-
-#[tokio::test]
-async fn offset_pages_report_totals_and_pages() {
-    let test_db = TestDb::new().await;
-    let repo = UserRepo::new(connect(&test_db).await);
-    let rows: Vec<_> = (0..45).map(|i| new_user(&format!("o{i:02}@example.com"), &[])).collect();
-    repo.bulk_create(rows).await.unwrap();
-    let query = user_list_spec().parse(&params(&[("page", "3"), ("per_page", "20"), ("sort", "email")])).unwrap();
-    assert_eq!(query.pagination, Pagination::Offset { page: 3, per_page: 20 });
-    let Listing::Offset(page) = repo.list(&query).await.unwrap() else { panic!("offset expected") };
-    assert_eq!((page.total, page.pages, page.items.len()), (45, 3, 5));
-    assert_eq!(page.items[0].email, "o40@example.com");
-    let query = user_list_spec().parse(&params(&[("page", "99")])).unwrap();
-    assert!(repo.list(&query).await.unwrap().items().is_empty());
-}
-
-#[tokio::test]
-async fn refresh_tokens_are_used_once_and_revoked_by_family() {
-    let test_db = TestDb::new().await;
-    let db = connect(&test_db).await;
-    let users = UserRepo::new(db.clone());
-    let tokens = RefreshTokenRepo::new(db);
-    let user = users.create(new_user("t@example.com", &[])).await.unwrap();
-    let family = uuid::Uuid::now_v7();
-    let expires_at = chrono::Utc::now() + chrono::Duration::days(1);
-    let id = tokens
-        .insert(NewRefreshToken { user_id: user.id, family_id: family, token_hash: "a".repeat(64), expires_at })
-        .await
-        .unwrap();
-    let found = tokens.find_by_hash(&"a".repeat(64)).await.unwrap().unwrap();
-    assert_eq!((found.id, found.family_id, found.user_id), (id, family, user.id));
-    assert!(tokens.mark_used(id).await.unwrap());
-    assert!(!tokens.mark_used(id).await.unwrap(), "a token is used once");
-    assert_eq!(tokens.revoke_family(family).await.unwrap(), 1);
-    assert!(tokens.find_by_hash(&"a".repeat(64)).await.unwrap().unwrap().revoked_at.is_some());
-    assert_eq!(tokens.delete_expired(expires_at + chrono::Duration::seconds(1)).await.unwrap(), 1);
-    assert!(tokens.find_by_hash(&"a".repeat(64)).await.unwrap().is_none());
-}
-
-#[tokio::test]
 async fn a_unique_constraint_without_a_client_message_gets_the_generic_one() {
     let test_db = TestDb::new().await;
     let db = connect(&test_db).await;
-    let user = UserRepo::new(db.clone()).create(new_user("t@example.com", &[])).await.unwrap();
-    let tokens = RefreshTokenRepo::new(db);
+    let user = create(&UserRepo::new(db.clone()), new_user("t@example.com", &[])).await.unwrap();
+    let tokens = RefreshTokenRepo::new(db.clone());
     let token = || NewRefreshToken {
         user_id: user.id,
         family_id: uuid::Uuid::now_v7(),
         token_hash: "b".repeat(64),
         expires_at: chrono::Utc::now() + chrono::Duration::days(1),
     };
-    tokens.insert(token()).await.unwrap();
-    let err = tokens.insert(token()).await.unwrap_err();
+    let insert = async || db.write(async |uow| tokens.insert(uow, token(), Utc::now()).await).await;
+    insert().await.unwrap();
+    let err = insert().await.unwrap_err();
     assert!(
         matches!(&err, RepoError::Conflict { message, .. } if message == "the record clashes with an existing one"),
         "{err:?}"
@@ -295,14 +106,14 @@ async fn a_locked_database_is_busy_not_a_failure() {
     } else {
         // Any write takes SQLite's single write lock until the transaction ends.
         tx.execute_unprepared("UPDATE users SET full_name = full_name").await.unwrap();
-        users.create(new_user("busy@example.com", &[])).await.unwrap_err()
+        create(&users, new_user("busy@example.com", &[])).await.unwrap_err()
     };
     assert!(matches!(err, RepoError::Busy(_)), "{err:?}");
     assert!(err.is_busy());
     let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
     assert!(cause.contains("lock"), "the database's own error stays in the chain: {cause}");
     tx.rollback().await.unwrap();
-    users.create(new_user("busy@example.com", &[])).await.unwrap();
+    create(&users, new_user("busy@example.com", &[])).await.unwrap();
 }
 
 #[tokio::test]
@@ -375,7 +186,7 @@ async fn instances_starting_together_migrate_once() {
     }
     assert!(instances[0].pending_migrations().await.unwrap().is_empty());
     let users = UserRepo::new(instances[1].clone());
-    users.create(new_user("after@example.com", &[Role::Customer])).await.unwrap();
+    create(&users, new_user("after@example.com", &[Role::Customer])).await.unwrap();
 }
 
 async fn connect_many(n: usize, test_db: &TestDb) -> Vec<Database> {

@@ -19,7 +19,7 @@ mod users;
 
 use std::sync::Arc;
 
-use rental_repo::{AnalyticsRepo, BillingRepo, CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
+use rental_repo::{AnalyticsRepo, BillingRepo, CatalogueRepo, Database};
 
 pub use analytics::{
     ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
@@ -82,14 +82,13 @@ impl Services {
     /// As [`Services::new`].
     pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
         let hasher = PasswordHasher::new(&config.auth)?;
-        let user_repo = UserRepo::new(db.clone());
-        let users = UserService::new(user_repo.clone(), hasher.clone(), &config.cache);
+        let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
         let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock);
         let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
-        let auth = AuthService::new(user_repo, RefreshTokenRepo::new(db), hasher, users.clone(), &config.auth)?;
+        let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?;
         Ok(Self { auth, users, catalogue, rentals, billing, analytics })
     }
 }

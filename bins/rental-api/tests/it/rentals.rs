@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
-use crate::support::{Ctx, app, bearer, context, context_with_pool, customer_token, send, staff_token};
+use crate::support::{Ctx, app, bearer, context, context_with_pool, customer_token, login, send, staff_token};
 
 /// Midnight `days` from now, as RFC 3339.
 fn day(days: i64) -> String {
@@ -164,6 +164,13 @@ async fn a_rental_goes_through_its_whole_life() {
 
     // The drills come back 25 hours after the rental's end: 2 started days of late fee per drill.
     ctx.clock.set(at(9) + Duration::hours(25));
+    // Days have passed by the services' clock, so the morning's access tokens have expired: log in again.
+    let expired = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &staff)).await;
+    expired.assert_error(401, "unauthorized");
+    assert_eq!(expired.body["error"]["message"], "access token expired");
+    let staff = login(&app, "staff@example.com", "staff-password").await;
+    let jane = login(&app, "jane@example.com", "customer-pw").await;
+    let bob = login(&app, "bob@example.com", "customer-pw").await;
     let returned = send(
         &app,
         bearer(TestRequest::post().uri(&format!("/api/v1/rentals/{id}/return")), &staff).set_json(json!({

@@ -53,6 +53,21 @@ impl Database {
         let txn = self.connection().begin_with_options(options).await?;
         Ok(UnitOfWork { txn, backend: self.backend(), after_commit: Mutex::new(Vec::new()) })
     }
+
+    /// Runs `work` in a new unit of work and ends it by the outcome ([`UnitOfWork::finish`]): commits when
+    /// `work` succeeds, rolls back at once when it fails. For the common case of a unit that is begun, written
+    /// in and ended in one place.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`] when the unit cannot begin or commit; otherwise the error of `work`.
+    pub async fn write<T, E: From<RepoError>>(
+        &self,
+        work: impl AsyncFnOnce(&UnitOfWork) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let uow = self.begin().await?;
+        let result = work(&uow).await;
+        uow.finish(result).await
+    }
 }
 
 impl UnitOfWork {

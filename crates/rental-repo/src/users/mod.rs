@@ -1,7 +1,9 @@
 //! The user repository: users with their roles.
 
+mod store;
 mod tokens;
 
+pub use store::{RefreshTokenStore, UserStore};
 pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
 
 use std::collections::{HashMap, HashSet};
@@ -9,18 +11,15 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::{Email, FullName, Role, UserId};
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use crate::db::txn::finish;
 use crate::entity::{user, user_role};
 use crate::query::{
     Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
     insert_chunked,
 };
-use crate::{Database, RepoError, RepoResult};
+use crate::{Database, RepoError, RepoResult, UnitOfWork};
 
 /// A stored user with its roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +137,7 @@ pub fn user_list_spec() -> &'static ListSpec {
     &USER_LIST_SPEC
 }
 
-/// Users and their roles.
+/// Users and their roles: the sea-orm [`UserStore`].
 #[derive(Debug, Clone)]
 pub struct UserRepo {
     db: Database,
@@ -146,8 +145,8 @@ pub struct UserRepo {
 
 /// Timestamps are kept to the microsecond, the precision of PostgreSQL, so a value read back equals the one
 /// written on both backends.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+fn stamp(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
 fn role_of(name: &str) -> Option<Role> {
@@ -160,34 +159,36 @@ impl UserRepo {
         Self { db }
     }
 
-    /// Inserts one user with its roles, in one transaction.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when the e-mail address is taken.
-    #[tracing::instrument(skip_all)]
-    pub async fn create(&self, new: NewUserRecord) -> RepoResult<UserRecord> {
-        let txn = self.db.connection().begin().await?;
-        let (model, roles) = to_models(new, now());
-        let id = uuid_of(&model);
-        let written = async {
-            user::Entity::insert(model).exec_without_returning(&txn).await?;
-            if !roles.is_empty() {
-                user_role::Entity::insert_many(roles).exec_without_returning(&txn).await?;
-            }
-            Ok(())
-        }
-        .await;
-        finish(txn, written).await?;
-        self.find(UserId::from_uuid(id)).await?.ok_or(RepoError::NotFound)
+    /// The database this repository works on.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
-    /// Inserts many users in one all-or-nothing transaction with multi-row INSERTs. Conflicting e-mails, within
-    /// the batch or with stored users, are found before anything is written and reported with the row's index.
+    /// Runs raw SQL against the pool, for tests and tools that must look beneath the repository.
     ///
     /// # Errors
-    /// [`RepoError::Conflict`] with `index` for the first offending row.
+    /// [`RepoError::Database`] when the statement fails.
+    pub async fn execute_raw(&self, sql: &str) -> RepoResult<u64> {
+        Ok(self.db.connection().execute_unprepared(sql).await?.rows_affected())
+    }
+}
+
+impl UserStore for UserRepo {
+    #[tracing::instrument(skip_all)]
+    async fn create(&self, uow: &UnitOfWork, new: NewUserRecord, at: DateTime<Utc>) -> RepoResult<UserRecord> {
+        let (id, at) = (UserId::new(), stamp(at));
+        let record = new_record(id, &new, at);
+        let (model, roles) = to_models(id, new, at);
+        let txn = uow.conn();
+        user::Entity::insert(model).exec_without_returning(txn).await?;
+        if !roles.is_empty() {
+            user_role::Entity::insert_many(roles).exec_without_returning(txn).await?;
+        }
+        Ok(record)
+    }
+
     #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-    pub async fn bulk_create(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
+    async fn bulk_create(&self, uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<Utc>) -> RepoResult<usize> {
         let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(rows.len());
         for (index, row) in rows.iter().enumerate() {
             if let Some(earlier) = first_index.insert(row.email.as_str(), index) {
@@ -200,7 +201,7 @@ impl UserRepo {
         let emails = Batch::of(&rows, |r| r.email.as_str().to_owned());
         let taken: HashSet<String> = emails
             .tuples::<_, String, _>(
-                self.db.connection(),
+                uow.conn(),
                 user::Entity::find().select_only().column(user::Column::Email),
                 user::Column::Email,
             )
@@ -213,68 +214,34 @@ impl UserRepo {
                 index: Some(index),
             });
         }
-
-        self.insert_batch(rows).await
+        insert_batch(uow, rows, at).await
     }
 
-    /// Inserts many users in one all-or-nothing transaction like [`UserRepo::bulk_create`], but leaves
-    /// duplicate detection to the unique index: a clash fails the whole batch without naming the row. For
-    /// trusted loads (seeding, imports from another system) where the e-mail pre-check would be wasted work.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] without an index when an e-mail exists or repeats.
     #[tracing::instrument(skip_all, fields(rows = rows.len()))]
-    pub async fn bulk_import(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
-        self.insert_batch(rows).await
+    async fn bulk_import(&self, uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<Utc>) -> RepoResult<usize> {
+        insert_batch(uow, rows, at).await
     }
 
-    async fn insert_batch(&self, rows: Vec<NewUserRecord>) -> RepoResult<usize> {
-        let count = rows.len();
-        let created = now();
-        let mut users = Vec::with_capacity(count);
-        let mut roles = Vec::with_capacity(count);
-        for row in rows {
-            let (model, mut row_roles) = to_models(row, created);
-            users.push(model);
-            roles.append(&mut row_roles);
-        }
-        let txn = self.db.connection().begin().await?;
-        let written = async {
-            insert_chunked(&txn, users).await?;
-            insert_chunked(&txn, roles).await?;
-            Ok(count)
-        }
-        .await;
-        finish(txn, written).await
+    async fn find(&self, id: UserId) -> RepoResult<Option<UserRecord>> {
+        find_in(self.db.connection(), id).await
     }
 
-    /// A user by id.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn find(&self, id: UserId) -> RepoResult<Option<UserRecord>> {
-        let model = user::Entity::find_by_id(id.as_uuid()).one(self.db.connection()).await?;
-        self.with_roles_one(model).await
+    async fn find_by_email(&self, email: &Email) -> RepoResult<Option<UserRecord>> {
+        let conn = self.db.connection();
+        let model = user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(conn).await?;
+        with_roles_one(conn, model).await
     }
 
-    /// A user by (normalised) e-mail address.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn find_by_email(&self, email: &Email) -> RepoResult<Option<UserRecord>> {
-        let model =
-            user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(self.db.connection()).await?;
-        self.with_roles_one(model).await
-    }
-
-    /// Applies `changes`, stamping `updated_at`.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`] for an unknown id; [`RepoError::Conflict`] when the new e-mail is taken.
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn update(&self, id: UserId, changes: UserChanges) -> RepoResult<UserRecord> {
+    async fn update(
+        &self,
+        uow: &UnitOfWork,
+        id: UserId,
+        changes: UserChanges,
+        at: DateTime<Utc>,
+    ) -> RepoResult<UserRecord> {
         let mut update = user::Entity::update_many()
-            .col_expr(user::Column::UpdatedAt, Expr::val(now()))
+            .col_expr(user::Column::UpdatedAt, Expr::val(stamp(at)))
             .filter(user::Column::Id.eq(id.as_uuid()));
         if let Some(email) = changes.email {
             update = update.col_expr(user::Column::Email, Expr::val(email.into_inner()));
@@ -291,63 +258,48 @@ impl UserRepo {
         if let Some(superuser) = changes.is_superuser {
             update = update.col_expr(user::Column::IsSuperuser, Expr::val(superuser));
         }
-        let result = update.exec(self.db.connection()).await?;
-        if result.rows_affected == 0 {
+        if update.exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
-        self.find(id).await?.ok_or(RepoError::NotFound)
+        find_in(uow.conn(), id).await?.ok_or(RepoError::NotFound)
     }
 
-    /// Deletes a user; its roles and refresh tokens go with it.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`] for an unknown id.
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn delete(&self, id: UserId) -> RepoResult<()> {
-        let result = user::Entity::delete_by_id(id.as_uuid()).exec(self.db.connection()).await?;
-        if result.rows_affected == 0 {
+    async fn delete(&self, uow: &UnitOfWork, id: UserId) -> RepoResult<()> {
+        if user::Entity::delete_by_id(id.as_uuid()).exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
         Ok(())
     }
 
-    /// Replaces the roles of a user, in one transaction.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`] for an unknown id.
     #[tracing::instrument(skip_all, fields(user_id = %id))]
-    pub async fn set_roles(&self, id: UserId, roles: &[Role]) -> RepoResult<UserRecord> {
-        let txn = self.db.connection().begin().await?;
-        let written = async {
-            let touched = user::Entity::update_many()
-                .col_expr(user::Column::UpdatedAt, Expr::val(now()))
-                .filter(user::Column::Id.eq(id.as_uuid()))
-                .exec(&txn)
-                .await?;
-            if touched.rows_affected == 0 {
-                return Err(RepoError::NotFound);
-            }
-            user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id.as_uuid())).exec(&txn).await?;
-            let created = now();
-            let mut unique: Vec<Role> = roles.to_vec();
-            unique.sort();
-            unique.dedup();
-            if !unique.is_empty() {
-                let rows = unique.iter().map(|role| role_model(id.as_uuid(), *role, created));
-                user_role::Entity::insert_many(rows).exec_without_returning(&txn).await?;
-            }
-            Ok(())
+    async fn set_roles(
+        &self,
+        uow: &UnitOfWork,
+        id: UserId,
+        roles: &[Role],
+        at: DateTime<Utc>,
+    ) -> RepoResult<UserRecord> {
+        let txn = uow.conn();
+        let at = stamp(at);
+        let touched = user::Entity::update_many()
+            .col_expr(user::Column::UpdatedAt, Expr::val(at))
+            .filter(user::Column::Id.eq(id.as_uuid()))
+            .exec(txn)
+            .await?;
+        if touched.rows_affected == 0 {
+            return Err(RepoError::NotFound);
         }
-        .await;
-        finish(txn, written).await?;
-        self.find(id).await?.ok_or(RepoError::NotFound)
+        user_role::Entity::delete_many().filter(user_role::Column::UserId.eq(id.as_uuid())).exec(txn).await?;
+        let unique = unique_roles(roles.to_vec());
+        if !unique.is_empty() {
+            let rows = unique.iter().map(|role| role_model(id.as_uuid(), *role, at));
+            user_role::Entity::insert_many(rows).exec_without_returning(txn).await?;
+        }
+        find_in(txn, id).await?.ok_or(RepoError::NotFound)
     }
 
-    /// Whether any active user is a superuser or holds the admin role. Stops at the first one found.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn any_admin(&self) -> RepoResult<bool> {
+    async fn any_admin(&self) -> RepoResult<bool> {
         let admins = Query::select()
             .column(user_role::Column::UserId)
             .from(user_role::Entity)
@@ -365,13 +317,8 @@ impl UserRepo {
         Ok(found.is_some())
     }
 
-    /// One page of users matching `query`, with their roles. Costs at most three statements whatever the page
-    /// size: the count (unless skipped), the page, and the roles of every user on it.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
-    pub async fn list(&self, query: &ListQuery) -> RepoResult<Listing<UserRecord>> {
+    async fn list(&self, query: &ListQuery) -> RepoResult<Listing<UserRecord>> {
         let mut select = user::Entity::find();
         if let Some(role) = query.word_filter(UserFilter::ROLE) {
             let holders = Query::select()
@@ -381,40 +328,72 @@ impl UserRepo {
                 .to_owned();
             select = select.filter(user::Column::Id.in_subquery(holders));
         }
-        let page = USER_LIST.fetch(self.db.connection(), query, select).await?;
-        let mut roles = self.roles_of(page.items()).await?;
+        let conn = self.db.connection();
+        let page = USER_LIST.fetch(conn, query, select).await?;
+        let mut roles = roles_of(conn, page.items()).await?;
         Ok(page.map(|m| user_record(m, &mut roles)))
     }
+}
 
-    async fn with_roles_one(&self, model: Option<user::Model>) -> RepoResult<Option<UserRecord>> {
-        match model {
-            None => Ok(None),
-            Some(model) => {
-                let mut roles = self.roles_of(std::slice::from_ref(&model)).await?;
-                Ok(Some(user_record(model, &mut roles)))
-            }
+/// Inserts `rows` with multi-row INSERTs in the caller's unit.
+async fn insert_batch(uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<Utc>) -> RepoResult<usize> {
+    let count = rows.len();
+    let created = stamp(at);
+    let mut users = Vec::with_capacity(count);
+    let mut roles = Vec::with_capacity(count);
+    for row in rows {
+        let (model, mut row_roles) = to_models(UserId::new(), row, created);
+        users.push(model);
+        roles.append(&mut row_roles);
+    }
+    insert_chunked(uow.conn(), users).await?;
+    insert_chunked(uow.conn(), roles).await?;
+    Ok(count)
+}
+
+/// A user by id, read on `conn` (the pool, or a unit that has just written it).
+async fn find_in(conn: &impl ConnectionTrait, id: UserId) -> RepoResult<Option<UserRecord>> {
+    let model = user::Entity::find_by_id(id.as_uuid()).one(conn).await?;
+    with_roles_one(conn, model).await
+}
+
+async fn with_roles_one(conn: &impl ConnectionTrait, model: Option<user::Model>) -> RepoResult<Option<UserRecord>> {
+    match model {
+        None => Ok(None),
+        Some(model) => {
+            let mut roles = roles_of(conn, std::slice::from_ref(&model)).await?;
+            Ok(Some(user_record(model, &mut roles)))
         }
     }
+}
 
-    /// The roles of all `models`, by user, with one statement.
-    async fn roles_of(&self, models: &[user::Model]) -> RepoResult<HashMap<Uuid, Vec<user_role::Model>>> {
-        Batch::of(models, |m| m.id)
-            .many(self.db.connection(), user_role::Entity::find(), user_role::Column::UserId)
-            .await
-    }
+/// The roles of all `models`, by user, with one statement.
+async fn roles_of(
+    conn: &impl ConnectionTrait,
+    models: &[user::Model],
+) -> RepoResult<HashMap<Uuid, Vec<user_role::Model>>> {
+    Batch::of(models, |m| m.id).many(conn, user_role::Entity::find(), user_role::Column::UserId).await
+}
 
-    /// The database this repository works on.
-    pub fn database(&self) -> &Database {
-        &self.db
+/// The record of a user as [`to_models`] writes it (no need to read back what was just written).
+fn new_record(id: UserId, new: &NewUserRecord, created_at: DateTime<Utc>) -> UserRecord {
+    UserRecord {
+        id,
+        email: new.email.as_str().to_owned(),
+        full_name: new.full_name.as_str().to_owned(),
+        password_hash: new.password_hash.clone(),
+        is_active: new.is_active,
+        is_superuser: new.is_superuser,
+        roles: unique_roles(new.roles.clone()),
+        created_at,
+        updated_at: created_at,
     }
+}
 
-    /// Runs raw SQL against the pool, for tests and tools that must look beneath the repository.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the statement fails.
-    pub async fn execute_raw(&self, sql: &str) -> RepoResult<u64> {
-        Ok(self.db.connection().execute_unprepared(sql).await?.rows_affected())
-    }
+fn unique_roles(mut roles: Vec<Role>) -> Vec<Role> {
+    roles.sort();
+    roles.dedup();
+    roles
 }
 
 /// The record of `m` with its roles, taken from `roles` (the batch of its page).
@@ -435,23 +414,17 @@ fn user_record(m: user::Model, roles: &mut HashMap<Uuid, Vec<user_role::Model>>)
     }
 }
 
-fn uuid_of(model: &user::ActiveModel) -> Uuid {
-    match &model.id {
-        Set(id) => *id,
-        _ => Uuid::nil(),
-    }
-}
-
 fn role_model(user_id: Uuid, role: Role, created_at: DateTime<Utc>) -> user_role::ActiveModel {
     user_role::ActiveModel { user_id: Set(user_id), role: Set(role.as_str().to_owned()), created_at: Set(created_at) }
 }
 
-fn to_models(new: NewUserRecord, created_at: DateTime<Utc>) -> (user::ActiveModel, Vec<user_role::ActiveModel>) {
-    let id = UserId::new().as_uuid();
-    let mut unique = new.roles;
-    unique.sort();
-    unique.dedup();
-    let roles = unique.into_iter().map(|role| role_model(id, role, created_at)).collect();
+fn to_models(
+    id: UserId,
+    new: NewUserRecord,
+    created_at: DateTime<Utc>,
+) -> (user::ActiveModel, Vec<user_role::ActiveModel>) {
+    let id = id.as_uuid();
+    let roles = unique_roles(new.roles).into_iter().map(|role| role_model(id, role, created_at)).collect();
     let model = user::ActiveModel {
         id: Set(id),
         email: Set(new.email.into_inner()),

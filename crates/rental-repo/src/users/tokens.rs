@@ -2,12 +2,13 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::UserId;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
+use super::RefreshTokenStore;
 use crate::entity::refresh_token;
-use crate::{Database, RepoResult};
+use crate::{Database, RepoResult, UnitOfWork};
 
 /// A refresh token to store.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ pub struct RefreshTokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// Refresh tokens.
+/// Refresh tokens: the sea-orm [`RefreshTokenStore`].
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRepo {
     db: Database,
@@ -50,32 +51,26 @@ impl RefreshTokenRepo {
     pub fn new(db: Database) -> Self {
         Self { db }
     }
+}
 
-    /// Stores a token.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the insert fails.
-    pub async fn insert(&self, token: NewRefreshToken) -> RepoResult<Uuid> {
+impl RefreshTokenStore for RefreshTokenRepo {
+    async fn insert(&self, uow: &UnitOfWork, token: NewRefreshToken, at: DateTime<Utc>) -> RepoResult<Uuid> {
         let id = Uuid::now_v7();
         let model = refresh_token::ActiveModel {
             id: Set(id),
             user_id: Set(token.user_id.as_uuid()),
             family_id: Set(token.family_id),
             token_hash: Set(token.token_hash),
-            created_at: Set(Utc::now().trunc_subsecs(6)),
+            created_at: Set(at.trunc_subsecs(6)),
             expires_at: Set(token.expires_at.trunc_subsecs(6)),
             used_at: Set(None),
             revoked_at: Set(None),
         };
-        refresh_token::Entity::insert(model).exec_without_returning(self.db.connection()).await?;
+        refresh_token::Entity::insert(model).exec_without_returning(uow.conn()).await?;
         Ok(id)
     }
 
-    /// The token with this digest.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn find_by_hash(&self, token_hash: &str) -> RepoResult<Option<RefreshTokenRecord>> {
+    async fn find_by_hash(&self, token_hash: &str) -> RepoResult<Option<RefreshTokenRecord>> {
         let model = refresh_token::Entity::find()
             .filter(refresh_token::Column::TokenHash.eq(token_hash))
             .one(self.db.connection())
@@ -90,59 +85,41 @@ impl RefreshTokenRepo {
         }))
     }
 
-    /// Marks an unused, unrevoked token as used. Returns `false` when another request used it first, which
-    /// makes the conditional update the arbiter between two racing refreshes.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the update fails.
-    pub async fn mark_used(&self, id: Uuid) -> RepoResult<bool> {
+    async fn mark_used(&self, uow: &UnitOfWork, id: Uuid, at: DateTime<Utc>) -> RepoResult<bool> {
         let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::val(Utc::now().trunc_subsecs(6)))
+            .col_expr(refresh_token::Column::UsedAt, Expr::val(at.trunc_subsecs(6)))
             .filter(refresh_token::Column::Id.eq(id))
             .filter(refresh_token::Column::UsedAt.is_null())
             .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(self.db.connection())
+            .exec(uow.conn())
             .await?;
         Ok(result.rows_affected == 1)
     }
 
-    /// Revokes every token of a family (logout, or reuse of a used token).
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the update fails.
-    pub async fn revoke_family(&self, family_id: Uuid) -> RepoResult<u64> {
-        let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)))
-            .filter(refresh_token::Column::FamilyId.eq(family_id))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(self.db.connection())
-            .await?;
-        Ok(result.rows_affected)
+    async fn revoke_family(&self, uow: &UnitOfWork, family_id: Uuid, at: DateTime<Utc>) -> RepoResult<u64> {
+        revoke(uow, refresh_token::Column::FamilyId.eq(family_id), at).await
     }
 
-    /// Revokes every token of a user (password change, deactivation).
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the update fails.
-    pub async fn revoke_user(&self, user_id: UserId) -> RepoResult<u64> {
-        let result = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::RevokedAt, Expr::val(Utc::now().trunc_subsecs(6)))
-            .filter(refresh_token::Column::UserId.eq(user_id.as_uuid()))
-            .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(self.db.connection())
-            .await?;
-        Ok(result.rows_affected)
+    async fn revoke_user(&self, uow: &UnitOfWork, user_id: UserId, at: DateTime<Utc>) -> RepoResult<u64> {
+        revoke(uow, refresh_token::Column::UserId.eq(user_id.as_uuid()), at).await
     }
 
-    /// Deletes tokens that expired before `before`.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the delete fails.
-    pub async fn delete_expired(&self, before: DateTime<Utc>) -> RepoResult<u64> {
+    async fn delete_expired(&self, uow: &UnitOfWork, before: DateTime<Utc>) -> RepoResult<u64> {
         let result = refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::ExpiresAt.lt(before))
-            .exec(self.db.connection())
+            .exec(uow.conn())
             .await?;
         Ok(result.rows_affected)
     }
+}
+
+/// Revokes the unrevoked tokens that `which` selects.
+async fn revoke(uow: &UnitOfWork, which: SimpleExpr, at: DateTime<Utc>) -> RepoResult<u64> {
+    let result = refresh_token::Entity::update_many()
+        .col_expr(refresh_token::Column::RevokedAt, Expr::val(at.trunc_subsecs(6)))
+        .filter(which)
+        .filter(refresh_token::Column::RevokedAt.is_null())
+        .exec(uow.conn())
+        .await?;
+    Ok(result.rows_affected)
 }

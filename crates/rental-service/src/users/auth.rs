@@ -1,11 +1,16 @@
 //! Login, tokens, registration and password changes.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rental_domain::{Collector, Email, FullName, Password, Role, UserId};
-use rental_repo::{NewRefreshToken, NewUserRecord, RefreshTokenRepo, UserChanges, UserRecord, UserRepo};
+use rental_repo::{
+    Database, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore, UnitOfWork,
+    UserChanges, UserRecord, UserRepo, UserStore,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -51,13 +56,13 @@ struct Claims {
     exp: i64,
 }
 
-/// Authentication. Cheap to clone.
-#[derive(Clone)]
-pub struct AuthService {
-    users: UserRepo,
-    tokens: RefreshTokenRepo,
+/// Authentication, over a [`UserStore`] and a [`RefreshTokenStore`] (the sea-orm repositories unless others are
+/// given). Cheap to clone.
+pub struct AuthService<U = UserRepo, T = RefreshTokenRepo> {
+    db: Database,
+    tokens: Arc<T>,
     hasher: PasswordHasher,
-    user_service: UserService,
+    user_service: UserService<U>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -66,25 +71,66 @@ pub struct AuthService {
     refresh_ttl: Duration,
 }
 
-impl std::fmt::Debug for AuthService {
+impl<U, T> Clone for AuthService<U, T> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            tokens: self.tokens.clone(),
+            hasher: self.hasher.clone(),
+            user_service: self.user_service.clone(),
+            encoding: self.encoding.clone(),
+            decoding: self.decoding.clone(),
+            validation: self.validation.clone(),
+            issuer: self.issuer.clone(),
+            access_ttl: self.access_ttl,
+            refresh_ttl: self.refresh_ttl,
+        }
+    }
+}
+
+impl<U, T> std::fmt::Debug for AuthService<U, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthService").field("issuer", &self.issuer).finish_non_exhaustive()
     }
 }
 
+/// Seconds an access token is still accepted after its expiry, for clocks a little apart.
+const LEEWAY_SECS: i64 = 5;
+
 /// Shortest JWT secret accepted: HS256 wants at least 256 bits of key.
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// What spending a refresh token came to; the unit commits in every case, so that a revocation sticks.
+enum Rotation {
+    Issued(TokenPair),
+    Refused(&'static str),
+}
+
 impl AuthService {
-    /// Builds the service.
+    /// Builds the service over `db`'s refresh-token repository and `user_service`'s users (and clock).
     ///
     /// # Errors
     /// [`ServiceError::Config`] when the JWT secret is shorter than 32 bytes.
     pub fn new(
-        users: UserRepo,
-        tokens: RefreshTokenRepo,
+        db: Database,
         hasher: PasswordHasher,
         user_service: UserService,
+        config: &AuthConfig,
+    ) -> ServiceResult<Self> {
+        Self::with_store(db.clone(), Arc::new(RefreshTokenRepo::new(db)), hasher, user_service, config)
+    }
+}
+
+impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
+    /// Builds the service over another implementation of the token store; `db` gives the units of work.
+    ///
+    /// # Errors
+    /// [`ServiceError::Config`] when the JWT secret is shorter than 32 bytes.
+    pub fn with_store(
+        db: Database,
+        tokens: Arc<T>,
+        hasher: PasswordHasher,
+        user_service: UserService<U>,
         config: &AuthConfig,
     ) -> ServiceResult<Self> {
         let secret = config.jwt_secret.expose().as_bytes();
@@ -94,10 +140,12 @@ impl AuthService {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS.unsigned_abs();
+        // Expiry is judged by the service's clock (`authenticate`), not by the library's reading of the system's.
+        validation.validate_exp = false;
         let seconds = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
         Ok(Self {
-            users,
+            db,
             tokens,
             hasher,
             user_service,
@@ -119,7 +167,7 @@ impl AuthService {
     #[tracing::instrument(skip_all)]
     pub async fn login(&self, email: &str, password: &str) -> ServiceResult<TokenPair> {
         let user = match Email::parse(email) {
-            Ok(email) => self.users.find_by_email(&email).await?,
+            Ok(email) => self.users().find_by_email(&email).await?,
             Err(_) => None,
         };
         let too_long = password.len() > LOGIN_PASSWORD_MAX;
@@ -133,7 +181,7 @@ impl AuthService {
         if !user.is_active {
             return Err(ServiceError::Forbidden("this account is deactivated"));
         }
-        self.issue(&user, Uuid::now_v7()).await
+        self.db.write(async |uow| self.issue(uow, &user, Uuid::now_v7()).await).await
     }
 
     /// Rotates a refresh token: the token is spent and a new pair of the same session returned. Presenting a
@@ -150,19 +198,29 @@ impl AuthService {
         if stored.revoked_at.is_some() {
             return Err(ServiceError::Unauthorized("refresh token revoked"));
         }
-        if stored.used_at.is_some() || !self.tokens.mark_used(stored.id).await? {
-            self.tokens.revoke_family(stored.family_id).await?;
+        // Spending the token and issuing its successor (or revoking the session) are one unit: a failure
+        // cannot leave a spent token without a successor.
+        match self.db.write(async |uow| self.rotate(uow, &stored).await).await? {
+            Rotation::Issued(pair) => Ok(pair),
+            Rotation::Refused(reason) => Err(ServiceError::Unauthorized(reason)),
+        }
+    }
+
+    async fn rotate(&self, uow: &UnitOfWork, stored: &RefreshTokenRecord) -> ServiceResult<Rotation> {
+        let now = self.now();
+        if stored.used_at.is_some() || !self.tokens.mark_used(uow, stored.id, now).await? {
+            self.tokens.revoke_family(uow, stored.family_id, now).await?;
             tracing::warn!(user_id = %stored.user_id, "refresh token reused; session revoked");
-            return Err(ServiceError::Unauthorized("refresh token already used; the session has been revoked"));
+            return Ok(Rotation::Refused("refresh token already used; the session has been revoked"));
         }
-        if stored.expires_at <= Utc::now() {
-            return Err(ServiceError::Unauthorized("refresh token expired"));
+        if stored.expires_at <= now {
+            return Ok(Rotation::Refused("refresh token expired"));
         }
-        match self.users.find(stored.user_id).await? {
-            Some(user) if user.is_active => self.issue(&user, stored.family_id).await,
+        match self.users().find(stored.user_id).await? {
+            Some(user) if user.is_active => Ok(Rotation::Issued(self.issue(uow, &user, stored.family_id).await?)),
             _ => {
-                self.tokens.revoke_family(stored.family_id).await?;
-                Err(ServiceError::Unauthorized("the account is deactivated or gone"))
+                self.tokens.revoke_family(uow, stored.family_id, now).await?;
+                Ok(Rotation::Refused("the account is deactivated or gone"))
             }
         }
     }
@@ -173,7 +231,8 @@ impl AuthService {
     /// [`ServiceError::Repo`] when storage fails.
     pub async fn logout(&self, refresh_token: &str) -> ServiceResult<()> {
         if let Some(stored) = self.tokens.find_by_hash(&digest(refresh_token)).await? {
-            self.tokens.revoke_family(stored.family_id).await?;
+            let now = self.now();
+            self.db.write(async |uow| self.tokens.revoke_family(uow, stored.family_id, now).await).await?;
         }
         Ok(())
     }
@@ -200,7 +259,7 @@ impl AuthService {
             is_superuser: false,
             roles: vec![Role::Customer],
         };
-        let user = self.users.create(record).await?;
+        let user = self.user_service.insert(record).await?;
         self.user_service.evict_lists();
         Ok(user.into())
     }
@@ -212,11 +271,11 @@ impl AuthService {
     /// [`ServiceError::Unauthorized`] for a malformed, forged or expired token or an unusable account.
     pub async fn authenticate(&self, access_token: &str) -> ServiceResult<Principal> {
         let claims = jsonwebtoken::decode::<Claims>(access_token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => ServiceError::Unauthorized("access token expired"),
-                _ => ServiceError::Unauthorized("invalid access token"),
-            })?
+            .map_err(|_| ServiceError::Unauthorized("invalid access token"))?
             .claims;
+        if claims.exp.saturating_add(LEEWAY_SECS) < self.now().timestamp() {
+            return Err(ServiceError::Unauthorized("access token expired"));
+        }
         let user_id = UserId::from_uuid(claims.sub);
         match self.user_service.cached(user_id).await? {
             Some(user) if user.is_active => Ok(Principal {
@@ -237,13 +296,19 @@ impl AuthService {
     #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> ServiceResult<()> {
         let new = Password::parse_field(new, "new_password")?;
-        let user = self.users.find(principal.user_id).await?.ok_or(ServiceError::Unauthorized("account gone"))?;
+        let user = self.users().find(principal.user_id).await?.ok_or(ServiceError::Unauthorized("account gone"))?;
         if !self.hasher.verify(user.password_hash.clone(), Password::unchecked(current)).await? {
             return Err(rental_domain::DomainError::field("current_password", "is not your current password").into());
         }
         let hash = self.hasher.hash(new).await?;
-        self.users.update(user.id, UserChanges { password_hash: Some(hash), ..UserChanges::default() }).await?;
-        self.tokens.revoke_user(user.id).await?;
+        let (now, changes) = (self.now(), UserChanges { password_hash: Some(hash), ..UserChanges::default() });
+        // The new password and the end of every session land together.
+        self.db
+            .write(async |uow| {
+                self.users().update(uow, user.id, changes, now).await?;
+                self.tokens.revoke_user(uow, user.id, now).await
+            })
+            .await?;
         self.user_service.evict(user.id).await;
         Ok(())
     }
@@ -253,11 +318,20 @@ impl AuthService {
     /// # Errors
     /// [`ServiceError::Repo`] when storage fails.
     pub async fn purge_expired_tokens(&self) -> ServiceResult<u64> {
-        Ok(self.tokens.delete_expired(Utc::now()).await?)
+        let now = self.now();
+        Ok(self.db.write(async |uow| self.tokens.delete_expired(uow, now).await).await?)
     }
 
-    async fn issue(&self, user: &UserRecord, family_id: Uuid) -> ServiceResult<TokenPair> {
-        let now = Utc::now();
+    fn users(&self) -> &U {
+        &self.user_service.repo
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.user_service.clock.now()
+    }
+
+    async fn issue(&self, uow: &UnitOfWork, user: &UserRecord, family_id: Uuid) -> ServiceResult<TokenPair> {
+        let now = self.now();
         let claims = Claims {
             sub: user.id.as_uuid(),
             sid: family_id,
@@ -269,14 +343,13 @@ impl AuthService {
             .map_err(|e| ServiceError::Internal(format!("signing token: {e}")))?;
         let secret: [u8; 32] = rand::random();
         let refresh_token = URL_SAFE_NO_PAD.encode(secret);
-        self.tokens
-            .insert(NewRefreshToken {
-                user_id: user.id,
-                family_id,
-                token_hash: digest(&refresh_token),
-                expires_at: now + self.refresh_ttl,
-            })
-            .await?;
+        let token = NewRefreshToken {
+            user_id: user.id,
+            family_id,
+            token_hash: digest(&refresh_token),
+            expires_at: now + self.refresh_ttl,
+        };
+        self.tokens.insert(uow, token, now).await?;
         Ok(TokenPair {
             access_token,
             refresh_token,

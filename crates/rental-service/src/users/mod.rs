@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use rental_domain::{Collector, DomainError, Email, FieldError, FullName, Password, Role, UserId};
 use rental_repo::query::Listing;
-use rental_repo::{NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, user_list_spec};
+use rental_repo::{Database, NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, UserStore, user_list_spec};
 use serde::Serialize;
 
-use crate::{CacheConfig, PasswordHasher, Principal, ServiceError, ServiceResult};
+use crate::{CacheConfig, Clock, PasswordHasher, Principal, ServiceError, ServiceResult};
 
 /// Most users in one bulk request.
 pub const BULK_MAX: usize = 10_000;
@@ -101,20 +101,49 @@ pub struct ProfileUpdate {
     pub full_name: Option<String>,
 }
 
-/// Profiles and user administration. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct UserService {
-    repo: UserRepo,
+/// Profiles and user administration, over a [`UserStore`] (the sea-orm [`UserRepo`] unless another is
+/// given). Cheap to clone.
+#[derive(Debug)]
+pub struct UserService<U = UserRepo> {
+    db: Database,
+    pub(crate) repo: Arc<U>,
     hasher: PasswordHasher,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Users by id for authentication; every write to a user evicts its entry.
     cache: Cache<UserId, Arc<UserRecord>>,
     /// Pages of the user list by their validated query; every write to any user clears them all.
     lists: Option<Cache<String, Arc<Listing<UserView>>>>,
 }
 
+impl<U> Clone for UserService<U> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            repo: self.repo.clone(),
+            hasher: self.hasher.clone(),
+            clock: self.clock.clone(),
+            cache: self.cache.clone(),
+            lists: self.lists.clone(),
+        }
+    }
+}
+
 impl UserService {
-    /// A service over `repo`.
-    pub fn new(repo: UserRepo, hasher: PasswordHasher, config: &CacheConfig) -> Self {
+    /// The service over `db`'s user repository, judging time by `clock`.
+    pub fn new(db: Database, hasher: PasswordHasher, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
+        Self::with_store(db.clone(), Arc::new(UserRepo::new(db)), hasher, clock, config)
+    }
+}
+
+impl<U: UserStore + 'static> UserService<U> {
+    /// The service over another implementation of the store; `db` gives the units of work it writes in.
+    pub fn with_store(
+        db: Database,
+        repo: Arc<U>,
+        hasher: PasswordHasher,
+        clock: Arc<dyn Clock>,
+        config: &CacheConfig,
+    ) -> Self {
         let cache = Cache::builder()
             .max_capacity(config.user_capacity)
             .time_to_live(Duration::from_secs(config.user_ttl_secs))
@@ -125,7 +154,7 @@ impl UserService {
                 .time_to_live(Duration::from_secs(config.list_ttl_secs))
                 .build()
         });
-        Self { repo, hasher, cache, lists }
+        Self { db, repo, hasher, clock, cache, lists }
     }
 
     /// A user by id through the cache; concurrent misses for one id share one database read.
@@ -186,7 +215,7 @@ impl UserService {
         let full_name = update.full_name.as_deref().and_then(|n| errors.take(FullName::parse(n)));
         errors.finish()?;
         let changes = UserChanges { email, full_name, ..UserChanges::default() };
-        let user = self.repo.update(principal.user_id, changes).await.map_err(not_found_as("user"))?;
+        let user = self.write_user(principal.user_id, changes).await?;
         self.evict(principal.user_id).await;
         Ok(user.into())
     }
@@ -236,7 +265,7 @@ impl UserService {
         require_admin(principal)?;
         let (record, password) = validate_new(&new).map_err(ServiceError::Invalid)?;
         let record = self.with_hash(record, password).await?;
-        let user = self.repo.create(record).await?;
+        let user = self.insert(record).await?;
         self.evict_lists();
         Ok(user.into())
     }
@@ -273,7 +302,8 @@ impl UserService {
         for (record, password) in valid {
             records.push(self.with_hash(record, password).await?);
         }
-        let created = self.repo.bulk_create(records).await?;
+        let at = self.clock.now();
+        let created = self.db.write(async |uow| self.repo.bulk_create(uow, records, at).await).await?;
         self.evict_lists();
         Ok(created)
     }
@@ -308,7 +338,7 @@ impl UserService {
             is_active: update.is_active,
             is_superuser: update.is_superuser,
         };
-        let user = self.repo.update(id, changes).await.map_err(not_found_as("user"))?;
+        let user = self.write_user(id, changes).await?;
         self.evict(id).await;
         Ok(user.into())
     }
@@ -326,7 +356,7 @@ impl UserService {
                 index: None,
             });
         }
-        self.repo.delete(id).await.map_err(not_found_as("user"))?;
+        self.db.write(async |uow| self.repo.delete(uow, id).await).await.map_err(not_found_as("user"))?;
         self.evict(id).await;
         Ok(())
     }
@@ -345,7 +375,12 @@ impl UserService {
                 index: None,
             });
         }
-        let user = self.repo.set_roles(id, &roles).await.map_err(not_found_as("user"))?;
+        let at = self.clock.now();
+        let user = self
+            .db
+            .write(async |uow| self.repo.set_roles(uow, id, &roles, at).await)
+            .await
+            .map_err(not_found_as("user"))?;
         self.evict(id).await;
         Ok(user.into())
     }
@@ -371,7 +406,7 @@ impl UserService {
             is_superuser: true,
             roles: vec![Role::Admin],
         };
-        let user = self.repo.create(record).await?;
+        let user = self.insert(record).await?;
         self.evict_lists();
         Ok(user.into())
     }
@@ -382,6 +417,18 @@ impl UserService {
     /// [`ServiceError::Repo`] when the count fails.
     pub async fn admin_exists(&self) -> ServiceResult<bool> {
         Ok(self.repo.any_admin().await?)
+    }
+
+    /// Inserts one user in a unit of its own.
+    pub(crate) async fn insert(&self, record: NewUserRecord) -> ServiceResult<UserRecord> {
+        let at = self.clock.now();
+        Ok(self.db.write(async |uow| self.repo.create(uow, record, at).await).await?)
+    }
+
+    /// Applies `changes` to one user in a unit of its own.
+    async fn write_user(&self, id: UserId, changes: UserChanges) -> ServiceResult<UserRecord> {
+        let at = self.clock.now();
+        self.db.write(async |uow| self.repo.update(uow, id, changes, at).await).await.map_err(not_found_as("user"))
     }
 
     async fn with_hash(&self, mut record: NewUserRecord, password: Option<Password>) -> ServiceResult<NewUserRecord> {

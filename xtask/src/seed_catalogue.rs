@@ -2,16 +2,20 @@
 //!
 //! Creates `--categories` categories and `--locations` locations, then N products spread over them (rates
 //! varying with the product's index), each with two tracked units and a bulk stock level at one location.
-//! Products are created through the repository one by one, by `--concurrency` workers.
+//! Products are created through the repository one by one (each with its units and stock in one unit of work),
+//! by `--concurrency` workers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use chrono::Utc;
 use indicatif::ProgressBar;
 use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, Currency, Money, UnitCondition};
-use rental_repo::{CatalogueRepo, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord};
+use rental_repo::{
+    CatalogueRepo, CatalogueStore, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, RepoError,
+};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -37,17 +41,28 @@ pub async fn seed(
     progress: ProgressBar,
 ) -> anyhow::Result<u64> {
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let mut category_ids = Vec::new();
+    let mut new_categories = Vec::new();
     for i in 0..categories.max(1) {
         let name = CategoryName::parse(&format!("Seed {run_id} Category {i}")).context("category name")?;
-        let record = NewCategoryRecord { name, description: Some(format!("Seeded category {i}")) };
-        category_ids.push(repo.create_category(record).await.context("creating a category")?.id);
+        new_categories.push(NewCategoryRecord { name, description: Some(format!("Seeded category {i}")) });
     }
-    let mut location_ids = Vec::new();
-    for i in 0..locations.max(1) {
-        let record = NewLocationRecord { name: format!("Seed {run_id} Depot {i}"), address: None };
-        location_ids.push(repo.create_location(record).await.context("creating a location")?.id);
-    }
+    let new_locations = (0..locations.max(1))
+        .map(|i| NewLocationRecord { name: format!("Seed {run_id} Depot {i}"), address: None })
+        .collect::<Vec<_>>();
+    let (category_ids, location_ids) = repo
+        .database()
+        .write(async |uow| {
+            let (mut category_ids, mut location_ids) = (Vec::new(), Vec::new());
+            for record in new_categories {
+                category_ids.push(repo.create_category(uow, record, Utc::now()).await?.id);
+            }
+            for record in new_locations {
+                location_ids.push(repo.create_location(uow, record, Utc::now()).await?.id);
+            }
+            Ok::<_, RepoError>((category_ids, location_ids))
+        })
+        .await
+        .context("creating the categories and locations")?;
     let plan =
         Arc::new(Plan { run_id, categories: category_ids, locations: location_ids, products, next: AtomicU64::new(0) });
     let mut workers = JoinSet::new();
@@ -73,20 +88,17 @@ async fn create_products(repo: CatalogueRepo, plan: Arc<Plan>, progress: Progres
         let rates =
             RateCard::new(Money::new(day, eur), Some(Money::new(day * 5, eur)), Some(Money::new(day * 15, eur)))
                 .context("rates")?;
-        let product = repo
-            .create_product(NewProductRecord {
-                category_id: plan.categories[index % plan.categories.len()],
-                sku: format!("SEED-{}-{i}", plan.run_id),
-                name: format!("Seed Product {i}"),
-                description: Some(format!("Seeded product number {i}")),
-                rates,
-                deposit_minor: day * 10,
-                late_fee_per_day_minor: day / 2,
-                buffer_minutes: 60,
-                is_active: i % 20 != 19,
-            })
-            .await
-            .with_context(|| format!("creating product {i}"))?;
+        let new = NewProductRecord {
+            category_id: plan.categories[index % plan.categories.len()],
+            sku: format!("SEED-{}-{i}", plan.run_id),
+            name: format!("Seed Product {i}"),
+            description: Some(format!("Seeded product number {i}")),
+            rates,
+            deposit_minor: day * 10,
+            late_fee_per_day_minor: day / 2,
+            buffer_minutes: 60,
+            is_active: i % 20 != 19,
+        };
         let location = plan.locations[index % plan.locations.len()];
         let units = (0..2)
             .map(|u| NewUnitRecord {
@@ -95,8 +107,16 @@ async fn create_products(repo: CatalogueRepo, plan: Arc<Plan>, progress: Progres
                 location_id: location,
             })
             .collect();
-        repo.add_units(product.id, units).await.with_context(|| format!("units of product {i}"))?;
-        repo.set_stock_level(product.id, location, 5).await.with_context(|| format!("stock of product {i}"))?;
+        // A product, its units and its stock level land together or not at all.
+        repo.database()
+            .write(async |uow| {
+                let at = Utc::now();
+                let product = repo.create_product(uow, new, at).await?;
+                repo.add_units(uow, product.id, units, at).await?;
+                repo.set_stock_level(uow, product.id, location, 5, at).await
+            })
+            .await
+            .with_context(|| format!("creating product {i}"))?;
         progress.inc(1);
     }
 }

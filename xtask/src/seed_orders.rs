@@ -258,7 +258,11 @@ pub async fn seed(
             while let Some(range) = plan.claim() {
                 let (first, count) = (range.start, range.end - range.start);
                 let batch = range.map(|j| plan.order(j)).collect::<anyhow::Result<Vec<_>>>()?;
-                importer.import(batch).await.with_context(|| format!("importing orders {first}.."))?;
+                importer
+                    .database()
+                    .write(async |uow| importer.import(uow, batch).await)
+                    .await
+                    .with_context(|| format!("importing orders {first}.."))?;
                 progress.inc(count);
             }
             anyhow::Ok(())

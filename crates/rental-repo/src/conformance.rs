@@ -28,9 +28,9 @@ use rental_domain::{
 use uuid::Uuid;
 
 use crate::{
-    BillingStore, CatalogueRepo, Database, LineTerms, NewCategoryRecord, NewInvoiceRecord, NewLocationRecord,
-    NewOrderLineRecord, NewOrderRecord, NewPaymentRecord, NewProductRecord, NewUnitRecord, NewUserRecord, OrderChange,
-    OrderStore, RepoError, RepoResult, UserRepo, UserStore, order_list_spec,
+    BillingStore, CatalogueRepo, CatalogueStore, Database, LineTerms, NewCategoryRecord, NewInvoiceRecord,
+    NewLocationRecord, NewOrderLineRecord, NewOrderRecord, NewPaymentRecord, NewProductRecord, NewUnitRecord,
+    NewUserRecord, OrderChange, OrderStore, RepoError, RepoResult, UserRepo, UserStore, order_list_spec,
 };
 
 fn ok<T, E: Debug>(result: Result<T, E>, what: &str) -> T {
@@ -59,42 +59,40 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
         is_superuser: false,
         roles: vec![Role::Customer],
     };
-    let customer = ok(db.write(async |uow| users.create(uow, new, now()).await).await, "creating the customer");
     let catalogue = CatalogueRepo::new(db.clone());
-    let category = ok(
-        catalogue
-            .create_category(NewCategoryRecord { name: ok(CategoryName::parse("Kit"), "category"), description: None })
-            .await,
-        "creating the category",
-    );
-    let location = ok(
-        catalogue.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await,
-        "creating the location",
-    );
-    let product = ok(
-        catalogue
-            .create_product(NewProductRecord {
+    let category = NewCategoryRecord { name: ok(CategoryName::parse("Kit"), "category"), description: None };
+    let location = NewLocationRecord { name: "Depot".into(), address: None };
+    let rates = ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates");
+    let written = db
+        .write(async |uow| {
+            let at = now();
+            let customer = users.create(uow, new, at).await?;
+            let category = catalogue.create_category(uow, category, at).await?;
+            let location = catalogue.create_location(uow, location, at).await?;
+            let product = NewProductRecord {
                 category_id: category.id,
                 sku: "KIT-1".into(),
                 name: "Kit".into(),
                 description: None,
-                rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
+                rates,
                 deposit_minor: 0,
                 late_fee_per_day_minor: 0,
                 buffer_minutes: 0,
                 is_active: true,
-            })
-            .await,
-        "creating the product",
-    );
-    let units = (0..units)
-        .map(|i| NewUnitRecord {
-            serial_number: format!("KIT-1-{i}"),
-            condition: UnitCondition::Good,
-            location_id: location.id,
+            };
+            let product = catalogue.create_product(uow, product, at).await?;
+            let units = (0..units)
+                .map(|i| NewUnitRecord {
+                    serial_number: format!("KIT-1-{i}"),
+                    condition: UnitCondition::Good,
+                    location_id: location.id,
+                })
+                .collect();
+            catalogue.add_units(uow, product.id, units, at).await?;
+            Ok::<_, RepoError>((customer, product))
         })
-        .collect();
-    ok(catalogue.add_units(product.id, units).await, "adding units");
+        .await;
+    let (customer, product) = ok(written, "writing the fixtures");
     (customer.id.as_uuid(), product.id)
 }
 

@@ -31,10 +31,10 @@ pub use billing::{
     invoice_list_spec,
 };
 pub use catalogue::{
-    AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CategoryChanges, CategoryRecord, LocationRecord, LocationStock,
-    NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductDetail,
-    ProductFilter, ProductListItem, ProductRecord, StockLevelRecord, StockSummary, UnitRecord, parse_product_query,
-    product_list_spec,
+    AVAILABILITY_WINDOW_MAX_DAYS, CatalogueRepo, CatalogueStore, CategoryChanges, CategoryRecord, LocationRecord,
+    LocationStock, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges,
+    ProductDetail, ProductFilter, ProductListItem, ProductRecord, StockLevelRecord, StockSummary, UnitRecord,
+    parse_product_query, product_list_spec,
 };
 pub use config::DatabaseConfig;
 pub use db::lock::BackoffPolicy;

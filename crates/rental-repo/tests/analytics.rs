@@ -4,7 +4,10 @@
 //! checked against them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use chrono::{DateTime, NaiveDate, Utc};
+use common::Catalogue;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rental_domain::pricing::{ProductTerms, RateCard};
@@ -12,9 +15,9 @@ use rental_domain::{
     CategoryName, ChargeKind, Currency, Email, FullName, InvoiceStatus, Money, OrderStatus, Role, UnitCondition,
 };
 use rental_repo::{
-    AnalyticsRepo, CatalogueRepo, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice,
-    ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord,
-    OrderImporter, RepoError, UserRepo, UserStore,
+    AnalyticsRepo, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine,
+    ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord, OrderImporter,
+    RepoError, UserRepo, UserStore,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
@@ -91,7 +94,7 @@ async fn fixture(test_db: &TestDb) -> Fixture {
         let user = db.write(async |uow| users.create(uow, new, Utc::now()).await).await.unwrap();
         customers.push(user.id.as_uuid());
     }
-    let catalogue = CatalogueRepo::new(db.clone());
+    let catalogue = Catalogue::new(db.clone());
     let category = catalogue
         .create_category(NewCategoryRecord { name: CategoryName::parse("Tools").unwrap(), description: None })
         .await
@@ -283,7 +286,7 @@ fn orders(f: &Fixture) -> Vec<ImportedOrder> {
 
 async fn imported(test_db: &TestDb) -> (Fixture, Vec<ImportedIds>) {
     let f = fixture(test_db).await;
-    let ids = OrderImporter::new(f.db.clone()).import(orders(&f)).await.unwrap();
+    let ids = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, orders(&f)).await).await.unwrap();
     (f, ids)
 }
 
@@ -324,7 +327,7 @@ async fn import_prices_orders_and_numbers_invoices_gap_free_per_year() {
         vec![f.b.line(1, "2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")],
         invoice(InvoiceStatus::Paid, Some("2026-03-03T10:00:00Z"), vec![]),
     )];
-    let ids = OrderImporter::new(f.db.clone()).import(more).await.unwrap();
+    let ids = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, more).await).await.unwrap();
     assert_eq!(ids[0].invoice_number.as_deref(), Some("INV-2026-000006"));
     assert_eq!(ids[0].order_total_minor, 2000);
 }
@@ -335,11 +338,11 @@ async fn a_bad_order_rejects_the_whole_batch() {
     let f = fixture(&test_db).await;
     let mut batch = orders(&f);
     batch[3].lines.clear();
-    let err = OrderImporter::new(f.db.clone()).import(batch).await.unwrap_err();
+    let err = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, batch).await).await.unwrap_err();
     assert!(matches!(&err, RepoError::InvalidQuery { field, .. } if field == "orders[3].lines"), "{err:?}");
     let mut batch = orders(&f);
     batch[5].customer_id = Uuid::now_v7();
-    let err = OrderImporter::new(f.db.clone()).import(batch).await.unwrap_err();
+    let err = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, batch).await).await.unwrap_err();
     assert!(matches!(err, RepoError::Conflict { .. }), "{err:?}");
     let counts = AnalyticsRepo::new(f.db.clone()).status_counts().await.unwrap();
     assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
@@ -639,7 +642,7 @@ async fn usage_marks_agree_with_a_scan_of_the_lines_for_any_window() {
             let status = statuses[rng.random_range(0..statuses.len())];
             batch.push(order(f.alice, status, currency, 2000, "2026-01-01T00:00:00Z", lines, None));
         }
-        importer.import(batch).await.unwrap();
+        importer.database().write(async |uow| importer.import(uow, batch).await).await.unwrap();
     }
 
     let repo = AnalyticsRepo::new(f.db.clone());
@@ -693,7 +696,7 @@ async fn reports_record_usage_left_pending_by_an_interrupted_settlement() {
         vec![f.b.line(1, "2026-01-10T00:00:00Z", "2026-01-12T00:00:00Z")],
         None,
     )];
-    let ids = OrderImporter::new(f.db.clone()).import(batch).await.unwrap();
+    let ids = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, batch).await).await.unwrap();
     let repo = AnalyticsRepo::new(f.db.clone());
     assert!(repo.popular_products(10, None, None).await.unwrap().is_empty());
 

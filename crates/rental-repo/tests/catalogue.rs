@@ -1,11 +1,14 @@
 //! Catalogue repository tests on a real database: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::Catalogue;
 use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, Currency, Money, UnitCondition};
 use rental_repo::query::{Listing, Pagination};
 use rental_repo::{
-    CatalogueRepo, CategoryChanges, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord,
+    CatalogueStore, CategoryChanges, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord,
     NewUnitRecord, ProductChanges, RepoError, product_list_spec,
 };
 use rental_testkit::TestDb;
@@ -57,7 +60,7 @@ fn ids(listing: &Listing<rental_repo::ProductListItem>) -> Vec<String> {
 #[tokio::test]
 async fn categories_are_unique_by_slug_and_restrict_deletion() {
     let test_db = TestDb::new().await;
-    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let repo = Catalogue::new(connect(&test_db).await);
     let tools = repo.create_category(category("Power Tools")).await.unwrap();
     assert_eq!(tools.slug, "power-tools");
     let err = repo.create_category(category("power   TOOLS")).await.unwrap_err();
@@ -99,7 +102,7 @@ async fn categories_are_unique_by_slug_and_restrict_deletion() {
 #[tokio::test]
 async fn products_are_created_updated_and_deleted_with_their_stock() {
     let test_db = TestDb::new().await;
-    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let repo = Catalogue::new(connect(&test_db).await);
     let cat = repo.create_category(category("Tools")).await.unwrap();
     let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
     let err = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap_err();
@@ -152,7 +155,7 @@ async fn products_are_created_updated_and_deleted_with_their_stock() {
 #[tokio::test]
 async fn adding_units_is_all_or_nothing() {
     let test_db = TestDb::new().await;
-    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let repo = Catalogue::new(connect(&test_db).await);
     let cat = repo.create_category(category("Tools")).await.unwrap();
     let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
     let drill = repo.create_product(product(cat.id, "DRL-1", "Drill", 1500)).await.unwrap();
@@ -175,7 +178,7 @@ async fn adding_units_is_all_or_nothing() {
 #[tokio::test]
 async fn product_list_filters_sorts_and_searches() {
     let test_db = TestDb::new().await;
-    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let repo = Catalogue::new(connect(&test_db).await);
     let tools = repo.create_category(category("Tools")).await.unwrap();
     let party = repo.create_category(category("Party")).await.unwrap();
     let depot = repo.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
@@ -223,7 +226,7 @@ async fn product_list_filters_sorts_and_searches() {
 #[tokio::test]
 async fn keyset_pages_walk_every_product_once_in_order() {
     let test_db = TestDb::new().await;
-    let repo = CatalogueRepo::new(connect(&test_db).await);
+    let repo = Catalogue::new(connect(&test_db).await);
     let cat = repo.create_category(category("Tools")).await.unwrap();
     for i in 0..23 {
         // Prices repeat, so the id must break ties.
@@ -265,7 +268,7 @@ async fn keyset_pages_walk_every_product_once_in_order() {
 async fn listing_and_detail_cost_a_constant_number_of_statements() {
     let test_db = TestDb::new().await;
     let db = connect(&test_db).await;
-    let repo = CatalogueRepo::new(db.clone());
+    let repo = Catalogue::new(db.clone());
     let cats = [repo.create_category(category("A")).await.unwrap(), repo.create_category(category("B")).await.unwrap()];
     let locations = [
         repo.create_location(NewLocationRecord { name: "L1".into(), address: None }).await.unwrap(),
@@ -435,7 +438,7 @@ mod availability {
     async fn products_are_listed_when_an_item_is_free_over_the_whole_window() {
         let test_db = TestDb::new().await;
         let db = connect(&test_db).await;
-        let repo = CatalogueRepo::new(db.clone());
+        let repo = Catalogue::new(db.clone());
         let users = UserRepo::new(db.clone());
         let new = NewUserRecord {
             email: Email::parse("customer@example.com").unwrap(),

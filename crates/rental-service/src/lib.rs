@@ -19,7 +19,7 @@ mod users;
 
 use std::sync::Arc;
 
-use rental_repo::{AnalyticsRepo, BillingRepo, CatalogueRepo, Database};
+use rental_repo::{AnalyticsRepo, BillingRepo, Database};
 
 pub use analytics::{
     ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
@@ -83,7 +83,7 @@ impl Services {
     pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
         let hasher = PasswordHasher::new(&config.auth)?;
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
-        let catalogue = CatalogueService::new(CatalogueRepo::new(db.clone()), &config.cache);
+        let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock);

@@ -194,8 +194,8 @@ async fn conflicts_and_missing_rows_have_their_own_errors() {
 /// through the service clears them.
 #[tokio::test]
 async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
-    use rental_repo::{CatalogueRepo, Database, DatabaseConfig};
-    use rental_service::{CacheConfig, CatalogueService, StockView};
+    use rental_repo::{CatalogueRepo, CatalogueStore, Database, DatabaseConfig};
+    use rental_service::{CacheConfig, CatalogueService, StockView, SystemClock};
 
     let f = fixture().await;
     let (_admin, staff, _customer) = people(&f.services).await;
@@ -204,8 +204,8 @@ async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
     let db = Database::connect(&config).await.unwrap();
     // An hour-long TTL, so that only a write can make a page change during the test.
     let cache = CacheConfig { list_ttl_secs: 3600, ..CacheConfig::default() };
-    let c = CatalogueService::new(CatalogueRepo::new(db.clone()), &cache);
-    let behind_its_back = CatalogueRepo::new(db);
+    let c = CatalogueService::new(db.clone(), std::sync::Arc::new(SystemClock), &cache);
+    let behind_its_back = CatalogueRepo::new(db.clone());
     let list = || async {
         let page = c.list_products(Some(&staff), &[]).await.unwrap();
         page.listing().items().iter().map(|i| (i.product.name.clone(), i.stock)).collect::<Vec<_>>()
@@ -219,8 +219,8 @@ async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
     assert_eq!(list().await, [("Drill".to_owned(), stock(0, 0))], "create clears");
 
     // A write that bypasses the service is not seen: the page comes from the cache.
-    behind_its_back
-        .update_product(product.id, rental_repo::ProductChanges { name: Some("Hidden".into()), ..Default::default() })
+    let hidden = rental_repo::ProductChanges { name: Some("Hidden".into()), ..Default::default() };
+    db.write(async |uow| behind_its_back.update_product(uow, product.id, hidden, chrono::Utc::now()).await)
         .await
         .unwrap();
     assert_eq!(list().await, [("Drill".to_owned(), stock(0, 0))], "served from the cache");

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Currency, InvoiceStatus, Money, OrderStatus};
 use rental_repo::{
-    CatalogueRepo, ImportedInvoice, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord,
+    CatalogueRepo, CatalogueStore, ImportedInvoice, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord,
     NewProductRecord, OrderImporter,
 };
 use serde_json::json;
@@ -30,28 +30,32 @@ fn at(s: &str) -> DateTime<Utc> {
 /// rented for one day with a paid invoice issued at its end: subtotal 1000, tax 20%, total 1200.
 async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64) {
     let catalogue = CatalogueRepo::new(db.clone());
-    let category = catalogue
-        .create_category(NewCategoryRecord { name: CategoryName::parse("Tools").unwrap(), description: None })
-        .await
-        .unwrap();
-    let depot = catalogue.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
     let eur = Currency::parse("EUR").unwrap();
     let rates = RateCard::new(Money::new(1000, eur), None, None).unwrap();
-    let product = catalogue
-        .create_product(NewProductRecord {
-            category_id: category.id,
-            sku: "DRILL".into(),
-            name: "Drill, \"heavy\"".into(),
-            description: None,
-            rates,
-            deposit_minor: 0,
-            late_fee_per_day_minor: 0,
-            buffer_minutes: 0,
-            is_active: true,
+    let product = db
+        .write(async |uow| {
+            let at = Utc::now();
+            let tools = NewCategoryRecord { name: CategoryName::parse("Tools").unwrap(), description: None };
+            let category = catalogue.create_category(uow, tools, at).await?;
+            let depot =
+                catalogue.create_location(uow, NewLocationRecord { name: "Depot".into(), address: None }, at).await?;
+            let new = NewProductRecord {
+                category_id: category.id,
+                sku: "DRILL".into(),
+                name: "Drill, \"heavy\"".into(),
+                description: None,
+                rates,
+                deposit_minor: 0,
+                late_fee_per_day_minor: 0,
+                buffer_minutes: 0,
+                is_active: true,
+            };
+            let product = catalogue.create_product(uow, new, at).await?;
+            catalogue.set_stock_level(uow, product.id, depot.id, 5, at).await?;
+            Ok::<_, rental_repo::RepoError>(product)
         })
         .await
         .unwrap();
-    catalogue.set_stock_level(product.id, depot.id, 5).await.unwrap();
     let start = at("2026-01-01T00:00:00Z");
     let orders = (0..count)
         .map(|i| {
@@ -86,7 +90,8 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
             }
         })
         .collect();
-    OrderImporter::new(db.clone()).import(orders).await.unwrap();
+    let importer = OrderImporter::new(db.clone());
+    db.write(async |uow| importer.import(uow, orders).await).await.unwrap();
 }
 
 /// The id of the token's user (any user may be the customer of imported orders).

@@ -5,21 +5,22 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use crate::db::txn::finish;
 use crate::entity::{category, location, maintenance_block, order_line, product, stock_level, unit};
 use crate::orders::stock::{bulk_quantity, capacity, held_at, unit_count};
 use crate::query::{
     Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
     insert_chunked,
 };
-use crate::{Database, RepoError, RepoResult};
+use crate::{Database, RepoError, RepoResult, UnitOfWork};
 
 mod records;
+mod store;
 
 pub use records::*;
+pub use store::CatalogueStore;
 
 /// Filters of the product list, as the whitelist names them.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +65,7 @@ static PRODUCT_LIST_SPEC: ListSpec = ListSpec {
 };
 
 /// The product list's names bound to the `products` columns; `location` and the availability window are
-/// subqueries, applied by [`CatalogueRepo::list_products`].
+/// subqueries, applied by [`CatalogueStore::list_products`].
 static PRODUCT_LIST: ListColumns<product::Entity> = ListColumns {
     spec: &PRODUCT_LIST_SPEC,
     key: product::Column::Id,
@@ -119,11 +120,21 @@ fn availability_window(query: &ListQuery) -> RepoResult<Option<(DateTime<Utc>, D
 }
 
 /// Timestamps are kept to the microsecond, the precision of PostgreSQL.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+fn stamp(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
 }
 
-/// Categories, locations, products, units and stock levels.
+/// A category by id, read on `conn` (the pool, or a unit that has just written it).
+async fn find_category_in(conn: &impl ConnectionTrait, id: Uuid) -> RepoResult<Option<CategoryRecord>> {
+    Ok(category::Entity::find_by_id(id).one(conn).await?.map(category_record))
+}
+
+/// A product by id, read on `conn` (the pool, or a unit that has just written it).
+async fn find_product_in(conn: &impl ConnectionTrait, id: Uuid) -> RepoResult<Option<ProductRecord>> {
+    Ok(product::Entity::find_by_id(id).one(conn).await?.map(product_record))
+}
+
+/// Categories, locations, products, units and stock levels: the sea-orm [`CatalogueStore`].
 #[derive(Debug, Clone)]
 pub struct CatalogueRepo {
     db: Database,
@@ -139,16 +150,17 @@ impl CatalogueRepo {
     pub fn database(&self) -> &Database {
         &self.db
     }
+}
 
-    // ---- categories -------------------------------------------------------------------------------------
-
-    /// Inserts a category.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when its slug is taken.
+impl CatalogueStore for CatalogueRepo {
     #[tracing::instrument(skip_all)]
-    pub async fn create_category(&self, new: NewCategoryRecord) -> RepoResult<CategoryRecord> {
-        let created = now();
+    async fn create_category(
+        &self,
+        uow: &UnitOfWork,
+        new: NewCategoryRecord,
+        at: DateTime<Utc>,
+    ) -> RepoResult<CategoryRecord> {
+        let created = stamp(at);
         let (name, slug) = new.name.into_parts();
         let model = category::Model {
             id: Uuid::now_v7(),
@@ -158,25 +170,15 @@ impl CatalogueRepo {
             created_at: created,
             updated_at: created,
         };
-        category::Entity::insert(category::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.db.connection())
-            .await?;
+        category::Entity::insert(category::ActiveModel::from(model.clone())).exec_without_returning(uow.conn()).await?;
         Ok(category_record(model))
     }
 
-    /// A category by id.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn find_category(&self, id: Uuid) -> RepoResult<Option<CategoryRecord>> {
-        Ok(category::Entity::find_by_id(id).one(self.db.connection()).await?.map(category_record))
+    async fn find_category(&self, id: Uuid) -> RepoResult<Option<CategoryRecord>> {
+        find_category_in(self.db.connection(), id).await
     }
 
-    /// Every category by name (at most [`SMALL_LIST_MAX`]).
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn list_categories(&self) -> RepoResult<Vec<CategoryRecord>> {
+    async fn list_categories(&self) -> RepoResult<Vec<CategoryRecord>> {
         let models = category::Entity::find()
             .order_by_asc(category::Column::Name)
             .order_by_asc(category::Column::Id)
@@ -186,14 +188,16 @@ impl CatalogueRepo {
         Ok(models.into_iter().map(category_record).collect())
     }
 
-    /// Applies `changes`, stamping `updated_at`.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] when the new slug is taken.
     #[tracing::instrument(skip_all, fields(category_id = %id))]
-    pub async fn update_category(&self, id: Uuid, changes: CategoryChanges) -> RepoResult<CategoryRecord> {
+    async fn update_category(
+        &self,
+        uow: &UnitOfWork,
+        id: Uuid,
+        changes: CategoryChanges,
+        at: DateTime<Utc>,
+    ) -> RepoResult<CategoryRecord> {
         let mut update = category::Entity::update_many()
-            .col_expr(category::Column::UpdatedAt, Expr::val(now()))
+            .col_expr(category::Column::UpdatedAt, Expr::val(stamp(at)))
             .filter(category::Column::Id.eq(id));
         if let Some(name) = changes.name {
             let (name, slug) = name.into_parts();
@@ -204,52 +208,37 @@ impl CatalogueRepo {
         if let Some(description) = changes.description {
             update = update.col_expr(category::Column::Description, Expr::val(description));
         }
-        if update.exec(self.db.connection()).await?.rows_affected == 0 {
+        if update.exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
-        self.find_category(id).await?.ok_or(RepoError::NotFound)
+        find_category_in(uow.conn(), id).await?.ok_or(RepoError::NotFound)
     }
 
-    /// Deletes a category.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] while products belong to it.
     #[tracing::instrument(skip_all, fields(category_id = %id))]
-    pub async fn delete_category(&self, id: Uuid) -> RepoResult<()> {
-        if category::Entity::delete_by_id(id).exec(self.db.connection()).await?.rows_affected == 0 {
+    async fn delete_category(&self, uow: &UnitOfWork, id: Uuid) -> RepoResult<()> {
+        if category::Entity::delete_by_id(id).exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
         Ok(())
     }
 
-    // ---- locations --------------------------------------------------------------------------------------
-
-    /// Inserts a location.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when the name is taken.
     #[tracing::instrument(skip_all)]
-    pub async fn create_location(&self, new: NewLocationRecord) -> RepoResult<LocationRecord> {
-        let model = location::Model { id: Uuid::now_v7(), name: new.name, address: new.address, created_at: now() };
-        location::Entity::insert(location::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.db.connection())
-            .await?;
+    async fn create_location(
+        &self,
+        uow: &UnitOfWork,
+        new: NewLocationRecord,
+        at: DateTime<Utc>,
+    ) -> RepoResult<LocationRecord> {
+        let model = location::Model { id: Uuid::now_v7(), name: new.name, address: new.address, created_at: stamp(at) };
+        location::Entity::insert(location::ActiveModel::from(model.clone())).exec_without_returning(uow.conn()).await?;
         Ok(location_record(model))
     }
 
-    /// A location by id.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn find_location(&self, id: Uuid) -> RepoResult<Option<LocationRecord>> {
+    async fn find_location(&self, id: Uuid) -> RepoResult<Option<LocationRecord>> {
         Ok(location::Entity::find_by_id(id).one(self.db.connection()).await?.map(location_record))
     }
 
-    /// Every location by name (at most [`SMALL_LIST_MAX`]).
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn list_locations(&self) -> RepoResult<Vec<LocationRecord>> {
+    async fn list_locations(&self) -> RepoResult<Vec<LocationRecord>> {
         let models = location::Entity::find()
             .order_by_asc(location::Column::Name)
             .order_by_asc(location::Column::Id)
@@ -259,11 +248,7 @@ impl CatalogueRepo {
         Ok(models.into_iter().map(location_record).collect())
     }
 
-    /// Which of `ids` name no location, in one statement.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn missing_locations(&self, ids: &[Uuid]) -> RepoResult<Vec<Uuid>> {
+    async fn missing_locations(&self, ids: &[Uuid]) -> RepoResult<Vec<Uuid>> {
         let wanted: HashSet<Uuid> = ids.iter().copied().collect();
         if wanted.is_empty() {
             return Ok(Vec::new());
@@ -282,15 +267,14 @@ impl CatalogueRepo {
         Ok(missing)
     }
 
-    // ---- products ---------------------------------------------------------------------------------------
-
-    /// Inserts a product.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when the SKU is taken or the category does not exist.
     #[tracing::instrument(skip_all)]
-    pub async fn create_product(&self, new: NewProductRecord) -> RepoResult<ProductRecord> {
-        let created = now();
+    async fn create_product(
+        &self,
+        uow: &UnitOfWork,
+        new: NewProductRecord,
+        at: DateTime<Utc>,
+    ) -> RepoResult<ProductRecord> {
+        let created = stamp(at);
         let model = product::Model {
             id: Uuid::now_v7(),
             category_id: new.category_id,
@@ -308,27 +292,16 @@ impl CatalogueRepo {
             created_at: created,
             updated_at: created,
         };
-        product::Entity::insert(product::ActiveModel::from(model.clone()))
-            .exec_without_returning(self.db.connection())
-            .await?;
+        product::Entity::insert(product::ActiveModel::from(model.clone())).exec_without_returning(uow.conn()).await?;
         Ok(product_record(model))
     }
 
-    /// A product by id.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when the query fails.
-    pub async fn find_product(&self, id: Uuid) -> RepoResult<Option<ProductRecord>> {
-        Ok(product::Entity::find_by_id(id).one(self.db.connection()).await?.map(product_record))
+    async fn find_product(&self, id: Uuid) -> RepoResult<Option<ProductRecord>> {
+        find_product_in(self.db.connection(), id).await
     }
 
-    /// A product with its category and stock per location, in at most five statements whatever the number of
-    /// units and locations: the product, its category, units per location, stock levels, and those locations.
-    ///
-    /// # Errors
-    /// [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn product_detail(&self, id: Uuid) -> RepoResult<Option<ProductDetail>> {
+    async fn product_detail(&self, id: Uuid) -> RepoResult<Option<ProductDetail>> {
         let conn = self.db.connection();
         let Some(model) = product::Entity::find_by_id(id).one(conn).await? else {
             return Ok(None);
@@ -369,14 +342,17 @@ impl CatalogueRepo {
         Ok(Some(ProductDetail { product: product_record(model), category, stock, locations }))
     }
 
-    /// Applies `changes`, stamping `updated_at`.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`]; [`RepoError::Conflict`] when the SKU is taken or the category does not exist.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn update_product(&self, id: Uuid, changes: ProductChanges) -> RepoResult<ProductRecord> {
+    async fn update_product(
+        &self,
+        uow: &UnitOfWork,
+        id: Uuid,
+        changes: ProductChanges,
+        at: DateTime<Utc>,
+    ) -> RepoResult<ProductRecord> {
         use product::Column as C;
-        let mut update = product::Entity::update_many().col_expr(C::UpdatedAt, Expr::val(now())).filter(C::Id.eq(id));
+        let mut update =
+            product::Entity::update_many().col_expr(C::UpdatedAt, Expr::val(stamp(at))).filter(C::Id.eq(id));
         if let Some(category_id) = changes.category_id {
             update = update.col_expr(C::CategoryId, Expr::val(category_id));
         }
@@ -408,33 +384,22 @@ impl CatalogueRepo {
         if let Some(active) = changes.is_active {
             update = update.col_expr(C::IsActive, Expr::val(active));
         }
-        if update.exec(self.db.connection()).await?.rows_affected == 0 {
+        if update.exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
-        self.find_product(id).await?.ok_or(RepoError::NotFound)
+        find_product_in(uow.conn(), id).await?.ok_or(RepoError::NotFound)
     }
 
-    /// Deletes a product; its units and stock levels go with it.
-    ///
-    /// # Errors
-    /// [`RepoError::NotFound`].
     #[tracing::instrument(skip_all, fields(product_id = %id))]
-    pub async fn delete_product(&self, id: Uuid) -> RepoResult<()> {
-        if product::Entity::delete_by_id(id).exec(self.db.connection()).await?.rows_affected == 0 {
+    async fn delete_product(&self, uow: &UnitOfWork, id: Uuid) -> RepoResult<()> {
+        if product::Entity::delete_by_id(id).exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
         Ok(())
     }
 
-    /// One page of products matching `query`, each with its category and stock summary. Costs at most four
-    /// statements whatever the page size and the filters: the count (unless skipped), the page, the categories
-    /// of the page, and the stock summaries of the page's products. The availability filter is part of the
-    /// page's and the count's WHERE clause (correlated subqueries), not extra statements.
-    ///
-    /// # Errors
-    /// [`RepoError::InvalidQuery`] for a bad availability window; [`RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all)]
-    pub async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
+    async fn list_products(&self, query: &ListQuery) -> RepoResult<Listing<ProductListItem>> {
         let window = availability_window(query)?;
         let mut condition = location_condition(query);
         if let Some((from, to)) = window {
@@ -470,16 +435,15 @@ impl CatalogueRepo {
         }))
     }
 
-    // ---- units and stock --------------------------------------------------------------------------------
-
-    /// Adds units to a product, all or nothing, in one transaction.
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when a serial number is taken or repeats, or the product or a location does not
-    /// exist; nothing is written then.
     #[tracing::instrument(skip_all, fields(product_id = %product_id, units = units.len()))]
-    pub async fn add_units(&self, product_id: Uuid, units: Vec<NewUnitRecord>) -> RepoResult<Vec<UnitRecord>> {
-        let created = now();
+    async fn add_units(
+        &self,
+        uow: &UnitOfWork,
+        product_id: Uuid,
+        units: Vec<NewUnitRecord>,
+        at: DateTime<Utc>,
+    ) -> RepoResult<Vec<UnitRecord>> {
+        let created = stamp(at);
         let models: Vec<unit::Model> = units
             .into_iter()
             .map(|u| unit::Model {
@@ -494,35 +458,27 @@ impl CatalogueRepo {
         if models.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = self.db.connection().begin().await?;
-        let written = async {
-            insert_chunked(&txn, models.iter().cloned().map(unit::ActiveModel::from)).await?;
-            Ok(())
-        }
-        .await;
-        finish(txn, written).await?;
+        insert_chunked(uow.conn(), models.iter().cloned().map(unit::ActiveModel::from)).await?;
         Ok(models.into_iter().filter_map(unit_record).collect())
     }
 
-    /// Sets the bulk quantity of a product at a location (insert or update).
-    ///
-    /// # Errors
-    /// [`RepoError::Conflict`] when the product or the location does not exist.
     #[tracing::instrument(skip_all, fields(product_id = %product_id, location_id = %location_id))]
-    pub async fn set_stock_level(
+    async fn set_stock_level(
         &self,
+        uow: &UnitOfWork,
         product_id: Uuid,
         location_id: Uuid,
         quantity: i32,
+        at: DateTime<Utc>,
     ) -> RepoResult<StockLevelRecord> {
-        let model = stock_level::Model { product_id, location_id, quantity, updated_at: now() };
+        let model = stock_level::Model { product_id, location_id, quantity, updated_at: stamp(at) };
         stock_level::Entity::insert(stock_level::ActiveModel::from(model.clone()))
             .on_conflict(
                 OnConflict::columns([stock_level::Column::ProductId, stock_level::Column::LocationId])
                     .update_columns([stock_level::Column::Quantity, stock_level::Column::UpdatedAt])
                     .to_owned(),
             )
-            .exec_without_returning(self.db.connection())
+            .exec_without_returning(uow.conn())
             .await?;
         Ok(StockLevelRecord {
             product_id: model.product_id,

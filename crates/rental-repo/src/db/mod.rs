@@ -1,6 +1,5 @@
 pub(crate) mod lock;
 pub(crate) mod raw;
-pub(crate) mod txn;
 pub(crate) mod uow;
 
 use std::future::Future;

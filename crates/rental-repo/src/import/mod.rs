@@ -15,19 +15,18 @@ use rental_domain::pricing::{OrderTotals, ProductTerms};
 use rental_domain::{ChargeKind, InvoiceStatus};
 use rental_domain::{Currency, Money, OrderStatus, started_days};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue, ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ActiveValue, ConnectionTrait, Statement};
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::analytics::usage::{self, UsageLine};
 use crate::billing::advance_invoice_counter;
-use crate::db::txn::finish;
 use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
 use crate::orders::stock::capacity;
 use crate::orders::{lock_product_rows, product_terms_of};
 use crate::query::insert_chunked;
-use crate::{Database, RepoError, RepoResult};
+use crate::{Database, RepoError, RepoResult, UnitOfWork};
 
 /// One line of an imported order, priced by the importer with `rates`.
 #[derive(Debug, Clone)]
@@ -166,45 +165,46 @@ impl OrderImporter {
         Self { db }
     }
 
-    /// Imports `orders` in one transaction; nothing is written when any fails.
+    /// The database this importer works on, to begin the units it writes in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Imports `orders` in the caller's unit of work, which should be ended by the outcome: nothing is written
+    /// when any fails.
     ///
     /// # Errors
     /// [`RepoError::InvalidQuery`] naming the first bad order (no lines, bad quantity or period, mixed
     /// currencies, an issued invoice without an issue time); [`RepoError::Conflict`] for an unknown customer or
     /// product; [`RepoError::Database`] when a statement fails.
-    pub async fn import(&self, orders: Vec<ImportedOrder>) -> RepoResult<Vec<ImportedIds>> {
+    pub async fn import(&self, uow: &UnitOfWork, orders: Vec<ImportedOrder>) -> RepoResult<Vec<ImportedIds>> {
         let (mut rows, mut ids, numbering) = build_rows(orders)?;
         let products: BTreeSet<Uuid> = rows.usage.iter().map(|l| l.product_id).collect();
-        let txn = self.db.connection().begin().await?;
-        let written = async {
-            // The usage marks of a product change under its lock, taken before anything that refers to it.
-            lock_product_rows(&txn, self.db.backend(), &products).await?;
-            insert_chunked(&txn, std::mem::take(&mut rows.orders)).await?;
-            insert_chunked(&txn, std::mem::take(&mut rows.lines)).await?;
-            insert_chunked(&txn, std::mem::take(&mut rows.events)).await?;
-            usage::record(&txn, self.db.backend(), &rows.usage, 1).await?;
-            // The counters come last, so that their row locks are held only while the invoices are written.
-            // Years go in ascending order, the same lock order for every batch.
-            for (year, members) in &numbering {
-                let count = members.len();
-                let last = advance_invoice_counter(&txn, *year, i64::try_from(count).unwrap_or(i64::MAX)).await?;
-                let first = last - i64::try_from(count).unwrap_or(i64::MAX) + 1;
-                for (offset, invoice_index) in members.iter().enumerate() {
-                    let seq = first + i64::try_from(offset).unwrap_or(i64::MAX);
-                    let number = format!("INV-{year}-{seq:06}");
-                    let model = &mut rows.invoices[*invoice_index];
-                    model.number = ActiveValue::Set(Some(number.clone()));
-                    model.year = ActiveValue::Set(Some(*year));
-                    model.seq = ActiveValue::Set(Some(seq));
-                    ids[rows.invoice_owner[*invoice_index]].invoice_number = Some(number);
-                }
+        let txn = uow.conn();
+        // The usage marks of a product change under its lock, taken before anything that refers to it.
+        lock_product_rows(txn, self.db.backend(), &products).await?;
+        insert_chunked(txn, std::mem::take(&mut rows.orders)).await?;
+        insert_chunked(txn, std::mem::take(&mut rows.lines)).await?;
+        insert_chunked(txn, std::mem::take(&mut rows.events)).await?;
+        usage::record(txn, self.db.backend(), &rows.usage, 1).await?;
+        // The counters come last, so that their row locks are held only while the invoices are written.
+        // Years go in ascending order, the same lock order for every batch.
+        for (year, members) in &numbering {
+            let count = members.len();
+            let last = advance_invoice_counter(txn, *year, i64::try_from(count).unwrap_or(i64::MAX)).await?;
+            let first = last - i64::try_from(count).unwrap_or(i64::MAX) + 1;
+            for (offset, invoice_index) in members.iter().enumerate() {
+                let seq = first + i64::try_from(offset).unwrap_or(i64::MAX);
+                let number = format!("INV-{year}-{seq:06}");
+                let model = &mut rows.invoices[*invoice_index];
+                model.number = ActiveValue::Set(Some(number.clone()));
+                model.year = ActiveValue::Set(Some(*year));
+                model.seq = ActiveValue::Set(Some(seq));
+                ids[rows.invoice_owner[*invoice_index]].invoice_number = Some(number);
             }
-            insert_chunked(&txn, std::mem::take(&mut rows.invoices)).await?;
-            insert_chunked(&txn, std::mem::take(&mut rows.invoice_lines)).await?;
-            Ok(())
         }
-        .await;
-        finish(txn, written).await?;
+        insert_chunked(txn, std::mem::take(&mut rows.invoices)).await?;
+        insert_chunked(txn, std::mem::take(&mut rows.invoice_lines)).await?;
         Ok(ids)
     }
 

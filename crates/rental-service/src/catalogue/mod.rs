@@ -6,6 +6,7 @@ mod views;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use rental_domain::catalogue::{
     CATALOGUE_NAME_MAX_LEN, PRODUCT_NAME_MAX_LEN, buffer_minutes, code, description, display_text, quantity,
@@ -14,12 +15,12 @@ use rental_domain::pricing::RateCard;
 use rental_domain::{CategoryName, Collector, Currency, DomainError, FieldError, Money, UnitCondition};
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
-    CatalogueRepo, CategoryChanges, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord,
-    ProductChanges, ProductFilter, RepoError, parse_product_query,
+    CatalogueRepo, CatalogueStore, CategoryChanges, Database, NewCategoryRecord, NewLocationRecord, NewProductRecord,
+    NewUnitRecord, ProductChanges, ProductFilter, RepoError, RepoResult, UnitOfWork, parse_product_query,
 };
 use uuid::Uuid;
 
-use crate::{CacheConfig, Principal, ServiceError, ServiceResult};
+use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
 
 pub use views::*;
 
@@ -68,19 +69,36 @@ impl ProductPage {
     }
 }
 
-/// Catalogue management and browsing. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct CatalogueService {
-    repo: CatalogueRepo,
+/// Catalogue management and browsing, over a [`CatalogueStore`] (the sea-orm [`CatalogueRepo`] unless another
+/// is given). Cheap to clone.
+#[derive(Debug)]
+pub struct CatalogueService<C = CatalogueRepo> {
+    db: Database,
+    repo: Arc<C>,
+    clock: Arc<dyn Clock>,
     /// Pages of the product list by their validated query (which includes the forced `is_active` of callers
     /// who are not staff); every catalogue write clears them all. Order writes do not, so a page filtered by
     /// availability may be up to the TTL old: the reservation itself decides.
     pages: Option<Cache<String, Arc<ProductPage>>>,
 }
 
+impl<C> Clone for CatalogueService<C> {
+    fn clone(&self) -> Self {
+        Self { db: self.db.clone(), repo: self.repo.clone(), clock: self.clock.clone(), pages: self.pages.clone() }
+    }
+}
+
 impl CatalogueService {
-    /// A service over `repo`, with a product-page cache when `config.list_ttl_secs` is not 0.
-    pub fn new(repo: CatalogueRepo, config: &CacheConfig) -> Self {
+    /// The service over `db`'s catalogue repository, judging time by `clock`, with a product-page cache when
+    /// `config.list_ttl_secs` is not 0.
+    pub fn new(db: Database, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
+        Self::with_store(db.clone(), Arc::new(CatalogueRepo::new(db)), clock, config)
+    }
+}
+
+impl<C: CatalogueStore + 'static> CatalogueService<C> {
+    /// The service over another implementation of the store; `db` gives the units of work it writes in.
+    pub fn with_store(db: Database, repo: Arc<C>, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
         let pages = (config.list_ttl_secs > 0).then(|| {
             Cache::builder()
                 .max_capacity(config.product_list_max_bytes)
@@ -88,7 +106,7 @@ impl CatalogueService {
                 .time_to_live(Duration::from_secs(config.list_ttl_secs))
                 .build()
         });
-        Self { repo, pages }
+        Self { db, repo, clock, pages }
     }
 
     /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
@@ -99,8 +117,11 @@ impl CatalogueService {
         }
     }
 
-    /// `result` of a catalogue write, after clearing the cached pages.
-    fn written<R>(&self, result: R) -> R {
+    /// Runs one catalogue write in a unit of its own, stamped by the clock, then clears the cached pages
+    /// whatever the outcome.
+    async fn write<T>(&self, work: impl AsyncFnOnce(&C, &UnitOfWork, DateTime<Utc>) -> RepoResult<T>) -> RepoResult<T> {
+        let at = self.clock.now();
+        let result = self.db.write(async |uow| work(&self.repo, uow, at).await).await;
         self.clear_pages();
         result
     }
@@ -135,7 +156,7 @@ impl CatalogueService {
         errors.finish()?;
         let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
         let record = NewCategoryRecord { name, description: description.flatten() };
-        Ok(self.written(self.repo.create_category(record).await)?.into())
+        Ok(self.write(async |repo, uow, at| repo.create_category(uow, record, at).await).await?.into())
     }
 
     /// Changes a category (staff).
@@ -160,7 +181,11 @@ impl CatalogueService {
         };
         errors.finish()?;
         let changes = CategoryChanges { name, description: new_description };
-        Ok(self.written(self.repo.update_category(id, changes).await).map_err(not_found_as("category"))?.into())
+        Ok(self
+            .write(async |repo, uow, at| repo.update_category(uow, id, changes, at).await)
+            .await
+            .map_err(not_found_as("category"))?
+            .into())
     }
 
     /// Deletes a category (staff) that no product belongs to.
@@ -171,7 +196,7 @@ impl CatalogueService {
     #[tracing::instrument(skip_all, fields(category_id = %id))]
     pub async fn delete_category(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
         principal.require_staff()?;
-        match self.written(self.repo.delete_category(id).await) {
+        match self.write(async |repo, uow, _| repo.delete_category(uow, id).await).await {
             Ok(()) => Ok(()),
             Err(RepoError::NotFound) => Err(ServiceError::NotFound("category")),
             Err(RepoError::Conflict { .. }) => Err(ServiceError::Conflict {
@@ -202,9 +227,8 @@ impl CatalogueService {
         let address = new.address.as_deref().and_then(|a| errors.take(description("address", a)));
         errors.finish()?;
         let name = name.ok_or_else(|| ServiceError::Internal("validated name missing".into()))?;
-        Ok(self
-            .written(self.repo.create_location(NewLocationRecord { name, address: address.flatten() }).await)?
-            .into())
+        let record = NewLocationRecord { name, address: address.flatten() };
+        Ok(self.write(async |repo, uow, at| repo.create_location(uow, record, at).await).await?.into())
     }
 
     /// One page of products, each with its category and stock. Public; callers who are not staff see active
@@ -294,7 +318,7 @@ impl CatalogueService {
             buffer_minutes,
             is_active: new.is_active.unwrap_or(true),
         };
-        Ok(self.written(self.repo.create_product(record).await)?.into())
+        Ok(self.write(async |repo, uow, at| repo.create_product(uow, record, at).await).await?.into())
     }
 
     /// Changes a product (staff). Price fields are checked together with the stored ones, so a new currency
@@ -358,7 +382,11 @@ impl CatalogueService {
             buffer_minutes: buffer,
             is_active: update.is_active,
         };
-        Ok(self.written(self.repo.update_product(id, changes).await).map_err(not_found_as("product"))?.into())
+        Ok(self
+            .write(async |repo, uow, at| repo.update_product(uow, id, changes, at).await)
+            .await
+            .map_err(not_found_as("product"))?
+            .into())
     }
 
     /// Deletes a product with its units and stock levels (staff).
@@ -368,7 +396,7 @@ impl CatalogueService {
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
         principal.require_staff()?;
-        self.written(self.repo.delete_product(id).await).map_err(not_found_as("product"))
+        self.write(async |repo, uow, _| repo.delete_product(uow, id).await).await.map_err(not_found_as("product"))
     }
 
     /// Adds 1–1000 units to a product, all or nothing (staff).
@@ -419,7 +447,12 @@ impl CatalogueService {
             errors.truncate(100);
             return Err(DomainError::Invalid(errors).into());
         }
-        Ok(self.written(self.repo.add_units(product_id, records).await)?.into_iter().map(Into::into).collect())
+        Ok(self
+            .write(async |repo, uow, at| repo.add_units(uow, product_id, records, at).await)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Sets the bulk quantity of a product at a location (staff).
@@ -443,7 +476,9 @@ impl CatalogueService {
         if self.repo.find_location(location_id).await?.is_none() {
             return Err(ServiceError::NotFound("location"));
         }
-        let level = self.written(self.repo.set_stock_level(product_id, location_id, quantity).await)?;
+        let level = self
+            .write(async |repo, uow, at| repo.set_stock_level(uow, product_id, location_id, quantity, at).await)
+            .await?;
         Ok(StockLevelView {
             product_id: level.product_id,
             location_id: level.location_id,

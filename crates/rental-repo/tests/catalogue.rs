@@ -6,7 +6,7 @@ use rental_domain::{CategoryName, Currency, Money, UnitCondition};
 use rental_repo::query::{Listing, Pagination};
 use rental_repo::{
     CatalogueRepo, CategoryChanges, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord,
-    NewUnitRecord, ProductChanges, RepoError, product_list_spec,
+    NewUnitRecord, OrderRepo, ProductChanges, RepoError, product_list_spec,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
@@ -322,6 +322,35 @@ async fn listing_and_detail_cost_a_constant_number_of_statements() {
     }
     assert_eq!(costs, vec![5, 5]);
     assert!(repo.product_detail(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+/// Writes `code` into the stored currency of product `id` behind the repository's back, as a hand-written
+/// UPDATE might.
+async fn store_currency(db: &Database, id: Uuid, code: &str) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let stmt = Query::update()
+        .table(Alias::new("products"))
+        .value(Alias::new("currency"), code)
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .to_owned();
+    db.connection().execute(&stmt).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_currency_that_is_not_one_is_a_database_error_not_a_panic() {
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let repo = CatalogueRepo::new(db.clone());
+    let tools = repo.create_category(category("Tools")).await.unwrap();
+    let drill = repo.create_product(product(tools.id, "DRILL-1", "Drill", 1500)).await.unwrap();
+    store_currency(&db, drill.id, "E1R").await;
+
+    let corrupt =
+        |err: &RepoError| matches!(err, RepoError::Database(cause) if cause.to_string().contains("products.currency"));
+    let orders = OrderRepo::new(db.clone());
+    let err = orders.product_terms(&std::collections::BTreeSet::from([drill.id])).await.unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
 }
 
 mod availability {

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::entity::{invoice, invoice_line, payment};
 use crate::query::{Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind};
-use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork, stored};
 
 /// The invoice of a new order.
 #[derive(Debug, Clone)]
@@ -291,7 +291,7 @@ impl BillingRepo {
             .one(txn)
             .await?
             .ok_or(RepoError::NotFound)?;
-        let currency = parse_currency(&inv.currency)?;
+        let currency = stored::currency("invoices", &inv.currency)?;
         let taxable_before: i64 = invoice_line::Entity::find()
             .select_only()
             .column_as(Expr::col(invoice_line::Column::AmountMinor).sum().cast_as("bigint"), "s")
@@ -346,7 +346,7 @@ impl BillingRepo {
         }
         let inv = select.one(txn).await?.ok_or(RepoError::NotFound)?;
         let status = parse_invoice_status(&inv.status)?;
-        let invoice_currency = parse_currency(&inv.currency)?;
+        let invoice_currency = stored::currency("invoices", &inv.currency)?;
         let due = Money::new(inv.total_minor - inv.amount_paid_minor, invoice_currency);
         status.accept_payment(new.amount, due).map_err(RepoError::Domain)?;
         let paid = inv.amount_paid_minor + new.amount.amount_minor;
@@ -411,10 +411,6 @@ async fn insert_charges<C: ConnectionTrait>(
 
 fn parse_invoice_status(s: &str) -> RepoResult<InvoiceStatus> {
     s.parse().map_err(RepoError::Domain)
-}
-
-fn parse_currency(code: &str) -> RepoResult<rental_domain::Currency> {
-    rental_domain::Currency::parse(code).map_err(RepoError::Domain)
 }
 
 pub(crate) fn invoice_record(m: invoice::Model) -> RepoResult<InvoiceRecord> {

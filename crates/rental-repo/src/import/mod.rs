@@ -227,7 +227,7 @@ impl OrderImporter {
         models
             .iter()
             .map(|p| {
-                let terms = product_terms_of(p).map_err(RepoError::Domain)?;
+                let terms = product_terms_of(p)?;
                 Ok(ImportProduct { id: p.id, terms, capacity: capacities.get(&p.id).copied().unwrap_or(0) })
             })
             .collect()

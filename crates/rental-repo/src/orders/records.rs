@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::availability::Hold;
-use rental_domain::pricing::{PricedLine, ProductTerms, RateCard};
-use rental_domain::{Currency, DomainError, Money, OrderStatus, UnitCondition};
+use rental_domain::pricing::{PricedLine, ProductTerms};
+use rental_domain::{DomainError, OrderStatus, UnitCondition};
 use uuid::Uuid;
 
 use crate::{InvoiceRecord, PaymentRecord};
@@ -365,20 +365,16 @@ impl LineTerms {
 /// A product's terms from its stored columns, as the domain prices them.
 ///
 /// # Errors
-/// [`DomainError::Invalid`] when a stored currency or rate is unusable.
-pub(crate) fn product_terms_of(p: &crate::entity::product::Model) -> Result<ProductTerms, DomainError> {
-    let currency = Currency::parse(&p.currency)?;
-    let money = |amount: i64| Money::new(amount, currency);
-    Ok(ProductTerms {
-        rates: RateCard::new(
-            money(p.price_per_day_minor),
-            p.price_per_week_minor.map(money),
-            p.price_per_month_minor.map(money),
-        )?,
-        deposit_per_unit: money(p.deposit_minor),
-        late_fee_per_day: money(p.late_fee_per_day_minor),
-        buffer_minutes: p.buffer_minutes,
-    })
+/// [`crate::RepoError::Database`] when a stored currency or rate is unusable (corrupt data).
+pub(crate) fn product_terms_of(p: &crate::entity::product::Model) -> crate::RepoResult<ProductTerms> {
+    crate::stored::terms(
+        "products",
+        &p.currency,
+        (p.price_per_day_minor, p.price_per_week_minor, p.price_per_month_minor),
+        p.deposit_minor,
+        p.late_fee_per_day_minor,
+        p.buffer_minutes,
+    )
 }
 
 /// What pricing needs of a product.

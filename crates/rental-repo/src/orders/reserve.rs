@@ -193,7 +193,7 @@ impl OrderRepo {
             .await?
             .into_iter()
             .map(|p| {
-                let terms = product_terms_of(&p).map_err(RepoError::Domain)?;
+                let terms = product_terms_of(&p)?;
                 Ok(ProductTermsRecord { id: p.id, name: p.name, is_active: p.is_active, terms })
             })
             .collect()

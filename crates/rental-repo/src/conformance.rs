@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rental_domain::billing::Charge;
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::{OrderTotals, ProductTerms, RateCard};
 use rental_domain::{
     CategoryName, ChargeKind, Currency, DomainError, Email, FullName, InvoiceStatus, Money, OrderStatus, PaymentMethod,
     Role, UnitCondition,
@@ -101,38 +101,26 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
 /// A one-line order of `quantity` items for `days` days from `start`, at 10.00 a day.
 fn order(customer: Uuid, product: Uuid, status: OrderStatus, quantity: i32, start: DateTime<Utc>) -> NewOrderRecord {
     let days = 2;
-    let total = 1_000 * i64::from(days) * i64::from(quantity);
+    let terms = ProductTerms {
+        rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
+        deposit_per_unit: Money::zero(eur()),
+        late_fee_per_day: Money::zero(eur()),
+        buffer_minutes: 0,
+    };
+    let priced = ok(terms.price(days, i64::from(quantity)), "pricing the line");
     NewOrderRecord {
         customer_id: customer,
         status,
-        currency: "EUR".into(),
-        subtotal_minor: total,
+        totals: ok(OrderTotals::of(eur(), [&priced], 0), "totals"),
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: total,
-        deposit_minor: 0,
         notes: None,
         created_by: Some(customer),
         lines: vec![NewOrderLineRecord {
             product_id: product,
             quantity,
             starts_at: start,
-            ends_at: start + Duration::days(i64::from(days)),
-            terms: LineTerms {
-                currency: "EUR".into(),
-                price_per_day_minor: 1_000,
-                price_per_week_minor: None,
-                price_per_month_minor: None,
-                deposit_per_unit_minor: 0,
-                late_fee_per_day_minor: 0,
-                buffer_minutes: 0,
-                charged_days: days,
-                months: 0,
-                weeks: 0,
-                days,
-                unit_price_minor: 1_000 * i64::from(days),
-                line_total_minor: total,
-            },
+            ends_at: start + Duration::days(days),
+            terms: ok(LineTerms::priced(&terms, &priced), "line terms"),
             description: "Kit".into(),
         }],
     }
@@ -171,7 +159,9 @@ async fn place<O: OrderStore, B: BillingStore>(
     let result = async {
         let order = orders.create_order(&uow, new, at).await?;
         let issue = new.status == OrderStatus::Reserved;
-        billing.create_invoice(&uow, &invoice(order.id, new.customer_id, new.total_minor, issue), at).await?;
+        billing
+            .create_invoice(&uow, &invoice(order.id, new.customer_id, new.totals.total.amount_minor, issue), at)
+            .await?;
         Ok(order.id)
     }
     .await;

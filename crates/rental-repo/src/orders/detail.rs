@@ -127,7 +127,7 @@ impl OrderRepo {
                 let units = by_line.remove(&l.id).unwrap_or_default();
                 line_record(l, units)
             })
-            .collect();
+            .collect::<RepoResult<_>>()?;
         Ok(Some(OrderDetail { order: order_record(order)?, lines, products, customer, invoice, payments }))
     }
 

@@ -221,7 +221,7 @@ impl OrderRepo {
             .lines
             .iter()
             .map(|l| {
-                let hold_until = l.ends_at + Duration::minutes(i64::from(l.terms.buffer_minutes));
+                let hold_until = l.ends_at + Duration::minutes(i64::from(l.terms.product.buffer_minutes));
                 (l.product_id, i64::from(l.quantity), l.starts_at, hold_until, l.ends_at)
             })
             .collect();
@@ -229,12 +229,12 @@ impl OrderRepo {
             id: order_id,
             customer_id: new.customer_id,
             status: new.status.as_str().to_owned(),
-            currency: new.currency.clone(),
-            subtotal_minor: new.subtotal_minor,
+            currency: new.totals.total.currency.as_str().to_owned(),
+            subtotal_minor: new.totals.subtotal.amount_minor,
             tax_rate_bp: new.tax_rate_bp,
-            tax_minor: new.tax_minor,
-            total_minor: new.total_minor,
-            deposit_minor: new.deposit_minor,
+            tax_minor: new.totals.tax.amount_minor,
+            total_minor: new.totals.total.amount_minor,
+            deposit_minor: new.totals.deposit.amount_minor,
             starts_at: new.lines.iter().map(|l| l.starts_at).min().unwrap_or(at),
             ends_at: new.lines.iter().map(|l| l.ends_at).max().unwrap_or(at),
             notes: new.notes.clone(),

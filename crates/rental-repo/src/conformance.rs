@@ -126,22 +126,21 @@ fn order(customer: Uuid, product: Uuid, status: OrderStatus, quantity: i32, star
     }
 }
 
-fn invoice(order_id: Uuid, customer: Uuid, total: i64, issue: bool) -> NewInvoiceRecord {
+fn invoice(order_id: Uuid, customer: Uuid, total: Money, issue: bool) -> NewInvoiceRecord {
     NewInvoiceRecord {
         order_id,
         customer_id: customer,
-        currency: eur(),
-        subtotal_minor: total,
+        subtotal: total,
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: total,
+        tax: Money::zero(total.currency),
+        total,
         issue,
         lines: vec![Charge {
             kind: ChargeKind::Rental,
             description: "Kit".into(),
             quantity: 1,
-            unit_amount: Money::new(total, eur()),
-            amount: Money::new(total, eur()),
+            unit_amount: total,
+            amount: total,
             taxable: true,
         }],
     }
@@ -159,9 +158,7 @@ async fn place<O: OrderStore, B: BillingStore>(
     let result = async {
         let order = orders.create_order(&uow, new, at).await?;
         let issue = new.status == OrderStatus::Reserved;
-        billing
-            .create_invoice(&uow, &invoice(order.id, new.customer_id, new.totals.total.amount_minor, issue), at)
-            .await?;
+        billing.create_invoice(&uow, &invoice(order.id, new.customer_id, new.totals.total, issue), at).await?;
         Ok(order.id)
     }
     .await;
@@ -338,18 +335,18 @@ pub async fn payments_are_accepted_up_to_the_amount_due<O: OrderStore, B: Billin
         recorded_by: Some(customer),
     };
     let uow = ok(db.begin().await, "begin");
-    let refused = billing.record_payment(&uow, pay(invoice.total_minor + 1), now()).await;
+    let refused = billing.record_payment(&uow, pay(invoice.total.amount_minor + 1), now()).await;
     let refused = uow.finish(refused).await;
     assert!(matches!(refused, Err(RepoError::Domain(_))), "more than is due must be refused, got {refused:?}");
     let uow = ok(db.begin().await, "begin");
     let part = billing.record_payment(&uow, pay(500), now()).await;
     ok(uow.finish(part).await, "a part payment");
     let uow = ok(db.begin().await, "begin");
-    let rest = billing.record_payment(&uow, pay(invoice.total_minor - 500), now()).await;
+    let rest = billing.record_payment(&uow, pay(invoice.total.amount_minor - 500), now()).await;
     ok(uow.finish(rest).await, "the rest");
     let Some((paid, payments)) = ok(billing.invoice(invoice.id).await, "the invoice") else {
         panic!("the invoice is gone")
     };
-    assert_eq!((paid.status, paid.amount_paid_minor), (InvoiceStatus::Paid, invoice.total_minor));
+    assert_eq!((paid.status, paid.amount_paid), (InvoiceStatus::Paid, invoice.total));
     assert_eq!(payments.len(), 2, "the refused payment was written");
 }

@@ -110,22 +110,21 @@ fn quote_record(customer: &Principal, product_id: Uuid, at: DateTime<Utc>) -> Ne
 }
 
 fn invoice_of(order_id: Uuid, customer: &Principal) -> NewInvoiceRecord {
-    let eur = Currency::parse("EUR").unwrap();
+    let total = Money::new(4_000, Currency::parse("EUR").unwrap());
     NewInvoiceRecord {
         order_id,
         customer_id: customer.user_id.as_uuid(),
-        currency: eur,
-        subtotal_minor: 4_000,
+        subtotal: total,
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: 4_000,
+        tax: Money::zero(total.currency),
+        total,
         issue: false,
         lines: vec![Charge {
             kind: ChargeKind::Rental,
             description: "1 × Camera, 2 day(s)".into(),
             quantity: 1,
-            unit_amount: Money::new(4_000, eur),
-            amount: Money::new(4_000, eur),
+            unit_amount: total,
+            amount: total,
             taxable: true,
         }],
     }

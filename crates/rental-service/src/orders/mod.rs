@@ -215,11 +215,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             let invoice = NewInvoiceRecord {
                 order_id: order.id,
                 customer_id,
-                currency,
-                subtotal_minor: record.totals.subtotal.amount_minor,
+                subtotal: record.totals.subtotal,
                 tax_rate_bp: record.tax_rate_bp,
-                tax_minor: record.totals.tax.amount_minor,
-                total_minor: record.totals.total.amount_minor,
+                tax: record.totals.tax,
+                total: record.totals.total,
                 issue: reserve,
                 lines: record
                     .lines

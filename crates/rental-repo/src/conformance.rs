@@ -44,6 +44,16 @@ fn eur() -> Currency {
     ok(Currency::parse("EUR"), "EUR")
 }
 
+/// The terms of the fixtures' product: 10.00 a day, no deposit, no late fee, no buffer.
+fn kit_terms() -> ProductTerms {
+    ProductTerms {
+        rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
+        deposit_per_unit: Money::zero(eur()),
+        late_fee_per_day: Money::zero(eur()),
+        buffer_minutes: 0,
+    }
+}
+
 /// A customer and a product with `units` tracked units at 10.00 a day; returns (customer, product).
 async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
     let users = UserRepo::new(db.clone());
@@ -78,10 +88,7 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
                 sku: "KIT-1".into(),
                 name: "Kit".into(),
                 description: None,
-                rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
-                deposit_minor: 0,
-                late_fee_per_day_minor: 0,
-                buffer_minutes: 0,
+                terms: kit_terms(),
                 is_active: true,
             })
             .await,
@@ -101,12 +108,7 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
 /// A one-line order of `quantity` items for `days` days from `start`, at 10.00 a day.
 fn order(customer: Uuid, product: Uuid, status: OrderStatus, quantity: i32, start: DateTime<Utc>) -> NewOrderRecord {
     let days = 2;
-    let terms = ProductTerms {
-        rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
-        deposit_per_unit: Money::zero(eur()),
-        late_fee_per_day: Money::zero(eur()),
-        buffer_minutes: 0,
-    };
+    let terms = kit_terms();
     let priced = ok(terms.price(days, i64::from(quantity)), "pricing the line");
     NewOrderRecord {
         customer_id: customer,

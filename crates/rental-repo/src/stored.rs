@@ -10,6 +10,7 @@ use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{Currency, Money};
 use sea_orm::DbErr;
 
+use crate::entity::product;
 use crate::{RepoError, RepoResult};
 
 /// The error for a stored value that cannot be read as its domain type.
@@ -48,6 +49,21 @@ pub(crate) fn terms(
         late_fee_per_day: money(late_fee_per_day),
         buffer_minutes,
     })
+}
+
+/// A product's terms from its stored columns, as the domain prices them.
+///
+/// # Errors
+/// [`RepoError::Database`] when its currency or rates are unusable.
+pub(crate) fn product_terms(p: &product::Model) -> RepoResult<ProductTerms> {
+    terms(
+        "products",
+        &p.currency,
+        (p.price_per_day_minor, p.price_per_week_minor, p.price_per_month_minor),
+        p.deposit_minor,
+        p.late_fee_per_day_minor,
+        p.buffer_minutes,
+    )
 }
 
 #[cfg(test)]

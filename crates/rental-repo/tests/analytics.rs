@@ -40,27 +40,16 @@ fn money(amount: i64, currency: &str) -> Money {
     Money::new(amount, Currency::parse(currency).unwrap())
 }
 
-/// A product of the fixture: its id, rates and buffer.
+/// A product of the fixture: its id and terms.
 #[derive(Clone)]
 struct Product {
     id: Uuid,
-    rates: RateCard,
+    terms: ProductTerms,
 }
 
 impl Product {
     fn line(&self, quantity: i32, starts: &str, ends: &str) -> ImportedLine {
-        ImportedLine {
-            product_id: self.id,
-            quantity,
-            starts_at: at(starts),
-            ends_at: at(ends),
-            terms: ProductTerms {
-                rates: self.rates,
-                deposit_per_unit: Money::new(100, self.rates.per_day.currency),
-                late_fee_per_day: Money::new(500, self.rates.per_day.currency),
-                buffer_minutes: 60,
-            },
-        }
+        ImportedLine { product_id: self.id, quantity, starts_at: at(starts), ends_at: at(ends), terms: self.terms }
     }
 }
 
@@ -111,10 +100,12 @@ async fn fixture(test_db: &TestDb) -> Fixture {
                 sku: sku.into(),
                 name: format!("Product {sku}"),
                 description: None,
-                rates,
-                deposit_minor: 100,
-                late_fee_per_day_minor: 500,
-                buffer_minutes: 60,
+                terms: ProductTerms {
+                    rates,
+                    deposit_per_unit: Money::new(100, rates.per_day.currency),
+                    late_fee_per_day: Money::new(500, rates.per_day.currency),
+                    buffer_minutes: 60,
+                },
                 is_active: true,
             })
             .await
@@ -132,7 +123,7 @@ async fn fixture(test_db: &TestDb) -> Fixture {
         if stock > 0 {
             catalogue.set_stock_level(product.id, depot.id, stock).await.unwrap();
         }
-        products.push(Product { id: product.id, rates });
+        products.push(Product { id: product.id, terms: product.terms });
     }
     Fixture {
         db,

@@ -36,17 +36,19 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
         .unwrap();
     let depot = catalogue.create_location(NewLocationRecord { name: "Depot".into(), address: None }).await.unwrap();
     let eur = Currency::parse("EUR").unwrap();
-    let rates = RateCard::new(Money::new(1000, eur), None, None).unwrap();
+    let terms = ProductTerms {
+        rates: RateCard::new(Money::new(1000, eur), None, None).unwrap(),
+        deposit_per_unit: Money::zero(eur),
+        late_fee_per_day: Money::zero(eur),
+        buffer_minutes: 0,
+    };
     let product = catalogue
         .create_product(NewProductRecord {
             category_id: category.id,
             sku: "DRILL".into(),
             name: "Drill, \"heavy\"".into(),
             description: None,
-            rates,
-            deposit_minor: 0,
-            late_fee_per_day_minor: 0,
-            buffer_minutes: 0,
+            terms,
             is_active: true,
         })
         .await
@@ -71,12 +73,7 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
                     quantity: 1,
                     starts_at,
                     ends_at,
-                    terms: ProductTerms {
-                        rates,
-                        deposit_per_unit: Money::zero(eur),
-                        late_fee_per_day: Money::zero(eur),
-                        buffer_minutes: 0,
-                    },
+                    terms: product.terms,
                 }],
                 invoice: Some(ImportedInvoice {
                     status: InvoiceStatus::Paid,

@@ -24,10 +24,10 @@ use crate::billing::advance_invoice_counter;
 use crate::db::txn::finish;
 use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
+use crate::orders::lock_product_rows;
 use crate::orders::stock::capacity;
-use crate::orders::{lock_product_rows, product_terms_of};
 use crate::query::insert_chunked;
-use crate::{Database, RepoError, RepoResult};
+use crate::{Database, RepoError, RepoResult, stored};
 
 /// One line of an imported order, priced by the importer with `rates`.
 #[derive(Debug, Clone)]
@@ -227,7 +227,7 @@ impl OrderImporter {
         models
             .iter()
             .map(|p| {
-                let terms = product_terms_of(p)?;
+                let terms = stored::product_terms(p)?;
                 Ok(ImportProduct { id: p.id, terms, capacity: capacities.get(&p.id).copied().unwrap_or(0) })
             })
             .collect()

@@ -19,7 +19,6 @@ mod reserve;
 pub(crate) mod stock;
 mod store;
 
-pub(crate) use records::product_terms_of;
 pub use records::*;
 pub use reserve::SUGGESTION_HORIZON_DAYS;
 pub(crate) use reserve::lock_product_rows;

@@ -329,21 +329,6 @@ impl LineTerms {
     }
 }
 
-/// A product's terms from its stored columns, as the domain prices them.
-///
-/// # Errors
-/// [`crate::RepoError::Database`] when a stored currency or rate is unusable (corrupt data).
-pub(crate) fn product_terms_of(p: &crate::entity::product::Model) -> crate::RepoResult<ProductTerms> {
-    crate::stored::terms(
-        "products",
-        &p.currency,
-        (p.price_per_day_minor, p.price_per_week_minor, p.price_per_month_minor),
-        p.deposit_minor,
-        p.late_fee_per_day_minor,
-        p.buffer_minutes,
-    )
-}
-
 /// What pricing needs of a product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductTermsRecord {

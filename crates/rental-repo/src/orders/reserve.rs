@@ -9,12 +9,11 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, UnionType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::records::product_terms_of;
 use super::records::*;
 use super::stock;
 use super::{insert_event, line_model, order_record};
 use crate::entity::{maintenance_block, order_line, product, rental_order, unit, user};
-use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork, stored};
 
 /// How far around a refused period the nearest free periods are looked for.
 pub const SUGGESTION_HORIZON_DAYS: i64 = 180;
@@ -193,7 +192,7 @@ impl OrderRepo {
             .await?
             .into_iter()
             .map(|p| {
-                let terms = product_terms_of(&p)?;
+                let terms = stored::product_terms(&p)?;
                 Ok(ProductTermsRecord { id: p.id, name: p.name, is_active: p.is_active, terms })
             })
             .collect()

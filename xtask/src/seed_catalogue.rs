@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context as _;
 use chrono::Utc;
 use indicatif::ProgressBar;
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Currency, Money, UnitCondition};
 use rental_repo::{
     CatalogueRepo, CatalogueStore, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, RepoError,
@@ -93,10 +93,12 @@ async fn create_products(repo: CatalogueRepo, plan: Arc<Plan>, progress: Progres
             sku: format!("SEED-{}-{i}", plan.run_id),
             name: format!("Seed Product {i}"),
             description: Some(format!("Seeded product number {i}")),
-            rates,
-            deposit_minor: day * 10,
-            late_fee_per_day_minor: day / 2,
-            buffer_minutes: 60,
+            terms: ProductTerms {
+                rates,
+                deposit_per_unit: Money::new(day * 10, eur),
+                late_fee_per_day: Money::new(day / 2, eur),
+                buffer_minutes: 60,
+            },
             is_active: i % 20 != 19,
         };
         let location = plan.locations[index % plan.locations.len()];

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use rental_domain::billing::Charge;
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::{OrderTotals, ProductTerms, RateCard};
 use rental_domain::{
     CategoryName, ChargeKind, Currency, DomainError, Email, FullName, InvoiceStatus, Money, OrderStatus, PaymentMethod,
     Role, UnitCondition,
@@ -48,6 +48,16 @@ fn eur() -> Currency {
     ok(Currency::parse("EUR"), "EUR")
 }
 
+/// The terms of the fixtures' product: 10.00 a day, no deposit, no late fee, no buffer.
+fn kit_terms() -> ProductTerms {
+    ProductTerms {
+        rates: ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates"),
+        deposit_per_unit: Money::zero(eur()),
+        late_fee_per_day: Money::zero(eur()),
+        buffer_minutes: 0,
+    }
+}
+
 /// A customer and a product with `units` tracked units at 10.00 a day; returns (customer, product).
 async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
     let users = UserRepo::new(db.clone());
@@ -62,7 +72,6 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
     let catalogue = CatalogueRepo::new(db.clone());
     let category = NewCategoryRecord { name: ok(CategoryName::parse("Kit"), "category"), description: None };
     let location = NewLocationRecord { name: "Depot".into(), address: None };
-    let rates = ok(RateCard::new(Money::new(1_000, eur()), None, None), "rates");
     let written = db
         .write(async |uow| {
             let at = now();
@@ -74,10 +83,7 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
                 sku: "KIT-1".into(),
                 name: "Kit".into(),
                 description: None,
-                rates,
-                deposit_minor: 0,
-                late_fee_per_day_minor: 0,
-                buffer_minutes: 0,
+                terms: kit_terms(),
                 is_active: true,
             };
             let product = catalogue.create_product(uow, product, at).await?;
@@ -99,59 +105,41 @@ async fn fixtures(db: &Database, units: usize) -> (Uuid, Uuid) {
 /// A one-line order of `quantity` items for `days` days from `start`, at 10.00 a day.
 fn order(customer: Uuid, product: Uuid, status: OrderStatus, quantity: i32, start: DateTime<Utc>) -> NewOrderRecord {
     let days = 2;
-    let total = 1_000 * i64::from(days) * i64::from(quantity);
+    let terms = kit_terms();
+    let priced = ok(terms.price(days, i64::from(quantity)), "pricing the line");
     NewOrderRecord {
         customer_id: customer,
         status,
-        currency: "EUR".into(),
-        subtotal_minor: total,
+        totals: ok(OrderTotals::of(eur(), [&priced], 0), "totals"),
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: total,
-        deposit_minor: 0,
         notes: None,
         created_by: Some(customer),
         lines: vec![NewOrderLineRecord {
             product_id: product,
             quantity,
             starts_at: start,
-            ends_at: start + Duration::days(i64::from(days)),
-            terms: LineTerms {
-                currency: "EUR".into(),
-                price_per_day_minor: 1_000,
-                price_per_week_minor: None,
-                price_per_month_minor: None,
-                deposit_per_unit_minor: 0,
-                late_fee_per_day_minor: 0,
-                buffer_minutes: 0,
-                charged_days: days,
-                months: 0,
-                weeks: 0,
-                days,
-                unit_price_minor: 1_000 * i64::from(days),
-                line_total_minor: total,
-            },
+            ends_at: start + Duration::days(days),
+            terms: ok(LineTerms::priced(&terms, &priced), "line terms"),
             description: "Kit".into(),
         }],
     }
 }
 
-fn invoice(order_id: Uuid, customer: Uuid, total: i64, issue: bool) -> NewInvoiceRecord {
+fn invoice(order_id: Uuid, customer: Uuid, total: Money, issue: bool) -> NewInvoiceRecord {
     NewInvoiceRecord {
         order_id,
         customer_id: customer,
-        currency: eur(),
-        subtotal_minor: total,
+        subtotal: total,
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: total,
+        tax: Money::zero(total.currency),
+        total,
         issue,
         lines: vec![Charge {
             kind: ChargeKind::Rental,
             description: "Kit".into(),
             quantity: 1,
-            unit_amount: Money::new(total, eur()),
-            amount: Money::new(total, eur()),
+            unit_amount: total,
+            amount: total,
             taxable: true,
         }],
     }
@@ -169,7 +157,7 @@ async fn place<O: OrderStore, B: BillingStore>(
     let result = async {
         let order = orders.create_order(&uow, new, at).await?;
         let issue = new.status == OrderStatus::Reserved;
-        billing.create_invoice(&uow, &invoice(order.id, new.customer_id, new.total_minor, issue), at).await?;
+        billing.create_invoice(&uow, &invoice(order.id, new.customer_id, new.totals.total, issue), at).await?;
         Ok(order.id)
     }
     .await;
@@ -346,18 +334,18 @@ pub async fn payments_are_accepted_up_to_the_amount_due<O: OrderStore, B: Billin
         recorded_by: Some(customer),
     };
     let uow = ok(db.begin().await, "begin");
-    let refused = billing.record_payment(&uow, pay(invoice.total_minor + 1), now()).await;
+    let refused = billing.record_payment(&uow, pay(invoice.total.amount_minor + 1), now()).await;
     let refused = uow.finish(refused).await;
     assert!(matches!(refused, Err(RepoError::Domain(_))), "more than is due must be refused, got {refused:?}");
     let uow = ok(db.begin().await, "begin");
     let part = billing.record_payment(&uow, pay(500), now()).await;
     ok(uow.finish(part).await, "a part payment");
     let uow = ok(db.begin().await, "begin");
-    let rest = billing.record_payment(&uow, pay(invoice.total_minor - 500), now()).await;
+    let rest = billing.record_payment(&uow, pay(invoice.total.amount_minor - 500), now()).await;
     ok(uow.finish(rest).await, "the rest");
     let Some((paid, payments)) = ok(billing.invoice(invoice.id).await, "the invoice") else {
         panic!("the invoice is gone")
     };
-    assert_eq!((paid.status, paid.amount_paid_minor), (InvoiceStatus::Paid, invoice.total_minor));
+    assert_eq!((paid.status, paid.amount_paid), (InvoiceStatus::Paid, invoice.total));
     assert_eq!(payments.len(), 2, "the refused payment was written");
 }

@@ -53,7 +53,8 @@ pub enum RepoError {
     /// The change breaks a domain rule (an illegal lifecycle transition, a unit that is not free).
     #[error(transparent)]
     Domain(rental_domain::DomainError),
-    /// The database refused or failed the operation for a reason the caller cannot fix.
+    /// The database refused or failed the operation for a reason the caller cannot fix, or returned a value
+    /// that cannot be read as its domain type (a stored currency code that is not one: corrupt data).
     #[error("database error")]
     Database(#[source] DatabaseError),
     /// The configuration cannot be used (bad URL, unwritable data directory).

@@ -19,6 +19,7 @@ mod error;
 mod import;
 mod orders;
 pub mod query;
+mod stored;
 mod users;
 
 pub use analytics::usage::UsageRecorder;

@@ -4,12 +4,12 @@
 mod common;
 
 use common::Catalogue;
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Currency, Money, UnitCondition};
 use rental_repo::query::{Listing, Pagination};
 use rental_repo::{
     CatalogueStore, CategoryChanges, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord,
-    NewUnitRecord, ProductChanges, RepoError, product_list_spec,
+    NewUnitRecord, OrderRepo, ProductChanges, RepoError, product_list_spec,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
@@ -41,10 +41,12 @@ fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProduct
         sku: sku.into(),
         name: name.into(),
         description: Some(format!("The {name}")),
-        rates: RateCard::new(eur(per_day), Some(eur(per_day * 5)), None).unwrap(),
-        deposit_minor: 5_000,
-        late_fee_per_day_minor: 0,
-        buffer_minutes: 60,
+        terms: ProductTerms {
+            rates: RateCard::new(eur(per_day), Some(eur(per_day * 5)), None).unwrap(),
+            deposit_per_unit: eur(5_000),
+            late_fee_per_day: eur(0),
+            buffer_minutes: 60,
+        },
         is_active: true,
     }
 }
@@ -110,7 +112,7 @@ async fn products_are_created_updated_and_deleted_with_their_stock() {
 
     let drill = repo.create_product(product(cat.id, "DRL-1", "Drill", 1500)).await.unwrap();
     assert_eq!(repo.find_product(drill.id).await.unwrap().unwrap(), drill);
-    assert_eq!((drill.currency.as_str(), drill.price_per_week_minor), ("EUR", Some(7500)));
+    assert_eq!((drill.terms.currency().as_str(), drill.terms.rates.per_week), ("EUR", Some(eur(7500))));
     let err = repo.create_product(product(cat.id, "DRL-1", "Other", 100)).await.unwrap_err();
     assert!(matches!(&err, RepoError::Conflict { message, .. } if message.contains("SKU")), "{err:?}");
     let err = repo.create_product(product(Uuid::now_v7(), "X-1", "Orphan", 100)).await.unwrap_err();
@@ -123,6 +125,7 @@ async fn products_are_created_updated_and_deleted_with_their_stock() {
                 name: Some("Hammer drill".into()),
                 description: Some(None),
                 rates: Some(RateCard::new(eur(2000), None, Some(eur(30_000))).unwrap()),
+                late_fee_per_day: Some(eur(250)),
                 is_active: Some(false),
                 ..Default::default()
             },
@@ -131,10 +134,8 @@ async fn products_are_created_updated_and_deleted_with_their_stock() {
         .unwrap();
     assert_eq!(changed.name, "Hammer drill");
     assert_eq!(changed.description, None);
-    assert_eq!(
-        (changed.price_per_day_minor, changed.price_per_week_minor, changed.price_per_month_minor),
-        (2000, None, Some(30_000))
-    );
+    assert_eq!(changed.terms.rates, RateCard::new(eur(2000), None, Some(eur(30_000))).unwrap());
+    assert_eq!((changed.terms.deposit_per_unit, changed.terms.late_fee_per_day), (eur(5_000), eur(250)));
     assert!(!changed.is_active);
 
     let units = repo.add_units(drill.id, vec![unit("SN-1", depot.id), unit("SN-2", depot.id)]).await.unwrap();
@@ -255,8 +256,8 @@ async fn keyset_pages_walk_every_product_once_in_order() {
         assert_eq!(seen.len(), 23, "{sort}");
         let mut expected = seen.clone();
         match sort {
-            "price_per_day" => expected.sort_by_key(|p| (p.price_per_day_minor, p.id)),
-            "-price_per_day" => expected.sort_by_key(|p| std::cmp::Reverse((p.price_per_day_minor, p.id))),
+            "price_per_day" => expected.sort_by_key(|p| (p.terms.rates.per_day.amount_minor, p.id)),
+            "-price_per_day" => expected.sort_by_key(|p| std::cmp::Reverse((p.terms.rates.per_day.amount_minor, p.id))),
             "name" => expected.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id))),
             _ => expected.sort_by_key(|p| std::cmp::Reverse((p.created_at, p.id))),
         }
@@ -325,6 +326,41 @@ async fn listing_and_detail_cost_a_constant_number_of_statements() {
     }
     assert_eq!(costs, vec![5, 5]);
     assert!(repo.product_detail(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+/// Writes `code` into the stored currency of product `id` behind the repository's back, as a hand-written
+/// UPDATE might.
+async fn store_currency(db: &Database, id: Uuid, code: &str) {
+    use sea_orm::ConnectionTrait;
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    let stmt = Query::update()
+        .table(Alias::new("products"))
+        .value(Alias::new("currency"), code)
+        .and_where(Expr::col(Alias::new("id")).eq(id))
+        .to_owned();
+    db.connection().execute(&stmt).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stored_currency_that_is_not_one_is_a_database_error_not_a_panic() {
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let repo = Catalogue::new(db.clone());
+    let tools = repo.create_category(category("Tools")).await.unwrap();
+    let drill = repo.create_product(product(tools.id, "DRILL-1", "Drill", 1500)).await.unwrap();
+    store_currency(&db, drill.id, "E1R").await;
+
+    let corrupt =
+        |err: &RepoError| matches!(err, RepoError::Database(cause) if cause.to_string().contains("products.currency"));
+    let err = repo.find_product(drill.id).await.unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
+    let err = repo.product_detail(drill.id).await.unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
+    let err = repo.list_products(&product_list_spec().parse(&[]).unwrap()).await.unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
+    let orders = OrderRepo::new(db.clone());
+    let err = orders.product_terms(&std::collections::BTreeSet::from([drill.id])).await.unwrap_err();
+    assert!(corrupt(&err), "{err:?}");
 }
 
 mod availability {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use rental_domain::Money;
 
 /// The future a port's asynchronous method returns.
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PortError>> + Send + 'a>>;
@@ -114,10 +115,8 @@ pub trait Mailer: fmt::Debug + Send + Sync {
 /// A payment to collect through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRequest {
-    /// Amount in minor units.
-    pub amount_minor: i64,
-    /// ISO 4217 code, lower or upper case as the provider wants it.
-    pub currency: String,
+    /// Amount and currency; the implementation writes the code in the case its provider wants.
+    pub amount: Money,
     /// The provider's customer, if known.
     pub customer: Option<String>,
     /// Authorise only (a deposit hold, captured or released later) instead of charging at once.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::billing::Charge;
+use rental_domain::pricing::{OrderTotals, ProductTerms, RateCard};
 use rental_domain::{ChargeKind, Currency, Money, OrderStatus};
 use rental_repo::{BillingRepo, LineTerms, NewInvoiceRecord, NewOrderLineRecord, NewOrderRecord, OrderRepo, RepoError};
 use rental_service::{
@@ -75,30 +76,26 @@ fn field_errors(err: ServiceError) -> Vec<String> {
 
 /// A priced quote of one camera for two days, written straight through the order repository.
 fn quote_record(customer: &Principal, product_id: Uuid, at: DateTime<Utc>) -> NewOrderRecord {
+    let eur = |minor: i64| Money::new(minor, Currency::parse("EUR").unwrap());
     let terms = LineTerms {
-        currency: "EUR".into(),
-        price_per_day_minor: 2_000,
-        price_per_week_minor: None,
-        price_per_month_minor: None,
-        deposit_per_unit_minor: 0,
-        late_fee_per_day_minor: 0,
-        buffer_minutes: 0,
+        product: ProductTerms {
+            rates: RateCard::new(eur(2_000), None, None).unwrap(),
+            deposit_per_unit: eur(0),
+            late_fee_per_day: eur(0),
+            buffer_minutes: 0,
+        },
         charged_days: 2,
         months: 0,
         weeks: 0,
         days: 2,
-        unit_price_minor: 4_000,
-        line_total_minor: 4_000,
+        unit_price: eur(4_000),
+        line_total: eur(4_000),
     };
     NewOrderRecord {
         customer_id: customer.user_id.as_uuid(),
         status: OrderStatus::Quote,
-        currency: "EUR".into(),
-        subtotal_minor: 4_000,
+        totals: OrderTotals { subtotal: eur(4_000), tax: eur(0), total: eur(4_000), deposit: eur(0) },
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: 4_000,
-        deposit_minor: 0,
         notes: None,
         created_by: Some(customer.user_id.as_uuid()),
         lines: vec![NewOrderLineRecord {
@@ -113,22 +110,21 @@ fn quote_record(customer: &Principal, product_id: Uuid, at: DateTime<Utc>) -> Ne
 }
 
 fn invoice_of(order_id: Uuid, customer: &Principal) -> NewInvoiceRecord {
-    let eur = Currency::parse("EUR").unwrap();
+    let total = Money::new(4_000, Currency::parse("EUR").unwrap());
     NewInvoiceRecord {
         order_id,
         customer_id: customer.user_id.as_uuid(),
-        currency: eur,
-        subtotal_minor: 4_000,
+        subtotal: total,
         tax_rate_bp: 0,
-        tax_minor: 0,
-        total_minor: 4_000,
+        tax: Money::zero(total.currency),
+        total,
         issue: false,
         lines: vec![Charge {
             kind: ChargeKind::Rental,
             description: "1 × Camera, 2 day(s)".into(),
             quantity: 1,
-            unit_amount: Money::new(4_000, eur),
-            amount: Money::new(4_000, eur),
+            unit_amount: total,
+            amount: total,
             taxable: true,
         }],
     }

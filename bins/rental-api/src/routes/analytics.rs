@@ -119,10 +119,10 @@ impl From<PopularProductRecord> for PopularProductResponse {
         Self {
             product_id: r.product_id,
             name: r.name,
-            currency: r.currency,
+            currency: r.revenue.currency.to_string(),
             rental_count: r.rental_count,
             quantity: r.quantity,
-            revenue_minor: r.revenue_minor,
+            revenue_minor: r.revenue.amount_minor,
         }
     }
 }
@@ -313,11 +313,11 @@ fn order_record(r: &OrderExportRecord) -> [String; 11] {
         r.id.to_string(),
         r.customer_id.to_string(),
         r.status.clone(),
-        r.currency.clone(),
-        r.subtotal_minor.to_string(),
-        r.tax_minor.to_string(),
-        r.total_minor.to_string(),
-        r.deposit_minor.to_string(),
+        r.totals.total.currency.to_string(),
+        r.totals.subtotal.amount_minor.to_string(),
+        r.totals.tax.amount_minor.to_string(),
+        r.totals.total.amount_minor.to_string(),
+        r.totals.deposit.amount_minor.to_string(),
         time(r.starts_at),
         time(r.ends_at),
         time(r.created_at),
@@ -330,11 +330,11 @@ fn invoice_record(r: &InvoiceExportRecord) -> [String; 10] {
         r.status.clone(),
         r.order_id.to_string(),
         r.customer_id.to_string(),
-        r.currency.clone(),
-        r.subtotal_minor.to_string(),
-        r.tax_minor.to_string(),
-        r.total_minor.to_string(),
-        r.amount_paid_minor.to_string(),
+        r.total.currency.to_string(),
+        r.subtotal.amount_minor.to_string(),
+        r.tax.amount_minor.to_string(),
+        r.total.amount_minor.to_string(),
+        r.amount_paid.amount_minor.to_string(),
         time(r.issued_at),
     ]
 }

@@ -31,7 +31,12 @@ fn at(s: &str) -> DateTime<Utc> {
 async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64) {
     let catalogue = CatalogueRepo::new(db.clone());
     let eur = Currency::parse("EUR").unwrap();
-    let rates = RateCard::new(Money::new(1000, eur), None, None).unwrap();
+    let terms = ProductTerms {
+        rates: RateCard::new(Money::new(1000, eur), None, None).unwrap(),
+        deposit_per_unit: Money::zero(eur),
+        late_fee_per_day: Money::zero(eur),
+        buffer_minutes: 0,
+    };
     let product = db
         .write(async |uow| {
             let at = Utc::now();
@@ -44,10 +49,7 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
                 sku: "DRILL".into(),
                 name: "Drill, \"heavy\"".into(),
                 description: None,
-                rates,
-                deposit_minor: 0,
-                late_fee_per_day_minor: 0,
-                buffer_minutes: 0,
+                terms,
                 is_active: true,
             };
             let product = catalogue.create_product(uow, new, at).await?;
@@ -75,12 +77,7 @@ async fn import_orders(db: &rental_repo::Database, customer_id: Uuid, count: i64
                     quantity: 1,
                     starts_at,
                     ends_at,
-                    terms: ProductTerms {
-                        rates,
-                        deposit_per_unit: Money::zero(eur),
-                        late_fee_per_day: Money::zero(eur),
-                        buffer_minutes: 0,
-                    },
+                    terms: product.terms,
                 }],
                 invoice: Some(ImportedInvoice {
                     status: InvoiceStatus::Paid,

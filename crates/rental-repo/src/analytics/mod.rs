@@ -7,23 +7,22 @@
 pub(crate) mod usage;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rental_domain::OrderStatus;
+use rental_domain::pricing::OrderTotals;
+use rental_domain::{Money, OrderStatus};
 use sea_orm::{ConnectionTrait, QueryResult};
 use uuid::Uuid;
 
 use crate::db::raw::RawSql;
-use crate::{Backend, Database, RepoResult};
+use crate::{Backend, Database, RepoResult, stored};
 use usage::{bucket_of, millis};
 
 /// Revenue of one currency on one day.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevenueDayRecord {
-    /// ISO 4217 code.
-    pub currency: String,
     /// UTC day of issue.
     pub day: NaiveDate,
-    /// Sum of the invoices' totals, in minor units.
-    pub total_minor: i64,
+    /// Sum of the invoices' totals, in their currency.
+    pub total: Money,
     /// Number of invoices.
     pub count: i64,
 }
@@ -35,14 +34,13 @@ pub struct PopularProductRecord {
     pub product_id: Uuid,
     /// Product name.
     pub name: String,
-    /// Currency of `revenue_minor`.
-    pub currency: String,
     /// Rentals of the product: order lines (one product for one period).
     pub rental_count: i64,
     /// Units rented, summed over the lines.
     pub quantity: i64,
-    /// Sum of the lines' totals, in minor units (before tax).
-    pub revenue_minor: i64,
+    /// Sum of the lines' totals (before tax), in the lines' currency: a product has one row per currency it
+    /// was rented in.
+    pub revenue: Money,
 }
 
 /// How much of a product's capacity was rented over a window.
@@ -78,16 +76,8 @@ pub struct OrderExportRecord {
     pub customer_id: Uuid,
     /// Status.
     pub status: String,
-    /// Currency.
-    pub currency: String,
-    /// Subtotal, minor units.
-    pub subtotal_minor: i64,
-    /// Tax, minor units.
-    pub tax_minor: i64,
-    /// Total, minor units.
-    pub total_minor: i64,
-    /// Deposit, minor units.
-    pub deposit_minor: i64,
+    /// Subtotal, tax, total and deposit, in the order's currency.
+    pub totals: OrderTotals,
     /// Start of the period.
     pub starts_at: DateTime<Utc>,
     /// End of the period.
@@ -116,16 +106,14 @@ pub struct InvoiceExportRecord {
     pub order_id: Uuid,
     /// The customer.
     pub customer_id: Uuid,
-    /// Currency.
-    pub currency: String,
-    /// Subtotal, minor units.
-    pub subtotal_minor: i64,
-    /// Tax, minor units.
-    pub tax_minor: i64,
-    /// Total, minor units.
-    pub total_minor: i64,
-    /// Paid so far, minor units.
-    pub amount_paid_minor: i64,
+    /// Subtotal, in the invoice's currency (as every amount).
+    pub subtotal: Money,
+    /// Tax.
+    pub tax: Money,
+    /// Total.
+    pub total: Money,
+    /// Paid so far.
+    pub amount_paid: Money,
     /// Issue time (the sort key).
     pub issued_at: DateTime<Utc>,
 }
@@ -213,10 +201,10 @@ impl AnalyticsRepo {
             .await?
             .into_iter()
             .map(|row| {
+                let currency = stored::currency("invoices", &row.try_get::<String>("", "currency")?)?;
                 Ok(RevenueDayRecord {
-                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
                     day: row.try_get("", "issued_on")?,
-                    total_minor: row.try_get("", "total")?,
+                    total: Money::new(row.try_get("", "total")?, currency),
                     count: row.try_get("", "n")?,
                 })
             })
@@ -280,13 +268,13 @@ impl AnalyticsRepo {
             .await?
             .into_iter()
             .map(|row| {
+                let currency = stored::currency("usage_series", &row.try_get::<String>("", "currency")?)?;
                 Ok(PopularProductRecord {
                     product_id: row.try_get("", "product_id")?,
                     name: row.try_get("", "name")?,
-                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
                     rental_count: row.try_get("", "lines")?,
                     quantity: row.try_get("", "quantity")?,
-                    revenue_minor: row.try_get("", "revenue")?,
+                    revenue: Money::new(row.try_get("", "revenue")?, currency),
                 })
             })
             .collect()
@@ -402,15 +390,18 @@ impl AnalyticsRepo {
             .await?
             .into_iter()
             .map(|row| {
+                let currency = stored::currency("rental_orders", &row.try_get::<String>("", "currency")?)?;
+                let money = |column: &str| -> RepoResult<Money> { Ok(Money::new(row.try_get("", column)?, currency)) };
                 Ok(OrderExportRecord {
                     id: row.try_get("", "id")?,
                     customer_id: row.try_get("", "customer_id")?,
                     status: row.try_get("", "status")?,
-                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
-                    subtotal_minor: row.try_get("", "subtotal_minor")?,
-                    tax_minor: row.try_get("", "tax_minor")?,
-                    total_minor: row.try_get("", "total_minor")?,
-                    deposit_minor: row.try_get("", "deposit_minor")?,
+                    totals: OrderTotals {
+                        subtotal: money("subtotal_minor")?,
+                        tax: money("tax_minor")?,
+                        total: money("total_minor")?,
+                        deposit: money("deposit_minor")?,
+                    },
                     starts_at: row.try_get("", "starts_at")?,
                     ends_at: row.try_get("", "ends_at")?,
                     created_at: row.try_get("", "created_at")?,
@@ -446,17 +437,18 @@ impl AnalyticsRepo {
             .await?
             .into_iter()
             .map(|row| {
+                let currency = stored::currency("invoices", &row.try_get::<String>("", "currency")?)?;
+                let money = |column: &str| -> RepoResult<Money> { Ok(Money::new(row.try_get("", column)?, currency)) };
                 Ok(InvoiceExportRecord {
                     id: row.try_get("", "id")?,
                     number: row.try_get("", "number")?,
                     status: row.try_get("", "status")?,
                     order_id: row.try_get("", "order_id")?,
                     customer_id: row.try_get("", "customer_id")?,
-                    currency: row.try_get::<String>("", "currency")?.trim().to_owned(),
-                    subtotal_minor: row.try_get("", "subtotal_minor")?,
-                    tax_minor: row.try_get("", "tax_minor")?,
-                    total_minor: row.try_get("", "total_minor")?,
-                    amount_paid_minor: row.try_get("", "amount_paid_minor")?,
+                    subtotal: money("subtotal_minor")?,
+                    tax: money("tax_minor")?,
+                    total: money("total_minor")?,
+                    amount_paid: money("amount_paid_minor")?,
                     issued_at: row.try_get("", "issued_at")?,
                 })
             })

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::entity::{invoice, invoice_line, payment};
 use crate::query::{Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind};
-use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork, stored};
 
 /// The invoice of a new order.
 #[derive(Debug, Clone)]
@@ -28,16 +28,14 @@ pub struct NewInvoiceRecord {
     pub order_id: Uuid,
     /// The customer billed.
     pub customer_id: Uuid,
-    /// Currency of every amount.
-    pub currency: Currency,
-    /// Sum of the lines.
-    pub subtotal_minor: i64,
+    /// Sum of the lines, in the currency of every amount.
+    pub subtotal: Money,
     /// Tax rate in basis points.
     pub tax_rate_bp: i32,
     /// Tax on the taxable lines.
-    pub tax_minor: i64,
+    pub tax: Money,
     /// Subtotal plus tax.
-    pub total_minor: i64,
+    pub total: Money,
     /// Issue it now (a reservation's) instead of keeping a draft (a quote's).
     pub issue: bool,
     /// Its lines.
@@ -72,18 +70,16 @@ pub struct InvoiceRecord {
     pub number: Option<String>,
     /// Where it is in its life.
     pub status: InvoiceStatus,
-    /// Currency.
-    pub currency: String,
-    /// Sum of the lines.
-    pub subtotal_minor: i64,
+    /// Sum of the lines, in the invoice's currency (as every amount).
+    pub subtotal: Money,
     /// Tax rate in basis points.
     pub tax_rate_bp: i32,
     /// Tax on the taxable lines.
-    pub tax_minor: i64,
+    pub tax: Money,
     /// Subtotal plus tax.
-    pub total_minor: i64,
+    pub total: Money,
     /// Paid so far.
-    pub amount_paid_minor: i64,
+    pub amount_paid: Money,
     /// When it was issued (numbered).
     pub issued_at: Option<DateTime<Utc>>,
     /// Creation time.
@@ -106,9 +102,9 @@ pub struct InvoiceLineRecord {
     /// Quantity.
     pub quantity: i32,
     /// Price of one.
-    pub unit_amount_minor: i64,
+    pub unit_amount: Money,
     /// Line amount.
-    pub amount_minor: i64,
+    pub amount: Money,
     /// Whether tax applies.
     pub taxable: bool,
 }
@@ -120,10 +116,8 @@ pub struct PaymentRecord {
     pub id: Uuid,
     /// The invoice paid.
     pub invoice_id: Uuid,
-    /// Amount.
-    pub amount_minor: i64,
-    /// Currency.
-    pub currency: String,
+    /// Amount and currency.
+    pub amount: Money,
     /// How it was paid.
     pub method: PaymentMethod,
     /// External reference.
@@ -198,7 +192,7 @@ impl BillingRepo {
             .all(conn)
             .await?;
         let mut record = invoice_record(model)?;
-        record.lines = lines.into_iter().map(invoice_line_record).collect();
+        record.lines = lines.into_iter().map(|l| invoice_line_record(l, record.total.currency)).collect();
         Ok(Some((record, payments.into_iter().map(payment_record).collect::<RepoResult<_>>()?)))
     }
 
@@ -222,11 +216,11 @@ impl BillingRepo {
             year: None,
             seq: None,
             status: InvoiceStatus::Draft.as_str().to_owned(),
-            currency: new.currency.as_str().to_owned(),
-            subtotal_minor: new.subtotal_minor,
+            currency: new.total.currency.as_str().to_owned(),
+            subtotal_minor: new.subtotal.amount_minor,
             tax_rate_bp: new.tax_rate_bp,
-            tax_minor: new.tax_minor,
-            total_minor: new.total_minor,
+            tax_minor: new.tax.amount_minor,
+            total_minor: new.total.amount_minor,
             amount_paid_minor: 0,
             issued_at: None,
             issued_on: None,
@@ -291,7 +285,7 @@ impl BillingRepo {
             .one(txn)
             .await?
             .ok_or(RepoError::NotFound)?;
-        let currency = parse_currency(&inv.currency)?;
+        let currency = stored::currency("invoices", &inv.currency)?;
         let taxable_before: i64 = invoice_line::Entity::find()
             .select_only()
             .column_as(Expr::col(invoice_line::Column::AmountMinor).sum().cast_as("bigint"), "s")
@@ -346,7 +340,7 @@ impl BillingRepo {
         }
         let inv = select.one(txn).await?.ok_or(RepoError::NotFound)?;
         let status = parse_invoice_status(&inv.status)?;
-        let invoice_currency = parse_currency(&inv.currency)?;
+        let invoice_currency = stored::currency("invoices", &inv.currency)?;
         let due = Money::new(inv.total_minor - inv.amount_paid_minor, invoice_currency);
         status.accept_payment(new.amount, due).map_err(RepoError::Domain)?;
         let paid = inv.amount_paid_minor + new.amount.amount_minor;
@@ -413,23 +407,20 @@ fn parse_invoice_status(s: &str) -> RepoResult<InvoiceStatus> {
     s.parse().map_err(RepoError::Domain)
 }
 
-fn parse_currency(code: &str) -> RepoResult<rental_domain::Currency> {
-    rental_domain::Currency::parse(code).map_err(RepoError::Domain)
-}
-
 pub(crate) fn invoice_record(m: invoice::Model) -> RepoResult<InvoiceRecord> {
+    let currency = stored::currency("invoices", &m.currency)?;
+    let money = |amount: i64| Money::new(amount, currency);
     Ok(InvoiceRecord {
         id: m.id,
         order_id: m.order_id,
         customer_id: m.customer_id,
         number: m.number,
         status: parse_invoice_status(&m.status)?,
-        currency: m.currency,
-        subtotal_minor: m.subtotal_minor,
+        subtotal: money(m.subtotal_minor),
         tax_rate_bp: m.tax_rate_bp,
-        tax_minor: m.tax_minor,
-        total_minor: m.total_minor,
-        amount_paid_minor: m.amount_paid_minor,
+        tax: money(m.tax_minor),
+        total: money(m.total_minor),
+        amount_paid: money(m.amount_paid_minor),
         issued_at: m.issued_at,
         created_at: m.created_at,
         updated_at: m.updated_at,
@@ -437,14 +428,15 @@ pub(crate) fn invoice_record(m: invoice::Model) -> RepoResult<InvoiceRecord> {
     })
 }
 
-pub(crate) fn invoice_line_record(l: invoice_line::Model) -> InvoiceLineRecord {
+/// A line of an invoice in `currency` (the invoice's: lines store no currency of their own).
+pub(crate) fn invoice_line_record(l: invoice_line::Model, currency: Currency) -> InvoiceLineRecord {
     InvoiceLineRecord {
         id: l.id,
         kind: l.kind,
         description: l.description,
         quantity: l.quantity,
-        unit_amount_minor: l.unit_amount_minor,
-        amount_minor: l.amount_minor,
+        unit_amount: Money::new(l.unit_amount_minor, currency),
+        amount: Money::new(l.amount_minor, currency),
         taxable: l.taxable,
     }
 }
@@ -453,8 +445,7 @@ pub(crate) fn payment_record(p: payment::Model) -> RepoResult<PaymentRecord> {
     Ok(PaymentRecord {
         id: p.id,
         invoice_id: p.invoice_id,
-        amount_minor: p.amount_minor,
-        currency: p.currency,
+        amount: Money::new(p.amount_minor, stored::currency("payments", &p.currency)?),
         method: p.method.parse().map_err(RepoError::Domain)?,
         reference: p.reference,
         created_at: p.created_at,

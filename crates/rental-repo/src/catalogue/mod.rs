@@ -14,7 +14,7 @@ use crate::query::{
     Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
     insert_chunked,
 };
-use crate::{Database, RepoError, RepoResult, UnitOfWork};
+use crate::{Database, RepoError, RepoResult, UnitOfWork, stored};
 
 mod records;
 mod store;
@@ -131,7 +131,7 @@ async fn find_category_in(conn: &impl ConnectionTrait, id: Uuid) -> RepoResult<O
 
 /// A product by id, read on `conn` (the pool, or a unit that has just written it).
 async fn find_product_in(conn: &impl ConnectionTrait, id: Uuid) -> RepoResult<Option<ProductRecord>> {
-    Ok(product::Entity::find_by_id(id).one(conn).await?.map(product_record))
+    product::Entity::find_by_id(id).one(conn).await?.map(product_record).transpose()
 }
 
 /// Categories, locations, products, units and stock levels: the sea-orm [`CatalogueStore`].
@@ -281,19 +281,19 @@ impl CatalogueStore for CatalogueRepo {
             sku: new.sku,
             name: new.name,
             description: new.description,
-            currency: new.rates.per_day.currency.as_str().to_owned(),
-            price_per_day_minor: new.rates.per_day.amount_minor,
-            price_per_week_minor: new.rates.per_week.map(|m| m.amount_minor),
-            price_per_month_minor: new.rates.per_month.map(|m| m.amount_minor),
-            deposit_minor: new.deposit_minor,
-            late_fee_per_day_minor: new.late_fee_per_day_minor,
-            buffer_minutes: new.buffer_minutes,
+            currency: new.terms.currency().as_str().to_owned(),
+            price_per_day_minor: new.terms.rates.per_day.amount_minor,
+            price_per_week_minor: new.terms.rates.per_week.map(|m| m.amount_minor),
+            price_per_month_minor: new.terms.rates.per_month.map(|m| m.amount_minor),
+            deposit_minor: new.terms.deposit_per_unit.amount_minor,
+            late_fee_per_day_minor: new.terms.late_fee_per_day.amount_minor,
+            buffer_minutes: new.terms.buffer_minutes,
             is_active: new.is_active,
             created_at: created,
             updated_at: created,
         };
         product::Entity::insert(product::ActiveModel::from(model.clone())).exec_without_returning(uow.conn()).await?;
-        Ok(product_record(model))
+        product_record(model)
     }
 
     async fn find_product(&self, id: Uuid) -> RepoResult<Option<ProductRecord>> {
@@ -339,7 +339,7 @@ impl CatalogueStore for CatalogueRepo {
             units: sum.units + l.stock.units,
             bulk_quantity: sum.bulk_quantity + l.stock.bulk_quantity,
         });
-        Ok(Some(ProductDetail { product: product_record(model), category, stock, locations }))
+        Ok(Some(ProductDetail { product: product_record(model)?, category, stock, locations }))
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %id))]
@@ -372,11 +372,11 @@ impl CatalogueStore for CatalogueRepo {
                 .col_expr(C::PricePerWeekMinor, Expr::val(rates.per_week.map(|m| m.amount_minor)))
                 .col_expr(C::PricePerMonthMinor, Expr::val(rates.per_month.map(|m| m.amount_minor)));
         }
-        if let Some(deposit) = changes.deposit_minor {
-            update = update.col_expr(C::DepositMinor, Expr::val(deposit));
+        if let Some(deposit) = changes.deposit_per_unit {
+            update = update.col_expr(C::DepositMinor, Expr::val(deposit.amount_minor));
         }
-        if let Some(fee) = changes.late_fee_per_day_minor {
-            update = update.col_expr(C::LateFeePerDayMinor, Expr::val(fee));
+        if let Some(fee) = changes.late_fee_per_day {
+            update = update.col_expr(C::LateFeePerDayMinor, Expr::val(fee.amount_minor));
         }
         if let Some(buffer) = changes.buffer_minutes {
             update = update.col_expr(C::BufferMinutes, Expr::val(buffer));
@@ -428,11 +428,13 @@ impl CatalogueStore for CatalogueRepo {
                 (id, StockSummary { units: u64::try_from(units).unwrap_or(0), bulk_quantity })
             })
             .collect();
-        Ok(page.map(|m| ProductListItem {
-            category: categories.get(&m.category_id).cloned().map(category_record),
-            stock: stock.get(&m.id).copied().unwrap_or_default(),
-            product: product_record(m),
-        }))
+        page.try_map(|m| {
+            Ok(ProductListItem {
+                category: categories.get(&m.category_id).cloned().map(category_record),
+                stock: stock.get(&m.id).copied().unwrap_or_default(),
+                product: product_record(m)?,
+            })
+        })
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %product_id, units = units.len()))]
@@ -504,25 +506,18 @@ fn location_record(m: location::Model) -> LocationRecord {
     LocationRecord { id: m.id, name: m.name, address: m.address, created_at: m.created_at }
 }
 
-fn product_record(m: product::Model) -> ProductRecord {
-    ProductRecord {
+fn product_record(m: product::Model) -> RepoResult<ProductRecord> {
+    Ok(ProductRecord {
+        terms: stored::product_terms(&m)?,
         id: m.id,
         category_id: m.category_id,
         sku: m.sku,
         name: m.name,
         description: m.description,
-        // CHAR(3) comes back padded on no backend, but trimming costs nothing.
-        currency: m.currency.trim().to_owned(),
-        price_per_day_minor: m.price_per_day_minor,
-        price_per_week_minor: m.price_per_week_minor,
-        price_per_month_minor: m.price_per_month_minor,
-        deposit_minor: m.deposit_minor,
-        late_fee_per_day_minor: m.late_fee_per_day_minor,
-        buffer_minutes: m.buffer_minutes,
         is_active: m.is_active,
         created_at: m.created_at,
         updated_at: m.updated_at,
-    }
+    })
 }
 
 /// A stored unit; the CHECK constraint keeps `condition` to the known words.

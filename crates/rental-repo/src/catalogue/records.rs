@@ -1,8 +1,8 @@
 //! The records the catalogue repository reads and writes.
 
 use chrono::{DateTime, Utc};
-use rental_domain::pricing::RateCard;
-use rental_domain::{CategoryName, UnitCondition};
+use rental_domain::pricing::{ProductTerms, RateCard};
+use rental_domain::{CategoryName, Money, UnitCondition};
 use uuid::Uuid;
 
 /// Most categories or locations returned by their (unpaginated) lists.
@@ -65,7 +65,7 @@ pub struct NewLocationRecord {
     pub address: Option<String>,
 }
 
-/// A stored product. Amounts are minor units of `currency`.
+/// A stored product.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductRecord {
     /// Time-ordered id.
@@ -78,20 +78,9 @@ pub struct ProductRecord {
     pub name: String,
     /// Optional description.
     pub description: Option<String>,
-    /// ISO 4217 code of every amount.
-    pub currency: String,
-    /// Price of one day.
-    pub price_per_day_minor: i64,
-    /// Price of seven days.
-    pub price_per_week_minor: Option<i64>,
-    /// Price of thirty days.
-    pub price_per_month_minor: Option<i64>,
-    /// Deposit per rented item.
-    pub deposit_minor: i64,
-    /// Fee per day of late return.
-    pub late_fee_per_day_minor: i64,
-    /// Minutes kept free after each rental.
-    pub buffer_minutes: i32,
+    /// Its rates, deposit and late fee per item (all in one currency), and the minutes kept free after each
+    /// rental.
+    pub terms: ProductTerms,
     /// Whether customers can see and rent it.
     pub is_active: bool,
     /// Creation time.
@@ -111,14 +100,8 @@ pub struct NewProductRecord {
     pub name: String,
     /// Optional description.
     pub description: Option<String>,
-    /// Day, week and month rates; their currency is the product's.
-    pub rates: RateCard,
-    /// Deposit per rented item, minor units.
-    pub deposit_minor: i64,
-    /// Late fee per day, minor units.
-    pub late_fee_per_day_minor: i64,
-    /// Minutes kept free after each rental.
-    pub buffer_minutes: i32,
+    /// Its rates, deposit and late fee per item, all in the product's currency, and its buffer.
+    pub terms: ProductTerms,
     /// Whether customers can see it.
     pub is_active: bool,
 }
@@ -136,10 +119,10 @@ pub struct ProductChanges {
     pub description: Option<Option<String>>,
     /// New rates and currency (all three rates are written).
     pub rates: Option<RateCard>,
-    /// New deposit.
-    pub deposit_minor: Option<i64>,
-    /// New late fee.
-    pub late_fee_per_day_minor: Option<i64>,
+    /// New deposit per item (its amount is written; the currency is the rates').
+    pub deposit_per_unit: Option<Money>,
+    /// New late fee per item and day (its amount is written; the currency is the rates').
+    pub late_fee_per_day: Option<Money>,
     /// New buffer.
     pub buffer_minutes: Option<i32>,
     /// Activate or deactivate.

@@ -23,10 +23,10 @@ use crate::analytics::usage::{self, UsageLine};
 use crate::billing::advance_invoice_counter;
 use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
+use crate::orders::lock_product_rows;
 use crate::orders::stock::capacity;
-use crate::orders::{lock_product_rows, product_terms_of};
 use crate::query::insert_chunked;
-use crate::{Database, RepoError, RepoResult, UnitOfWork};
+use crate::{Database, RepoError, RepoResult, UnitOfWork, stored};
 
 /// One line of an imported order, priced by the importer with `rates`.
 #[derive(Debug, Clone)]
@@ -227,7 +227,7 @@ impl OrderImporter {
         models
             .iter()
             .map(|p| {
-                let terms = product_terms_of(p).map_err(RepoError::Domain)?;
+                let terms = stored::product_terms(p)?;
                 Ok(ImportProduct { id: p.id, terms, capacity: capacities.get(&p.id).copied().unwrap_or(0) })
             })
             .collect()

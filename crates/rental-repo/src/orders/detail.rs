@@ -100,7 +100,7 @@ impl OrderRepo {
                     .all(conn)
                     .await?;
                 let mut record = invoice_record(model)?;
-                record.lines = lines.into_iter().map(invoice_line_record).collect();
+                record.lines = lines.into_iter().map(|l| invoice_line_record(l, record.total.currency)).collect();
                 Some(record)
             }
             None => None,
@@ -127,7 +127,7 @@ impl OrderRepo {
                 let units = by_line.remove(&l.id).unwrap_or_default();
                 line_record(l, units)
             })
-            .collect();
+            .collect::<RepoResult<_>>()?;
         Ok(Some(OrderDetail { order: order_record(order)?, lines, products, customer, invoice, payments }))
     }
 

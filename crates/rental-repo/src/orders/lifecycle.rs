@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
-use rental_domain::OrderStatus;
+use rental_domain::{Money, OrderStatus};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use super::records::*;
 use super::reserve::Wanted;
 use super::{insert_event, invalid, order_record, parse_status};
 use crate::entity::{maintenance_block, order_line, order_line_unit, rental_order, unit};
-use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork, stored};
 
 impl OrderRepo {
     /// Reads the order inside `uow` for a change, checks the lifecycle allows `to`, and writes the new status
@@ -239,13 +239,18 @@ impl OrderRepo {
         }
         let returned = lines
             .iter()
-            .map(|l| ReturnedLine {
-                line_id: l.id,
-                quantity: l.quantity,
-                ends_at: l.ends_at,
-                late_fee_per_day_minor: l.late_fee_per_day_minor,
+            .map(|l| {
+                Ok(ReturnedLine {
+                    line_id: l.id,
+                    quantity: l.quantity,
+                    ends_at: l.ends_at,
+                    late_fee_per_day: Money::new(
+                        l.late_fee_per_day_minor,
+                        stored::currency("order_lines", &l.currency)?,
+                    ),
+                })
             })
-            .collect();
+            .collect::<RepoResult<_>>()?;
         Ok((Transitioned { order: order_record(order)?, from, usage_changed: 0 }, returned))
     }
 }

@@ -19,20 +19,20 @@ mod reserve;
 pub(crate) mod stock;
 mod store;
 
-pub(crate) use records::product_terms_of;
 pub use records::*;
 pub use reserve::SUGGESTION_HORIZON_DAYS;
 pub(crate) use reserve::lock_product_rows;
 pub use store::OrderStore;
 
 use chrono::{DateTime, Utc};
-use rental_domain::OrderStatus;
+use rental_domain::pricing::OrderTotals;
+use rental_domain::{Money, OrderStatus};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
 use crate::entity::{order_event, order_line, rental_order};
 use crate::query::{Direction, FilterKind, ListSpec, PageSizes, SortKind};
-use crate::{Database, RepoError, RepoResult};
+use crate::{Database, RepoError, RepoResult, stored};
 
 // ---- list specs -------------------------------------------------------------------------------------------
 
@@ -119,19 +119,19 @@ pub(super) fn line_model(
         ends_at: l.ends_at,
         hold_until,
         holds_stock: holds,
-        currency: t.currency.clone(),
-        price_per_day_minor: t.price_per_day_minor,
-        price_per_week_minor: t.price_per_week_minor,
-        price_per_month_minor: t.price_per_month_minor,
-        deposit_per_unit_minor: t.deposit_per_unit_minor,
-        late_fee_per_day_minor: t.late_fee_per_day_minor,
-        buffer_minutes: t.buffer_minutes,
+        currency: t.product.currency().as_str().to_owned(),
+        price_per_day_minor: t.product.rates.per_day.amount_minor,
+        price_per_week_minor: t.product.rates.per_week.map(|m| m.amount_minor),
+        price_per_month_minor: t.product.rates.per_month.map(|m| m.amount_minor),
+        deposit_per_unit_minor: t.product.deposit_per_unit.amount_minor,
+        late_fee_per_day_minor: t.product.late_fee_per_day.amount_minor,
+        buffer_minutes: t.product.buffer_minutes,
         charged_days: t.charged_days,
         months: t.months,
         weeks: t.weeks,
         days: t.days,
-        unit_price_minor: t.unit_price_minor,
-        line_total_minor: t.line_total_minor,
+        unit_price_minor: t.unit_price.amount_minor,
+        line_total_minor: t.line_total.amount_minor,
         usage_pending: i16::from(holds),
     }
 }
@@ -159,16 +159,19 @@ pub(super) async fn insert_event(
 }
 
 pub(super) fn order_record(m: rental_order::Model) -> RepoResult<OrderRecord> {
+    let currency = stored::currency("rental_orders", &m.currency)?;
+    let money = |amount: i64| Money::new(amount, currency);
     Ok(OrderRecord {
         id: m.id,
         customer_id: m.customer_id,
         status: parse_status(&m.status)?,
-        currency: m.currency,
-        subtotal_minor: m.subtotal_minor,
+        totals: OrderTotals {
+            subtotal: money(m.subtotal_minor),
+            tax: money(m.tax_minor),
+            total: money(m.total_minor),
+            deposit: money(m.deposit_minor),
+        },
         tax_rate_bp: m.tax_rate_bp,
-        tax_minor: m.tax_minor,
-        total_minor: m.total_minor,
-        deposit_minor: m.deposit_minor,
         starts_at: m.starts_at,
         ends_at: m.ends_at,
         notes: m.notes,
@@ -180,8 +183,17 @@ pub(super) fn order_record(m: rental_order::Model) -> RepoResult<OrderRecord> {
     })
 }
 
-pub(super) fn line_record(l: order_line::Model, units: Vec<AssignedUnitRecord>) -> OrderLineRecord {
-    OrderLineRecord {
+pub(super) fn line_record(l: order_line::Model, units: Vec<AssignedUnitRecord>) -> RepoResult<OrderLineRecord> {
+    let product = stored::terms(
+        "order_lines",
+        &l.currency,
+        (l.price_per_day_minor, l.price_per_week_minor, l.price_per_month_minor),
+        l.deposit_per_unit_minor,
+        l.late_fee_per_day_minor,
+        l.buffer_minutes,
+    )?;
+    let money = |amount: i64| Money::new(amount, product.currency());
+    Ok(OrderLineRecord {
         id: l.id,
         product_id: l.product_id,
         quantity: l.quantity,
@@ -190,20 +202,14 @@ pub(super) fn line_record(l: order_line::Model, units: Vec<AssignedUnitRecord>) 
         hold_until: l.hold_until,
         holds_stock: l.holds_stock,
         terms: LineTerms {
-            currency: l.currency,
-            price_per_day_minor: l.price_per_day_minor,
-            price_per_week_minor: l.price_per_week_minor,
-            price_per_month_minor: l.price_per_month_minor,
-            deposit_per_unit_minor: l.deposit_per_unit_minor,
-            late_fee_per_day_minor: l.late_fee_per_day_minor,
-            buffer_minutes: l.buffer_minutes,
+            product,
             charged_days: l.charged_days,
             months: l.months,
             weeks: l.weeks,
             days: l.days,
-            unit_price_minor: l.unit_price_minor,
-            line_total_minor: l.line_total_minor,
+            unit_price: money(l.unit_price_minor),
+            line_total: money(l.line_total_minor),
         },
         units,
-    }
+    })
 }

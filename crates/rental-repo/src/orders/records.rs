@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::availability::Hold;
-use rental_domain::pricing::{PricedLine, ProductTerms, RateCard};
-use rental_domain::{Currency, DomainError, Money, OrderStatus, UnitCondition};
+use rental_domain::pricing::{OrderTotals, PricedLine, ProductTerms};
+use rental_domain::{DomainError, Money, OrderStatus, UnitCondition};
 use uuid::Uuid;
 
 use crate::{InvoiceRecord, PaymentRecord};
@@ -17,18 +17,11 @@ pub struct OrderRecord {
     pub customer_id: Uuid,
     /// Where it is in its lifecycle.
     pub status: OrderStatus,
-    /// Currency of every amount.
-    pub currency: String,
-    /// Sum of the lines' prices.
-    pub subtotal_minor: i64,
+    /// Sum of the lines' prices, tax, their total and the deposit held for the order's items (refundable, not
+    /// taxed, not invoiced), all in the order's currency.
+    pub totals: OrderTotals,
     /// Tax rate in basis points (1 % = 100).
     pub tax_rate_bp: i32,
-    /// Tax on the subtotal.
-    pub tax_minor: i64,
-    /// Subtotal plus tax.
-    pub total_minor: i64,
-    /// Deposit held for the order's items (refundable, not taxed, not invoiced).
-    pub deposit_minor: i64,
     /// Earliest start of its lines.
     pub starts_at: DateTime<Utc>,
     /// Latest end of its lines.
@@ -85,20 +78,8 @@ pub struct OrderLineRecord {
 /// product never alter the order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineTerms {
-    /// Currency.
-    pub currency: String,
-    /// Day rate.
-    pub price_per_day_minor: i64,
-    /// Week rate.
-    pub price_per_week_minor: Option<i64>,
-    /// Month rate.
-    pub price_per_month_minor: Option<i64>,
-    /// Deposit per item.
-    pub deposit_per_unit_minor: i64,
-    /// Late fee per item and started day.
-    pub late_fee_per_day_minor: i64,
-    /// Buffer after the rental.
-    pub buffer_minutes: i32,
+    /// The product's rates, deposit, late fee and buffer as they were; their currency is the line's.
+    pub product: ProductTerms,
     /// Started days charged.
     pub charged_days: i32,
     /// Months, weeks and days of the cheapest cover.
@@ -108,9 +89,9 @@ pub struct LineTerms {
     /// See `months`.
     pub days: i32,
     /// Price of one item for the period.
-    pub unit_price_minor: i64,
+    pub unit_price: Money,
     /// `unit_price × quantity`.
-    pub line_total_minor: i64,
+    pub line_total: Money,
 }
 
 /// A line of a new order.
@@ -137,18 +118,10 @@ pub struct NewOrderRecord {
     pub customer_id: Uuid,
     /// `Quote` (nothing held) or `Reserved` (stock held, invoice issued).
     pub status: OrderStatus,
-    /// Currency of every line.
-    pub currency: String,
-    /// Sum of the lines.
-    pub subtotal_minor: i64,
+    /// Sum of the lines, tax, total and deposit, in the currency of every line.
+    pub totals: OrderTotals,
     /// Tax rate in basis points.
     pub tax_rate_bp: i32,
-    /// Tax.
-    pub tax_minor: i64,
-    /// Subtotal plus tax.
-    pub total_minor: i64,
-    /// Deposit.
-    pub deposit_minor: i64,
     /// Free text.
     pub notes: Option<String>,
     /// Who creates it.
@@ -271,7 +244,7 @@ pub struct ReturnedLine {
     /// The agreed end of the rental.
     pub ends_at: DateTime<Utc>,
     /// Late fee per item and started day, as agreed when the line was priced.
-    pub late_fee_per_day_minor: i64,
+    pub late_fee_per_day: Money,
 }
 
 /// The units handed out for one line at pickup.
@@ -345,40 +318,15 @@ impl LineTerms {
     pub fn priced(terms: &ProductTerms, line: &PricedLine) -> Result<Self, DomainError> {
         let small = |n: i64| i32::try_from(n).map_err(|_| DomainError::field("end", "the period is too long"));
         Ok(Self {
-            currency: terms.currency().as_str().to_owned(),
-            price_per_day_minor: terms.rates.per_day.amount_minor,
-            price_per_week_minor: terms.rates.per_week.map(|m| m.amount_minor),
-            price_per_month_minor: terms.rates.per_month.map(|m| m.amount_minor),
-            deposit_per_unit_minor: terms.deposit_per_unit.amount_minor,
-            late_fee_per_day_minor: terms.late_fee_per_day.amount_minor,
-            buffer_minutes: terms.buffer_minutes,
+            product: *terms,
             charged_days: small(line.charged_days)?,
             months: small(line.cover.months)?,
             weeks: small(line.cover.weeks)?,
             days: small(line.cover.days)?,
-            unit_price_minor: line.cover.total.amount_minor,
-            line_total_minor: line.total.amount_minor,
+            unit_price: line.cover.total,
+            line_total: line.total,
         })
     }
-}
-
-/// A product's terms from its stored columns, as the domain prices them.
-///
-/// # Errors
-/// [`DomainError::Invalid`] when a stored currency or rate is unusable.
-pub(crate) fn product_terms_of(p: &crate::entity::product::Model) -> Result<ProductTerms, DomainError> {
-    let currency = Currency::parse(&p.currency)?;
-    let money = |amount: i64| Money::new(amount, currency);
-    Ok(ProductTerms {
-        rates: RateCard::new(
-            money(p.price_per_day_minor),
-            p.price_per_week_minor.map(money),
-            p.price_per_month_minor.map(money),
-        )?,
-        deposit_per_unit: money(p.deposit_minor),
-        late_fee_per_day: money(p.late_fee_per_day_minor),
-        buffer_minutes: p.buffer_minutes,
-    })
 }
 
 /// What pricing needs of a product.

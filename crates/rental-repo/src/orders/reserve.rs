@@ -9,12 +9,11 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockType, Query, UnionType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::records::product_terms_of;
 use super::records::*;
 use super::stock;
 use super::{insert_event, line_model, order_record};
 use crate::entity::{maintenance_block, order_line, product, rental_order, unit, user};
-use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork, stored};
 
 /// How far around a refused period the nearest free periods are looked for.
 pub const SUGGESTION_HORIZON_DAYS: i64 = 180;
@@ -193,7 +192,7 @@ impl OrderRepo {
             .await?
             .into_iter()
             .map(|p| {
-                let terms = product_terms_of(&p).map_err(RepoError::Domain)?;
+                let terms = stored::product_terms(&p)?;
                 Ok(ProductTermsRecord { id: p.id, name: p.name, is_active: p.is_active, terms })
             })
             .collect()
@@ -221,7 +220,7 @@ impl OrderRepo {
             .lines
             .iter()
             .map(|l| {
-                let hold_until = l.ends_at + Duration::minutes(i64::from(l.terms.buffer_minutes));
+                let hold_until = l.ends_at + Duration::minutes(i64::from(l.terms.product.buffer_minutes));
                 (l.product_id, i64::from(l.quantity), l.starts_at, hold_until, l.ends_at)
             })
             .collect();
@@ -229,12 +228,12 @@ impl OrderRepo {
             id: order_id,
             customer_id: new.customer_id,
             status: new.status.as_str().to_owned(),
-            currency: new.currency.clone(),
-            subtotal_minor: new.subtotal_minor,
+            currency: new.totals.total.currency.as_str().to_owned(),
+            subtotal_minor: new.totals.subtotal.amount_minor,
             tax_rate_bp: new.tax_rate_bp,
-            tax_minor: new.tax_minor,
-            total_minor: new.total_minor,
-            deposit_minor: new.deposit_minor,
+            tax_minor: new.totals.tax.amount_minor,
+            total_minor: new.totals.total.amount_minor,
+            deposit_minor: new.totals.deposit.amount_minor,
             starts_at: new.lines.iter().map(|l| l.starts_at).min().unwrap_or(at),
             ends_at: new.lines.iter().map(|l| l.ends_at).max().unwrap_or(at),
             notes: new.notes.clone(),

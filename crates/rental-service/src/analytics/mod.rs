@@ -151,16 +151,16 @@ impl AnalyticsService {
         let (from, to) = (window.from.date_naive(), day_ceil(window.to));
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
         for row in self.repo.revenue_by_day(from, to).await? {
-            let day = RevenueDay { date: row.day, total_minor: row.total_minor, count: row.count };
+            let day = RevenueDay { date: row.day, total_minor: row.total.amount_minor, count: row.count };
             match currencies.last_mut() {
-                Some(current) if current.currency == row.currency => {
-                    current.total_minor = current.total_minor.saturating_add(row.total_minor);
+                Some(current) if current.currency == row.total.currency.as_str() => {
+                    current.total_minor = current.total_minor.saturating_add(row.total.amount_minor);
                     current.count += row.count;
                     current.days.push(day);
                 }
                 _ => currencies.push(CurrencyRevenue {
-                    currency: row.currency,
-                    total_minor: row.total_minor,
+                    currency: row.total.currency.to_string(),
+                    total_minor: row.total.amount_minor,
                     count: row.count,
                     average_minor: 0,
                     days: vec![day],

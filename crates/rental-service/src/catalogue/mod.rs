@@ -11,7 +11,7 @@ use moka::future::Cache;
 use rental_domain::catalogue::{
     CATALOGUE_NAME_MAX_LEN, PRODUCT_NAME_MAX_LEN, buffer_minutes, code, description, display_text, quantity,
 };
-use rental_domain::pricing::RateCard;
+use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Collector, Currency, DomainError, FieldError, Money, UnitCondition};
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
@@ -288,9 +288,10 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
         let sku = errors.take(code("sku", &new.sku));
         let name = errors.take(display_text("name", &new.name, PRODUCT_NAME_MAX_LEN));
         let description = new.description.as_deref().and_then(|d| errors.take(description("description", d)));
+        let currency = errors.take(Currency::parse(&new.currency));
         let amounts = validate_amounts(
             &mut errors,
-            &new.currency,
+            currency,
             new.price_per_day_minor,
             new.price_per_week_minor,
             new.price_per_month_minor,
@@ -302,7 +303,7 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             errors.take::<()>(Err(DomainError::field("category_id", "no such category")));
         }
         errors.finish()?;
-        let (Some(sku), Some(name), Some((rates, deposit_minor, late_fee_per_day_minor)), Some(buffer_minutes)) =
+        let (Some(sku), Some(name), Some((rates, deposit_per_unit, late_fee_per_day)), Some(buffer_minutes)) =
             (sku, name, amounts, buffer)
         else {
             return Err(ServiceError::Internal("validated values missing".into()));
@@ -312,10 +313,7 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             sku,
             name,
             description: description.flatten(),
-            rates,
-            deposit_minor,
-            late_fee_per_day_minor,
-            buffer_minutes,
+            terms: ProductTerms { rates, deposit_per_unit, late_fee_per_day, buffer_minutes },
             is_active: new.is_active.unwrap_or(true),
         };
         Ok(self.write(async |repo, uow, at| repo.create_product(uow, record, at).await).await?.into())
@@ -350,15 +348,20 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             || update.price_per_month_minor.is_some()
             || update.deposit_minor.is_some()
             || update.late_fee_per_day_minor.is_some();
+        let stored = &current.terms;
         let amounts = if prices_change {
+            let currency = match &update.currency {
+                Some(code) => errors.take(Currency::parse(code)),
+                None => Some(stored.currency()),
+            };
             validate_amounts(
                 &mut errors,
-                update.currency.as_deref().unwrap_or(&current.currency),
-                update.price_per_day_minor.unwrap_or(current.price_per_day_minor),
-                update.price_per_week_minor.unwrap_or(current.price_per_week_minor),
-                update.price_per_month_minor.unwrap_or(current.price_per_month_minor),
-                update.deposit_minor.unwrap_or(current.deposit_minor),
-                update.late_fee_per_day_minor.unwrap_or(current.late_fee_per_day_minor),
+                currency,
+                update.price_per_day_minor.unwrap_or(stored.rates.per_day.amount_minor),
+                update.price_per_week_minor.unwrap_or(stored.rates.per_week.map(|m| m.amount_minor)),
+                update.price_per_month_minor.unwrap_or(stored.rates.per_month.map(|m| m.amount_minor)),
+                update.deposit_minor.unwrap_or(stored.deposit_per_unit.amount_minor),
+                update.late_fee_per_day_minor.unwrap_or(stored.late_fee_per_day.amount_minor),
             )
         } else {
             None
@@ -377,8 +380,8 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             name,
             description: new_description,
             rates: amounts.map(|a| a.0),
-            deposit_minor: amounts.map(|a| a.1),
-            late_fee_per_day_minor: amounts.map(|a| a.2),
+            deposit_per_unit: amounts.map(|a| a.1),
+            late_fee_per_day: amounts.map(|a| a.2),
             buffer_minutes: buffer,
             is_active: update.is_active,
         };
@@ -488,19 +491,20 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     }
 }
 
-/// Checks the currency and every amount together: the rate card, the deposit and the late fee.
+/// Checks every amount in `currency` together: the rate card, the deposit and the late fee. `currency` is
+/// `None` when the code sent was refused (and is already in `errors`).
 fn validate_amounts(
     errors: &mut Collector,
-    currency: &str,
+    currency: Option<Currency>,
     per_day: i64,
     per_week: Option<i64>,
     per_month: Option<i64>,
     deposit: i64,
     late_fee: i64,
-) -> Option<(RateCard, i64, i64)> {
+) -> Option<(RateCard, Money, Money)> {
     // With a bad currency the amounts are still checked (against ISO 4217's "no currency", XXX), so that every
     // bad field is listed at once.
-    let parsed = errors.take(Currency::parse(currency));
+    let parsed = currency;
     let currency = match parsed {
         Some(c) => c,
         None => Currency::parse("XXX").ok()?,
@@ -522,7 +526,7 @@ fn validate_amounts(
         None => None,
     };
     let rates = errors.take(RateCard::new(day, week, month))?;
-    Some((rates, deposit.amount_minor, late_fee.amount_minor))
+    Some((rates, deposit, late_fee))
 }
 
 fn not_found_as(what: &'static str) -> impl Fn(RepoError) -> ServiceError {

@@ -199,18 +199,11 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         errors.finish()?;
         let currency = currency.ok_or_else(|| DomainError::field("lines", "must hold 1 to 50 lines"))?;
-        let code = currency;
-        let OrderTotals { subtotal, tax, total, deposit } =
-            OrderTotals::of(code, &priced_lines, self.config.tax_rate_bp)?;
         let record = NewOrderRecord {
             customer_id,
             status,
-            currency: currency.as_str().to_owned(),
-            subtotal_minor: subtotal.amount_minor,
+            totals: OrderTotals::of(currency, &priced_lines, self.config.tax_rate_bp)?,
             tax_rate_bp: i32::try_from(self.config.tax_rate_bp).unwrap_or(0),
-            tax_minor: tax.amount_minor,
-            total_minor: total.amount_minor,
-            deposit_minor: deposit.amount_minor,
             notes,
             created_by: Some(principal.user_id.as_uuid()),
             lines,
@@ -222,11 +215,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             let invoice = NewInvoiceRecord {
                 order_id: order.id,
                 customer_id,
-                currency: code,
-                subtotal_minor: record.subtotal_minor,
+                subtotal: record.totals.subtotal,
                 tax_rate_bp: record.tax_rate_bp,
-                tax_minor: record.tax_minor,
-                total_minor: record.total_minor,
+                tax: record.totals.tax,
+                total: record.totals.total,
                 issue: reserve,
                 lines: record
                     .lines
@@ -235,8 +227,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
                         kind: ChargeKind::Rental,
                         description: l.description.clone(),
                         quantity: l.quantity,
-                        unit_amount: Money::new(l.terms.unit_price_minor, code),
-                        amount: Money::new(l.terms.line_total_minor, code),
+                        unit_amount: l.terms.unit_price,
+                        amount: l.terms.line_total,
                         taxable: true,
                     })
                     .collect(),
@@ -404,10 +396,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let uow = self.db.begin().await?;
         let result = async {
             let (returned, lines) = self.orders.return_items(&uow, id, &unit_returns, &change).await?;
-            let currency = Currency::parse(&returned.order.currency).map_err(RepoError::Domain)?;
+            let currency = returned.order.totals.total.currency;
             let mut charges = Vec::new();
             for line in &lines {
-                let fee = Money::new(line.late_fee_per_day_minor, currency);
+                let fee = line.late_fee_per_day;
                 charges.extend(late_fee(fee, line.quantity, line.ends_at, change.at).map_err(RepoError::Domain)?);
             }
             for (r, charge) in &returns {
@@ -544,17 +536,17 @@ fn detail_view(d: OrderDetail) -> OrderDetailView {
                 end: l.ends_at,
                 hold_until: l.hold_until,
                 holds_stock: l.holds_stock,
-                price_per_day_minor: l.terms.price_per_day_minor,
-                price_per_week_minor: l.terms.price_per_week_minor,
-                price_per_month_minor: l.terms.price_per_month_minor,
-                deposit_per_unit_minor: l.terms.deposit_per_unit_minor,
-                late_fee_per_day_minor: l.terms.late_fee_per_day_minor,
+                price_per_day_minor: l.terms.product.rates.per_day.amount_minor,
+                price_per_week_minor: l.terms.product.rates.per_week.map(|m| m.amount_minor),
+                price_per_month_minor: l.terms.product.rates.per_month.map(|m| m.amount_minor),
+                deposit_per_unit_minor: l.terms.product.deposit_per_unit.amount_minor,
+                late_fee_per_day_minor: l.terms.product.late_fee_per_day.amount_minor,
                 charged_days: l.terms.charged_days,
                 months: l.terms.months,
                 weeks: l.terms.weeks,
                 days: l.terms.days,
-                unit_price_minor: l.terms.unit_price_minor,
-                line_total_minor: l.terms.line_total_minor,
+                unit_price_minor: l.terms.unit_price.amount_minor,
+                line_total_minor: l.terms.line_total.amount_minor,
                 units: l
                     .units
                     .into_iter()

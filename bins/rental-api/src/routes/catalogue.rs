@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, MaybeAuth, QueryPairs};
+use crate::json::Json;
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
@@ -296,7 +297,7 @@ pub async fn list_categories(state: web::Data<AppState>) -> ApiResult<web::Json<
 pub async fn create_category(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateCategoryRequest>,
+    body: Json<CreateCategoryRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewCategory { name: b.name, description: b.description };
@@ -323,7 +324,7 @@ pub async fn update_category(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateCategoryRequest>,
+    body: Json<UpdateCategoryRequest>,
 ) -> ApiResult<web::Json<CategoryView>> {
     let id = parse_id(&id, "category")?;
     let b = body.into_inner();
@@ -357,7 +358,7 @@ pub async fn list_locations(state: web::Data<AppState>) -> ApiResult<web::Json<L
 pub async fn create_location(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateLocationRequest>,
+    body: Json<CreateLocationRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let location =
@@ -398,7 +399,7 @@ pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: Q
 pub async fn create_product(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateProductRequest>,
+    body: Json<CreateProductRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewProduct {
@@ -442,7 +443,7 @@ pub async fn update_product(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateProductRequest>,
+    body: Json<UpdateProductRequest>,
 ) -> ApiResult<web::Json<ProductView>> {
     let id = parse_id(&id, "product")?;
     let b = body.into_inner();
@@ -483,7 +484,7 @@ pub async fn add_units(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<AddUnitsRequest>,
+    body: Json<AddUnitsRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;
     let units = body
@@ -506,7 +507,7 @@ pub async fn set_stock(
     state: web::Data<AppState>,
     auth: Auth,
     path: web::Path<(String, String)>,
-    body: web::Json<StockRequest>,
+    body: Json<StockRequest>,
 ) -> ApiResult<web::Json<StockLevelView>> {
     let (id, location_id) = path.into_inner();
     let id = parse_id(&id, "product")?;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::json::{Json, OptionalJson};
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
@@ -208,10 +209,6 @@ pub struct InvoiceListParams {
     pub customer: Option<Uuid>,
 }
 
-fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T {
-    body.map(web::Json::into_inner).unwrap_or_default()
-}
-
 // ---- handlers -----------------------------------------------------------------------------------------------
 
 /// Create a rental order: a quote, or a reservation that checks and holds the stock atomically and issues
@@ -224,7 +221,7 @@ fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateRentalRequest>,
+    body: Json<CreateRentalRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewRental {
@@ -290,10 +287,10 @@ pub async fn confirm(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.confirm(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.confirm(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// `quote|reserved → cancelled`: release the stock, void the invoice.
@@ -306,10 +303,10 @@ pub async fn cancel(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.cancel(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.cancel(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// `reserved → picked_up` (staff): hand out tracked units.
@@ -322,10 +319,10 @@ pub async fn pickup(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<PickupRequest>>,
+    req: OptionalJson<PickupRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    let b = body(req);
+    let b = req.unwrap_or_default();
     let units = b.units.into_iter().map(|u| PickupLine { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
     Ok(web::Json(state.services.rentals.pickup(&auth.0, id, units, b.note).await?))
 }
@@ -341,10 +338,10 @@ pub async fn return_items(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<ReturnRequest>>,
+    req: OptionalJson<ReturnRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    let b = body(req);
+    let b = req.unwrap_or_default();
     let units = b
         .units
         .into_iter()
@@ -368,10 +365,10 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.close(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.close(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// Free quantity of a product over `[from, to)`, per day; when less than `quantity` is free, the nearest
@@ -400,7 +397,7 @@ pub async fn add_maintenance(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: web::Json<MaintenanceRequest>,
+    req: Json<MaintenanceRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "unit")?;
     let b = req.into_inner();
@@ -443,7 +440,7 @@ pub async fn record_payment(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: web::Json<PaymentRequest>,
+    req: Json<PaymentRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "invoice")?;
     let b = req.into_inner();

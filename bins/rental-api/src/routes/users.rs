@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::json::Json;
 use crate::routes::{PageOf, UserResponse};
 use crate::state::AppState;
 
@@ -204,7 +205,7 @@ pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<U
 pub async fn update_me(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<ProfileUpdateRequest>,
+    body: Json<ProfileUpdateRequest>,
 ) -> ApiResult<web::Json<UserResponse>> {
     let body = body.into_inner();
     let changes = ProfileUpdate { email: body.email, full_name: body.full_name };
@@ -218,7 +219,7 @@ pub async fn update_me(
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<PasswordChangeRequest>,
+    body: Json<PasswordChangeRequest>,
 ) -> ApiResult<HttpResponse> {
     state.services.auth.change_password(&auth.0, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -238,11 +239,7 @@ pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> 
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
     responses((status = 201, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/users")]
-pub async fn create(
-    state: web::Data<AppState>,
-    auth: Auth,
-    body: web::Json<CreateUserRequest>,
-) -> ApiResult<HttpResponse> {
+pub async fn create(state: web::Data<AppState>, auth: Auth, body: Json<CreateUserRequest>) -> ApiResult<HttpResponse> {
     let user = state.services.users.create(&auth.0, body.into_inner().into()).await?;
     Ok(HttpResponse::Created().json(UserResponse::from(user)))
 }
@@ -255,7 +252,7 @@ pub async fn create(
 pub async fn bulk_create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<BulkCreateRequest>,
+    body: Json<BulkCreateRequest>,
 ) -> ApiResult<HttpResponse> {
     let rows = body.into_inner().users.into_iter().map(NewUser::from).collect();
     let created = state.services.users.bulk_create(&auth.0, rows).await?;
@@ -280,7 +277,7 @@ pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateUserRequest>,
+    body: Json<UpdateUserRequest>,
 ) -> ApiResult<web::Json<UserResponse>> {
     let id = parse_id(&id)?;
     let b = body.into_inner();
@@ -314,7 +311,7 @@ pub async fn set_roles(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<RolesRequest>,
+    body: Json<RolesRequest>,
 ) -> ApiResult<web::Json<UserResponse>> {
     let id = parse_id(&id)?;
     Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?.into()))

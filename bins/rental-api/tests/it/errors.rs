@@ -169,3 +169,52 @@ async fn bad_list_queries_and_ids_are_400() {
     .await;
     roles.assert_error(422, "invalid_body");
 }
+
+#[actix_web::test]
+async fn bodies_are_json_objects_at_every_depth() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let admin = admin_token(&ctx, &app).await;
+    let me = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &admin)).await;
+
+    // serde fills a struct from an array by position; the document says `type: object`.
+    let array =
+        send(&app, bearer(TestRequest::patch().uri("/api/v1/users/me"), &admin).set_json(json!([null, null]))).await;
+    array.assert_error(422, "invalid_body");
+    let category =
+        send(&app, bearer(TestRequest::post().uri("/api/v1/categories"), &admin).set_json(json!({"name": "Tools"})))
+            .await;
+    let category_id = category.body["id"].as_str().unwrap();
+    send(
+        &app,
+        bearer(TestRequest::patch().uri(&format!("/api/v1/categories/{category_id}")), &admin)
+            .set_json(json!(["Renamed", null])),
+    )
+    .await
+    .assert_error(422, "invalid_body");
+    let nested = json!({"users": [["x@example.com", "X", null, null, null, null]]});
+    send(&app, bearer(TestRequest::post().uri("/api/v1/users/bulk"), &admin).set_json(nested))
+        .await
+        .assert_error(422, "invalid_body");
+
+    // An optional body may be left out, but one that is sent must be valid (it used to be dropped silently).
+    let order = uuid::Uuid::now_v7();
+    let confirm = || TestRequest::post().uri(&format!("/api/v1/rentals/{order}/confirm"));
+    send(&app, bearer(confirm(), &admin)).await.assert_error(404, "not_found");
+    send(&app, bearer(confirm(), &admin).set_json(json!({"note": 5}))).await.assert_error(422, "invalid_body");
+    send(&app, bearer(confirm(), &admin).set_json(json!(["note"]))).await.assert_error(422, "invalid_body");
+    send(&app, bearer(confirm(), &admin).insert_header(("Content-Type", "application/json")).set_payload("{"))
+        .await
+        .assert_error(400, "malformed_json");
+    send(&app, bearer(confirm(), &admin).insert_header(("Content-Type", "text/plain")).set_payload("note"))
+        .await
+        .assert_error(415, "unsupported_media_type");
+
+    // Nothing changed.
+    let after = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &admin)).await;
+    assert_eq!(after.body, me.body);
+    let category = send(&app, TestRequest::get().uri(&format!("/api/v1/categories/{category_id}"))).await;
+    assert_eq!(category.body["name"], "Tools");
+    let users = send(&app, bearer(TestRequest::get().uri("/api/v1/users"), &admin)).await;
+    assert_eq!(users.body["total"], 1, "{}", users.body);
+}

@@ -9,12 +9,11 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use rental_service::{
-    AnalyticsService, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueReport,
-    ServiceError, UtilizationRecord, Window,
+    AnalyticsService, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProducts, RevenueReport,
+    ServiceError, StatusDistribution, UtilizationReport, Window,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::Auth;
@@ -95,102 +94,6 @@ pub struct UtilizationParams {
     pub limit: Option<u64>,
 }
 
-// ---- responses ------------------------------------------------------------------------------------------------
-
-/// A product and how much it was rented.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PopularProductResponse {
-    /// Product id.
-    pub product_id: Uuid,
-    /// Product name.
-    pub name: String,
-    /// Currency of `revenue_minor`.
-    pub currency: String,
-    /// Rentals of the product: order lines (one product for one period).
-    pub rental_count: i64,
-    /// Units rented.
-    pub quantity: i64,
-    /// Sum of the line totals (before tax), minor units.
-    pub revenue_minor: i64,
-}
-
-impl From<PopularProductRecord> for PopularProductResponse {
-    fn from(r: PopularProductRecord) -> Self {
-        Self {
-            product_id: r.product_id,
-            name: r.name,
-            currency: r.currency,
-            rental_count: r.rental_count,
-            quantity: r.quantity,
-            revenue_minor: r.revenue_minor,
-        }
-    }
-}
-
-/// Products ranked by rented quantity (orders that are neither quotes nor cancelled).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PopularProductsResponse {
-    /// Most rented first.
-    pub items: Vec<PopularProductResponse>,
-}
-
-/// Orders in one status.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusCountResponse {
-    /// `quote`, `reserved`, `picked_up`, `returned`, `closed` or `cancelled`.
-    #[schema(example = "closed")]
-    pub status: String,
-    /// Orders.
-    pub count: i64,
-}
-
-/// Orders per status; all six statuses, zeros included.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusDistributionResponse {
-    /// All orders.
-    pub total: i64,
-    /// In lifecycle order.
-    pub items: Vec<StatusCountResponse>,
-}
-
-/// How much of a product's capacity was rented over the window.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductUtilizationResponse {
-    /// Product id.
-    pub product_id: Uuid,
-    /// Product name.
-    pub name: String,
-    /// Tracked units plus bulk stock.
-    pub capacity: i64,
-    /// Sum of quantity × seconds inside the window over the rented lines (to the millisecond).
-    pub rented_unit_seconds: f64,
-    /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
-    pub utilization: f64,
-}
-
-impl From<UtilizationRecord> for ProductUtilizationResponse {
-    fn from(r: UtilizationRecord) -> Self {
-        Self {
-            product_id: r.product_id,
-            name: r.name,
-            capacity: r.capacity,
-            rented_unit_seconds: r.rented_unit_seconds,
-            utilization: r.utilization,
-        }
-    }
-}
-
-/// The most used products over `[from, to)`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UtilizationResponse {
-    /// Start of the window.
-    pub from: DateTime<Utc>,
-    /// End of the window.
-    pub to: DateTime<Utc>,
-    /// Most used first.
-    pub items: Vec<ProductUtilizationResponse>,
-}
-
 // ---- handlers -------------------------------------------------------------------------------------------------
 
 /// Revenue per currency and day (staff).
@@ -209,52 +112,41 @@ pub async fn revenue(
 
 /// Products ranked by rented quantity (staff).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(PopularParams),
-    responses((status = 200, body = PopularProductsResponse), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = PopularProducts), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/popular-products")]
 pub async fn popular_products(
     state: web::Data<AppState>,
     auth: Auth,
     params: web::Query<PopularParams>,
-) -> ApiResult<web::Json<PopularProductsResponse>> {
+) -> ApiResult<web::Json<PopularProducts>> {
     let from = optional_instant(params.from.as_deref(), "from")?;
     let to = optional_instant(params.to.as_deref(), "to")?;
-    let items = state.services.analytics.popular_products(&auth.0, params.limit.unwrap_or(10), from, to).await?;
-    Ok(web::Json(PopularProductsResponse { items: items.into_iter().map(Into::into).collect() }))
+    Ok(web::Json(state.services.analytics.popular_products(&auth.0, params.limit.unwrap_or(10), from, to).await?))
 }
 
 /// Orders per status (staff).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])),
-    responses((status = 200, body = StatusDistributionResponse), (status = 401, body = ErrorEnvelope),
+    responses((status = 200, body = StatusDistribution), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/status-distribution")]
-pub async fn status_distribution(
-    state: web::Data<AppState>,
-    auth: Auth,
-) -> ApiResult<web::Json<StatusDistributionResponse>> {
-    let counts = state.services.analytics.status_distribution(&auth.0).await?;
-    let total = counts.iter().map(|c| c.count).sum();
-    let items = counts
-        .into_iter()
-        .map(|c| StatusCountResponse { status: c.status.as_str().to_owned(), count: c.count })
-        .collect();
-    Ok(web::Json(StatusDistributionResponse { total, items }))
+pub async fn status_distribution(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<StatusDistribution>> {
+    Ok(web::Json(state.services.analytics.status_distribution(&auth.0).await?))
 }
 
 /// The products whose capacity was most used over a window (staff).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(UtilizationParams),
-    responses((status = 200, body = UtilizationResponse), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = UtilizationReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/utilization")]
 pub async fn utilization(
     state: web::Data<AppState>,
     auth: Auth,
     params: web::Query<UtilizationParams>,
-) -> ApiResult<web::Json<UtilizationResponse>> {
+) -> ApiResult<web::Json<UtilizationReport>> {
     let from = required_instant(params.from.as_deref(), "from")?;
     let to = required_instant(params.to.as_deref(), "to")?;
-    let items = state.services.analytics.utilization(&auth.0, from, to, params.limit.unwrap_or(100)).await?;
-    Ok(web::Json(UtilizationResponse { from, to, items: items.into_iter().map(Into::into).collect() }))
+    Ok(web::Json(state.services.analytics.utilization(&auth.0, from, to, params.limit.unwrap_or(100)).await?))
 }
 
 // ---- CSV exports ----------------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::json::Json;
-use crate::routes::UserResponse;
 use crate::state::AppState;
+use rental_service::UserView;
 
 /// Login with JSON.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -156,7 +156,7 @@ pub async fn logout(state: web::Data<AppState>, body: Json<RefreshRequest>) -> A
     tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, body = UserResponse),
+        (status = 201, body = UserView),
         (status = 409, description = "E-mail taken", body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)
     )
@@ -169,5 +169,5 @@ pub async fn register(state: web::Data<AppState>, body: Json<RegisterRequest>) -
         .auth
         .register(Registration { email: body.email, full_name: body.full_name, password: body.password })
         .await?;
-    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+    Ok(HttpResponse::Created().json(user))
 }

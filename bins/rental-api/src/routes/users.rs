@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
 use crate::json::Json;
-use crate::routes::{PageOf, UserResponse};
+use crate::routes::PageOf;
 use crate::state::AppState;
 
 /// Changes to one's own profile.
@@ -177,8 +177,7 @@ pub struct UserListParams {
     pub created_before: Option<String>,
 }
 
-/// Serialises a cached page without copying it: the JSON [`PageOf<UserResponse>`] documents (`UserView`
-/// serialises exactly like [`UserResponse`]).
+/// Serialises a cached page without copying it, as the JSON [`PageOf<UserView>`] documents.
 struct UserPageRef(Arc<Listing<UserView>>);
 
 impl Serialize for UserPageRef {
@@ -192,24 +191,24 @@ fn parse_id(raw: &str) -> ApiResult<UserId> {
 }
 
 /// The caller's profile.
-#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = UserResponse), (status = 401, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope)))]
 #[get("/users/me")]
-pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<UserResponse>> {
-    Ok(web::Json(state.services.users.me(&auth.0).await?.into()))
+pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<UserView>> {
+    Ok(web::Json(state.services.users.me(&auth.0).await?))
 }
 
 /// Change one's own name or e-mail address.
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = ProfileUpdateRequest,
-    responses((status = 200, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[patch("/users/me")]
 pub async fn update_me(
     state: web::Data<AppState>,
     auth: Auth,
     body: Json<ProfileUpdateRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+) -> ApiResult<web::Json<UserView>> {
     let body = body.into_inner();
     let changes = ProfileUpdate { email: body.email, full_name: body.full_name };
-    Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?.into()))
+    Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?))
 }
 
 /// Change one's own password; ends every session of the account.
@@ -228,7 +227,7 @@ pub async fn change_password(
 /// List users (admin). Filters, sort and search are checked against a whitelist; an unknown one is a 400
 /// naming it.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
-    responses((status = 200, body = PageOf<UserResponse>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<UserView>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]
 pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<HttpResponse> {
     let listing = state.services.users.list(&auth.0, &query.0).await?;
@@ -237,11 +236,11 @@ pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> 
 
 /// Create a user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
-    responses((status = 201, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = UserView), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/users")]
 pub async fn create(state: web::Data<AppState>, auth: Auth, body: Json<CreateUserRequest>) -> ApiResult<HttpResponse> {
     let user = state.services.users.create(&auth.0, body.into_inner().into()).await?;
-    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+    Ok(HttpResponse::Created().json(user))
 }
 
 /// Create up to 10,000 users in one transaction (admin). Nothing is written if any row fails; the error
@@ -261,24 +260,24 @@ pub async fn bulk_create(
 
 /// One user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 #[get("/users/{id}")]
-pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserResponse>> {
+pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
-    Ok(web::Json(state.services.users.get(&auth.0, id).await?.into()))
+    Ok(web::Json(state.services.users.get(&auth.0, id).await?))
 }
 
 /// Change a user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[patch("/users/{id}")]
 pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
     body: Json<UpdateUserRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
     let b = body.into_inner();
     let changes = UserUpdate {
@@ -288,7 +287,7 @@ pub async fn update(
         is_active: b.is_active,
         is_superuser: b.is_superuser,
     };
-    Ok(web::Json(state.services.users.update(&auth.0, id, changes).await?.into()))
+    Ok(web::Json(state.services.users.update(&auth.0, id, changes).await?))
 }
 
 /// Delete a user (admin).
@@ -305,14 +304,14 @@ pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String
 /// Replace a user's roles (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RolesRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 #[put("/users/{id}/roles")]
 pub async fn set_roles(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
     body: Json<RolesRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
-    Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?.into()))
+    Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?))
 }

@@ -7,6 +7,7 @@ use rental_repo::{
     AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord,
 };
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::{Principal, ServiceError, ServiceResult};
 
@@ -68,6 +69,95 @@ pub struct StatusCount {
     pub status: OrderStatus,
     /// Orders.
     pub count: i64,
+}
+
+/// Orders per status; all six statuses, zeros included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatusDistribution {
+    /// All orders.
+    pub total: i64,
+    /// In lifecycle order.
+    pub items: Vec<StatusCount>,
+}
+
+/// A product and how much it was rented.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PopularProductView {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Currency of `revenue_minor`.
+    pub currency: String,
+    /// Rentals of the product: order lines (one product for one period).
+    pub rental_count: i64,
+    /// Units rented.
+    pub quantity: i64,
+    /// Sum of the line totals (before tax), minor units.
+    pub revenue_minor: i64,
+}
+
+impl From<PopularProductRecord> for PopularProductView {
+    fn from(r: PopularProductRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            currency: r.currency,
+            rental_count: r.rental_count,
+            quantity: r.quantity,
+            revenue_minor: r.revenue_minor,
+        }
+    }
+}
+
+/// Products ranked by rented quantity (orders that are neither quotes nor cancelled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PopularProducts {
+    /// Most rented first.
+    pub items: Vec<PopularProductView>,
+}
+
+/// How much of a product's capacity was rented over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductUtilizationView {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Tracked units plus bulk stock.
+    pub capacity: i64,
+    /// Sum of quantity × seconds inside the window over the rented lines (to the millisecond).
+    pub rented_unit_seconds: f64,
+    /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
+    pub utilization: f64,
+}
+
+impl From<UtilizationRecord> for ProductUtilizationView {
+    fn from(r: UtilizationRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            capacity: r.capacity,
+            rented_unit_seconds: r.rented_unit_seconds,
+            utilization: r.utilization,
+        }
+    }
+}
+
+/// The most used products over `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UtilizationReport {
+    /// Start of the window.
+    pub from: DateTime<Utc>,
+    /// End of the window.
+    pub to: DateTime<Utc>,
+    /// Most used first.
+    pub items: Vec<ProductUtilizationView>,
 }
 
 /// A validated time window `[from, to)`.
@@ -186,24 +276,26 @@ impl AnalyticsService {
         limit: u64,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> ServiceResult<Vec<PopularProductRecord>> {
+    ) -> ServiceResult<PopularProducts> {
         principal.require_staff()?;
         check_limit(limit, POPULAR_LIMIT_MAX)?;
         if let (Some(from), Some(to)) = (from, to) {
             Window::new(from, to, None)?;
         }
-        Ok(self.repo.popular_products(limit, from, to).await?)
+        let items = self.repo.popular_products(limit, from, to).await?;
+        Ok(PopularProducts { items: items.into_iter().map(Into::into).collect() })
     }
 
-    /// Orders per status, all six, zeros included, in lifecycle order.
+    /// Orders per status, all six, zeros included, in lifecycle order, with their total.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
-    pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<Vec<StatusCount>> {
+    pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<StatusDistribution> {
         principal.require_staff()?;
         let counts = self.repo.status_counts().await?;
-        Ok(counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect())
+        let items: Vec<StatusCount> = counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect();
+        Ok(StatusDistribution { total: items.iter().map(|c| c.count).sum(), items })
     }
 
     /// The `limit` products whose capacity was most used over the window.
@@ -218,11 +310,12 @@ impl AnalyticsService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: u64,
-    ) -> ServiceResult<Vec<UtilizationRecord>> {
+    ) -> ServiceResult<UtilizationReport> {
         principal.require_staff()?;
         let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
         check_limit(limit, UTILIZATION_LIMIT_MAX)?;
-        Ok(self.repo.utilization(window.from, window.to, limit).await?)
+        let items = self.repo.utilization(window.from, window.to, limit).await?;
+        Ok(UtilizationReport { from, to, items: items.into_iter().map(Into::into).collect() })
     }
 
     /// Checks that `principal` may export and that the window is valid, before a response starts.

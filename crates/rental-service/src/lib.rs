@@ -22,9 +22,9 @@ use std::sync::Arc;
 use rental_repo::{AnalyticsRepo, BillingRepo, CatalogueRepo, Database, RefreshTokenRepo, UserRepo};
 
 pub use analytics::{
-    ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView,
-    PopularProducts, ProductUtilizationView, RevenueDay, RevenueReport, StatusCount, StatusDistribution,
-    UTILIZATION_LIMIT_MAX, UtilizationReport, Window,
+    AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
+    ProductUtilizationView, RevenueDay, RevenueReport, StatusCount, StatusDistribution, UTILIZATION_LIMIT_MAX,
+    UtilizationReport, Window,
 };
 pub use billing::{BillingService, InvoiceLineView, InvoiceView, NewPayment, PaymentView};
 pub use catalogue::{

@@ -1,6 +1,8 @@
 //! `/api/v1/analytics/*` and `/api/v1/exports/*.csv`: reports for staff and admins (customers get a 403).
 //!
-//! `from` and `to` are dates (`2026-01-31`, midnight UTC) or RFC 3339 instants; windows are `[from, to)`.
+//! `from` and `to` are dates (`2026-01-31`, midnight UTC) or RFC 3339 instants; windows are `[from, to)`, of any
+//! length. A window whose `to` is not after its `from` is empty and answers an empty report (a CSV export with
+//! its header row only), as OpenAPI cannot say that `to` must follow `from`.
 //! The CSV exports are streamed: the rows are read from the database a page at a time (keyset paging) and each
 //! page is written out before the next is read, so memory stays bounded whatever the size of the export.
 
@@ -53,7 +55,7 @@ pub struct WindowParams {
     /// Start, included: a date (midnight UTC) or an RFC 3339 time.
     #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
-    /// End, excluded: a date or an RFC 3339 time, after `from`.
+    /// End, excluded: a date or an RFC 3339 time; not after `from`, the window is empty.
     #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
 }
@@ -74,7 +76,8 @@ pub struct PopularParams {
     /// Only order lines whose rental period ends after this (date or RFC 3339).
     #[param(format = Date)]
     pub from: Option<String>,
-    /// Only order lines whose rental period starts before this (date or RFC 3339).
+    /// Only order lines whose rental period starts before this (date or RFC 3339); with a `from` that is not
+    /// before it, no line is counted.
     #[param(format = Date)]
     pub to: Option<String>,
 }
@@ -84,10 +87,10 @@ pub struct PopularParams {
 #[into_params(parameter_in = Query)]
 pub struct UtilizationParams {
     /// Start of the window, included (date or RFC 3339).
-    #[param(format = Date)]
+    #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
-    /// End of the window, excluded; at most 366 days after `from`.
-    #[param(format = Date)]
+    /// End of the window, excluded (date or RFC 3339); not after `from`, the window is empty.
+    #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
     /// Products to return, most used first, 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -96,7 +99,8 @@ pub struct UtilizationParams {
 
 // ---- handlers -------------------------------------------------------------------------------------------------
 
-/// Revenue per currency and day (staff).
+/// Revenue per currency and day (staff), over whole UTC days: `from`'s day up to `to` rounded up to the next
+/// midnight. An empty window (`to` not after `from`) has no days.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, body = RevenueReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
@@ -110,7 +114,8 @@ pub async fn revenue(
     Ok(web::Json(state.services.analytics.revenue(&auth.0, from, to).await?))
 }
 
-/// Products ranked by rented quantity (staff).
+/// Products ranked by rented quantity (staff). With both `from` and `to`, only the lines overlapping
+/// `[from, to)`: none when `to` is not after `from`.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(PopularParams),
     responses((status = 200, body = PopularProducts), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
@@ -134,7 +139,8 @@ pub async fn status_distribution(state: web::Data<AppState>, auth: Auth) -> ApiR
     Ok(web::Json(state.services.analytics.status_distribution(&auth.0).await?))
 }
 
-/// The products whose capacity was most used over a window (staff).
+/// The products whose capacity was most used over a window (staff); none over an empty window (`to` not after
+/// `from`).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(UtilizationParams),
     responses((status = 200, body = UtilizationReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
@@ -321,7 +327,8 @@ async fn stream_export(
         .streaming(body))
 }
 
-/// The orders created in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+/// The orders created in `[from, to)` as CSV, streamed (staff). Amounts in minor units. An empty window (`to`
+/// not after `from`) gives the header row only.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, content_type = "text/csv", body = String,
         description = "id,customer_id,status,currency,subtotal_minor,tax_minor,total_minor,deposit_minor,starts_at,ends_at,created_at"),
@@ -335,7 +342,8 @@ pub async fn export_orders(
     stream_export(&state, &auth, Export::Orders, &params).await
 }
 
-/// The invoices issued in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+/// The invoices issued in `[from, to)` as CSV, streamed (staff). Amounts in minor units. An empty window (`to`
+/// not after `from`) gives the header row only.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, content_type = "text/csv", body = String,
         description = "number,status,order_id,customer_id,currency,subtotal_minor,tax_minor,total_minor,paid_minor,issued_at"),

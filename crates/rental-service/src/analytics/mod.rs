@@ -1,7 +1,12 @@
 //! Analytics for staff and admins: revenue, popular products, order statuses, utilization, and the pages of the
 //! CSV exports. Every figure is aggregated by the database; this layer checks the caller and the parameters.
+//!
+//! A window `[from, to)` selects what happened in it. One whose `to` is not after its `from` is empty: the
+//! reports over it are empty, not an error (a client clamping a range gets a well-formed answer). Windows are
+//! not capped in length: the revenue report reads one row per day with invoices, the utilization report two
+//! buckets of usage marks per product whatever the length, and the exports are streamed.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rental_domain::OrderStatus;
 use rental_repo::{
     AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord,
@@ -11,8 +16,6 @@ use uuid::Uuid;
 
 use crate::{Principal, ServiceError, ServiceResult};
 
-/// Longest window of the revenue and utilization reports.
-pub const ANALYTICS_MAX_DAYS: i64 = 366;
 /// Most products in the popular-products ranking.
 pub const POPULAR_LIMIT_MAX: u64 = 100;
 /// Most products in the utilization ranking.
@@ -160,7 +163,7 @@ pub struct UtilizationReport {
     pub items: Vec<ProductUtilizationView>,
 }
 
-/// A validated time window `[from, to)`.
+/// A time window `[from, to)`; `to` is never before `from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Start, included.
@@ -170,20 +173,14 @@ pub struct Window {
 }
 
 impl Window {
-    /// `[from, to)` with `to` after `from` and, when `max_days` is given, at most that many days long.
-    ///
-    /// # Errors
-    /// [`ServiceError::InvalidQuery`] on `to` otherwise.
-    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, max_days: Option<i64>) -> ServiceResult<Self> {
-        if to <= from {
-            return Err(invalid("to", "must be after `from`"));
-        }
-        if let Some(days) = max_days
-            && to - from > Duration::days(days)
-        {
-            return Err(invalid("to", format!("must be at most {days} days after `from`")));
-        }
-        Ok(Self { from, to })
+    /// `[from, to)`; a `to` before `from` gives the empty window at `from`.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self { from, to: Ord::max(from, to) }
+    }
+
+    /// Whether nothing can happen in the window.
+    pub fn is_empty(&self) -> bool {
+        self.to == self.from
     }
 }
 
@@ -224,11 +221,11 @@ impl AnalyticsService {
     }
 
     /// Revenue of open and paid invoices issued in the window, taken as whole UTC days: `from`'s day up to
-    /// `to`'s day (`to` rounded up to the next midnight), per currency and per day.
+    /// `to`'s day (`to` rounded up to the next midnight), per currency and per day. An empty window (`to` not
+    /// after `from`) has no days and no revenue.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a window that is empty or
-    /// longer than [`ANALYTICS_MAX_DAYS`]; [`ServiceError::Repo`] when the database fails.
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn revenue(
         &self,
@@ -237,8 +234,11 @@ impl AnalyticsService {
         to: DateTime<Utc>,
     ) -> ServiceResult<RevenueReport> {
         principal.require_staff()?;
-        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
+        let window = Window::new(from, to);
         let (from, to) = (window.from.date_naive(), day_ceil(window.to));
+        if window.is_empty() {
+            return Ok(RevenueReport { from, to: from, currencies: Vec::new() });
+        }
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
         for row in self.repo.revenue_by_day(from, to).await? {
             let day = RevenueDay { date: row.day, total_minor: row.total_minor, count: row.count };
@@ -264,11 +264,12 @@ impl AnalyticsService {
     }
 
     /// The `limit` products with the most units rented (orders neither quotes nor cancelled), optionally only
-    /// the lines whose rental period overlaps `[from, to)`.
+    /// the lines whose rental period overlaps `[from, to)`. No line overlaps an empty window (both bounds
+    /// given, `to` not after `from`): the ranking is empty.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside
-    /// 1..=[`POPULAR_LIMIT_MAX`] or `to` not after `from`; [`ServiceError::Repo`] when the database fails.
+    /// 1..=[`POPULAR_LIMIT_MAX`]; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn popular_products(
         &self,
@@ -279,8 +280,10 @@ impl AnalyticsService {
     ) -> ServiceResult<PopularProducts> {
         principal.require_staff()?;
         check_limit(limit, POPULAR_LIMIT_MAX)?;
-        if let (Some(from), Some(to)) = (from, to) {
-            Window::new(from, to, None)?;
+        if let (Some(from), Some(to)) = (from, to)
+            && Window::new(from, to).is_empty()
+        {
+            return Ok(PopularProducts { items: Vec::new() });
         }
         let items = self.repo.popular_products(limit, from, to).await?;
         Ok(PopularProducts { items: items.into_iter().map(Into::into).collect() })
@@ -298,11 +301,11 @@ impl AnalyticsService {
         Ok(StatusDistribution { total: items.iter().map(|c| c.count).sum(), items })
     }
 
-    /// The `limit` products whose capacity was most used over the window.
+    /// The `limit` products whose capacity was most used over the window; none over an empty window.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a bad window or limit;
-    /// [`ServiceError::Repo`] when the database fails.
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside
+    /// 1..=[`UTILIZATION_LIMIT_MAX`]; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn utilization(
         &self,
@@ -312,16 +315,20 @@ impl AnalyticsService {
         limit: u64,
     ) -> ServiceResult<UtilizationReport> {
         principal.require_staff()?;
-        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
         check_limit(limit, UTILIZATION_LIMIT_MAX)?;
+        let window = Window::new(from, to);
+        if window.is_empty() {
+            return Ok(UtilizationReport { from, to, items: Vec::new() });
+        }
         let items = self.repo.utilization(window.from, window.to, limit).await?;
         Ok(UtilizationReport { from, to, items: items.into_iter().map(Into::into).collect() })
     }
 
-    /// Checks that `principal` may export and that the window is valid, before a response starts.
+    /// Checks that `principal` may export, before a response starts, and gives the window (empty when `to` is
+    /// not after `from`: the export has its header row only).
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] when `to` is not after `from`.
+    /// [`ServiceError::Forbidden`] unless staff.
     pub fn export_window(
         &self,
         principal: &Principal,
@@ -329,7 +336,7 @@ impl AnalyticsService {
         to: DateTime<Utc>,
     ) -> ServiceResult<Window> {
         principal.require_staff()?;
-        Window::new(from, to, None)
+        Ok(Window::new(from, to))
     }
 
     /// One page of the orders created in `window`, after `after`.
@@ -380,11 +387,12 @@ mod tests {
     }
 
     #[test]
-    fn windows_must_be_ordered_and_bounded() {
+    fn a_window_ending_before_it_starts_is_empty() {
         let from = at("2026-01-01T00:00:00Z");
-        assert!(Window::new(from, from, None).is_err());
-        assert!(Window::new(from, at("2027-01-02T00:00:00Z"), Some(366)).is_ok());
-        assert!(Window::new(from, at("2027-01-02T00:00:01Z"), Some(366)).is_err());
+        assert!(Window::new(from, from).is_empty());
+        let inverted = Window::new(from, at("2025-12-01T00:00:00Z"));
+        assert_eq!((inverted.from, inverted.to), (from, from));
+        assert!(!Window::new(from, at("2036-01-01T00:00:00Z")).is_empty());
     }
 
     #[test]

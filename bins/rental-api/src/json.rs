@@ -55,7 +55,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
-/// An optional JSON request body: `None` when the request carries no body (or only white space), otherwise
+/// An optional JSON request body: `None` when the request carries no body (only white space, or `null`), otherwise
 /// read as [`Json`] reads it. actix's `Option<web::Json<T>>` turns every error into `None`, so a malformed
 /// or mistyped body was silently ignored; a body that is sent must be valid.
 #[derive(Debug)]
@@ -92,7 +92,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
             if !is_json {
                 return Err(ApiError::from_json(actix_web::error::JsonPayloadError::ContentType));
             }
-            from_slice(&bytes).map(|body| OptionalJson(Some(body))).map_err(|err| ApiError::from_serde_json(&err))
+            // `null` is no body too: the document declares optional bodies nullable.
+            from_slice::<Option<T>>(&bytes).map(OptionalJson).map_err(|err| ApiError::from_serde_json(&err))
         })
     }
 }

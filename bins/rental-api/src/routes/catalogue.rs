@@ -183,11 +183,11 @@ pub struct UpdateProductRequest {
     pub price_per_day_minor: Option<i64>,
     /// New week price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub price_per_week_minor: Option<Option<i64>>,
     /// New month price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub price_per_month_minor: Option<Option<i64>>,
     /// New deposit.
     #[schema(minimum = 0)]
@@ -234,7 +234,7 @@ pub struct StockRequest {
     pub quantity: i64,
 }
 
-/// Query parameters of the product list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the product list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductListParams {
@@ -244,7 +244,8 @@ pub struct ProductListParams {
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -254,7 +255,8 @@ pub struct ProductListParams {
     /// `created_at` (default `-created_at`), `name`, `price_per_day`; prefix `-` for descending.
     #[param(pattern = r"^-?(created_at|name|price_per_day)$")]
     pub sort: Option<String>,
-    /// Search in name, SKU and description.
+    /// Search in name, SKU and description, up to 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Category id.
     pub category: Option<Uuid>,

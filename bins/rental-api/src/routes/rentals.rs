@@ -152,7 +152,7 @@ pub struct AvailabilityParams {
     pub quantity: Option<i64>,
 }
 
-/// Query parameters of the rental list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the rental list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RentalListParams {
@@ -162,7 +162,8 @@ pub struct RentalListParams {
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -181,7 +182,8 @@ pub struct RentalListParams {
     pub product: Option<Uuid>,
     /// Orders whose period ends after this time.
     pub from: Option<DateTime<Utc>>,
-    /// Orders whose period starts before this time.
+    /// Orders whose period starts before this time (a condition of its own: with `from`, the orders that
+    /// overlap `[from, to)`, or span both instants when `to` is not after `from`).
     pub to: Option<DateTime<Utc>>,
     /// `true`: picked up and past their end.
     pub overdue: Option<bool>,
@@ -197,7 +199,8 @@ pub struct InvoiceListParams {
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -239,6 +242,9 @@ pub async fn create(
 }
 
 /// List rental orders: customers see their own, staff all. Filters, sort and both pagination styles.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(RentalListParams),
     responses((status = 200, body = PageOf<OrderView>, description = "A page of orders"), (status = 400, body = ErrorEnvelope)))]
 #[get("/rentals")]
@@ -406,6 +412,9 @@ pub async fn add_maintenance(
 }
 
 /// List invoices: customers see their own, staff all.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(InvoiceListParams),
     responses((status = 200, body = PageOf<InvoiceView>, description = "A page of invoices"), (status = 400, body = ErrorEnvelope)))]
 #[get("/invoices")]

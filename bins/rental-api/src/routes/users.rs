@@ -140,7 +140,7 @@ pub struct RolesRequest {
     pub roles: Vec<Role>,
 }
 
-/// Query parameters of the user list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the user list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
@@ -150,7 +150,8 @@ pub struct UserListParams {
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -160,7 +161,8 @@ pub struct UserListParams {
     /// `created_at` (default `-created_at`), `email`, `full_name`; prefix `-` for descending.
     #[param(pattern = r"^-?(created_at|email|full_name)$")]
     pub sort: Option<String>,
-    /// Search in e-mail and name.
+    /// Search in e-mail and name, up to 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Filter.
     pub is_active: Option<bool>,
@@ -211,9 +213,12 @@ pub async fn update_me(
     Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?))
 }
 
-/// Change one's own password; ends every session of the account.
+/// Change one's own password; ends every session of the account. A wrong `current_password` is a 403: the
+/// request is valid, the caller is not allowed to make it (a 401 would say that the access token is bad).
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = PasswordChangeRequest,
-    responses((status = 204, description = "Changed"), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 204, description = "Changed"),
+        (status = 403, body = ErrorEnvelope, description = "`current_password` is wrong"),
+        (status = 422, body = ErrorEnvelope, description = "The new password breaks the rules")))]
 #[post("/users/me/password")]
 pub async fn change_password(
     state: web::Data<AppState>,
@@ -226,6 +231,9 @@ pub async fn change_password(
 
 /// List users (admin). Filters, sort and search are checked against a whitelist; an unknown one is a 400
 /// naming it.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
     responses((status = 200, body = PageOf<UserView>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]

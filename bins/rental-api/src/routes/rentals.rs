@@ -156,8 +156,8 @@ pub struct AvailabilityParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RentalListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
@@ -193,8 +193,8 @@ pub struct RentalListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InvoiceListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod documented_errors;
 pub mod error;
 pub mod extract;
+pub mod json;
 pub mod methods;
 pub mod request_id;
 pub mod routes;

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rental_repo::query::{
-    Batch, Cursor, CursorValue, Direction, FilterKind, FilterOp, ListColumns, ListSpec, Listing, PageSizes, SortKind,
-    insert_chunked, rows_per_insert,
+    Batch, Cursor, CursorValue, Direction, FilterKind, FilterOp, ListColumns, ListSpec, Listing, PageSizes, Pagination,
+    SortKind, insert_chunked, rows_per_insert,
 };
 use rental_repo::{Database, DatabaseConfig, RepoError};
 use rental_testkit::TestDb;
@@ -298,29 +298,35 @@ async fn offset_pages_filters_search_and_refusals() {
     let Listing::Offset(p) = AUTHORS.fetch(conn, &query, select).await.unwrap() else { panic!("offset expected") };
     assert_eq!(p.total, rows.iter().filter(|a| a.active && a.rating == 0).count() as u64);
 
-    // Unknown sorts and filters, sizes over the declared maximum, mixed styles: refused before any SQL.
+    // Unknown sorts and filters, sizes over the declared maximum: refused before any SQL.
     for (pairs, field) in [
         (vec![("sort", "-secret")], "sort"),
         (vec![("secret", "1")], "secret"),
         (vec![("min_rating", "-1")], "min_rating"),
         (vec![("per_page", "26")], "per_page"),
         (vec![("limit", "26")], "limit"),
-        (vec![("page", "2"), ("limit", "5")], "cursor"),
     ] {
         assert_eq!(invalid_field(AUTHOR_SPEC.parse(&params(&pairs)).unwrap_err()), field, "{pairs:?}");
     }
 
-    // Cursors: a real one works; one of another list, another sort or direction, or forged, is a 400.
+    // Keyset parameters take precedence over page/per_page.
+    let mixed = AUTHOR_SPEC.parse(&params(&[("page", "2"), ("limit", "5")])).unwrap();
+    assert!(matches!(mixed.pagination, Pagination::Keyset { limit: 5, .. }));
+
+    // Cursors: a real one works and keeps its listing's order whatever `sort` says; one of another list, or
+    // forged, is a 400.
     let first = AUTHOR_SPEC.parse(&params(&[("sort", "rating"), ("limit", "5")])).unwrap();
     let Listing::Keyset(page) = AUTHORS.fetch(conn, &first, author::Entity::find()).await.unwrap() else {
         panic!("keyset expected")
     };
     let cursor = page.next_cursor.unwrap();
     assert!(AUTHOR_SPEC.parse(&params(&[("sort", "rating"), ("cursor", &cursor)])).is_ok());
-    for (spec, sort) in [(&ARCHIVE_SPEC, "rating"), (&AUTHOR_SPEC, "-rating"), (&AUTHOR_SPEC, "name")] {
-        let err = spec.parse(&params(&[("sort", sort), ("cursor", &cursor)])).unwrap_err();
-        assert_eq!(invalid_field(err), "cursor", "{} {sort}", spec.resource);
+    for sort in ["-rating", "name"] {
+        let next = AUTHOR_SPEC.parse(&params(&[("sort", sort), ("cursor", &cursor)])).unwrap();
+        assert_eq!((next.sort, next.direction), ("rating", Direction::Asc), "{sort}");
     }
+    let err = ARCHIVE_SPEC.parse(&params(&[("sort", "rating"), ("cursor", &cursor)])).unwrap_err();
+    assert_eq!(invalid_field(err), "cursor");
     let archive_query = ARCHIVE_SPEC.parse(&params(&[("sort", "rating"), ("limit", "5")])).unwrap();
     let Listing::Keyset(archive_page) = ARCHIVE.fetch(conn, &archive_query, author::Entity::find()).await.unwrap()
     else {
@@ -330,7 +336,9 @@ async fn offset_pages_filters_search_and_refusals() {
     assert_ne!(archive_cursor, cursor, "cursors are bound to their list");
     let err = AUTHOR_SPEC.parse(&params(&[("sort", "rating"), ("cursor", &archive_cursor)])).unwrap_err();
     assert_eq!(invalid_field(err), "cursor");
-    for garbage in ["", "!!!", "e30", &"A".repeat(600), &format!("{cursor}x")] {
+    let restart = AUTHOR_SPEC.parse(&params(&[("sort", "rating"), ("cursor", "")])).unwrap();
+    assert!(matches!(restart.pagination, Pagination::Keyset { after: None, .. }), "an empty cursor starts over");
+    for garbage in ["!!!", "e30", &"A".repeat(600), &format!("{cursor}x")] {
         let err = AUTHOR_SPEC.parse(&params(&[("sort", "rating"), ("cursor", garbage)])).unwrap_err();
         assert_eq!(invalid_field(err), "cursor", "{garbage:?}");
     }

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use rental_repo::{AnalyticsRepo, BillingRepo, Database};
 
 pub use analytics::{
-    ANALYTICS_MAX_DAYS, AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, RevenueDay,
-    RevenueReport, StatusCount, UTILIZATION_LIMIT_MAX, Window,
+    AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
+    ProductUtilizationView, RevenueDay, RevenueReport, StatusCount, StatusDistribution, UTILIZATION_LIMIT_MAX,
+    UtilizationReport, Window,
 };
 pub use billing::{BillingService, InvoiceLineView, InvoiceView, NewPayment, PaymentView};
 pub use catalogue::{
@@ -44,7 +45,7 @@ pub use ports::{
 };
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
-pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord};
+pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord};
 pub use users::auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use users::password::PasswordHasher;
 pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};

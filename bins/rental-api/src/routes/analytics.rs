@@ -1,6 +1,8 @@
 //! `/api/v1/analytics/*` and `/api/v1/exports/*.csv`: reports for staff and admins (customers get a 403).
 //!
-//! `from` and `to` are dates (`2026-01-31`, midnight UTC) or RFC 3339 instants; windows are `[from, to)`.
+//! `from` and `to` are dates (`2026-01-31`, midnight UTC) or RFC 3339 instants; windows are `[from, to)`, of any
+//! length. A window whose `to` is not after its `from` is empty and answers an empty report (a CSV export with
+//! its header row only), as OpenAPI cannot say that `to` must follow `from`.
 //! The CSV exports are streamed: the rows are read from the database a page at a time (keyset paging) and each
 //! page is written out before the next is read, so memory stays bounded whatever the size of the export.
 
@@ -9,12 +11,11 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use rental_service::{
-    AnalyticsService, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueReport,
-    ServiceError, UtilizationRecord, Window,
+    AnalyticsService, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProducts, RevenueReport,
+    ServiceError, StatusDistribution, UtilizationReport, Window,
 };
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::Auth;
@@ -54,7 +55,7 @@ pub struct WindowParams {
     /// Start, included: a date (midnight UTC) or an RFC 3339 time.
     #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
-    /// End, excluded: a date or an RFC 3339 time, after `from`.
+    /// End, excluded: a date or an RFC 3339 time; not after `from`, the window is empty.
     #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
 }
@@ -75,7 +76,8 @@ pub struct PopularParams {
     /// Only order lines whose rental period ends after this (date or RFC 3339).
     #[param(format = Date)]
     pub from: Option<String>,
-    /// Only order lines whose rental period starts before this (date or RFC 3339).
+    /// Only order lines whose rental period starts before this (date or RFC 3339); with a `from` that is not
+    /// before it, no line is counted.
     #[param(format = Date)]
     pub to: Option<String>,
 }
@@ -85,115 +87,20 @@ pub struct PopularParams {
 #[into_params(parameter_in = Query)]
 pub struct UtilizationParams {
     /// Start of the window, included (date or RFC 3339).
-    #[param(format = Date)]
+    #[param(required = true, value_type = String, format = Date)]
     pub from: Option<String>,
-    /// End of the window, excluded; at most 366 days after `from`.
-    #[param(format = Date)]
+    /// End of the window, excluded (date or RFC 3339); not after `from`, the window is empty.
+    #[param(required = true, value_type = String, format = Date)]
     pub to: Option<String>,
     /// Products to return, most used first, 1–1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
-// ---- responses ------------------------------------------------------------------------------------------------
-
-/// A product and how much it was rented.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PopularProductResponse {
-    /// Product id.
-    pub product_id: Uuid,
-    /// Product name.
-    pub name: String,
-    /// Currency of `revenue_minor`.
-    pub currency: String,
-    /// Rentals of the product: order lines (one product for one period).
-    pub rental_count: i64,
-    /// Units rented.
-    pub quantity: i64,
-    /// Sum of the line totals (before tax), minor units.
-    pub revenue_minor: i64,
-}
-
-impl From<PopularProductRecord> for PopularProductResponse {
-    fn from(r: PopularProductRecord) -> Self {
-        Self {
-            product_id: r.product_id,
-            name: r.name,
-            currency: r.revenue.currency.to_string(),
-            rental_count: r.rental_count,
-            quantity: r.quantity,
-            revenue_minor: r.revenue.amount_minor,
-        }
-    }
-}
-
-/// Products ranked by rented quantity (orders that are neither quotes nor cancelled).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PopularProductsResponse {
-    /// Most rented first.
-    pub items: Vec<PopularProductResponse>,
-}
-
-/// Orders in one status.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusCountResponse {
-    /// `quote`, `reserved`, `picked_up`, `returned`, `closed` or `cancelled`.
-    #[schema(example = "closed")]
-    pub status: String,
-    /// Orders.
-    pub count: i64,
-}
-
-/// Orders per status; all six statuses, zeros included.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatusDistributionResponse {
-    /// All orders.
-    pub total: i64,
-    /// In lifecycle order.
-    pub items: Vec<StatusCountResponse>,
-}
-
-/// How much of a product's capacity was rented over the window.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProductUtilizationResponse {
-    /// Product id.
-    pub product_id: Uuid,
-    /// Product name.
-    pub name: String,
-    /// Tracked units plus bulk stock.
-    pub capacity: i64,
-    /// Sum of quantity × seconds inside the window over the rented lines (to the millisecond).
-    pub rented_unit_seconds: f64,
-    /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
-    pub utilization: f64,
-}
-
-impl From<UtilizationRecord> for ProductUtilizationResponse {
-    fn from(r: UtilizationRecord) -> Self {
-        Self {
-            product_id: r.product_id,
-            name: r.name,
-            capacity: r.capacity,
-            rented_unit_seconds: r.rented_unit_seconds,
-            utilization: r.utilization,
-        }
-    }
-}
-
-/// The most used products over `[from, to)`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UtilizationResponse {
-    /// Start of the window.
-    pub from: DateTime<Utc>,
-    /// End of the window.
-    pub to: DateTime<Utc>,
-    /// Most used first.
-    pub items: Vec<ProductUtilizationResponse>,
-}
-
 // ---- handlers -------------------------------------------------------------------------------------------------
 
-/// Revenue per currency and day (staff).
+/// Revenue per currency and day (staff), over whole UTC days: `from`'s day up to `to` rounded up to the next
+/// midnight. An empty window (`to` not after `from`) has no days.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, body = RevenueReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
@@ -207,54 +114,45 @@ pub async fn revenue(
     Ok(web::Json(state.services.analytics.revenue(&auth.0, from, to).await?))
 }
 
-/// Products ranked by rented quantity (staff).
+/// Products ranked by rented quantity (staff). With both `from` and `to`, only the lines overlapping
+/// `[from, to)`: none when `to` is not after `from`.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(PopularParams),
-    responses((status = 200, body = PopularProductsResponse), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = PopularProducts), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/popular-products")]
 pub async fn popular_products(
     state: web::Data<AppState>,
     auth: Auth,
     params: web::Query<PopularParams>,
-) -> ApiResult<web::Json<PopularProductsResponse>> {
+) -> ApiResult<web::Json<PopularProducts>> {
     let from = optional_instant(params.from.as_deref(), "from")?;
     let to = optional_instant(params.to.as_deref(), "to")?;
-    let items = state.services.analytics.popular_products(&auth.0, params.limit.unwrap_or(10), from, to).await?;
-    Ok(web::Json(PopularProductsResponse { items: items.into_iter().map(Into::into).collect() }))
+    Ok(web::Json(state.services.analytics.popular_products(&auth.0, params.limit.unwrap_or(10), from, to).await?))
 }
 
 /// Orders per status (staff).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])),
-    responses((status = 200, body = StatusDistributionResponse), (status = 401, body = ErrorEnvelope),
+    responses((status = 200, body = StatusDistribution), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/status-distribution")]
-pub async fn status_distribution(
-    state: web::Data<AppState>,
-    auth: Auth,
-) -> ApiResult<web::Json<StatusDistributionResponse>> {
-    let counts = state.services.analytics.status_distribution(&auth.0).await?;
-    let total = counts.iter().map(|c| c.count).sum();
-    let items = counts
-        .into_iter()
-        .map(|c| StatusCountResponse { status: c.status.as_str().to_owned(), count: c.count })
-        .collect();
-    Ok(web::Json(StatusDistributionResponse { total, items }))
+pub async fn status_distribution(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<StatusDistribution>> {
+    Ok(web::Json(state.services.analytics.status_distribution(&auth.0).await?))
 }
 
-/// The products whose capacity was most used over a window (staff).
+/// The products whose capacity was most used over a window (staff); none over an empty window (`to` not after
+/// `from`).
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(UtilizationParams),
-    responses((status = 200, body = UtilizationResponse), (status = 400, body = ErrorEnvelope),
+    responses((status = 200, body = UtilizationReport), (status = 400, body = ErrorEnvelope),
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/analytics/utilization")]
 pub async fn utilization(
     state: web::Data<AppState>,
     auth: Auth,
     params: web::Query<UtilizationParams>,
-) -> ApiResult<web::Json<UtilizationResponse>> {
+) -> ApiResult<web::Json<UtilizationReport>> {
     let from = required_instant(params.from.as_deref(), "from")?;
     let to = required_instant(params.to.as_deref(), "to")?;
-    let items = state.services.analytics.utilization(&auth.0, from, to, params.limit.unwrap_or(100)).await?;
-    Ok(web::Json(UtilizationResponse { from, to, items: items.into_iter().map(Into::into).collect() }))
+    Ok(web::Json(state.services.analytics.utilization(&auth.0, from, to, params.limit.unwrap_or(100)).await?))
 }
 
 // ---- CSV exports ----------------------------------------------------------------------------------------------
@@ -429,7 +327,8 @@ async fn stream_export(
         .streaming(body))
 }
 
-/// The orders created in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+/// The orders created in `[from, to)` as CSV, streamed (staff). Amounts in minor units. An empty window (`to`
+/// not after `from`) gives the header row only.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, content_type = "text/csv", body = String,
         description = "id,customer_id,status,currency,subtotal_minor,tax_minor,total_minor,deposit_minor,starts_at,ends_at,created_at"),
@@ -443,7 +342,8 @@ pub async fn export_orders(
     stream_export(&state, &auth, Export::Orders, &params).await
 }
 
-/// The invoices issued in `[from, to)` as CSV, streamed (staff). Amounts in minor units.
+/// The invoices issued in `[from, to)` as CSV, streamed (staff). Amounts in minor units. An empty window (`to`
+/// not after `from`) gives the header row only.
 #[utoipa::path(tag = "analytics", security(("bearer" = [])), params(WindowParams),
     responses((status = 200, content_type = "text/csv", body = String,
         description = "number,status,order_id,customer_id,currency,subtotal_minor,tax_minor,total_minor,paid_minor,issued_at"),

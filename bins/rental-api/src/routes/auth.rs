@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
-use crate::routes::UserResponse;
+use crate::json::Json;
 use crate::state::AppState;
+use rental_service::UserView;
 
 /// Login with JSON.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -117,7 +118,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         }
         (form.username, form.password)
     } else if content_type.starts_with("application/json") {
-        let login: LoginRequest = serde_json::from_slice(&body).map_err(|e| ApiError::from_serde_json(&e))?;
+        let login: LoginRequest = crate::json::from_slice(&body).map_err(|e| ApiError::from_serde_json(&e))?;
         (login.email, login.password)
     } else {
         return Err(ApiError::new(
@@ -137,7 +138,7 @@ pub async fn login(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorEnvelope))
 )]
 #[post("/auth/refresh")]
-pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> ApiResult<HttpResponse> {
+pub async fn refresh(state: web::Data<AppState>, body: Json<RefreshRequest>) -> ApiResult<HttpResponse> {
     let tokens = state.services.auth.refresh(&body.refresh_token).await?;
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(TokenResponse::from(tokens)))
 }
@@ -145,7 +146,7 @@ pub async fn refresh(state: web::Data<AppState>, body: web::Json<RefreshRequest>
 /// End the session of a refresh token.
 #[utoipa::path(tag = "auth", request_body = RefreshRequest, responses((status = 204, description = "Logged out")))]
 #[post("/auth/logout")]
-pub async fn logout(state: web::Data<AppState>, body: web::Json<RefreshRequest>) -> ApiResult<HttpResponse> {
+pub async fn logout(state: web::Data<AppState>, body: Json<RefreshRequest>) -> ApiResult<HttpResponse> {
     state.services.auth.logout(&body.refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -155,18 +156,18 @@ pub async fn logout(state: web::Data<AppState>, body: web::Json<RefreshRequest>)
     tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, body = UserResponse),
+        (status = 201, body = UserView),
         (status = 409, description = "E-mail taken", body = ErrorEnvelope),
         (status = 422, body = ErrorEnvelope)
     )
 )]
 #[post("/auth/register")]
-pub async fn register(state: web::Data<AppState>, body: web::Json<RegisterRequest>) -> ApiResult<HttpResponse> {
+pub async fn register(state: web::Data<AppState>, body: Json<RegisterRequest>) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let user = state
         .services
         .auth
         .register(Registration { email: body.email, full_name: body.full_name, password: body.password })
         .await?;
-    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+    Ok(HttpResponse::Created().json(user))
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, MaybeAuth, QueryPairs};
+use crate::json::Json;
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
@@ -182,11 +183,11 @@ pub struct UpdateProductRequest {
     pub price_per_day_minor: Option<i64>,
     /// New week price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub price_per_week_minor: Option<Option<i64>>,
     /// New month price; `null` removes it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub price_per_month_minor: Option<Option<i64>>,
     /// New deposit.
     #[schema(minimum = 0)]
@@ -233,17 +234,18 @@ pub struct StockRequest {
     pub quantity: i64,
 }
 
-/// Query parameters of the product list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the product list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -253,7 +255,8 @@ pub struct ProductListParams {
     /// `created_at` (default `-created_at`), `name`, `price_per_day`; prefix `-` for descending.
     #[param(pattern = r"^-?(created_at|name|price_per_day)$")]
     pub sort: Option<String>,
-    /// Search in name, SKU and description.
+    /// Search in name, SKU and description, up to 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Category id.
     pub category: Option<Uuid>,
@@ -296,7 +299,7 @@ pub async fn list_categories(state: web::Data<AppState>) -> ApiResult<web::Json<
 pub async fn create_category(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateCategoryRequest>,
+    body: Json<CreateCategoryRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewCategory { name: b.name, description: b.description };
@@ -323,7 +326,7 @@ pub async fn update_category(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateCategoryRequest>,
+    body: Json<UpdateCategoryRequest>,
 ) -> ApiResult<web::Json<CategoryView>> {
     let id = parse_id(&id, "category")?;
     let b = body.into_inner();
@@ -357,7 +360,7 @@ pub async fn list_locations(state: web::Data<AppState>) -> ApiResult<web::Json<L
 pub async fn create_location(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateLocationRequest>,
+    body: Json<CreateLocationRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let location =
@@ -398,7 +401,7 @@ pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: Q
 pub async fn create_product(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateProductRequest>,
+    body: Json<CreateProductRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewProduct {
@@ -442,7 +445,7 @@ pub async fn update_product(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateProductRequest>,
+    body: Json<UpdateProductRequest>,
 ) -> ApiResult<web::Json<ProductView>> {
     let id = parse_id(&id, "product")?;
     let b = body.into_inner();
@@ -483,7 +486,7 @@ pub async fn add_units(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<AddUnitsRequest>,
+    body: Json<AddUnitsRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;
     let units = body
@@ -506,7 +509,7 @@ pub async fn set_stock(
     state: web::Data<AppState>,
     auth: Auth,
     path: web::Path<(String, String)>,
-    body: web::Json<StockRequest>,
+    body: Json<StockRequest>,
 ) -> ApiResult<web::Json<StockLevelView>> {
     let (id, location_id) = path.into_inner();
     let id = parse_id(&id, "product")?;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::json::{Json, OptionalJson};
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
@@ -151,17 +152,18 @@ pub struct AvailabilityParams {
     pub quantity: Option<i64>,
 }
 
-/// Query parameters of the rental list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the rental list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RentalListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -180,7 +182,8 @@ pub struct RentalListParams {
     pub product: Option<Uuid>,
     /// Orders whose period ends after this time.
     pub from: Option<DateTime<Utc>>,
-    /// Orders whose period starts before this time.
+    /// Orders whose period starts before this time (a condition of its own: with `from`, the orders that
+    /// overlap `[from, to)`, or span both instants when `to` is not after `from`).
     pub to: Option<DateTime<Utc>>,
     /// `true`: picked up and past their end.
     pub overdue: Option<bool>,
@@ -190,13 +193,14 @@ pub struct RentalListParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct InvoiceListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -206,10 +210,6 @@ pub struct InvoiceListParams {
     pub status: Option<String>,
     /// Customer id (staff; customers always see their own).
     pub customer: Option<Uuid>,
-}
-
-fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T {
-    body.map(web::Json::into_inner).unwrap_or_default()
 }
 
 // ---- handlers -----------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ fn body<T: for<'de> Deserialize<'de> + Default>(body: Option<web::Json<T>>) -> T
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<CreateRentalRequest>,
+    body: Json<CreateRentalRequest>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let new = NewRental {
@@ -242,6 +242,9 @@ pub async fn create(
 }
 
 /// List rental orders: customers see their own, staff all. Filters, sort and both pagination styles.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(RentalListParams),
     responses((status = 200, body = PageOf<OrderView>, description = "A page of orders"), (status = 400, body = ErrorEnvelope)))]
 #[get("/rentals")]
@@ -290,10 +293,10 @@ pub async fn confirm(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.confirm(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.confirm(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// `quote|reserved → cancelled`: release the stock, void the invoice.
@@ -306,10 +309,10 @@ pub async fn cancel(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.cancel(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.cancel(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// `reserved → picked_up` (staff): hand out tracked units.
@@ -322,10 +325,10 @@ pub async fn pickup(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<PickupRequest>>,
+    req: OptionalJson<PickupRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    let b = body(req);
+    let b = req.unwrap_or_default();
     let units = b.units.into_iter().map(|u| PickupLine { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
     Ok(web::Json(state.services.rentals.pickup(&auth.0, id, units, b.note).await?))
 }
@@ -341,10 +344,10 @@ pub async fn return_items(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<ReturnRequest>>,
+    req: OptionalJson<ReturnRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    let b = body(req);
+    let b = req.unwrap_or_default();
     let units = b
         .units
         .into_iter()
@@ -368,10 +371,10 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Option<web::Json<TransitionRequest>>,
+    req: OptionalJson<TransitionRequest>,
 ) -> ApiResult<web::Json<OrderView>> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.close(&auth.0, id, body(req).note).await?))
+    Ok(web::Json(state.services.rentals.close(&auth.0, id, req.unwrap_or_default().note).await?))
 }
 
 /// Free quantity of a product over `[from, to)`, per day; when less than `quantity` is free, the nearest
@@ -400,7 +403,7 @@ pub async fn add_maintenance(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: web::Json<MaintenanceRequest>,
+    req: Json<MaintenanceRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "unit")?;
     let b = req.into_inner();
@@ -409,6 +412,9 @@ pub async fn add_maintenance(
 }
 
 /// List invoices: customers see their own, staff all.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "rentals", security(("bearer" = [])), params(InvoiceListParams),
     responses((status = 200, body = PageOf<InvoiceView>, description = "A page of invoices"), (status = 400, body = ErrorEnvelope)))]
 #[get("/invoices")]
@@ -443,7 +449,7 @@ pub async fn record_payment(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: web::Json<PaymentRequest>,
+    req: Json<PaymentRequest>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "invoice")?;
     let b = req.into_inner();

@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
-use crate::routes::{PageOf, UserResponse};
+use crate::json::Json;
+use crate::routes::PageOf;
 use crate::state::AppState;
 
 /// Changes to one's own profile.
@@ -139,17 +140,18 @@ pub struct RolesRequest {
     pub roles: Vec<Role>,
 }
 
-/// Query parameters of the user list. Use either `page`/`per_page` or `cursor`/`limit`.
+/// Query parameters of the user list. Keyset parameters win over `page`/`per_page`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
-    /// Offset pagination: page number from 1.
-    #[param(minimum = 1)]
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
     pub page: Option<u64>,
     /// Offset pagination: 1–100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub per_page: Option<u64>,
-    /// Keyset pagination: `next_cursor` of the previous page.
+    /// Keyset pagination: `next_cursor` of the previous page; it continues in that page's order (`sort` is then
+    /// ignored). Empty: the first page.
     pub cursor: Option<String>,
     /// Keyset pagination: 1–100, default 50.
     #[param(minimum = 1, maximum = 100)]
@@ -159,7 +161,8 @@ pub struct UserListParams {
     /// `created_at` (default `-created_at`), `email`, `full_name`; prefix `-` for descending.
     #[param(pattern = r"^-?(created_at|email|full_name)$")]
     pub sort: Option<String>,
-    /// Search in e-mail and name.
+    /// Search in e-mail and name, up to 200 characters.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Filter.
     pub is_active: Option<bool>,
@@ -176,8 +179,7 @@ pub struct UserListParams {
     pub created_before: Option<String>,
 }
 
-/// Serialises a cached page without copying it: the JSON [`PageOf<UserResponse>`] documents (`UserView`
-/// serialises exactly like [`UserResponse`]).
+/// Serialises a cached page without copying it, as the JSON [`PageOf<UserView>`] documents.
 struct UserPageRef(Arc<Listing<UserView>>);
 
 impl Serialize for UserPageRef {
@@ -191,34 +193,37 @@ fn parse_id(raw: &str) -> ApiResult<UserId> {
 }
 
 /// The caller's profile.
-#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = UserResponse), (status = 401, body = ErrorEnvelope)))]
+#[utoipa::path(tag = "users", security(("bearer" = [])), responses((status = 200, body = UserView), (status = 401, body = ErrorEnvelope)))]
 #[get("/users/me")]
-pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<UserResponse>> {
-    Ok(web::Json(state.services.users.me(&auth.0).await?.into()))
+pub async fn me(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<UserView>> {
+    Ok(web::Json(state.services.users.me(&auth.0).await?))
 }
 
 /// Change one's own name or e-mail address.
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = ProfileUpdateRequest,
-    responses((status = 200, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[patch("/users/me")]
 pub async fn update_me(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<ProfileUpdateRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+    body: Json<ProfileUpdateRequest>,
+) -> ApiResult<web::Json<UserView>> {
     let body = body.into_inner();
     let changes = ProfileUpdate { email: body.email, full_name: body.full_name };
-    Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?.into()))
+    Ok(web::Json(state.services.users.update_me(&auth.0, changes).await?))
 }
 
-/// Change one's own password; ends every session of the account.
+/// Change one's own password; ends every session of the account. A wrong `current_password` is a 403: the
+/// request is valid, the caller is not allowed to make it (a 401 would say that the access token is bad).
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = PasswordChangeRequest,
-    responses((status = 204, description = "Changed"), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 204, description = "Changed"),
+        (status = 403, body = ErrorEnvelope, description = "`current_password` is wrong"),
+        (status = 422, body = ErrorEnvelope, description = "The new password breaks the rules")))]
 #[post("/users/me/password")]
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<PasswordChangeRequest>,
+    body: Json<PasswordChangeRequest>,
 ) -> ApiResult<HttpResponse> {
     state.services.auth.change_password(&auth.0, &body.current_password, &body.new_password).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -226,8 +231,11 @@ pub async fn change_password(
 
 /// List users (admin). Filters, sort and search are checked against a whitelist; an unknown one is a 400
 /// naming it.
+/// Pagination: `page`/`per_page` (offset) or `cursor`/`limit` (keyset); keyset parameters take precedence, and
+/// `page`/`per_page` are then ignored. A cursor continues the listing it came from in that listing's order (`sort`
+/// is then ignored); an empty cursor starts at the first page.
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(UserListParams),
-    responses((status = 200, body = PageOf<UserResponse>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<UserView>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]
 pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<HttpResponse> {
     let listing = state.services.users.list(&auth.0, &query.0).await?;
@@ -236,15 +244,11 @@ pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> 
 
 /// Create a user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), request_body = CreateUserRequest,
-    responses((status = 201, body = UserResponse), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = UserView), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/users")]
-pub async fn create(
-    state: web::Data<AppState>,
-    auth: Auth,
-    body: web::Json<CreateUserRequest>,
-) -> ApiResult<HttpResponse> {
+pub async fn create(state: web::Data<AppState>, auth: Auth, body: Json<CreateUserRequest>) -> ApiResult<HttpResponse> {
     let user = state.services.users.create(&auth.0, body.into_inner().into()).await?;
-    Ok(HttpResponse::Created().json(UserResponse::from(user)))
+    Ok(HttpResponse::Created().json(user))
 }
 
 /// Create up to 10,000 users in one transaction (admin). Nothing is written if any row fails; the error
@@ -255,7 +259,7 @@ pub async fn create(
 pub async fn bulk_create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<BulkCreateRequest>,
+    body: Json<BulkCreateRequest>,
 ) -> ApiResult<HttpResponse> {
     let rows = body.into_inner().users.into_iter().map(NewUser::from).collect();
     let created = state.services.users.bulk_create(&auth.0, rows).await?;
@@ -264,24 +268,24 @@ pub async fn bulk_create(
 
 /// One user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 #[get("/users/{id}")]
-pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserResponse>> {
+pub async fn get(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
-    Ok(web::Json(state.services.users.get(&auth.0, id).await?.into()))
+    Ok(web::Json(state.services.users.get(&auth.0, id).await?))
 }
 
 /// Change a user (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
 #[patch("/users/{id}")]
 pub async fn update(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UpdateUserRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+    body: Json<UpdateUserRequest>,
+) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
     let b = body.into_inner();
     let changes = UserUpdate {
@@ -291,7 +295,7 @@ pub async fn update(
         is_active: b.is_active,
         is_superuser: b.is_superuser,
     };
-    Ok(web::Json(state.services.users.update(&auth.0, id, changes).await?.into()))
+    Ok(web::Json(state.services.users.update(&auth.0, id, changes).await?))
 }
 
 /// Delete a user (admin).
@@ -308,14 +312,14 @@ pub async fn remove(state: web::Data<AppState>, auth: Auth, id: web::Path<String
 /// Replace a user's roles (admin).
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = RolesRequest,
-    responses((status = 200, body = UserResponse), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 #[put("/users/{id}/roles")]
 pub async fn set_roles(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<RolesRequest>,
-) -> ApiResult<web::Json<UserResponse>> {
+    body: Json<RolesRequest>,
+) -> ApiResult<web::Json<UserView>> {
     let id = parse_id(&id)?;
-    Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?.into()))
+    Ok(web::Json(state.services.users.set_roles(&auth.0, id, body.into_inner().roles).await?))
 }

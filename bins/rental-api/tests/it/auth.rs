@@ -145,7 +145,9 @@ async fn profile_and_password_changes() {
             .set_json(json!({"current_password": "nope", "new_password": "new-password-1"})),
     )
     .await;
-    wrong.assert_error(422, "validation_failed");
+    // A valid request from a caller who cannot prove they know the password: refused, not "invalid data".
+    wrong.assert_error(403, "forbidden");
+    assert!(wrong.body["error"]["message"].as_str().unwrap().contains("current_password"), "{}", wrong.body);
     let changed = send(
         &app,
         bearer(TestRequest::post().uri("/api/v1/users/me/password"), &token)

@@ -270,6 +270,37 @@ async fn bad_input_gets_the_envelope() {
 }
 
 #[actix_web::test]
+async fn integer_fields_take_integral_floats() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let staff = staff_token(&ctx, &app).await;
+    let category =
+        send(&app, bearer(TestRequest::post().uri("/api/v1/categories"), &staff).set_json(json!({"name": "Tools"})))
+            .await;
+    let mut body = product_body(category.body["id"].as_str().unwrap(), "A-1", 100);
+    // JSON Schema counts `1500.0` and `1.5e3` as integers; Python's json.dumps writes floats so.
+    body["price_per_day_minor"] = json!(1500.0);
+    body["deposit_minor"] = json!(1.5e3);
+    let created = send(&app, bearer(TestRequest::post().uri("/api/v1/products"), &staff).set_json(body)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        (created.body["price_per_day_minor"].as_i64(), created.body["deposit_minor"].as_i64()),
+        (Some(1500), Some(1500))
+    );
+    let product = || {
+        bearer(TestRequest::patch().uri(&format!("/api/v1/products/{}", created.body["id"].as_str().unwrap())), &staff)
+    };
+    let patched = send(&app, product().set_json(json!({"buffer_minutes": 42.0, "price_per_week_minor": 7e3}))).await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(
+        (patched.body["buffer_minutes"].as_i64(), patched.body["price_per_week_minor"].as_i64()),
+        (Some(42), Some(7000))
+    );
+    // A fraction is still not an integer.
+    send(&app, product().set_json(json!({"buffer_minutes": 42.5}))).await.assert_error(422, "invalid_body");
+}
+
+#[actix_web::test]
 async fn the_catalogue_is_in_the_openapi_document() {
     let ctx = context().await;
     let app = app(&ctx).await;

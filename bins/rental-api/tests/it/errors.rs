@@ -141,15 +141,21 @@ async fn bad_list_queries_and_ids_are_400() {
         assert_eq!(reply.body["error"]["details"][0]["field"], field, "{query}: {}", reply.body);
     }
 
-    // A cursor of another sort order is foreign.
-    let first = send(&app, bearer(TestRequest::get().uri("/api/v1/users?limit=1&sort=email"), &admin)).await;
+    // OpenAPI cannot declare parameters exclusive, so every combination means something: keyset parameters
+    // win over page/per_page, a cursor continues its listing in that listing's order whatever `sort` says, and
+    // an empty cursor starts at the first page.
     customer_token(&app, "a@example.com").await;
     let page = send(&app, bearer(TestRequest::get().uri("/api/v1/users?limit=1&sort=email"), &admin)).await;
+    assert_eq!(page.body["items"][0]["email"], "a@example.com", "{}", page.body);
     let cursor = page.body["next_cursor"].as_str().unwrap();
-    let foreign =
-        send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/users?sort=-email&cursor={cursor}")), &admin)).await;
-    foreign.assert_error(400, "invalid_query");
-    assert_eq!(first.status, 200);
+    for query in [format!("sort=-email&cursor={cursor}"), format!("page=3&per_page=1&cursor={cursor}")] {
+        let next = send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/users?{query}")), &admin)).await;
+        assert_eq!(next.status, 200, "{query}: {}", next.body);
+        assert_eq!(next.body["items"][0]["email"], "root@example.com", "{query}: {}", next.body);
+        assert!(next.body.get("page").is_none(), "{query}: a keyset page");
+    }
+    let restart = send(&app, bearer(TestRequest::get().uri("/api/v1/users?cursor=&limit=1&sort=email"), &admin)).await;
+    assert_eq!(restart.body["items"], page.body["items"]);
 
     for path in ["/api/v1/users/not-a-uuid", "/api/v1/users/123"] {
         send(&app, bearer(TestRequest::get().uri(path), &admin)).await.assert_error(400, "invalid_id");
@@ -168,4 +174,54 @@ async fn bad_list_queries_and_ids_are_400() {
     )
     .await;
     roles.assert_error(422, "invalid_body");
+}
+
+#[actix_web::test]
+async fn bodies_are_json_objects_at_every_depth() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let admin = admin_token(&ctx, &app).await;
+    let me = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &admin)).await;
+
+    // serde fills a struct from an array by position; the document says `type: object`.
+    let array =
+        send(&app, bearer(TestRequest::patch().uri("/api/v1/users/me"), &admin).set_json(json!([null, null]))).await;
+    array.assert_error(422, "invalid_body");
+    let category =
+        send(&app, bearer(TestRequest::post().uri("/api/v1/categories"), &admin).set_json(json!({"name": "Tools"})))
+            .await;
+    let category_id = category.body["id"].as_str().unwrap();
+    send(
+        &app,
+        bearer(TestRequest::patch().uri(&format!("/api/v1/categories/{category_id}")), &admin)
+            .set_json(json!(["Renamed", null])),
+    )
+    .await
+    .assert_error(422, "invalid_body");
+    let nested = json!({"users": [["x@example.com", "X", null, null, null, null]]});
+    send(&app, bearer(TestRequest::post().uri("/api/v1/users/bulk"), &admin).set_json(nested))
+        .await
+        .assert_error(422, "invalid_body");
+
+    // An optional body may be left out, but one that is sent must be valid (it used to be dropped silently).
+    let order = uuid::Uuid::now_v7();
+    let confirm = || TestRequest::post().uri(&format!("/api/v1/rentals/{order}/confirm"));
+    send(&app, bearer(confirm(), &admin)).await.assert_error(404, "not_found");
+    send(&app, bearer(confirm(), &admin).set_json(json!(null))).await.assert_error(404, "not_found");
+    send(&app, bearer(confirm(), &admin).set_json(json!({"note": 5}))).await.assert_error(422, "invalid_body");
+    send(&app, bearer(confirm(), &admin).set_json(json!(["note"]))).await.assert_error(422, "invalid_body");
+    send(&app, bearer(confirm(), &admin).insert_header(("Content-Type", "application/json")).set_payload("{"))
+        .await
+        .assert_error(400, "malformed_json");
+    send(&app, bearer(confirm(), &admin).insert_header(("Content-Type", "text/plain")).set_payload("note"))
+        .await
+        .assert_error(415, "unsupported_media_type");
+
+    // Nothing changed.
+    let after = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &admin)).await;
+    assert_eq!(after.body, me.body);
+    let category = send(&app, TestRequest::get().uri(&format!("/api/v1/categories/{category_id}"))).await;
+    assert_eq!(category.body["name"], "Tools");
+    let users = send(&app, bearer(TestRequest::get().uri("/api/v1/users"), &admin)).await;
+    assert_eq!(users.body["total"], 1, "{}", users.body);
 }

@@ -366,7 +366,7 @@ impl ListSpec {
             }
         }
 
-        let (sort, direction) = match seen.get("sort") {
+        let (mut sort, mut direction) = match seen.get("sort") {
             None => self.default_sort,
             Some(raw) => {
                 let (name, direction) = match raw.strip_prefix('-') {
@@ -403,15 +403,20 @@ impl ListSpec {
             }
         };
 
-        let offset_style = seen.contains_key("page") || seen.contains_key("per_page");
+        // Keyset pagination takes precedence: with `cursor`, `limit` or `include_total`, `page` and `per_page`
+        // are ignored (but still checked). OpenAPI cannot declare two parameters exclusive, so every combination
+        // has a meaning.
+        let page = match seen.get("page") {
+            None => 1,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(p) if (1..=1_000_000_000).contains(&p) => p,
+                _ => return Err(RepoError::invalid("page", "must be a whole number from 1")),
+            },
+        };
+        let per_page =
+            parse_size("per_page", seen.get("per_page").copied(), self.page_sizes.offset_default, self.page_sizes.max)?;
         let keyset_style =
             seen.contains_key("cursor") || seen.contains_key("limit") || seen.contains_key("include_total");
-        if offset_style && keyset_style {
-            return Err(RepoError::invalid(
-                "cursor",
-                "cannot be combined with page/per_page: use either page/per_page or cursor/limit",
-            ));
-        }
         let pagination = if keyset_style {
             let limit =
                 parse_size("limit", seen.get("limit").copied(), self.page_sizes.keyset_default, self.page_sizes.max)?;
@@ -419,36 +424,33 @@ impl ListSpec {
                 None => true,
                 Some(raw) => parse_bool("include_total", raw)?,
             };
-            let after = match seen.get("cursor") {
+            // An empty cursor starts at the first page. A cursor continues the listing it came from, in that
+            // listing's order: its sort field and direction replace `sort`.
+            let after = match seen.get("cursor").filter(|raw| !raw.is_empty()) {
                 None => None,
-                Some(raw) => Some(self.check_cursor(Cursor::decode(raw)?, sort, direction)?),
+                Some(raw) => {
+                    let (cursor, cursor_sort) = self.check_cursor(Cursor::decode(raw)?)?;
+                    (sort, direction) = (cursor_sort, cursor.direction);
+                    Some(cursor)
+                }
             };
             Pagination::Keyset { after, limit, include_total }
         } else {
-            let page = match seen.get("page") {
-                None => 1,
-                Some(raw) => match raw.parse::<u64>() {
-                    Ok(p) if (1..=1_000_000_000).contains(&p) => p,
-                    _ => return Err(RepoError::invalid("page", "must be a whole number from 1")),
-                },
-            };
-            let per_page = parse_size(
-                "per_page",
-                seen.get("per_page").copied(),
-                self.page_sizes.offset_default,
-                self.page_sizes.max,
-            )?;
             Pagination::Offset { page, per_page }
         };
         Ok(ListQuery { pagination, sort, direction, filters, search })
     }
 
-    fn check_cursor(&self, cursor: Cursor, sort: &str, direction: Direction) -> RepoResult<Cursor> {
-        let foreign = || RepoError::invalid("cursor", "belongs to another list or sort order");
-        if cursor.resource != self.resource || cursor.sort != sort || cursor.direction != direction {
+    /// The cursor, checked against this list, with its sort field's whitelisted name.
+    fn check_cursor(&self, cursor: Cursor) -> RepoResult<(Cursor, &'static str)> {
+        let foreign = || RepoError::invalid("cursor", "belongs to another list");
+        let Some((sort, kind)) = self.sorts.iter().find(|(n, _)| *n == cursor.sort) else {
+            return Err(foreign());
+        };
+        if cursor.resource != self.resource {
             return Err(foreign());
         }
-        let kind = self.sorts.iter().find(|(n, _)| *n == sort).map(|(_, k)| *k);
+        let kind = Some(*kind);
         let value = match (kind, cursor.value) {
             (Some(SortKind::DateTime), CursorValue::Text(t)) => {
                 t.parse::<DateTime<Utc>>().ok().map(CursorValue::DateTime)
@@ -458,7 +460,7 @@ impl ListSpec {
             (Some(SortKind::Integer), CursorValue::Text(t)) if t.parse::<i64>().is_ok() => Some(CursorValue::Text(t)),
             _ => None,
         };
-        Ok(Cursor { value: value.ok_or_else(foreign)?, ..cursor })
+        Ok((Cursor { value: value.ok_or_else(foreign)?, ..cursor }, sort))
     }
 
     /// Builds the cursor that follows a row whose sort field holds `value` and whose key is `id`.
@@ -619,18 +621,26 @@ mod tests {
         let Pagination::Keyset { after: Some(after), .. } = next.pagination else { panic!("no cursor") };
         assert_eq!(after.id, id.to_string());
 
-        // Same cursor under another sort order, another resource, or forged bytes.
-        assert_eq!(field_of(SPEC.parse(&params(&[("sort", "-name"), ("cursor", &cursor)])).unwrap_err()), "cursor");
+        // A cursor keeps the order of the listing it came from, whatever `sort` says; an empty one starts over.
+        let resorted = SPEC.parse(&params(&[("sort", "-created_at"), ("cursor", &cursor)])).unwrap();
+        assert_eq!((resorted.sort, resorted.direction), ("name", Direction::Asc));
+        let first = SPEC.parse(&params(&[("sort", "-name"), ("cursor", "")])).unwrap();
+        assert!(matches!(first.pagination, Pagination::Keyset { after: None, .. }));
+        assert_eq!((first.sort, first.direction), ("name", Direction::Desc));
+
+        // Another resource, or forged bytes.
         let other = ListSpec { resource: "others", ..SPEC };
         assert_eq!(field_of(other.parse(&params(&[("sort", "name"), ("cursor", &cursor)])).unwrap_err()), "cursor");
         for forged in ["garbage!", "e30", &"A".repeat(600)] {
             assert_eq!(field_of(SPEC.parse(&params(&[("cursor", forged)])).unwrap_err()), "cursor");
         }
-        assert_eq!(
-            field_of(SPEC.parse(&params(&[("cursor", &cursor), ("page", "2")])).unwrap_err()),
-            "cursor",
-            "mixing styles"
-        );
+        // Keyset parameters take precedence over page/per_page, which are then ignored.
+        for mixed in [&[("cursor", cursor.as_str()), ("page", "2")][..], &[("limit", "5"), ("per_page", "7")]] {
+            let q = SPEC.parse(&params(mixed)).unwrap();
+            assert!(matches!(q.pagination, Pagination::Keyset { .. }), "{mixed:?}");
+        }
+        // Ignored, but not unchecked: a bad value is still a 400.
+        assert_eq!(field_of(SPEC.parse(&params(&[("limit", "5"), ("page", "0")])).unwrap_err()), "page");
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! Analytics for staff and admins: revenue, popular products, order statuses, utilization, and the pages of the
 //! CSV exports. Every figure is aggregated by the database; this layer checks the caller and the parameters.
+//!
+//! A window `[from, to)` selects what happened in it. One whose `to` is not after its `from` is empty: the
+//! reports over it are empty, not an error (a client clamping a range gets a well-formed answer). Windows are
+//! not capped in length: the revenue report reads one row per day with invoices, the utilization report two
+//! buckets of usage marks per product whatever the length, and the exports are streamed.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rental_domain::OrderStatus;
 use rental_repo::{
     AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord,
 };
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::{Principal, ServiceError, ServiceResult};
 
-/// Longest window of the revenue and utilization reports.
-pub const ANALYTICS_MAX_DAYS: i64 = 366;
 /// Most products in the popular-products ranking.
 pub const POPULAR_LIMIT_MAX: u64 = 100;
 /// Most products in the utilization ranking.
@@ -70,7 +74,96 @@ pub struct StatusCount {
     pub count: i64,
 }
 
-/// A validated time window `[from, to)`.
+/// Orders per status; all six statuses, zeros included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StatusDistribution {
+    /// All orders.
+    pub total: i64,
+    /// In lifecycle order.
+    pub items: Vec<StatusCount>,
+}
+
+/// A product and how much it was rented.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PopularProductView {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Currency of `revenue_minor`.
+    pub currency: String,
+    /// Rentals of the product: order lines (one product for one period).
+    pub rental_count: i64,
+    /// Units rented.
+    pub quantity: i64,
+    /// Sum of the line totals (before tax), minor units.
+    pub revenue_minor: i64,
+}
+
+impl From<PopularProductRecord> for PopularProductView {
+    fn from(r: PopularProductRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            currency: r.revenue.currency.to_string(),
+            rental_count: r.rental_count,
+            quantity: r.quantity,
+            revenue_minor: r.revenue.amount_minor,
+        }
+    }
+}
+
+/// Products ranked by rented quantity (orders that are neither quotes nor cancelled).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PopularProducts {
+    /// Most rented first.
+    pub items: Vec<PopularProductView>,
+}
+
+/// How much of a product's capacity was rented over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductUtilizationView {
+    /// Product id.
+    pub product_id: Uuid,
+    /// Product name.
+    pub name: String,
+    /// Tracked units plus bulk stock.
+    pub capacity: i64,
+    /// Sum of quantity × seconds inside the window over the rented lines (to the millisecond).
+    pub rented_unit_seconds: f64,
+    /// `rented_unit_seconds / (capacity × window seconds)`, 0–1.
+    pub utilization: f64,
+}
+
+impl From<UtilizationRecord> for ProductUtilizationView {
+    fn from(r: UtilizationRecord) -> Self {
+        Self {
+            product_id: r.product_id,
+            name: r.name,
+            capacity: r.capacity,
+            rented_unit_seconds: r.rented_unit_seconds,
+            utilization: r.utilization,
+        }
+    }
+}
+
+/// The most used products over `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UtilizationReport {
+    /// Start of the window.
+    pub from: DateTime<Utc>,
+    /// End of the window.
+    pub to: DateTime<Utc>,
+    /// Most used first.
+    pub items: Vec<ProductUtilizationView>,
+}
+
+/// A time window `[from, to)`; `to` is never before `from`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     /// Start, included.
@@ -80,20 +173,14 @@ pub struct Window {
 }
 
 impl Window {
-    /// `[from, to)` with `to` after `from` and, when `max_days` is given, at most that many days long.
-    ///
-    /// # Errors
-    /// [`ServiceError::InvalidQuery`] on `to` otherwise.
-    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>, max_days: Option<i64>) -> ServiceResult<Self> {
-        if to <= from {
-            return Err(invalid("to", "must be after `from`"));
-        }
-        if let Some(days) = max_days
-            && to - from > Duration::days(days)
-        {
-            return Err(invalid("to", format!("must be at most {days} days after `from`")));
-        }
-        Ok(Self { from, to })
+    /// `[from, to)`; a `to` before `from` gives the empty window at `from`.
+    pub fn new(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self { from, to: Ord::max(from, to) }
+    }
+
+    /// Whether nothing can happen in the window.
+    pub fn is_empty(&self) -> bool {
+        self.to == self.from
     }
 }
 
@@ -134,11 +221,11 @@ impl AnalyticsService {
     }
 
     /// Revenue of open and paid invoices issued in the window, taken as whole UTC days: `from`'s day up to
-    /// `to`'s day (`to` rounded up to the next midnight), per currency and per day.
+    /// `to`'s day (`to` rounded up to the next midnight), per currency and per day. An empty window (`to` not
+    /// after `from`) has no days and no revenue.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a window that is empty or
-    /// longer than [`ANALYTICS_MAX_DAYS`]; [`ServiceError::Repo`] when the database fails.
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn revenue(
         &self,
@@ -147,8 +234,11 @@ impl AnalyticsService {
         to: DateTime<Utc>,
     ) -> ServiceResult<RevenueReport> {
         principal.require_staff()?;
-        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
+        let window = Window::new(from, to);
         let (from, to) = (window.from.date_naive(), day_ceil(window.to));
+        if window.is_empty() {
+            return Ok(RevenueReport { from, to: from, currencies: Vec::new() });
+        }
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
         for row in self.repo.revenue_by_day(from, to).await? {
             let day = RevenueDay { date: row.day, total_minor: row.total.amount_minor, count: row.count };
@@ -174,11 +264,12 @@ impl AnalyticsService {
     }
 
     /// The `limit` products with the most units rented (orders neither quotes nor cancelled), optionally only
-    /// the lines whose rental period overlaps `[from, to)`.
+    /// the lines whose rental period overlaps `[from, to)`. No line overlaps an empty window (both bounds
+    /// given, `to` not after `from`): the ranking is empty.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside
-    /// 1..=[`POPULAR_LIMIT_MAX`] or `to` not after `from`; [`ServiceError::Repo`] when the database fails.
+    /// 1..=[`POPULAR_LIMIT_MAX`]; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn popular_products(
         &self,
@@ -186,31 +277,35 @@ impl AnalyticsService {
         limit: u64,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> ServiceResult<Vec<PopularProductRecord>> {
+    ) -> ServiceResult<PopularProducts> {
         principal.require_staff()?;
         check_limit(limit, POPULAR_LIMIT_MAX)?;
-        if let (Some(from), Some(to)) = (from, to) {
-            Window::new(from, to, None)?;
+        if let (Some(from), Some(to)) = (from, to)
+            && Window::new(from, to).is_empty()
+        {
+            return Ok(PopularProducts { items: Vec::new() });
         }
-        Ok(self.repo.popular_products(limit, from, to).await?)
+        let items = self.repo.popular_products(limit, from, to).await?;
+        Ok(PopularProducts { items: items.into_iter().map(Into::into).collect() })
     }
 
-    /// Orders per status, all six, zeros included, in lifecycle order.
+    /// Orders per status, all six, zeros included, in lifecycle order, with their total.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
-    pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<Vec<StatusCount>> {
+    pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<StatusDistribution> {
         principal.require_staff()?;
         let counts = self.repo.status_counts().await?;
-        Ok(counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect())
+        let items: Vec<StatusCount> = counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect();
+        Ok(StatusDistribution { total: items.iter().map(|c| c.count).sum(), items })
     }
 
-    /// The `limit` products whose capacity was most used over the window.
+    /// The `limit` products whose capacity was most used over the window; none over an empty window.
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a bad window or limit;
-    /// [`ServiceError::Repo`] when the database fails.
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] for a limit outside
+    /// 1..=[`UTILIZATION_LIMIT_MAX`]; [`ServiceError::Repo`] when the database fails.
     #[tracing::instrument(skip_all)]
     pub async fn utilization(
         &self,
@@ -218,17 +313,22 @@ impl AnalyticsService {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: u64,
-    ) -> ServiceResult<Vec<UtilizationRecord>> {
+    ) -> ServiceResult<UtilizationReport> {
         principal.require_staff()?;
-        let window = Window::new(from, to, Some(ANALYTICS_MAX_DAYS))?;
         check_limit(limit, UTILIZATION_LIMIT_MAX)?;
-        Ok(self.repo.utilization(window.from, window.to, limit).await?)
+        let window = Window::new(from, to);
+        if window.is_empty() {
+            return Ok(UtilizationReport { from, to, items: Vec::new() });
+        }
+        let items = self.repo.utilization(window.from, window.to, limit).await?;
+        Ok(UtilizationReport { from, to, items: items.into_iter().map(Into::into).collect() })
     }
 
-    /// Checks that `principal` may export and that the window is valid, before a response starts.
+    /// Checks that `principal` may export, before a response starts, and gives the window (empty when `to` is
+    /// not after `from`: the export has its header row only).
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::InvalidQuery`] when `to` is not after `from`.
+    /// [`ServiceError::Forbidden`] unless staff.
     pub fn export_window(
         &self,
         principal: &Principal,
@@ -236,7 +336,7 @@ impl AnalyticsService {
         to: DateTime<Utc>,
     ) -> ServiceResult<Window> {
         principal.require_staff()?;
-        Window::new(from, to, None)
+        Ok(Window::new(from, to))
     }
 
     /// One page of the orders created in `window`, after `after`.
@@ -287,11 +387,12 @@ mod tests {
     }
 
     #[test]
-    fn windows_must_be_ordered_and_bounded() {
+    fn a_window_ending_before_it_starts_is_empty() {
         let from = at("2026-01-01T00:00:00Z");
-        assert!(Window::new(from, from, None).is_err());
-        assert!(Window::new(from, at("2027-01-02T00:00:00Z"), Some(366)).is_ok());
-        assert!(Window::new(from, at("2027-01-02T00:00:01Z"), Some(366)).is_err());
+        assert!(Window::new(from, from).is_empty());
+        let inverted = Window::new(from, at("2025-12-01T00:00:00Z"));
+        assert_eq!((inverted.from, inverted.to), (from, from));
+        assert!(!Window::new(from, at("2036-01-01T00:00:00Z")).is_empty());
     }
 
     #[test]

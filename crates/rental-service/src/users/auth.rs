@@ -292,13 +292,15 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
     /// Changes the caller's password after checking the current one, and ends all their sessions.
     ///
     /// # Errors
-    /// [`ServiceError::Invalid`] for a new password that breaks the rules or a wrong current password.
+    /// [`ServiceError::Invalid`] for a new password that breaks the rules; [`ServiceError::Forbidden`] for a
+    /// wrong current password: the request is valid, but the caller failed to prove they may make it (and a 401
+    /// would tell clients that their access token is bad).
     #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> ServiceResult<()> {
         let new = Password::parse_field(new, "new_password")?;
         let user = self.users().find(principal.user_id).await?.ok_or(ServiceError::Unauthorized("account gone"))?;
         if !self.hasher.verify(user.password_hash.clone(), Password::unchecked(current)).await? {
-            return Err(rental_domain::DomainError::field("current_password", "is not your current password").into());
+            return Err(ServiceError::Forbidden("current_password is not your current password"));
         }
         let hash = self.hasher.hash(new).await?;
         let (now, changes) = (self.now(), UserChanges { password_hash: Some(hash), ..UserChanges::default() });

@@ -24,8 +24,8 @@ mod users;
 
 pub use analytics::usage::UsageRecorder;
 pub use analytics::{
-    AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord,
-    UtilizationRecord,
+    AnalyticsRepo, AnalyticsStore, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord,
+    RevenueDayRecord, UtilizationRecord,
 };
 pub use billing::{
     BillingRepo, BillingStore, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord,

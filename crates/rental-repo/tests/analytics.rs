@@ -15,9 +15,9 @@ use rental_domain::{
     CategoryName, ChargeKind, Currency, Email, FullName, InvoiceStatus, Money, OrderStatus, Role, UnitCondition,
 };
 use rental_repo::{
-    AnalyticsRepo, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine,
-    ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord, OrderImporter,
-    RepoError, UserRepo, UserStore,
+    AnalyticsRepo, AnalyticsStore, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds,
+    ImportedInvoice, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord,
+    NewUnitRecord, NewUserRecord, OrderImporter, RepoError, UserRepo, UserStore,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;

@@ -19,7 +19,7 @@ mod users;
 
 use std::sync::Arc;
 
-use rental_repo::{AnalyticsRepo, BillingRepo, Database};
+use rental_repo::{BillingRepo, Database};
 
 pub use analytics::{
     AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
@@ -88,7 +88,7 @@ impl Services {
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock);
-        let analytics = AnalyticsService::new(AnalyticsRepo::new(db.clone()));
+        let analytics = AnalyticsService::new(db.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?;
         Ok(Self { auth, users, catalogue, rentals, billing, analytics })
     }

@@ -4,7 +4,10 @@
 //! export, come back. The SQL is written out by hand because a few expressions differ between the backends
 //! (time arithmetic, casts of sums); placeholders are numbered for PostgreSQL and positional for SQLite.
 
+mod store;
 pub(crate) mod usage;
+
+pub use store::AnalyticsStore;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rental_domain::pricing::OrderTotals;
@@ -162,7 +165,7 @@ fn value_at(q: &mut RawSql, alias: &str, upto: i64, final_column: &str, expr: im
     q.bind(upto).push(" ORDER BY m.at DESC LIMIT 1) END)");
 }
 
-/// Aggregates and exports for staff.
+/// Aggregates and exports for staff: the sea-orm [`AnalyticsStore`].
 #[derive(Debug, Clone)]
 pub struct AnalyticsRepo {
     db: Database,
@@ -181,13 +184,10 @@ impl AnalyticsRepo {
     async fn all(&self, query: RawSql) -> RepoResult<Vec<QueryResult>> {
         Ok(self.db.connection().query_all_raw(query.statement()).await?)
     }
+}
 
-    /// Revenue of open and paid invoices issued on days in `[from, to)`, per currency and day, ordered by
-    /// currency and day. Days without invoices are absent.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn revenue_by_day(&self, from: NaiveDate, to: NaiveDate) -> RepoResult<Vec<RevenueDayRecord>> {
+impl AnalyticsStore for AnalyticsRepo {
+    async fn revenue_by_day(&self, from: NaiveDate, to: NaiveDate) -> RepoResult<Vec<RevenueDayRecord>> {
         let mut q = self.query();
         q.push(
             "SELECT currency, issued_on, CAST(SUM(total_minor) AS BIGINT) AS total, COUNT(*) AS n FROM invoices \
@@ -211,17 +211,7 @@ impl AnalyticsRepo {
             .collect()
     }
 
-    /// The `limit` products with the most units rented by orders that are neither quotes nor cancelled,
-    /// optionally only the lines whose period overlaps `[from, to)`, per product and currency. Ties go by
-    /// product id.
-    ///
-    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the lines started
-    /// before `to` less those ended by `from`, from one bucket of marks per bound (the series' totals when
-    /// unbounded), however many lines there are.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn popular_products(
+    async fn popular_products(
         &self,
         limit: u64,
         from: Option<DateTime<Utc>>,
@@ -280,11 +270,7 @@ impl AnalyticsRepo {
             .collect()
     }
 
-    /// Number of orders per status, every status included (zeros too), in lifecycle order.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn status_counts(&self) -> RepoResult<Vec<(OrderStatus, i64)>> {
+    async fn status_counts(&self) -> RepoResult<Vec<(OrderStatus, i64)>> {
         let mut q = self.query();
         q.push("SELECT status, COUNT(*) AS n FROM rental_orders GROUP BY status");
         let mut counts: Vec<(OrderStatus, i64)> = OrderStatus::ALL.iter().map(|s| (*s, 0)).collect();
@@ -298,17 +284,7 @@ impl AnalyticsRepo {
         Ok(counts)
     }
 
-    /// The `limit` products whose capacity was most used over `[from, to)`: for each product with rented lines
-    /// (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity × overlap
-    /// divided by capacity × window length. Products without capacity are left out.
-    ///
-    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the unit-time
-    /// held before `to` less that held before `from`, from one bucket of marks per bound, however long the
-    /// window.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn utilization(
+    async fn utilization(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -363,11 +339,7 @@ impl AnalyticsRepo {
             .collect()
     }
 
-    /// One page of the orders created in `[from, to)`, by creation time then id, after `after`.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn export_orders(
+    async fn export_orders(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
@@ -410,11 +382,7 @@ impl AnalyticsRepo {
             .collect()
     }
 
-    /// One page of the invoices issued in `[from, to)`, by issue time then id, after `after`.
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when the query fails.
-    pub async fn export_invoices(
+    async fn export_invoices(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,

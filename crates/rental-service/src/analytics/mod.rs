@@ -6,10 +6,13 @@
 //! not capped in length: the revenue report reads one row per day with invoices, the utilization report two
 //! buckets of usage marks per product whatever the length, and the exports are streamed.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rental_domain::OrderStatus;
 use rental_repo::{
-    AnalyticsRepo, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, UtilizationRecord,
+    AnalyticsRepo, AnalyticsStore, Database, ExportCursor, InvoiceExportRecord, OrderExportRecord,
+    PopularProductRecord, UtilizationRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -208,15 +211,29 @@ fn average(total: i64, count: i64) -> i64 {
     i64::try_from(rounded).unwrap_or(i64::MAX)
 }
 
-/// Reports for staff over the orders and invoices.
-#[derive(Debug, Clone)]
-pub struct AnalyticsService {
-    repo: AnalyticsRepo,
+/// Reports for staff over the orders and invoices, from an [`AnalyticsStore`] (the sea-orm [`AnalyticsRepo`]
+/// unless another is given). Cheap to clone.
+#[derive(Debug)]
+pub struct AnalyticsService<A = AnalyticsRepo> {
+    repo: Arc<A>,
+}
+
+impl<A> Clone for AnalyticsService<A> {
+    fn clone(&self) -> Self {
+        Self { repo: self.repo.clone() }
+    }
 }
 
 impl AnalyticsService {
-    /// A service over `repo`.
-    pub fn new(repo: AnalyticsRepo) -> Self {
+    /// The service over `db`'s reports.
+    pub fn new(db: Database) -> Self {
+        Self::with_store(Arc::new(AnalyticsRepo::new(db)))
+    }
+}
+
+impl<A: AnalyticsStore> AnalyticsService<A> {
+    /// The service over another implementation of the store.
+    pub fn with_store(repo: Arc<A>) -> Self {
         Self { repo }
     }
 

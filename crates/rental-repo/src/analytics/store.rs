@@ -32,8 +32,8 @@ pub trait AnalyticsStore: Send + Sync {
     /// optionally only the lines whose period overlaps `[from, to)`, per product and currency. Ties go by
     /// product id.
     ///
-    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the lines started
-    /// before `to` less those ended by `from`, from one bucket of marks per bound (the series' totals when
+    /// Read from the usage marks (the crate's `analytics::usage`), after recording any pending changes: the lines
+    /// started before `to` less those ended by `from`, from one bucket of marks per bound (the series' totals when
     /// unbounded), however many lines there are.
     ///
     /// # Errors
@@ -55,8 +55,8 @@ pub trait AnalyticsStore: Send + Sync {
     /// (orders reserved, picked up, returned or closed) overlapping the window, the sum of quantity × overlap
     /// divided by capacity × window length. Products without capacity are left out.
     ///
-    /// Read from the usage marks (see [`crate::analytics::usage`]), after recording any pending changes: the unit-time
-    /// held before `to` less that held before `from`, from one bucket of marks per bound, however long the
+    /// Read from the usage marks (the crate's `analytics::usage`), after recording any pending changes: the
+    /// unit-time held before `to` less that held before `from`, from one bucket of marks per bound, however long the
     /// window.
     ///
     /// # Errors

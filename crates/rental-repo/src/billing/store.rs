@@ -13,7 +13,7 @@ use crate::{BillingRepo, RepoResult, UnitOfWork};
 /// Invoices, their numbers and payments, as the services need them. Writes take the caller's [`UnitOfWork`]
 /// so that an invoice changes in the same transaction as its order.
 ///
-/// The contract every implementation keeps (checked by [`crate::conformance`] on SQLite and PostgreSQL):
+/// The contract every implementation keeps (checked by `rental_repo::conformance` on SQLite and PostgreSQL):
 /// issued invoices get gap-free yearly numbers in order of issue, whatever runs concurrently; a payment is
 /// accepted only as [`rental_domain::InvoiceStatus::accept_payment`] allows, and a refused one writes nothing.
 pub trait BillingStore: Send + Sync {

@@ -21,7 +21,7 @@ impl OrderRepo {
     /// An order without its lines.
     ///
     /// # Errors
-    /// [`RepoError::Database`] when the query fails.
+    /// [`crate::RepoError::Database`] when the query fails.
     pub async fn find_order(&self, id: Uuid) -> RepoResult<Option<OrderRecord>> {
         rental_order::Entity::find_by_id(id).one(self.db.connection()).await?.map(order_record).transpose()
     }
@@ -29,7 +29,7 @@ impl OrderRepo {
     /// The order's event log, oldest first.
     ///
     /// # Errors
-    /// [`RepoError::Database`] when the query fails.
+    /// [`crate::RepoError::Database`] when the query fails.
     pub async fn events(&self, id: Uuid) -> RepoResult<Vec<OrderEventRecord>> {
         Ok(order_event::Entity::find()
             .filter(order_event::Column::OrderId.eq(id))
@@ -53,7 +53,7 @@ impl OrderRepo {
     /// statements whatever the number of lines.
     ///
     /// # Errors
-    /// [`RepoError::Database`] when a query fails.
+    /// [`crate::RepoError::Database`] when a query fails.
     #[tracing::instrument(skip_all, fields(order_id = %id))]
     pub async fn order_detail(&self, id: Uuid) -> RepoResult<Option<OrderDetail>> {
         let conn = self.db.connection();
@@ -134,7 +134,7 @@ impl OrderRepo {
     /// One page of orders matching `query` (`overdue` is judged at `now`): two statements (one without a total).
     ///
     /// # Errors
-    /// [`RepoError::InvalidQuery`] for a cursor of another list; [`RepoError::Database`].
+    /// [`crate::RepoError::InvalidQuery`] for a cursor of another list; [`crate::RepoError::Database`].
     #[tracing::instrument(skip_all)]
     pub async fn list_orders(&self, query: &ListQuery, now: DateTime<Utc>) -> RepoResult<Listing<OrderRecord>> {
         // The sorts bound to their columns; the filters are `order_condition`'s.

@@ -13,7 +13,7 @@ use crate::{OrderRepo, RepoResult, UnitOfWork};
 /// Orders, their stock holds and maintenance blocks, as the services need them. Writes take the caller's
 /// [`UnitOfWork`] so that they join the writes of other stores in one transaction.
 ///
-/// The contract every implementation keeps (checked by [`crate::conformance`], which runs on SQLite and
+/// The contract every implementation keeps (checked by `rental_repo::conformance`, which runs on SQLite and
 /// PostgreSQL): a reservation never leaves a product overbooked, whatever runs concurrently; a refused
 /// reservation writes nothing; every transition follows the domain's state machine and is written to the
 /// event log; lists honour their whitelist and paginate without gaps or repeats.

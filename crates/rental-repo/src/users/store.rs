@@ -14,7 +14,7 @@ use crate::{RepoResult, UnitOfWork};
 /// Users with their roles. Writes take the caller's [`UnitOfWork`], so that a user changes in the same
 /// transaction as whatever goes with it (their sessions, a job that e-mails them); reads use the pool.
 ///
-/// The contract every implementation keeps (checked by [`crate::conformance`] on SQLite and PostgreSQL):
+/// The contract every implementation keeps (checked by `rental_repo::conformance` on SQLite and PostgreSQL):
 /// e-mail addresses are unique, compared as stored (the domain lower-cases them); a batch is all or nothing and
 /// names the first offending row; roles come back sorted and without repeats; nothing a rolled-back unit wrote
 /// is ever seen; lists honour their whitelist ([`crate::user_list_spec`]).
@@ -117,7 +117,7 @@ pub trait UserStore: Send + Sync {
 /// use. Writes take the caller's [`UnitOfWork`], so that spending a token and issuing its successor, or
 /// changing a password and ending every session, happen together or not at all.
 ///
-/// The contract (checked by [`crate::conformance`]): a token is spent at most once, whatever runs
+/// The contract (checked by `rental_repo::conformance`): a token is spent at most once, whatever runs
 /// concurrently ([`RefreshTokenStore::mark_used`] is the arbiter); a revoked token cannot be spent.
 pub trait RefreshTokenStore: Send + Sync {
     /// Stores a token created `at`; returns its id.

@@ -1,7 +1,7 @@
 //! The conformance suite of the store traits: the behaviour the services rely on, written against the traits
-//! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`OrderStore`], [`BillingStore`]), so that any
-//! implementation can prove itself with it. The crate's own tests run it on the sea-orm repositories, on SQLite
-//! and on PostgreSQL (`tests/conformance.rs`); an embedding developer runs it the same way on theirs.
+//! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`CatalogueStore`], [`OrderStore`], [`BillingStore`]),
+//! so that any implementation can prove itself with it. The crate's own tests run it on the sea-orm repositories,
+//! on SQLite and on PostgreSQL (`tests/conformance.rs`); an embedding developer runs it the same way on theirs.
 //!
 //! Each check takes a freshly migrated, empty [`Database`] (the units of work are begun on it and the fixtures —
 //! a customer and products — are written with this crate's user and catalogue repositories) and the stores to
@@ -11,8 +11,10 @@
 //!
 //! Available with the `conformance` feature.
 
+mod catalogue;
 mod users;
 
+pub use catalogue::*;
 pub use users::*;
 
 use std::fmt::Debug;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rental_repo::conformance;
-use rental_repo::{BillingRepo, Database, DatabaseConfig, OrderRepo, RefreshTokenRepo, UserRepo};
+use rental_repo::{BillingRepo, CatalogueRepo, Database, DatabaseConfig, OrderRepo, RefreshTokenRepo, UserRepo};
 use rental_testkit::TestDb;
 
 async fn stores() -> (TestDb, Database, Arc<OrderRepo>, Arc<BillingRepo>) {
@@ -37,6 +37,23 @@ macro_rules! users_check {
         }
     };
 }
+
+/// Runs a check of the catalogue's contract on a fresh database with the sea-orm catalogue store.
+macro_rules! catalogue_check {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, &CatalogueRepo::new(db.clone())).await;
+        }
+    };
+}
+
+catalogue_check!(categories_are_unique_by_slug_and_restrict_deletion);
+catalogue_check!(products_are_created_updated_and_deleted_with_their_stock);
+catalogue_check!(adding_units_is_all_or_nothing);
+catalogue_check!(product_list_filters_sorts_and_searches);
+catalogue_check!(keyset_pages_walk_every_product_once_in_order);
 
 users_check!(users_are_created_found_changed_and_deleted);
 users_check!(addresses_are_unique);

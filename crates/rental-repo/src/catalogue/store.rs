@@ -13,8 +13,8 @@ use crate::{RepoResult, UnitOfWork};
 /// Categories, locations, products with their individually tracked units, and bulk stock levels. Writes take
 /// the caller's [`UnitOfWork`]; reads use the pool.
 ///
-/// The contract every implementation keeps (checked on the sea-orm store, SQLite and PostgreSQL, by the crate's
-/// `tests/catalogue.rs`): slugs, location names, SKUs and serial numbers are unique ([`crate::RepoError::Conflict`]); a product
+/// The contract every implementation keeps (checked by `rental_repo::conformance` on SQLite and PostgreSQL):
+/// slugs, location names, SKUs and serial numbers are unique ([`crate::RepoError::Conflict`]); a product
 /// needs an existing category, a unit or stock level an existing product and location; adding units is all or
 /// nothing; a product's detail and list entries count its units and bulk quantity per location; lists honour
 /// their whitelist ([`crate::product_list_spec`]) including the availability window.

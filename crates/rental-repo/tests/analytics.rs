@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use common::Catalogue;
+use common::{Catalogue, connect};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rental_domain::pricing::{ProductTerms, RateCard};
@@ -15,21 +15,12 @@ use rental_domain::{
     CategoryName, ChargeKind, Currency, Email, FullName, InvoiceStatus, Money, OrderStatus, Role, UnitCondition,
 };
 use rental_repo::{
-    AnalyticsRepo, AnalyticsStore, Database, DatabaseConfig, ExportCursor, ImportedCharge, ImportedIds,
-    ImportedInvoice, ImportedLine, ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord,
-    NewUnitRecord, NewUserRecord, OrderImporter, RepoError, UserRepo, UserStore,
+    AnalyticsRepo, AnalyticsStore, Database, ExportCursor, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine,
+    ImportedOrder, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, NewUserRecord, OrderImporter,
+    RepoError, UserRepo, UserStore,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
-
-async fn connect(test_db: &TestDb) -> Database {
-    let config = DatabaseConfig {
-        max_connections: Some(5),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    Database::connect(&config).await.unwrap()
-}
 
 fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -3,25 +3,16 @@
 
 mod common;
 
-use common::Catalogue;
+use common::{Catalogue, connect};
 use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Currency, Money, UnitCondition};
 use rental_repo::query::Listing;
 use rental_repo::{
-    CatalogueStore, Database, DatabaseConfig, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord,
-    OrderRepo, RepoError, product_list_spec,
+    CatalogueStore, Database, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, OrderRepo,
+    RepoError, product_list_spec,
 };
 use rental_testkit::TestDb;
 use uuid::Uuid;
-
-async fn connect(test_db: &TestDb) -> Database {
-    let config = DatabaseConfig {
-        max_connections: Some(5),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    Database::connect(&config).await.unwrap()
-}
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

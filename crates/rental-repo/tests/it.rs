@@ -1,25 +1,19 @@
 //! Repository tests on a real database: SQLite by default, PostgreSQL when TEST_DATABASE_URL is set.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::Utc;
+use common::connect;
 use rental_domain::{Email, FullName, Role};
 use rental_repo::{
     BackoffPolicy, Database, DatabaseConfig, NewRefreshToken, NewUserRecord, RefreshTokenRepo, RefreshTokenStore,
     RepoError, RepoResult, UserRecord, UserRepo, UserStore, user_list_spec,
 };
 use rental_testkit::TestDb;
-
-async fn connect(test_db: &TestDb) -> Database {
-    let config = DatabaseConfig {
-        max_connections: Some(5),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    Database::connect(&config).await.unwrap()
-}
 
 fn new_user(email: &str, roles: &[Role]) -> NewUserRecord {
     NewUserRecord {

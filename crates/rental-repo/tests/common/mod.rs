@@ -1,16 +1,27 @@
-//! The catalogue store with each write in a unit of work of its own, for the tests that set a catalogue up one
-//! write at a time; reads go straight to the store.
+//! What the repository tests share: a pool on the test's database, and the catalogue store with each write in a
+//! unit of work of its own, for the tests that set a catalogue up one write at a time (reads go straight to it).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::ops::Deref;
 
 use chrono::Utc;
 use rental_repo::{
-    CatalogueRepo, CatalogueStore, CategoryChanges, CategoryRecord, Database, LocationRecord, NewCategoryRecord,
-    NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductRecord, RepoResult, StockLevelRecord,
-    UnitRecord,
+    CatalogueRepo, CatalogueStore, CategoryChanges, CategoryRecord, Database, DatabaseConfig, LocationRecord,
+    NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, ProductChanges, ProductRecord, RepoResult,
+    StockLevelRecord, UnitRecord,
 };
+use rental_testkit::TestDb;
 use uuid::Uuid;
+
+/// A small pool on the test's database.
+pub async fn connect(test_db: &TestDb) -> Database {
+    let config = DatabaseConfig {
+        max_connections: Some(5),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    Database::connect(&config).await.unwrap()
+}
 
 /// [`CatalogueRepo`] whose writes each run in a unit of their own, stamped now.
 #[derive(Debug, Clone)]

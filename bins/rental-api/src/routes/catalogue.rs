@@ -466,9 +466,11 @@ pub async fn update_product(
     Ok(web::Json(state.services.catalogue.update_product(&auth.0, id, update).await?))
 }
 
-/// Delete a product with its units and stock levels (staff).
+/// Delete a product with its units and stock levels (staff). A product that a rental order names is kept for
+/// the order's history: 409 `conflict` (deactivate it instead).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "A rental order names the product")))]
 #[delete("/products/{id}")]
 pub async fn delete_product(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;

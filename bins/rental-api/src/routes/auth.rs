@@ -21,18 +21,28 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Login with the OAuth2 password form (what the docs UI's Authorize sends).
-#[derive(Debug, Deserialize)]
-struct PasswordForm {
+/// Login with the OAuth2 password form (what the docs UI's Authorize sends). Other fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordForm {
+    /// E-mail address.
     username: String,
+    /// Password.
     password: String,
+    /// `password` when given (else 400 `unsupported_grant_type`).
     #[serde(default)]
+    #[schema(nullable = false, pattern = "^password$")]
     grant_type: Option<String>,
+    /// Ignored.
     #[serde(default, rename = "scope")]
+    #[schema(nullable = false)]
     _scope: Option<String>,
+    /// Ignored.
     #[serde(default, rename = "client_id")]
+    #[schema(nullable = false)]
     _client_id: Option<String>,
+    /// Ignored.
     #[serde(default, rename = "client_secret")]
+    #[schema(nullable = false)]
     _client_secret: Option<String>,
 }
 
@@ -97,7 +107,7 @@ pub struct RegisterRequest {
     tag = "auth",
     request_body(content(
         (LoginRequest = "application/json"),
-        (LoginRequest = "application/x-www-form-urlencoded")
+        (PasswordForm = "application/x-www-form-urlencoded")
     )),
     responses(
         (status = 200, body = TokenResponse),

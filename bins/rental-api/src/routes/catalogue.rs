@@ -65,11 +65,12 @@ pub struct LocationList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCategoryRequest {
-    /// Name (1–100 characters); unique regardless of case, spaces and punctuation.
+    /// Name (1–100 characters) with a letter or a digit; unique regardless of case, spaces and punctuation (its
+    /// slug is made of its letters and digits).
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[\p{L}\p{N}][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: String,
     /// Description (up to 2000 characters).
@@ -81,11 +82,11 @@ pub struct CreateCategoryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCategoryRequest {
-    /// New name.
+    /// New name, with a letter or a digit.
     #[schema(
         min_length = 1,
         max_length = 100,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[\p{L}\p{N}][^\u0000-\u001f\u007f-\u009f]*$"
     )]
     pub name: Option<String>,
     /// New description; `null` clears it.
@@ -466,9 +467,11 @@ pub async fn update_product(
     Ok(web::Json(state.services.catalogue.update_product(&auth.0, id, update).await?))
 }
 
-/// Delete a product with its units and stock levels (staff).
+/// Delete a product with its units and stock levels (staff). A product that a rental order names is kept for
+/// the order's history: 409 `conflict` (deactivate it instead).
 #[utoipa::path(tag = "catalogue", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "A rental order names the product")))]
 #[delete("/products/{id}")]
 pub async fn delete_product(state: web::Data<AppState>, auth: Auth, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;

@@ -32,6 +32,12 @@ async fn register_login_refresh_logout() {
     .await;
     assert_eq!(form.status, 200, "{}", form.body);
     assert_eq!(form.body["token_type"], "bearer");
+    // The document describes that form, not the JSON body (`username`, not `email`).
+    let doc = send(&app, TestRequest::get().uri("/api/v1/openapi.json")).await.body;
+    let form_schema = &doc["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        ["schema"]["$ref"];
+    let name = form_schema.as_str().and_then(|r| r.rsplit('/').next()).unwrap();
+    assert_eq!(doc["components"]["schemas"][name]["required"], json!(["username", "password"]));
     let access = form.body["access_token"].as_str().unwrap().to_owned();
     let refresh = form.body["refresh_token"].as_str().unwrap().to_owned();
 

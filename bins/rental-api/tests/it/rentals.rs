@@ -343,6 +343,26 @@ async fn quotes_hold_nothing_and_invoice_numbers_have_no_gaps() {
 }
 
 #[actix_web::test]
+async fn a_product_named_by_an_order_is_kept() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let staff = staff_token(&ctx, &app).await;
+    let jane = customer_token(&app, "jane@example.com").await;
+    let (saw, _) = product(&app, &staff, "SAW-1", "EUR", 0).await;
+    let mut body = rental(&saw, 1, 2, 4);
+    body["status"] = json!("quote");
+    let quote = send(&app, bearer(TestRequest::post().uri("/api/v1/rentals"), &jane).set_json(body)).await;
+    assert_eq!(quote.status, 201, "{}", quote.body);
+
+    // The order's history needs the product: deleting it is refused with 409, and the product stays.
+    send(&app, bearer(TestRequest::delete().uri(&format!("/api/v1/products/{saw}")), &staff))
+        .await
+        .assert_error(409, "conflict");
+    let kept = send(&app, TestRequest::get().uri(&format!("/api/v1/products/{saw}"))).await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+}
+
+#[actix_web::test]
 async fn maintenance_blocks_count_as_booked() {
     let ctx = context().await;
     let app = app(&ctx).await;

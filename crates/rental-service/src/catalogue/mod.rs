@@ -395,7 +395,8 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     /// Deletes a product with its units and stock levels (staff).
     ///
     /// # Errors
-    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`].
+    /// [`ServiceError::Forbidden`], [`ServiceError::NotFound`], [`ServiceError::Conflict`] while a rental order
+    /// names the product.
     #[tracing::instrument(skip_all, fields(product_id = %id))]
     pub async fn delete_product(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
         principal.require_staff()?;

@@ -12,9 +12,12 @@ use sea_orm::{
 
 use crate::RepoResult;
 
-/// Keys per statement: below the smaller bind-parameter limit (SQLite's 32,766) with room for the select's
-/// own parameters. A page is far smaller, so it always costs one statement per relation.
-pub const KEYS_PER_STATEMENT: usize = 30_000;
+/// Keys per statement. Far below the bind-parameter limits (SQLite's 32,766): PostgreSQL plans a long `IN` list
+/// by its estimated share of the table, and on 1,000,000 users 10,000 e-mails in one list became a parallel
+/// sequential scan (146 ms warm, 1.7 s cold) where ten lists of 1,000 took index probes (20 ms in all;
+/// `EXPLAIN ANALYZE`, docs/PERFORMANCE.md). A page is far smaller, so it always costs one statement per
+/// relation.
+pub const KEYS_PER_STATEMENT: usize = 1_000;
 
 /// The distinct keys of a page of rows (ids of the parents, or the foreign keys they point with), and the
 /// statements that load the related rows of all of them at once.

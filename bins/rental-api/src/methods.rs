@@ -28,6 +28,9 @@ enum Segment {
 #[derive(Debug, Clone)]
 struct Route {
     segments: Vec<Segment>,
+    /// How specific the template is: a bit per literal segment, the leftmost the highest, so that a literal
+    /// beats a parameter leftmost first (templates longer than 64 segments compare by their first 64).
+    specificity: u64,
     methods: Vec<Method>,
     /// The `Allow` header value, e.g. `GET, PATCH`.
     allow: HeaderValue,
@@ -66,7 +69,7 @@ impl AllowedMethods {
                 .collect();
                 let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                 let allow = HeaderValue::from_str(&allow).ok()?;
-                let segments = segments(path)
+                let segments: Vec<Segment> = segments(path)
                     .map(|s| {
                         if s.starts_with('{') && s.ends_with('}') {
                             Segment::Param
@@ -75,7 +78,13 @@ impl AllowedMethods {
                         }
                     })
                     .collect();
-                Some(Route { segments, methods, allow })
+                let specificity = segments
+                    .iter()
+                    .take(64)
+                    .enumerate()
+                    .filter(|(_, segment)| matches!(segment, Segment::Literal(_)))
+                    .fold(0_u64, |bits, (i, _)| bits | (1 << (63 - i)));
+                Some(Route { segments, specificity, methods, allow })
             })
             .collect();
         Self { routes }
@@ -83,18 +92,19 @@ impl AllowedMethods {
 
     /// The most specific documented route matching `path`: among the templates of the same length whose
     /// literals match, the one with a literal where the others have a parameter, leftmost first.
+    /// Runs on every request, so it allocates nothing: each template is walked against the path's segments.
     fn route(&self, path: &str) -> Option<&Route> {
-        let parts: Vec<&str> = segments(path).collect();
         self.routes
             .iter()
             .filter(|route| {
-                route.segments.len() == parts.len()
-                    && route.segments.iter().zip(&parts).all(|(segment, part)| match segment {
-                        Segment::Literal(literal) => literal == part,
-                        Segment::Param => true,
-                    })
+                let mut parts = segments(path);
+                route.segments.iter().all(|segment| match (segment, parts.next()) {
+                    (Segment::Literal(literal), Some(part)) => literal == part,
+                    (Segment::Param, Some(_)) => true,
+                    (_, None) => false,
+                }) && parts.next().is_none()
             })
-            .max_by_key(|route| route.segments.iter().map(|s| matches!(s, Segment::Literal(_))).collect::<Vec<bool>>())
+            .max_by_key(|route| route.specificity)
     }
 
     /// The `Allow` value when `method` is not documented for `path`; `None` when it is, or when the path is

@@ -17,6 +17,9 @@ use utoipa::openapi::OpenApi;
 
 use crate::error::ApiError;
 
+/// Segments of the longest path looked up; the documented paths have at most six.
+const MAX_SEGMENTS: usize = 16;
+
 /// One segment of a path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -92,17 +95,25 @@ impl AllowedMethods {
 
     /// The most specific documented route matching `path`: among the templates of the same length whose
     /// literals match, the one with a literal where the others have a parameter, leftmost first.
-    /// Runs on every request, so it allocates nothing: each template is walked against the path's segments.
+    /// Runs on every request, so it allocates nothing: the path's segments go into an array on the stack (a
+    /// path longer than [`MAX_SEGMENTS`] matches no documented template), then templates of that length are
+    /// compared segment by segment.
     fn route(&self, path: &str) -> Option<&Route> {
+        let mut parts = [""; MAX_SEGMENTS];
+        let mut len = 0;
+        for part in segments(path) {
+            *parts.get_mut(len)? = part;
+            len += 1;
+        }
+        let parts = &parts[..len];
         self.routes
             .iter()
             .filter(|route| {
-                let mut parts = segments(path);
-                route.segments.iter().all(|segment| match (segment, parts.next()) {
-                    (Segment::Literal(literal), Some(part)) => literal == part,
-                    (Segment::Param, Some(_)) => true,
-                    (_, None) => false,
-                }) && parts.next().is_none()
+                route.segments.len() == len
+                    && route.segments.iter().zip(parts).all(|(segment, part)| match segment {
+                        Segment::Literal(literal) => literal == part,
+                        Segment::Param => true,
+                    })
             })
             .max_by_key(|route| route.specificity)
     }

@@ -1,4 +1,5 @@
-//! Chunked bulk insert: many rows in as few multi-row INSERTs as each backend's bind-parameter limit allows.
+//! Chunked bulk insert: many rows in multi-row INSERTs of at most 1,000 rows, under each backend's bind-parameter
+//! limit.
 
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable};
 
@@ -17,10 +18,16 @@ pub fn max_bind_params(backend: DbBackend) -> usize {
     }
 }
 
+/// Most rows one multi-row INSERT carries, whatever the bind limit would allow: a statement of 8,191 user rows
+/// (PostgreSQL's limit for 8 columns) made the server hold its 65,535 values and their SQL at once and
+/// PostgreSQL parse one huge statement; 1,000 rows keep both small at a per-statement cost that no longer
+/// shows (docs/PERFORMANCE.md, bulk creation).
+pub const MAX_ROWS_PER_INSERT: usize = 1_000;
+
 /// Rows of entity `E` one multi-row INSERT carries on `backend`: the parameter limit divided by the entity's
-/// number of columns (each row binds at most one parameter per column).
+/// number of columns (each row binds at most one parameter per column), at most [`MAX_ROWS_PER_INSERT`].
 pub fn rows_per_insert<E: EntityTrait>(backend: DbBackend) -> usize {
-    (max_bind_params(backend) / E::Column::iter().count().max(1)).max(1)
+    (max_bind_params(backend) / E::Column::iter().count().max(1)).clamp(1, MAX_ROWS_PER_INSERT)
 }
 
 /// Inserts `rows` with multi-row INSERTs of [`rows_per_insert`] rows each, in order, on `conn`: a pool, or a
@@ -75,11 +82,15 @@ mod tests {
 
     #[test]
     fn chunks_stay_under_each_backends_limit() {
-        // users: 8 columns.
+        // users: 8 columns, far under the limits: the row cap decides.
         let sqlite = rows_per_insert::<crate::entity::user::Entity>(DbBackend::Sqlite);
         let postgres = rows_per_insert::<crate::entity::user::Entity>(DbBackend::Postgres);
-        assert_eq!((sqlite, postgres), (4_095, 8_191));
-        assert!(sqlite * 8 <= SQLITE_MAX_BIND_PARAMS && (sqlite + 1) * 8 > SQLITE_MAX_BIND_PARAMS);
-        assert!(postgres * 8 <= POSTGRES_MAX_BIND_PARAMS && (postgres + 1) * 8 > POSTGRES_MAX_BIND_PARAMS);
+        assert_eq!((sqlite, postgres), (MAX_ROWS_PER_INSERT, MAX_ROWS_PER_INSERT));
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            for entity_columns in [1, 8, 33, 40, 65, 5_000, 70_000] {
+                let rows = (max_bind_params(backend) / entity_columns).clamp(1, MAX_ROWS_PER_INSERT);
+                assert!(rows == 1 || rows * entity_columns <= max_bind_params(backend), "{entity_columns}");
+            }
+        }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rental_repo::query::{
-    Batch, Cursor, CursorValue, Direction, FilterKind, FilterOp, ListColumns, ListSpec, Listing, MAX_ROWS_PER_INSERT,
-    PageSizes, Pagination, SortKind, insert_chunked, rows_per_insert,
+    Batch, Cursor, CursorValue, Direction, FilterKind, FilterOp, ListColumns, ListSpec, Listing, PageSizes, Pagination,
+    SortKind, insert_chunked, rows_per_insert,
 };
 use rental_repo::{Database, DatabaseConfig, RepoError};
 use rental_testkit::TestDb;
@@ -468,7 +468,7 @@ async fn bulk_insert_splits_under_the_bind_limit_inside_the_callers_transaction(
 
     let per_statement = rows_per_insert::<book::Entity>(conn.get_database_backend());
     let limit = if test_db.is_postgres() { 65_535 } else { 32_766 };
-    assert_eq!(per_statement, std::cmp::min(limit / 5, MAX_ROWS_PER_INSERT), "5 columns per book, at most 1,000 rows");
+    assert_eq!(per_statement, limit / 5, "5 columns per book");
     let count = 2 * per_statement + 11;
     let rows = |n: usize| {
         (0..n).map(|i| book::ActiveModel {

@@ -22,8 +22,8 @@ mod paginate;
 
 pub use batch::{Batch, KEYS_PER_STATEMENT};
 pub use bulk::{
-    MAX_ROWS_PER_INSERT, POSTGRES_MAX_BIND_PARAMS, SQLITE_MAX_BIND_PARAMS, insert_chunked, max_bind_params,
-    rows_per_insert,
+    MAX_ROWS_PER_INSERT, POSTGRES_MAX_BIND_PARAMS, SQLITE_MAX_BIND_PARAMS, insert_chunked, insert_chunked_by,
+    max_bind_params, rows_per_insert,
 };
 pub use paginate::{FilterOp, ListColumns};
 

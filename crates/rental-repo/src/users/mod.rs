@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::entity::{user, user_role};
 use crate::query::{
-    Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, PageSizes, SortKind,
-    insert_chunked,
+    Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, MAX_ROWS_PER_INSERT, PageSizes,
+    SortKind, insert_chunked_by,
 };
 use crate::{Database, RepoError, RepoResult, UnitOfWork};
 
@@ -214,12 +214,14 @@ impl UserStore for UserRepo {
                 index: Some(index),
             });
         }
-        insert_batch(uow, rows, at).await
+        // A request waits on these statements: small ones (docs/PERFORMANCE.md, bulk creation).
+        insert_batch(uow, rows, at, MAX_ROWS_PER_INSERT).await
     }
 
     #[tracing::instrument(skip_all, fields(rows = rows.len()))]
     async fn bulk_import(&self, uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<Utc>) -> RepoResult<usize> {
-        insert_batch(uow, rows, at).await
+        // A trusted load: the biggest statements the bind limit allows are the fastest.
+        insert_batch(uow, rows, at, usize::MAX).await
     }
 
     async fn find(&self, id: UserId) -> RepoResult<Option<UserRecord>> {
@@ -335,8 +337,13 @@ impl UserStore for UserRepo {
     }
 }
 
-/// Inserts `rows` with multi-row INSERTs in the caller's unit.
-async fn insert_batch(uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<Utc>) -> RepoResult<usize> {
+/// Inserts `rows` with multi-row INSERTs of at most `max_rows` rows in the caller's unit.
+async fn insert_batch(
+    uow: &UnitOfWork,
+    rows: Vec<NewUserRecord>,
+    at: DateTime<Utc>,
+    max_rows: usize,
+) -> RepoResult<usize> {
     let count = rows.len();
     let created = stamp(at);
     let mut users = Vec::with_capacity(count);
@@ -346,8 +353,8 @@ async fn insert_batch(uow: &UnitOfWork, rows: Vec<NewUserRecord>, at: DateTime<U
         users.push(model);
         roles.append(&mut row_roles);
     }
-    insert_chunked(uow.conn(), users).await?;
-    insert_chunked(uow.conn(), roles).await?;
+    insert_chunked_by(uow.conn(), users, max_rows).await?;
+    insert_chunked_by(uow.conn(), roles, max_rows).await?;
     Ok(count)
 }
 

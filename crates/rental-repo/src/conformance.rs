@@ -14,7 +14,11 @@
 mod catalogue;
 mod users;
 
-pub use catalogue::*;
+pub use catalogue::{
+    adding_units_is_all_or_nothing, categories_are_unique_by_slug_and_restrict_deletion, category, ids,
+    keyset_pages_walk_every_product_once_in_order, params, product, product_list_filters_sorts_and_searches,
+    products_are_created_updated_and_deleted_with_their_stock, unit,
+};
 pub use users::*;
 
 use std::fmt::Debug;

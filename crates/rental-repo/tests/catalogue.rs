@@ -4,51 +4,11 @@
 mod common;
 
 use common::{Catalogue, connect};
-use rental_domain::pricing::{ProductTerms, RateCard};
-use rental_domain::{CategoryName, Currency, Money, UnitCondition};
+use rental_repo::conformance::{category, ids, params, product, unit};
 use rental_repo::query::Listing;
-use rental_repo::{
-    CatalogueStore, Database, NewCategoryRecord, NewLocationRecord, NewProductRecord, NewUnitRecord, OrderRepo,
-    RepoError, product_list_spec,
-};
+use rental_repo::{CatalogueStore, Database, NewLocationRecord, OrderRepo, RepoError, product_list_spec};
 use rental_testkit::TestDb;
 use uuid::Uuid;
-
-fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-}
-
-fn eur(amount: i64) -> Money {
-    Money::new(amount, Currency::parse("EUR").unwrap())
-}
-
-fn category(name: &str) -> NewCategoryRecord {
-    NewCategoryRecord { name: CategoryName::parse(name).unwrap(), description: None }
-}
-
-fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProductRecord {
-    NewProductRecord {
-        category_id,
-        sku: sku.into(),
-        name: name.into(),
-        description: Some(format!("The {name}")),
-        terms: ProductTerms {
-            rates: RateCard::new(eur(per_day), Some(eur(per_day * 5)), None).unwrap(),
-            deposit_per_unit: eur(5_000),
-            late_fee_per_day: eur(0),
-            buffer_minutes: 60,
-        },
-        is_active: true,
-    }
-}
-
-fn unit(serial: &str, location_id: Uuid) -> NewUnitRecord {
-    NewUnitRecord { serial_number: serial.into(), condition: UnitCondition::Good, location_id }
-}
-
-fn ids(listing: &Listing<rental_repo::ProductListItem>) -> Vec<String> {
-    listing.items().iter().map(|i| i.product.sku.clone()).collect()
-}
 
 #[tokio::test]
 async fn listing_and_detail_cost_a_constant_number_of_statements() {

@@ -82,19 +82,23 @@ impl<C: CatalogueStore> Writes<'_, C> {
     }
 }
 
-fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+/// Query-string pairs as the list parsers take them.
+pub fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
-fn eur(amount: i64) -> Money {
+/// `amount` minor units of euros.
+pub fn eur(amount: i64) -> Money {
     Money::new(amount, Currency::parse("EUR").unwrap())
 }
 
-fn category(name: &str) -> NewCategoryRecord {
+/// A new category named `name`, without description.
+pub fn category(name: &str) -> NewCategoryRecord {
     NewCategoryRecord { name: CategoryName::parse(name).unwrap(), description: None }
 }
 
-fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProductRecord {
+/// A new active product: `per_day` a day, five days' price a week, a 50.00 deposit, a one-hour buffer.
+pub fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProductRecord {
     NewProductRecord {
         category_id,
         sku: sku.into(),
@@ -110,11 +114,13 @@ fn product(category_id: Uuid, sku: &str, name: &str, per_day: i64) -> NewProduct
     }
 }
 
-fn unit(serial: &str, location_id: Uuid) -> NewUnitRecord {
+/// A new unit in good condition.
+pub fn unit(serial: &str, location_id: Uuid) -> NewUnitRecord {
     NewUnitRecord { serial_number: serial.into(), condition: UnitCondition::Good, location_id }
 }
 
-fn ids(listing: &Listing<crate::ProductListItem>) -> Vec<String> {
+/// The SKUs of a product page, in order.
+pub fn ids(listing: &Listing<crate::ProductListItem>) -> Vec<String> {
     listing.items().iter().map(|i| i.product.sku.clone()).collect()
 }
 

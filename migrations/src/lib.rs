@@ -10,6 +10,7 @@ mod m20261122_000002_catalogue;
 mod m20261122_000003_rentals;
 mod m20261122_000004_analytics;
 mod m20261122_000005_usage_marks;
+mod m20261128_000006_jobs;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_rentals::Migration),
             Box::new(m20261122_000004_analytics::Migration),
             Box::new(m20261122_000005_usage_marks::Migration),
+            Box::new(m20261128_000006_jobs::Migration),
         ]
     }
 }

@@ -100,6 +100,9 @@ pub struct MailMessage {
     pub text: String,
     /// Optional HTML body (sent as an alternative to the text).
     pub html: Option<String>,
+    /// The `Message-ID` (without angle brackets), derived from the job that sends the message so that a repeat
+    /// after a crash carries the same id and receivers can drop it; the mailer makes one up when `None`.
+    pub message_id: Option<String>,
 }
 
 /// Sends e-mail. Implementations bound every call in time; callers send from the durable job queue, which

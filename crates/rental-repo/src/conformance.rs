@@ -1,5 +1,6 @@
 //! The conformance suite of the store traits: the behaviour the services rely on, written against the traits
-//! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`CatalogueStore`], [`OrderStore`], [`BillingStore`]),
+//! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`CatalogueStore`], [`OrderStore`], [`BillingStore`],
+//! [`crate::JobStore`]),
 //! so that any implementation can prove itself with it. The crate's own tests run it on the sea-orm repositories,
 //! on SQLite and on PostgreSQL (`tests/conformance.rs`); an embedding developer runs it the same way on theirs.
 //!
@@ -12,6 +13,7 @@
 //! Available with the `conformance` feature.
 
 mod catalogue;
+mod jobs;
 mod users;
 
 pub use catalogue::{
@@ -19,6 +21,7 @@ pub use catalogue::{
     keyset_pages_walk_every_product_once_in_order, params, product, product_list_filters_sorts_and_searches,
     products_are_created_updated_and_deleted_with_their_stock, unit,
 };
+pub use jobs::*;
 pub use users::*;
 
 use std::fmt::Debug;

@@ -129,6 +129,7 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("uq_units_serial_number", "units.serial_number", "a unit with this serial number already exists"),
     ("uq_categories_slug", "categories.slug", "a category with this name already exists"),
     ("uq_locations_name", "locations.name", "a location with this name already exists"),
+    ("uq_jobs_dedupe", "jobs.kind, jobs.dedupe_key", "a job of this kind with this dedupe key exists"),
 ];
 
 /// The message for a unique violation whose constraint is not in [`UNIQUE_CONSTRAINTS`].

@@ -17,6 +17,7 @@ mod db;
 mod entity;
 mod error;
 mod import;
+mod jobs;
 mod orders;
 pub mod query;
 mod stored;
@@ -45,6 +46,9 @@ pub use error::{DatabaseError, RepoError, RepoResult};
 pub use import::{
     ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter,
 };
+pub use jobs::{
+    ClaimedJob, JOBS_CHANNEL, JobCountRecord, JobFilter, JobRecord, JobRepo, JobState, JobStore, NewJob, job_list_spec,
+};
 pub use orders::{
     AssignedUnitRecord, LineTerms, LineUnits, MaintenanceRecord, NewMaintenanceRecord, NewOrderLineRecord,
     NewOrderRecord, OrderChange, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
@@ -52,6 +56,6 @@ pub use orders::{
     Shortage, StockHolds, Transitioned, UnitReturn, order_list_spec,
 };
 pub use users::{
-    NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore, UserChanges, UserFilter,
-    UserListItem, UserRecord, UserRepo, UserStore, user_list_spec,
+    NewPasswordReset, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore,
+    UserChanges, UserFilter, UserListItem, UserRecord, UserRepo, UserStore, user_list_spec,
 };

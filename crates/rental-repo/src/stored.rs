@@ -14,7 +14,7 @@ use crate::entity::product;
 use crate::{RepoError, RepoResult};
 
 /// The error for a stored value that cannot be read as its domain type.
-fn corrupt(what: String) -> RepoError {
+pub(crate) fn corrupt(what: String) -> RepoError {
     RepoError::from(DbErr::Type(what))
 }
 

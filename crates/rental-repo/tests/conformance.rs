@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use rental_repo::conformance;
-use rental_repo::{BillingRepo, CatalogueRepo, Database, DatabaseConfig, OrderRepo, RefreshTokenRepo, UserRepo};
+use rental_repo::{
+    BillingRepo, CatalogueRepo, Database, DatabaseConfig, JobRepo, OrderRepo, RefreshTokenRepo, UserRepo,
+};
 use rental_testkit::TestDb;
 
 async fn stores() -> (TestDb, Database, Arc<OrderRepo>, Arc<BillingRepo>) {
@@ -47,6 +49,38 @@ macro_rules! catalogue_check {
             conformance::$name(&db, &CatalogueRepo::new(db.clone())).await;
         }
     };
+}
+
+/// Runs a check of the queue's contract on a fresh database with the sea-orm job store.
+macro_rules! jobs_check {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, &JobRepo::new(db.clone())).await;
+        }
+    };
+    ($name:ident, shared) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, Arc::new(JobRepo::new(db.clone()))).await;
+        }
+    };
+}
+
+jobs_check!(jobs_exist_if_and_only_if_their_unit_committed);
+jobs_check!(claims_take_due_jobs_oldest_first);
+jobs_check!(only_the_holder_changes_a_running_job);
+jobs_check!(expired_leases_are_rescued);
+jobs_check!(admins_retry_and_cancel_and_see_counts);
+jobs_check!(concurrent_claims_never_share_a_job, shared);
+jobs_check!(schedule_slots_advance_once, shared);
+
+#[tokio::test]
+async fn reset_tokens_are_spent_once_before_they_expire() {
+    let (_test_db, db, _, _) = stores().await;
+    conformance::reset_tokens_are_spent_once_before_they_expire(&db, &RefreshTokenRepo::new(db.clone())).await;
 }
 
 catalogue_check!(categories_are_unique_by_slug_and_restrict_deletion);

@@ -59,7 +59,13 @@ pub enum FilterKind {
     Uuid,
     /// A whole number from 0 to `i64::MAX` (amounts in minor units, counts).
     Integer,
+    /// A name from an open set (a job kind such as `mail.send`): 1 to [`MAX_NAME_LEN`] ASCII letters, digits,
+    /// `.`, `_` and `-`, matched exactly.
+    Name,
 }
+
+/// Longest value of a [`FilterKind::Name`] filter.
+pub const MAX_NAME_LEN: usize = 64;
 
 /// A typed filter value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,8 @@ pub enum FilterValue {
     Uuid(Uuid),
     /// From [`FilterKind::Integer`].
     Integer(i64),
+    /// From [`FilterKind::Name`].
+    Name(String),
 }
 
 /// The kind of value a sort field holds, which is what a keyset cursor must carry.
@@ -199,6 +207,14 @@ impl ListQuery {
     pub fn integer_filter(&self, name: &str) -> Option<i64> {
         match self.filters.get(name) {
             Some(FilterValue::Integer(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The value of a name filter, if given.
+    pub fn name_filter(&self, name: &str) -> Option<&str> {
+        match self.filters.get(name) {
+            Some(FilterValue::Name(value)) => Some(value),
             _ => None,
         }
     }
@@ -515,6 +531,19 @@ fn parse_filter(name: &str, kind: FilterKind, raw: &str) -> RepoResult<FilterVal
             Ok(n) if n >= 0 => Ok(FilterValue::Integer(n)),
             _ => Err(RepoError::invalid(name, "must be a whole number from 0")),
         },
+        FilterKind::Name => {
+            let valid = !raw.is_empty()
+                && raw.len() <= MAX_NAME_LEN
+                && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if valid {
+                Ok(FilterValue::Name(raw.to_owned()))
+            } else {
+                Err(RepoError::invalid(
+                    name,
+                    format!("must be 1 to {MAX_NAME_LEN} ASCII letters, digits, '.', '_' or '-'"),
+                ))
+            }
+        }
     }
 }
 

@@ -126,6 +126,7 @@ impl From<&FilterValue> for Value {
             FilterValue::Word(w) => Value::from(*w),
             FilterValue::Uuid(id) => Value::from(*id),
             FilterValue::Integer(n) => Value::from(*n),
+            FilterValue::Name(name) => Value::from(name.as_str()),
         }
     }
 }

@@ -4,7 +4,7 @@ mod store;
 mod tokens;
 
 pub use store::{RefreshTokenStore, UserStore};
-pub use tokens::{NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
+pub use tokens::{NewPasswordReset, NewRefreshToken, RefreshTokenRecord, RefreshTokenRepo};
 
 use std::collections::{HashMap, HashSet};
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rental_domain::{Email, Role, UserId};
 use uuid::Uuid;
 
-use super::{NewRefreshToken, NewUserRecord, RefreshTokenRecord, UserChanges, UserRecord};
+use super::{NewPasswordReset, NewRefreshToken, NewUserRecord, RefreshTokenRecord, UserChanges, UserRecord};
 use crate::query::{ListQuery, Listing};
 use crate::{RepoResult, UnitOfWork};
 
@@ -117,8 +117,11 @@ pub trait UserStore: Send + Sync {
 /// use. Writes take the caller's [`UnitOfWork`], so that spending a token and issuing its successor, or
 /// changing a password and ending every session, happen together or not at all.
 ///
+/// The store also keeps the digests of password-reset tokens.
+///
 /// The contract (checked by `rental_repo::conformance`): a token is spent at most once, whatever runs
-/// concurrently ([`RefreshTokenStore::mark_used`] is the arbiter); a revoked token cannot be spent.
+/// concurrently ([`RefreshTokenStore::mark_used`] and [`RefreshTokenStore::spend_reset`] are the arbiters); a
+/// revoked token cannot be spent; an expired reset token cannot be spent.
 pub trait RefreshTokenStore: Send + Sync {
     /// Stores a token created `at`; returns its id.
     ///
@@ -167,9 +170,30 @@ pub trait RefreshTokenStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = RepoResult<u64>> + Send;
 
-    /// Deletes the tokens that expired before `before`; returns how many.
+    /// Deletes the refresh tokens and password-reset tokens that expired before `before`; returns how many.
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when the delete fails.
     fn delete_expired(&self, uow: &UnitOfWork, before: DateTime<Utc>) -> impl Future<Output = RepoResult<u64>> + Send;
+
+    /// Stores the digest of a password-reset token of `user_id`, valid until `expires_at`, under `id`. The
+    /// caller derives `id` from the job that mails the token, so a repeated run inserts nothing and returns
+    /// `false`.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the insert fails.
+    fn insert_reset(&self, uow: &UnitOfWork, reset: NewPasswordReset) -> impl Future<Output = RepoResult<bool>> + Send;
+
+    /// Spends the password-reset token with `token_digest` if it is unused and unexpired at `at`, together with
+    /// every other open reset token of its user (one reset ends them all). Returns its user, or `None` when
+    /// there is no such token.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when a statement fails.
+    fn spend_reset(
+        &self,
+        uow: &UnitOfWork,
+        token_digest: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = RepoResult<Option<UserId>>> + Send;
 }

@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use rental_domain::UserId;
-use sea_orm::sea_query::{Expr, SimpleExpr};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, OnConflict, SimpleExpr};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait};
 use uuid::Uuid;
 
 use super::RefreshTokenStore;
-use crate::entity::refresh_token;
+use crate::entity::{password_reset, refresh_token};
 use crate::{Database, RepoResult, UnitOfWork};
 
 /// A refresh token to store.
@@ -40,7 +40,22 @@ pub struct RefreshTokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// Refresh tokens: the sea-orm [`RefreshTokenStore`].
+/// A password-reset token to store (its digest only).
+#[derive(Debug, Clone)]
+pub struct NewPasswordReset {
+    /// Row id, derived from the job that mails the token.
+    pub id: Uuid,
+    /// Whose password it resets.
+    pub user_id: UserId,
+    /// Hex SHA-256 of the token.
+    pub token_digest: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Refresh tokens and password-reset tokens: the sea-orm [`RefreshTokenStore`].
 #[derive(Debug, Clone)]
 pub struct RefreshTokenRepo {
     db: Database,
@@ -105,11 +120,49 @@ impl RefreshTokenStore for RefreshTokenRepo {
     }
 
     async fn delete_expired(&self, uow: &UnitOfWork, before: DateTime<Utc>) -> RepoResult<u64> {
-        let result = refresh_token::Entity::delete_many()
+        let tokens = refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::ExpiresAt.lt(before))
             .exec(uow.conn())
             .await?;
-        Ok(result.rows_affected)
+        let resets = password_reset::Entity::delete_many()
+            .filter(password_reset::Column::ExpiresAt.lt(before))
+            .exec(uow.conn())
+            .await?;
+        Ok(tokens.rows_affected + resets.rows_affected)
+    }
+
+    async fn insert_reset(&self, uow: &UnitOfWork, reset: NewPasswordReset) -> RepoResult<bool> {
+        let row = password_reset::ActiveModel {
+            id: Set(reset.id),
+            user_id: Set(reset.user_id.as_uuid()),
+            token_digest: Set(reset.token_digest),
+            created_at: Set(reset.created_at.trunc_subsecs(6)),
+            expires_at: Set(reset.expires_at.trunc_subsecs(6)),
+            used_at: Set(None),
+        };
+        let insert = password_reset::Entity::insert(row).on_conflict(OnConflict::new().do_nothing().to_owned());
+        Ok(uow.conn().execute(&insert.into_query()).await?.rows_affected() == 1)
+    }
+
+    async fn spend_reset(&self, uow: &UnitOfWork, token_digest: &str, at: DateTime<Utc>) -> RepoResult<Option<UserId>> {
+        let at = at.trunc_subsecs(6);
+        let spent = password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::val(at))
+            .filter(password_reset::Column::TokenDigest.eq(token_digest))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .filter(password_reset::Column::ExpiresAt.gt(at))
+            .exec_with_returning(uow.conn())
+            .await?;
+        let Some(row) = spent.into_iter().next() else {
+            return Ok(None);
+        };
+        password_reset::Entity::update_many()
+            .col_expr(password_reset::Column::UsedAt, Expr::val(at))
+            .filter(password_reset::Column::UserId.eq(row.user_id))
+            .filter(password_reset::Column::UsedAt.is_null())
+            .exec(uow.conn())
+            .await?;
+        Ok(Some(UserId::from_uuid(row.user_id)))
     }
 }
 

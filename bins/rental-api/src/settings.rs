@@ -6,7 +6,7 @@ use std::path::Path;
 
 use config::{Config, Environment, File};
 use rental_repo::DatabaseConfig;
-use rental_service::{AuthConfig, CacheConfig, RentalConfig, Secret, ServiceConfig};
+use rental_service::{AuthConfig, CacheConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that names the profile (`development`, `test`, `production`, ...).
@@ -90,6 +90,8 @@ pub struct Settings {
     pub cache: CacheConfig,
     /// Rentals: tax rate.
     pub rentals: RentalConfig,
+    /// The jobs the services enqueue (attempts, settlement delay).
+    pub jobs: JobsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -103,6 +105,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
             rentals: RentalConfig::default(),
+            jobs: JobsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -195,7 +198,12 @@ impl Settings {
 
     /// The sections the services are configured with.
     pub fn service_config(&self) -> ServiceConfig {
-        ServiceConfig { auth: self.auth.clone(), cache: self.cache.clone(), rentals: self.rentals.clone() }
+        ServiceConfig {
+            auth: self.auth.clone(),
+            cache: self.cache.clone(),
+            rentals: self.rentals.clone(),
+            jobs: self.jobs.clone(),
+        }
     }
 
     /// The effective configuration as TOML, secrets and database password redacted.

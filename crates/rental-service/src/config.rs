@@ -116,6 +116,8 @@ pub struct ServiceConfig {
     pub cache: CacheConfig,
     /// Rentals: tax.
     pub rentals: crate::RentalConfig,
+    /// The jobs the services enqueue: attempts, the settlement's delay.
+    pub jobs: crate::JobsConfig,
 }
 
 #[cfg(test)]

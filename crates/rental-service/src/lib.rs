@@ -10,6 +10,7 @@ mod billing;
 mod catalogue;
 mod config;
 mod error;
+pub mod jobs;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod orders;
@@ -19,7 +20,7 @@ mod users;
 
 use std::sync::Arc;
 
-use rental_repo::{BillingRepo, Database};
+use rental_repo::{BillingRepo, Database, JobRepo};
 
 pub use analytics::{
     AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
@@ -34,6 +35,7 @@ pub use catalogue::{
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult};
+pub use jobs::{JobService, JobsConfig, Outbox};
 pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
@@ -48,6 +50,7 @@ pub use rental_repo::query::{KeysetPage, Listing, Page};
 pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord};
 pub use users::auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use users::password::PasswordHasher;
+pub use users::recovery::{PasswordResetMail, RESET_TOKEN_TTL_MINUTES};
 pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
 
 /// Every service, wired over one database. Cheap to clone.
@@ -65,6 +68,8 @@ pub struct Services {
     pub billing: BillingService,
     /// Revenue, rankings, status counts, utilization and exports (staff).
     pub analytics: AnalyticsService,
+    /// The job queue for admins; its store is the one the services enqueue in, for the workers.
+    pub jobs: JobService,
 }
 
 impl Services {
@@ -83,13 +88,18 @@ impl Services {
     /// As [`Services::new`].
     pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
         let hasher = PasswordHasher::new(&config.auth)?;
+        // One queue for everything: its wake-up signal reaches this process's workers.
+        let queue = Arc::new(JobRepo::new(db.clone()));
+        let outbox = Outbox::new(queue.clone(), clock.clone(), config.jobs.clone());
+        let jobs = JobService::new(db.clone(), queue, clock.clone());
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
         let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
-        let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone());
+        let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone())
+            .with_outbox(outbox.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock);
         let analytics = AnalyticsService::new(db.clone());
-        let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?;
-        Ok(Self { auth, users, catalogue, rentals, billing, analytics })
+        let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
+        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs })
     }
 }

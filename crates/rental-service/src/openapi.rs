@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use rental_domain::{OrderStatus, Role, UnitCondition};
+use rental_repo::JobState;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
@@ -41,3 +42,4 @@ macro_rules! string_enum_schema {
 string_enum_schema!(OrderStatusSchema, OrderStatus, "Lifecycle state of a rental order.");
 string_enum_schema!(UnitConditionSchema, UnitCondition, "State of an individually tracked unit.");
 string_enum_schema!(RoleSchema, Role, "What a user may do.");
+string_enum_schema!(JobStateSchema, JobState, "Where a background job is in its life.");

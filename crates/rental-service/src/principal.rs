@@ -25,6 +25,14 @@ impl Principal {
         self.is_admin() || self.roles.contains(&Role::Staff)
     }
 
+    /// `Ok` for admins.
+    ///
+    /// # Errors
+    /// [`crate::ServiceError::Forbidden`] for everyone else.
+    pub fn require_admin(&self) -> crate::ServiceResult<()> {
+        if self.is_admin() { Ok(()) } else { Err(crate::ServiceError::Forbidden("this action needs the admin role")) }
+    }
+
     /// `Ok` for staff and admins.
     ///
     /// # Errors

@@ -1,6 +1,16 @@
 //! Background work for the rental backend.
 //!
-//! - `mail`: the [`rental_service::Mailer`] port over SMTP (lettre) or `.eml` files, and the message
-//!   templates (text and HTML parts).
+//! - [`Worker`]: claims due jobs from the durable queue (`rental_repo::JobRepo`) in batches, runs their
+//!   [`JobHandler`]s concurrently under leases kept alive by a heartbeat, retries failures with exponential
+//!   backoff and full jitter ([`RetryPolicy`]), dead-letters what keeps failing, rescues jobs whose worker died,
+//!   and shuts down gracefully.
 //!
 //! Library crates hold no global state and read no environment: everything comes in through config structs.
+
+mod handler;
+mod retry;
+mod worker;
+
+pub use handler::{JobContext, JobError, JobFuture, JobHandler, Registry};
+pub use retry::RetryPolicy;
+pub use worker::{Worker, WorkerConfig, WorkerSnapshot, WorkerStats};

@@ -89,6 +89,16 @@ impl UsageRecorder {
         self.backlog.recorded_ms.store(now_ms, Ordering::SeqCst);
         Ok(())
     }
+
+    /// Records every pending change now, whoever noted it (for the settlement job, which repairs what a
+    /// crashed instance left behind).
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when a statement fails; the changes stay pending for the next call.
+    pub async fn record_all(&self) -> RepoResult<()> {
+        let _gate = self.backlog.gate.lock().await;
+        record_pending(&self.db).await
+    }
 }
 
 /// Length of a bucket, milliseconds: a week (also in the migration).

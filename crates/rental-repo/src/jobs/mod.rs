@@ -21,6 +21,7 @@ mod queue;
 mod store;
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -30,9 +31,11 @@ pub use store::JobStore;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::Database;
+use sea_orm::sqlx::postgres::PgListener;
+
 use crate::entity::job;
 use crate::query::{Direction, FilterKind, FilterOp, ListColumns, ListSpec, PageSizes, SortKind};
+use crate::{Backend, Database};
 
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -265,6 +268,45 @@ impl JobRepo {
     /// The database the queue is in.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// Relays PostgreSQL's notifications on [`JOBS_CHANNEL`] to [`JobRepo::wake_signal`] until `stop`
+    /// resolves, so that a job enqueued by another instance starts without waiting for a poll. It reconnects
+    /// after a lost connection (workers poll meanwhile). On SQLite, where every writer is in this process, it
+    /// just waits for `stop`.
+    pub async fn relay_notifications(&self, stop: impl Future<Output = ()>) {
+        if self.db.backend() != Backend::Postgres {
+            stop.await;
+            return;
+        }
+        tokio::pin!(stop);
+        let pool = self.db.connection().get_postgres_connection_pool().clone();
+        loop {
+            let relay = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(JOBS_CHANNEL).await?;
+                // A notification may have been missed while (re)connecting.
+                self.wake.notify_one();
+                loop {
+                    listener.recv().await?;
+                    self.wake.notify_one();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sea_orm::sqlx::Error>(())
+            };
+            tokio::select! {
+                () = &mut stop => return,
+                result = relay => {
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "job notifications lost; polling until they are back");
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+        }
     }
 }
 

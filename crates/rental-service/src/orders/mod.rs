@@ -26,7 +26,8 @@ use rental_repo::{
 };
 use uuid::Uuid;
 
-use crate::{Clock, Principal, ServiceError, ServiceResult};
+use crate::jobs::kinds;
+use crate::{Clock, JobsConfig, Outbox, Principal, ServiceError, ServiceResult};
 
 use crate::billing::{InvoiceView, PaymentView};
 pub use views::*;
@@ -41,6 +42,7 @@ pub struct RentalService<O = OrderRepo, B = BillingRepo> {
     orders: Arc<O>,
     billing: Arc<B>,
     usage: UsageRecorder,
+    outbox: Outbox,
     clock: Arc<dyn Clock>,
     config: RentalConfig,
 }
@@ -52,6 +54,7 @@ impl<O, B> Clone for RentalService<O, B> {
             orders: self.orders.clone(),
             billing: self.billing.clone(),
             usage: self.usage.clone(),
+            outbox: self.outbox.clone(),
             clock: self.clock.clone(),
             config: self.config.clone(),
         }
@@ -75,7 +78,15 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         clock: Arc<dyn Clock>,
         config: RentalConfig,
     ) -> Self {
-        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, clock, config }
+        let outbox = Outbox::over(db.clone(), clock.clone(), JobsConfig::default());
+        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, outbox, clock, config }
+    }
+
+    /// The same service enqueueing its jobs through `outbox` (the services share one queue).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Who changes an order now, and why.
@@ -84,21 +95,59 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     }
 
     /// Registers on `uow` the work a committed order leaves behind: numbering the invoice it issued and
-    /// recording the usage of the lines it changed. Failures are logged; the next settlement retries them.
-    fn settle_after_commit(&self, uow: &UnitOfWork, usage_changed: usize, issued_invoice: bool) {
+    /// recording the usage of the lines it changed. A settlement job is enqueued in the same unit, due a little
+    /// later: the settlement after the commit marks it done, and if that never happens (a crash, a failure) the
+    /// queue runs it instead of waiting for the next caller.
+    async fn settle(
+        &self,
+        uow: &UnitOfWork,
+        order_id: Uuid,
+        usage_changed: usize,
+        issued_invoice: bool,
+    ) -> RepoResult<()> {
         if usage_changed == 0 && !issued_invoice {
-            return;
+            return Ok(());
         }
-        let (billing, usage) = (self.billing.clone(), self.usage.clone());
+        let job = self.outbox.settle_later(uow, order_id).await?;
+        let (billing, usage, outbox) = (self.billing.clone(), self.usage.clone(), self.outbox.clone());
         uow.after_commit(async move {
             usage.note(usage_changed);
+            let mut settled = true;
             if issued_invoice && let Err(err) = billing.number_issued_invoices().await {
-                tracing::warn!(error = %err, "numbering invoices failed; the next reservation retries it");
+                tracing::warn!(error = %err, "numbering invoices failed; the settlement job retries it");
+                settled = false;
             }
             if let Err(err) = usage.record_when_due().await {
-                tracing::warn!(error = %err, "recording usage failed; the next settlement retries it");
+                tracing::warn!(error = %err, "recording usage failed; the settlement job retries it");
+                settled = false;
+            }
+            if settled
+                && let Some(job) = job
+                && let Err(err) = outbox.settled(&[job]).await
+            {
+                tracing::debug!(error = %err, "the settlement job will run and find nothing left to do");
             }
         });
+        Ok(())
+    }
+
+    /// The work of a settlement job ([`crate::jobs::kinds::SETTLE_ORDER`]): numbers every issued invoice still
+    /// without a number and records every pending usage change. Idempotent: a second run finds nothing to do.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`] when storage fails (the job retries).
+    pub async fn settle_pending(&self) -> ServiceResult<()> {
+        self.billing.number_issued_invoices().await?;
+        self.usage.record_all().await?;
+        Ok(())
+    }
+
+    /// Enqueues the confirmation e-mail of a reserved order, once per order.
+    async fn confirmation_mail(&self, uow: &UnitOfWork, order_id: Uuid) -> RepoResult<()> {
+        let args = serde_json::json!({ "order_id": order_id });
+        let dedupe = Some(order_id.to_string());
+        self.outbox.enqueue_value(uow, kinds::ORDER_CONFIRMATION, args, None, dedupe).await?;
+        Ok(())
     }
 
     /// Ends a unit of work that reserved stock: commits or rolls back, and when stock was short, fills in the
@@ -235,7 +284,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             };
             self.billing.create_invoice(&uow, &invoice, now).await?;
             if reserve {
-                self.settle_after_commit(&uow, record.lines.len(), true);
+                self.settle(&uow, order.id, record.lines.len(), true).await?;
+                self.confirmation_mail(&uow, order.id).await?;
             }
             Ok(order)
         }
@@ -261,6 +311,15 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             return Err(ServiceError::NotFound("rental"));
         }
         Ok(detail_view(detail))
+    }
+
+    /// An order with its lines, products and customer, for background work acting for the business (the
+    /// confirmation e-mail): no permission check. `None` for an unknown order.
+    ///
+    /// # Errors
+    /// [`ServiceError::Repo`] when storage fails.
+    pub async fn detail_for_job(&self, id: Uuid) -> ServiceResult<Option<OrderDetailView>> {
+        Ok(self.orders.order_detail(id).await?.map(detail_view))
     }
 
     /// A page of orders: the caller's own, or everyone's for staff.
@@ -303,7 +362,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let result = async {
             let confirmed = self.orders.confirm(&uow, id, &change).await?;
             self.billing.issue_invoice(&uow, id, change.at).await?;
-            self.settle_after_commit(&uow, confirmed.usage_changed, true);
+            self.settle(&uow, id, confirmed.usage_changed, true).await?;
+            self.confirmation_mail(&uow, id).await?;
             Ok(confirmed.order)
         }
         .await;
@@ -321,7 +381,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let result = async {
             let cancelled = self.orders.cancel(&uow, id, &change).await?;
             self.billing.void_invoice(&uow, id, change.at).await?;
-            self.settle_after_commit(&uow, cancelled.usage_changed, false);
+            self.settle(&uow, id, cancelled.usage_changed, false).await?;
             Ok::<_, RepoError>(cancelled.order)
         }
         .await;

@@ -8,14 +8,17 @@ use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rental_domain::{Collector, Email, FullName, Password, Role, UserId};
 use rental_repo::{
-    Database, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore, UnitOfWork,
-    UserChanges, UserRecord, UserRepo, UserStore,
+    Database, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore, RepoError,
+    UnitOfWork, UserChanges, UserRecord, UserRepo, UserStore,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{AuthConfig, PasswordHasher, Principal, ServiceError, ServiceResult, UserService, UserView};
+use crate::{
+    AuthConfig, JobsConfig, Outbox, PasswordHasher, Principal, ServiceError, ServiceResult, UserService, UserView,
+};
 
 /// The one answer to a failed login, whether the address is unknown or the password wrong.
 const BAD_CREDENTIALS: &str = "invalid e-mail or password";
@@ -59,16 +62,20 @@ struct Claims {
 /// Authentication, over a [`UserStore`] and a [`RefreshTokenStore`] (the sea-orm repositories unless others are
 /// given). Cheap to clone.
 pub struct AuthService<U = UserRepo, T = RefreshTokenRepo> {
-    db: Database,
-    tokens: Arc<T>,
-    hasher: PasswordHasher,
-    user_service: UserService<U>,
+    pub(super) db: Database,
+    pub(super) tokens: Arc<T>,
+    pub(super) hasher: PasswordHasher,
+    pub(super) user_service: UserService<U>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     issuer: String,
     access_ttl: Duration,
     refresh_ttl: Duration,
+    /// Enqueues the e-mails (welcome, password reset) in the unit of the change they belong to.
+    pub(super) outbox: Outbox,
+    /// Key of the HMAC that derives a password-reset token from its id (the JWT secret).
+    pub(super) reset_key: Arc<[u8]>,
 }
 
 impl<U, T> Clone for AuthService<U, T> {
@@ -84,6 +91,8 @@ impl<U, T> Clone for AuthService<U, T> {
             issuer: self.issuer.clone(),
             access_ttl: self.access_ttl,
             refresh_ttl: self.refresh_ttl,
+            outbox: self.outbox.clone(),
+            reset_key: self.reset_key.clone(),
         }
     }
 }
@@ -144,8 +153,8 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
         // Expiry is judged by the service's clock (`authenticate`), not by the library's reading of the system's.
         validation.validate_exp = false;
         let seconds = |s: u64| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000));
+        let outbox = Outbox::over(db.clone(), user_service.clock.clone(), JobsConfig::default());
         Ok(Self {
-            db,
             tokens,
             hasher,
             user_service,
@@ -155,7 +164,17 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
             issuer: config.issuer.clone(),
             access_ttl: seconds(config.access_token_ttl_secs),
             refresh_ttl: seconds(config.refresh_token_ttl_secs),
+            outbox,
+            reset_key: Arc::from(secret),
+            db,
         })
+    }
+
+    /// The same service enqueueing its e-mails through `outbox` (the services share one queue).
+    #[must_use]
+    pub fn with_outbox(mut self, outbox: Outbox) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Exchanges an e-mail and password for tokens. An unknown address and a wrong password give the same
@@ -259,7 +278,17 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
             is_superuser: false,
             roles: vec![Role::Customer],
         };
-        let user = self.user_service.insert(record).await?;
+        let now = self.now();
+        // The account and its welcome e-mail land together.
+        let user = self
+            .db
+            .write(async |uow| {
+                let user = self.users().create(uow, record, now).await?;
+                let context = json!({ "name": user.full_name });
+                self.outbox.mail(uow, "welcome", &user.email, context, None).await?;
+                Ok::<_, RepoError>(user)
+            })
+            .await?;
         self.user_service.evict_lists();
         Ok(user.into())
     }
@@ -324,11 +353,11 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
         Ok(self.db.write(async |uow| self.tokens.delete_expired(uow, now).await).await?)
     }
 
-    fn users(&self) -> &U {
+    pub(super) fn users(&self) -> &U {
         &self.user_service.repo
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(super) fn now(&self) -> DateTime<Utc> {
         self.user_service.clock.now()
     }
 
@@ -362,6 +391,6 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
 }
 
 /// Hex SHA-256 of a refresh token: what is stored instead of the token.
-fn digest(token: &str) -> String {
+pub(super) fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod password;
+pub(crate) mod recovery;
 
 use std::sync::Arc;
 use std::time::Duration;

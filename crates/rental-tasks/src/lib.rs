@@ -4,3 +4,5 @@
 //!   templates (text and HTML parts).
 //!
 //! Library crates hold no global state and read no environment: everything comes in through config structs.
+
+pub mod mail;

@@ -4,10 +4,13 @@
 //!   [`JobHandler`]s concurrently under leases kept alive by a heartbeat, retries failures with exponential
 //!   backoff and full jitter ([`RetryPolicy`]), dead-letters what keeps failing, rescues jobs whose worker died,
 //!   and shuts down gracefully.
+//! - [`mail`]: the [`rental_service::Mailer`] port over SMTP (lettre) or `.eml` files, and the message
+//!   templates (text and HTML parts).
 //!
 //! Library crates hold no global state and read no environment: everything comes in through config structs.
 
 mod handler;
+pub mod mail;
 mod retry;
 mod worker;
 

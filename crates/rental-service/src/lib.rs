@@ -91,7 +91,7 @@ impl Services {
         // One queue for everything: its wake-up signal reaches this process's workers.
         let queue = Arc::new(JobRepo::new(db.clone()));
         let outbox = Outbox::new(queue.clone(), clock.clone(), config.jobs.clone());
-        let jobs = JobService::new(db.clone(), queue, clock.clone());
+        let jobs = JobService::new(db.clone(), queue, clock.clone(), &config.jobs);
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
         let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));

@@ -15,6 +15,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The business itself, for background jobs acting on its behalf (reminders, reports): every permission.
+    /// Never handed to a request.
+    pub fn system() -> Self {
+        Self {
+            user_id: UserId::from_uuid(Uuid::nil()),
+            roles: vec![Role::Admin],
+            is_superuser: true,
+            session_id: Uuid::nil(),
+        }
+    }
+
     /// Admins are superusers and holders of the admin role.
     pub fn is_admin(&self) -> bool {
         self.is_superuser || self.roles.contains(&Role::Admin)

@@ -238,23 +238,48 @@ pub struct JobService<J = JobRepo> {
     db: Database,
     store: Arc<J>,
     clock: Arc<dyn Clock>,
+    max_attempts: u32,
 }
 
 impl<J> Clone for JobService<J> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), store: self.store.clone(), clock: self.clock.clone() }
+        Self {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            max_attempts: self.max_attempts,
+        }
     }
 }
 
 impl<J: JobStore + 'static> JobService<J> {
     /// The service over `store`; `db` gives the units of work of the admin's changes.
-    pub fn new(db: Database, store: Arc<J>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, store, clock }
+    pub fn new(db: Database, store: Arc<J>, clock: Arc<dyn Clock>, config: &JobsConfig) -> Self {
+        Self { db, store, clock, max_attempts: config.max_attempts }
     }
 
     /// The queue itself, for the workers.
     pub fn store(&self) -> Arc<J> {
         self.store.clone()
+    }
+
+    /// Enqueues a job of `kind` with `args` in a unit of its own, unique by `dedupe_key` when given (for
+    /// background work; requests enqueue through the [`Outbox`] in the unit of their change). Returns its id,
+    /// or `None` when the dedupe key was taken.
+    ///
+    /// # Errors
+    /// [`ServiceError::Internal`] when the arguments cannot be encoded; the repository's error otherwise.
+    pub async fn enqueue(
+        &self,
+        kind: &str,
+        args: &impl Serialize,
+        dedupe_key: Option<String>,
+    ) -> ServiceResult<Option<Uuid>> {
+        let payload =
+            serde_json::to_value(args).map_err(|e| ServiceError::Internal(format!("job arguments of {kind}: {e}")))?;
+        let job = NewJob { kind: kind.to_owned(), payload, run_at: None, max_attempts: self.max_attempts, dedupe_key };
+        let now = self.clock.now();
+        Ok(self.db.write(async |uow| self.store.enqueue(uow, job, now).await).await?)
     }
 
     /// A page of jobs: filters `state`, `kind`, `created_after`, `created_before`; sorts `created_at`

@@ -313,15 +313,6 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         Ok(detail_view(detail))
     }
 
-    /// An order with its lines, products and customer, for background work acting for the business (the
-    /// confirmation e-mail): no permission check. `None` for an unknown order.
-    ///
-    /// # Errors
-    /// [`ServiceError::Repo`] when storage fails.
-    pub async fn detail_for_job(&self, id: Uuid) -> ServiceResult<Option<OrderDetailView>> {
-        Ok(self.orders.order_detail(id).await?.map(detail_view))
-    }
-
     /// A page of orders: the caller's own, or everyone's for staff.
     ///
     /// # Errors

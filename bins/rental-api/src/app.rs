@@ -12,7 +12,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::error::ApiError;
 use crate::methods::{self, AllowedMethods};
 use crate::request_id::request_context;
-use crate::routes::{analytics, auth, catalogue, health, rentals, users};
+use crate::routes::{analytics, auth, catalogue, health, jobs, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
+        (name = "jobs", description = "The background job queue: inspect, retry and cancel jobs; admins only"),
         (name = "health", description = "Liveness and readiness")
     )
 )]
@@ -100,6 +101,8 @@ pub fn build(
                 .service(auth::refresh)
                 .service(auth::logout)
                 .service(auth::register)
+                .service(auth::password_recovery)
+                .service(auth::reset_password)
                 .service(users::me)
                 .service(users::update_me)
                 .service(users::change_password)
@@ -143,7 +146,12 @@ pub fn build(
                 .service(analytics::status_distribution)
                 .service(analytics::utilization)
                 .service(analytics::export_orders)
-                .service(analytics::export_invoices),
+                .service(analytics::export_invoices)
+                .service(jobs::list)
+                .service(jobs::stats)
+                .service(jobs::get)
+                .service(jobs::retry)
+                .service(jobs::cancel),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

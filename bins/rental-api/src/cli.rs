@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `create-admin`, `openapi`, `print-config`.
+//! The command line: `serve` (default), `work`, `migrate`, `create-admin`, `openapi`, `print-config`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use rental_monitor::RequestMetrics;
 use rental_repo::{BackoffPolicy, Database};
 use rental_service::{ServiceError, Services};
 
+use crate::background::{Background, shutdown_signal};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{app, telemetry};
@@ -32,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Apply migrations and serve HTTP (the default).
     Serve,
+    /// Apply migrations and run background work only: the job worker and the scheduler, no HTTP.
+    Work,
     /// Apply pending migrations and exit.
     Migrate,
     /// Create an administrator (superuser with the admin role).
@@ -91,6 +94,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(&settings.log)?;
             serve(settings).await
         }
+        Command::Work => {
+            telemetry::init(&settings.log)?;
+            work(settings).await
+        }
         Command::Openapi => Ok(()),
     }
 }
@@ -112,10 +119,12 @@ async fn connect(settings: &Settings) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-/// Serves HTTP until SIGINT or SIGTERM, then lets in-flight requests finish.
+/// Serves HTTP and runs the background work until SIGINT or SIGTERM; then stops taking requests and jobs,
+/// lets in-flight requests and running jobs finish within `server.shutdown_timeout_secs`, and gives back the
+/// jobs that did not.
 ///
 /// # Errors
-/// When the database cannot be prepared or the address cannot be bound.
+/// When the database cannot be prepared, a setting cannot be used or the address cannot be bound.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let db = connect(&settings).await?;
     let pool = db.pool_stats();
@@ -136,36 +145,55 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         Err(err) => tracing::warn!(error = %err, "could not check for an administrator"),
     }
-    spawn_token_cleanup(services.clone());
-
-    let state = web::Data::new(AppState { services, db, metrics: RequestMetrics::new(), started: Instant::now() });
     let server = settings.server.clone();
+    let grace = Duration::from_secs(server.shutdown_timeout_secs);
+    let background = Background::start(&settings, &services, grace)?;
+
+    let state = web::Data::new(AppState {
+        services,
+        db,
+        metrics: RequestMetrics::new(),
+        started: Instant::now(),
+        worker: background.worker_stats(),
+    });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     tracing::info!(host = %server.host, port = server.port, workers, profile = %settings.env, "listening");
     let config = server.clone();
-    HttpServer::new(move || app::build(Some(state.clone()), config.clone()).0)
+    let http = HttpServer::new(move || app::build(Some(state.clone()), config.clone()).0)
         .workers(workers)
         .shutdown_timeout(server.shutdown_timeout_secs)
+        .disable_signals()
         .bind((server.host.as_str(), server.port))
         .with_context(|| format!("binding {}:{}", server.host, server.port))?
-        .run()
-        .await
-        .context("HTTP server")?;
+        .run();
+    let handle = http.handle();
+    let http = tokio::spawn(http);
+    shutdown_signal().await;
+    tracing::info!(deadline_secs = server.shutdown_timeout_secs, "shutting down: draining requests and jobs");
+    // Both drain at once, within the same deadline.
+    tokio::join!(handle.stop(true), background.shutdown());
+    http.await.context("HTTP server task")?.context("HTTP server")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Deletes expired refresh tokens once an hour.
-fn spawn_token_cleanup(services: Services) {
-    actix_web::rt::spawn(async move {
-        let mut every = actix_web::rt::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            match services.auth.purge_expired_tokens().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "expired refresh tokens deleted"),
-                Err(err) => tracing::warn!(error = %err, "refresh token clean-up failed"),
-            }
-        }
-    });
+/// Runs the job worker and the scheduler without HTTP until SIGINT or SIGTERM, then shuts them down within
+/// `worker.shutdown_grace_secs`.
+///
+/// # Errors
+/// When the database cannot be prepared or a setting cannot be used.
+pub async fn work(settings: Settings) -> anyhow::Result<()> {
+    let db = connect(&settings).await?;
+    let services = Services::new(db, &settings.service_config())?;
+    let grace = Duration::from_secs(settings.worker.shutdown_grace_secs);
+    // A dedicated worker instance works whatever `worker.enabled` says (that switch is for `serve`).
+    let mut settings = settings;
+    settings.worker.enabled = true;
+    let background = Background::start(&settings, &services, grace)?;
+    tracing::info!(profile = %settings.env, "working");
+    shutdown_signal().await;
+    tracing::info!(deadline_secs = grace.as_secs(), "shutting down: finishing running jobs");
+    background.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
 }

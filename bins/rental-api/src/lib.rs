@@ -5,6 +5,7 @@
 //! dispatches the command line to [`cli`].
 
 pub mod app;
+pub mod background;
 pub mod cli;
 pub mod documented_errors;
 pub mod error;

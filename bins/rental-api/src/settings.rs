@@ -7,6 +7,9 @@ use std::path::Path;
 use config::{Config, Environment, File};
 use rental_repo::DatabaseConfig;
 use rental_service::{AuthConfig, CacheConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
+use rental_tasks::app::NotifyConfig;
+use rental_tasks::mail::MailConfig;
+use rental_tasks::{SchedulerConfig, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
 /// The environment variable that names the profile (`development`, `test`, `production`, ...).
@@ -92,6 +95,14 @@ pub struct Settings {
     pub rentals: RentalConfig,
     /// The jobs the services enqueue (attempts, settlement delay).
     pub jobs: JobsConfig,
+    /// The background worker.
+    pub worker: WorkerConfig,
+    /// Periodic jobs.
+    pub scheduler: SchedulerConfig,
+    /// E-mail: SMTP, or `.eml` files in the outbox directory.
+    pub mail: MailConfig,
+    /// Links and reminders in e-mails, retention of finished jobs.
+    pub notify: NotifyConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -106,6 +117,10 @@ impl Default for Settings {
             cache: CacheConfig::default(),
             rentals: RentalConfig::default(),
             jobs: JobsConfig::default(),
+            worker: WorkerConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            mail: MailConfig::default(),
+            notify: NotifyConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -193,6 +208,10 @@ impl Settings {
         if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs == 0 {
             return invalid("auth token lifetimes must be positive".into());
         }
+        if self.jobs.max_attempts == 0 {
+            return invalid("jobs.max_attempts must be at least 1".into());
+        }
+        self.worker.validate("worker").map_err(SettingsError::Invalid)?;
         Ok(())
     }
 

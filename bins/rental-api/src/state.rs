@@ -1,10 +1,12 @@
 //! What every handler can reach.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rental_monitor::RequestMetrics;
 use rental_repo::Database;
 use rental_service::Services;
+use rental_tasks::WorkerStats;
 
 /// Shared application state, cloned into every worker.
 #[derive(Debug, Clone)]
@@ -17,4 +19,6 @@ pub struct AppState {
     pub metrics: RequestMetrics,
     /// When the process started serving.
     pub started: Instant,
+    /// The job worker's figures, when this instance runs one.
+    pub worker: Option<Arc<WorkerStats>>,
 }

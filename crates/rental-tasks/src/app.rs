@@ -36,7 +36,7 @@ pub struct NotifyConfig {
 impl Default for NotifyConfig {
     fn default() -> Self {
         Self {
-            base_url: "http://localhost:8000".into(),
+            base_url: "http://localhost:8080".into(),
             message_id_domain: "rental.localhost".into(),
             return_reminder_hours: 24,
             keep_finished_hours: 7 * 24,

@@ -116,6 +116,7 @@ pub struct WorkerStats {
 
 /// A point-in-time view of [`WorkerStats`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerSnapshot {
     /// Jobs claimed since start.
     pub claimed: u64,

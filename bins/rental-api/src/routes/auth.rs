@@ -181,3 +181,64 @@ pub async fn register(state: web::Data<AppState>, body: Json<RegisterRequest>) -
         .await?;
     Ok(HttpResponse::Created().json(user))
 }
+
+/// A password recovery request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRecoveryRequest {
+    /// The account's e-mail address.
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^\s@\u0000-\u001f\u007f-\u009f]+@[^\s@.\u0000-\u001f\u007f-\u009f]+(\.[^\s@.\u0000-\u001f\u007f-\u009f]+)+$"
+    )]
+    pub email: String,
+}
+
+/// A password reset with the token from the recovery e-mail.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    /// The token from the link in the e-mail.
+    #[schema(min_length = 1, max_length = 128)]
+    pub token: String,
+    /// The new password (8–128 characters).
+    #[schema(min_length = 8, max_length = 128)]
+    pub new_password: String,
+}
+
+/// The answer to a recovery request, whatever the address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryAccepted {
+    /// Always the same sentence.
+    pub message: &'static str,
+}
+
+/// Ask for a password-reset e-mail. The answer, and the work behind it, are the same whether or not the
+/// address belongs to an account: if it does, the e-mail (valid one hour) is sent in the background.
+#[utoipa::path(
+    tag = "auth",
+    request_body = PasswordRecoveryRequest,
+    responses((status = 202, body = RecoveryAccepted), (status = 422, description = "Not an e-mail address", body = ErrorEnvelope))
+)]
+#[post("/auth/password-recovery")]
+pub async fn password_recovery(
+    state: web::Data<AppState>,
+    body: Json<PasswordRecoveryRequest>,
+) -> ApiResult<HttpResponse> {
+    state.services.auth.request_password_recovery(&body.email).await?;
+    Ok(HttpResponse::Accepted()
+        .json(RecoveryAccepted { message: "if the address belongs to an account, a reset link is on its way" }))
+}
+
+/// Set a new password with a reset token. The token works once, for one hour; the reset ends every session.
+#[utoipa::path(
+    tag = "auth",
+    request_body = ResetPasswordRequest,
+    responses((status = 204, description = "Password changed; log in again"), (status = 422, description = "Weak password, or a token that is unknown, used or expired", body = ErrorEnvelope))
+)]
+#[post("/auth/reset-password")]
+pub async fn reset_password(state: web::Data<AppState>, body: Json<ResetPasswordRequest>) -> ApiResult<HttpResponse> {
+    state.services.auth.reset_password(&body.token, &body.new_password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod auth;
 pub mod catalogue;
 pub mod health;
+pub mod jobs;
 pub mod rentals;
 pub mod users;
 

@@ -61,7 +61,13 @@ pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ct
     };
     let clock = ManualClock::new(Utc::now());
     let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
-    let state = web::Data::new(AppState { services, db, metrics: RequestMetrics::new(), started: Instant::now() });
+    let state = web::Data::new(AppState {
+        services,
+        db,
+        metrics: RequestMetrics::new(),
+        started: Instant::now(),
+        worker: None,
+    });
     Ctx { state, clock, _db: test_db }
 }
 

@@ -3,20 +3,15 @@
 //! One test runs against a real aiosmtpd process when `TEST_AIOSMTPD_PYTHON` names a Python that has it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
 use rental_service::{MailMessage, Mailer, PortError, Secret};
 use rental_tasks::mail::{self, FileMailer, MailConfig, SmtpConfig, SmtpMailer, SmtpTls, TemplateError, Templates};
-use rental_testkit::SmtpSink;
+use rental_testkit::{Aiosmtpd, SmtpSink, TEST_AIOSMTPD_PYTHON};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-/// The variable naming a Python interpreter with aiosmtpd installed.
-const TEST_AIOSMTPD_PYTHON: &str = "TEST_AIOSMTPD_PYTHON";
 
 const FROM: &str = "Rental Desk <desk@rental.example>";
 
@@ -438,56 +433,13 @@ fn an_unknown_kind_is_an_error() {
 
 // A real SMTP server: aiosmtpd, when TEST_AIOSMTPD_PYTHON names a Python that has it.
 
-/// The aiosmtpd process, killed when dropped.
-struct Aiosmtpd(Child);
-
-impl Drop for Aiosmtpd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
-fn start_aiosmtpd(python: &str, port: u16, maildir: &Path) -> Aiosmtpd {
-    let child = Command::new(python)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("{TEST_AIOSMTPD_PYTHON}={python} is set but cannot be started: {err}"));
-    let mut server = Aiosmtpd(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = server.0.try_wait().unwrap() {
-            let mut stderr = String::new();
-            if let Some(mut pipe) = server.0.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-            }
-            panic!("aiosmtpd ({python}) exited with {status} before listening:\n{stderr}");
-        }
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "aiosmtpd ({python}) did not listen on port {port} within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn aiosmtpd_receives_both_parts_and_the_message_id() {
-    let Some(python) = std::env::var(TEST_AIOSMTPD_PYTHON).ok().filter(|p| !p.trim().is_empty()) else {
+    let Some(server) = Aiosmtpd::from_env() else {
         println!("{TEST_AIOSMTPD_PYTHON} is not set: the aiosmtpd test has nothing to run against and passes");
         return;
     };
-    let maildir = temp_dir("rental-maildir");
-    let port = free_port();
-    let _server = start_aiosmtpd(&python, port, &maildir);
+    let port = server.port();
 
     let mailer = mail::build(&smtp_config(port, 10)).unwrap();
     let sent = [message("jane@example.com", "aio-1"), message("Jim <jim@example.com>", "aio-2")];
@@ -497,8 +449,7 @@ async fn aiosmtpd_receives_both_parts_and_the_message_id() {
 
     // aiosmtpd has stored each message in new/ before it answered the data.
     let mut found = Vec::new();
-    for path in eml_files(&maildir.join("new")) {
-        let raw = std::fs::read(&path).unwrap();
+    for raw in server.messages() {
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let id = parsed.message_id().unwrap().to_owned();
         let rcpt = parsed.header_raw("X-RcptTo").unwrap().trim().to_owned();
@@ -512,5 +463,4 @@ async fn aiosmtpd_receives_both_parts_and_the_message_id() {
         assert_eq!(rcpt, address);
         assert_message(raw, &MailMessage { to: address.into(), ..one.clone() });
     }
-    std::fs::remove_dir_all(maildir).unwrap();
 }

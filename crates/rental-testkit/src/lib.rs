@@ -1,11 +1,12 @@
 //! Test support for the rental backend: a real, freshly migrated database for every test, and
-//! [`SmtpSink`], an SMTP server in-process for mail tests.
+//! [`SmtpSink`], an SMTP server in-process for mail tests, and [`Aiosmtpd`], a real one in its own process.
 //!
 //! `TEST_DATABASE_URL` unset: a new SQLite file in the temporary directory. Set: a new schema in that
 //! PostgreSQL database, reached through `search_path`, so tests run in parallel without seeing each other.
 //! A URL that is set but unreachable fails the test: a skipped database test would prove nothing.
 //! Dev-dependency only; it depends on the migrations and sea-orm, never on the crates it helps test.
 
+mod aiosmtpd;
 mod smtp;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use rental_migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
 
+pub use aiosmtpd::{Aiosmtpd, TEST_AIOSMTPD_PYTHON};
 pub use smtp::{ReceivedMail, SmtpSink};
 
 /// The environment variable naming the PostgreSQL database of the test run.

@@ -7,6 +7,7 @@ mod auth;
 mod catalogue;
 mod cli;
 mod errors;
+mod jobs;
 mod rentals;
 mod support;
 mod system;

@@ -75,6 +75,11 @@ impl Drop for WorkProcess {
 
 impl WorkProcess {
     fn start(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Self {
+        Self(Self::command(database_url, smtp_port, extra).spawn().unwrap())
+    }
+
+    /// `rental-api work` over `database_url` with the tests' settings and `extra` ones.
+    fn command(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Command {
         let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let mut command = Command::new(env!("CARGO_BIN_EXE_rental-api"));
         command
@@ -103,7 +108,7 @@ impl WorkProcess {
         for (key, value) in extra {
             command.env(key, value);
         }
-        Self(command.spawn().unwrap())
+        command
     }
 
     /// SIGTERM, then the exit status within `within`.
@@ -258,4 +263,14 @@ async fn two_schedulers_enqueue_every_slot_once() {
     let distinct: BTreeSet<i64> = slots.iter().copied().collect();
     assert_eq!(distinct.len(), slots.len(), "no slot twice: {slots:?}");
     assert!(slots.windows(2).all(|w| w[1] - w[0] == 2), "no slot skipped while both ran: {slots:?}");
+}
+
+#[test]
+fn a_bad_schedule_stops_the_start_naming_its_key() {
+    let test_db = tokio::runtime::Runtime::new().unwrap().block_on(TestDb::new());
+    let bad = [("RENTAL__SCHEDULER__SCHEDULES__DAILY_REPORT__CRON", "61 * * * *")];
+    let output = WorkProcess::command(test_db.url(), 2525, &bad).stderr(Stdio::piped()).output().unwrap();
+    assert!(!output.status.success(), "the start fails");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("scheduler.schedules.daily_report.cron"), "the key is named: {stderr}");
 }

@@ -295,3 +295,60 @@ async fn bad_schedules_fail_at_start_naming_the_key() {
     let err = Scheduler::new(db, queue, config, &kinds, 3).unwrap_err();
     assert_eq!(err.key, "scheduler.schedules.hourly.kind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_heartbeat_keeps_a_long_job_from_being_taken_by_another_worker() {
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let queue = JobRepo::new(db.clone());
+    let runs = Arc::new(AtomicU32::new(0));
+    let registry = || {
+        let runs = runs.clone();
+        Registry::new().register("test.long", move |_job: JobContext| {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                // Three leases long: only the heartbeat keeps it held.
+                tokio::time::sleep(Duration::from_millis(3_500)).await;
+                Ok(())
+            }
+        })
+    };
+    let config = WorkerConfig { lease_secs: 1, rescue_interval_secs: 1, job_timeout_secs: 10, ..fast() };
+    let id = enqueue(&db, &queue, NewJob::new("test.long", json!({}), 3)).await;
+    let (stop_a, a) = spawn(Worker::on(&queue, registry(), config.clone()));
+    wait_for(&queue, id, JobState::Running).await;
+    let (stop_b, b) = spawn(Worker::new(Arc::new(JobRepo::new(db.clone())), Arc::default(), registry(), config));
+    let done = wait_for(&queue, id, JobState::Succeeded).await;
+    stop_a.cancel();
+    stop_b.cancel();
+    a.await.unwrap();
+    b.await.unwrap();
+    assert_eq!((runs.load(Ordering::SeqCst), done.attempts), (1, 1), "never rescued while its worker lived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_enqueued_by_another_instance_wakes_an_idle_worker_through_postgres() {
+    let test_db = TestDb::new().await;
+    if !test_db.is_postgres() {
+        println!("LISTEN/NOTIFY is PostgreSQL's; on SQLite every writer is in one process and wakes it directly");
+        return;
+    }
+    let db = connect(&test_db).await;
+    let worker_queue = JobRepo::new(db.clone());
+    let registry = Registry::new().register("test.echo", |_job: JobContext| async { Ok(()) });
+    // Polling alone would take an hour: only the notification can start the job while the test waits.
+    let config = WorkerConfig { poll_interval_ms: 3_600_000, ..fast() };
+    let (stop, task) = spawn(Worker::on(&worker_queue, registry, config));
+    let relay_queue = worker_queue.clone();
+    let relay_stop = stop.clone();
+    let relay = tokio::spawn(async move { relay_queue.relay_notifications(relay_stop.cancelled_owned()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let other_instance = JobRepo::new(connect(&test_db).await);
+    let id = enqueue(&db, &other_instance, NewJob::new("test.echo", json!({}), 3)).await;
+    wait_for(&worker_queue, id, JobState::Succeeded).await;
+    stop.cancel();
+    task.await.unwrap();
+    relay.await.unwrap();
+}

@@ -70,6 +70,8 @@ pub struct Services {
     pub analytics: AnalyticsService,
     /// The job queue for admins; its store is the one the services enqueue in, for the workers.
     pub jobs: JobService,
+    /// The time every service judges its rules by (background jobs too).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Services {
@@ -92,6 +94,7 @@ impl Services {
         let queue = Arc::new(JobRepo::new(db.clone()));
         let outbox = Outbox::new(queue.clone(), clock.clone(), config.jobs.clone());
         let jobs = JobService::new(db.clone(), queue, clock.clone(), &config.jobs);
+        let service_clock = clock.clone();
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
         let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
@@ -100,6 +103,6 @@ impl Services {
         let billing = BillingService::new(db.clone(), billing_repo, clock);
         let analytics = AnalyticsService::new(db.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
-        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs })
+        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock })
     }
 }

@@ -193,7 +193,7 @@ impl App {
 
     async fn purge_jobs(&self) -> Result<(), JobError> {
         let keep = Duration::hours(i64::from(self.config.keep_finished_hours));
-        let before = Utc::now() - keep;
+        let before = self.services.clock.now() - keep;
         let store = self.services.jobs.store();
         loop {
             let purged = store.purge_finished(before, PURGE_BATCH).await.map_err(JobError::retry)?;
@@ -229,7 +229,7 @@ impl App {
     /// a job of its own, enqueued with the order's id as its dedupe key, so each order gets one notice however
     /// often this runs.
     async fn mark_overdue(&self) -> Result<(), JobError> {
-        let now = Utc::now();
+        let now = self.services.clock.now();
         for order in self.orders(&[("status", "picked_up"), ("overdue", "true")]).await? {
             let id = order.id;
             let Some(detail) = self.order(id).await? else { continue };
@@ -255,7 +255,7 @@ impl App {
 
     /// Mails a reminder, once per order, for every picked-up rental that ends within the configured hours.
     async fn return_reminders(&self) -> Result<(), JobError> {
-        let now = Utc::now();
+        let now = self.services.clock.now();
         let horizon = now + Duration::hours(i64::from(self.config.return_reminder_hours));
         let due = self.orders(&[("status", "picked_up"), ("overdue", "false")]).await?;
         for order in due.into_iter().filter(|o| o.ends_at > now && o.ends_at <= horizon) {
@@ -289,7 +289,7 @@ impl App {
     /// per currency, rentals overdue now, dead jobs now.
     async fn daily_report(&self, job: &JobContext) -> Result<(), JobError> {
         let system = Principal::system();
-        let today = Utc::now().date_naive();
+        let today = self.services.clock.now().date_naive();
         let yesterday = today - chrono::Days::new(1);
         let midnight = |day: chrono::NaiveDate| day.and_time(chrono::NaiveTime::MIN).and_utc();
         let revenue = self.services.analytics.revenue(&system, midnight(yesterday), midnight(today)).await?;

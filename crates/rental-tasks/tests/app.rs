@@ -10,15 +10,17 @@ use std::time::Duration;
 use chrono::Utc;
 use mail_parser::MessageParser;
 use rental_repo::{Database, DatabaseConfig, JobState, JobStore};
+use rental_service::Clock;
 use rental_service::jobs::kinds;
 use rental_service::{
-    AuthConfig, NewCategory, NewLocation, NewProduct, NewRental, NewRentalLine, NewUnit, Principal, Registration,
-    Secret, ServiceConfig, ServiceError, Services,
+    AuthConfig, ManualClock, NewCategory, NewLocation, NewProduct, NewRental, NewRentalLine, NewUnit, Principal,
+    Registration, Secret, ServiceConfig, ServiceError, Services,
 };
 use rental_tasks::app::{self, NotifyConfig};
 use rental_tasks::mail::{self, MailConfig, SmtpConfig, SmtpTls, Templates};
 use rental_tasks::{RetryPolicy, Worker, WorkerConfig};
 use rental_testkit::{ReceivedMail, SmtpSink, TestDb};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 struct World {
@@ -30,6 +32,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_at(None).await
+}
+
+/// A world whose services and worker judge time by `clock` (the system's when `None`).
+async fn world_at(clock: Option<ManualClock>) -> World {
     let test_db = TestDb::new().await;
     let config = DatabaseConfig {
         max_connections: Some(8),
@@ -46,7 +53,10 @@ async fn world() -> World {
         },
         ..ServiceConfig::default()
     };
-    let services = Services::new(db, &service_config).unwrap();
+    let services = match &clock {
+        Some(clock) => Services::with_clock(db, &service_config, Arc::new(clock.clone())).unwrap(),
+        None => Services::new(db, &service_config).unwrap(),
+    };
     let sink = SmtpSink::start().await.unwrap();
     let mail_config = MailConfig {
         from: "Rental <desk@rental.example>".into(),
@@ -70,7 +80,10 @@ async fn world() -> World {
         retry: RetryPolicy { base_ms: 50, cap_ms: 200 },
         ..WorkerConfig::default()
     };
-    let worker = Worker::on(&services.jobs.store(), registry, worker_config);
+    let mut worker = Worker::on(&services.jobs.store(), registry, worker_config);
+    if let Some(clock) = clock {
+        worker = worker.with_clock(Arc::new(clock));
+    }
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker.run(stop.clone()));
     World { services, sink, stop, worker: task, _db: test_db }
@@ -93,7 +106,7 @@ impl World {
     async fn settle(&self) {
         let store = self.services.jobs.store();
         for _ in 0..400 {
-            let counts = store.counts(Utc::now()).await.unwrap();
+            let counts = store.counts(self.services.clock.now()).await.unwrap();
             if counts.iter().all(|c| !(c.state.is_waiting() && c.due > 0) && c.state != JobState::Running) {
                 return;
             }
@@ -280,5 +293,70 @@ async fn an_smtp_outage_is_ridden_out_and_a_rejected_recipient_dies_alone() {
         .clone();
     assert!(dead.last_error.unwrap().contains("550"), "its error is kept");
     assert_eq!(dead.attempts, 1, "a permanent refusal is not retried");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overdue_rentals_get_one_notice_and_rentals_ending_soon_one_reminder() {
+    let clock = ManualClock::new(Utc::now());
+    let world = world_at(Some(clock.clone())).await;
+    let services = &world.services;
+    services.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let tokens = services.auth.login("root@example.com", "root-password").await.unwrap();
+    let admin: Principal = services.auth.authenticate(&tokens.access_token).await.unwrap();
+    let c = &services.catalogue;
+    let category = c.create_category(&admin, NewCategory { name: "Bikes".into(), description: None }).await.unwrap();
+    let depot = c.create_location(&admin, NewLocation { name: "Depot".into(), address: None }).await.unwrap();
+    let product = NewProduct {
+        category_id: category.id,
+        sku: "BIKE-1".into(),
+        name: "Bike".into(),
+        currency: "EUR".into(),
+        price_per_day_minor: 1_000,
+        late_fee_per_day_minor: Some(700),
+        ..NewProduct::default()
+    };
+    let product = c.create_product(&admin, product).await.unwrap();
+    let units =
+        ["B-1", "B-2"].map(|serial| NewUnit { serial_number: serial.into(), condition: None, location_id: depot.id });
+    c.add_units(&admin, product.id, units.to_vec()).await.unwrap();
+    register(services, "late@example.com").await;
+    register(services, "soon@example.com").await;
+    let customer = async |email: &str| {
+        let tokens = services.auth.login(email, "first-password").await.unwrap();
+        services.auth.authenticate(&tokens.access_token).await.unwrap()
+    };
+    let start = clock.now() + chrono::Duration::hours(1);
+    let book = async |who: &Principal, days: i64| {
+        let line =
+            NewRentalLine { product_id: product.id, quantity: 1, start, end: start + chrono::Duration::days(days) };
+        let rental = NewRental { customer_id: None, status: None, lines: vec![line], notes: None };
+        services.rentals.create(who, rental).await.unwrap()
+    };
+    let late = book(&customer("late@example.com").await, 1).await;
+    let soon = book(&customer("soon@example.com").await, 3).await;
+    clock.set(start + chrono::Duration::minutes(5));
+    for order in [&late, &soon] {
+        services.rentals.pickup(&admin, order.id, Vec::new(), None).await.unwrap();
+    }
+    // Nothing may be running when the clock jumps: a lease judged by the moved clock would look expired.
+    world.settle().await;
+    // Two days and a bit after the late rental's end; the other ends in under 24 hours.
+    clock.set(start + chrono::Duration::days(2) + chrono::Duration::hours(2));
+    world.settle().await;
+    world.sink.clear_messages();
+    for _ in 0..2 {
+        services.jobs.enqueue(kinds::MARK_OVERDUE, &json!({}), None).await.unwrap();
+        services.jobs.enqueue(kinds::RETURN_REMINDERS, &json!({}), None).await.unwrap();
+        world.settle().await;
+    }
+    let mails: Vec<Parsed> = world.mails(2).await.iter().map(parse).collect();
+    let subjects: Vec<(&Vec<String>, &String)> = mails.iter().map(|m| (&m.to, &m.subject)).collect();
+    assert_eq!(mails.len(), 2, "one notice and one reminder, however often the jobs run: {subjects:?}");
+    let notice = mails.iter().find(|m| m.to == vec!["late@example.com".to_owned()]).unwrap();
+    assert!(notice.text.contains(&late.id.to_string()), "{}", notice.text);
+    assert!(notice.text.contains("14.00 EUR"), "two started days late at 7.00: {}", notice.text);
+    let reminder = mails.iter().find(|m| m.to == vec!["soon@example.com".to_owned()]).unwrap();
+    assert!(reminder.text.contains(&soon.id.to_string()), "{}", reminder.text);
     world.stop().await;
 }

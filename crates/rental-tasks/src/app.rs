@@ -29,6 +29,8 @@ pub struct NotifyConfig {
     pub message_id_domain: String,
     /// Return reminders go out this many hours before a rental ends.
     pub return_reminder_hours: u32,
+    /// Pickup reminders go out this many hours before a reserved rental starts.
+    pub pickup_reminder_hours: u32,
     /// Succeeded and cancelled jobs are kept this many hours for inspection, then purged.
     pub keep_finished_hours: u32,
 }
@@ -39,6 +41,7 @@ impl Default for NotifyConfig {
             base_url: "http://localhost:8080".into(),
             message_id_domain: "rental.localhost".into(),
             return_reminder_hours: 24,
+            pickup_reminder_hours: 24,
             keep_finished_hours: 7 * 24,
         }
     }
@@ -82,6 +85,8 @@ pub fn registry(
         .register(kinds::PURGE_JOBS, handler(|app, _| Box::pin(app.purge_jobs())))
         .register(kinds::MARK_OVERDUE, handler(|app, _| Box::pin(app.mark_overdue())))
         .register(kinds::RETURN_REMINDERS, handler(|app, _| Box::pin(app.return_reminders())))
+        .register(kinds::PICKUP_REMINDERS, handler(|app, _| Box::pin(app.pickup_reminders())))
+        .register(kinds::INVOICE_MAIL, handler(|app, job| Box::pin(app.invoice(job))))
         .register(kinds::DAILY_REPORT, handler(|app, job| Box::pin(app.daily_report(job))))
 }
 
@@ -266,6 +271,41 @@ impl App {
             self.enqueue_mail("return_reminder", &customer.email, context, format!("return:{id}")).await?;
         }
         Ok(())
+    }
+
+    /// Mails a reminder, once per order, for every reserved rental that starts within the configured hours.
+    async fn pickup_reminders(&self) -> Result<(), JobError> {
+        let now = self.services.clock.now();
+        let horizon = now + Duration::hours(i64::from(self.config.pickup_reminder_hours));
+        let (from, to) = (when(now), when(horizon));
+        let due = self.orders(&[("status", "reserved"), ("from", &from), ("to", &to)]).await?;
+        for order in due.into_iter().filter(|o| o.starts_at > now && o.starts_at <= horizon) {
+            let id = order.id;
+            let Some(detail) = self.order(id).await? else { continue };
+            let Some(customer) = &detail.customer else { continue };
+            let context =
+                json!({ "name": customer.full_name, "order_id": id, "starts_at": when(detail.order.starts_at) });
+            self.enqueue_mail("pickup_reminder", &customer.email, context, format!("pickup:{id}")).await?;
+        }
+        Ok(())
+    }
+
+    /// Mails the invoice of a closed order: its number, total and what is still due.
+    async fn invoice(&self, job: &JobContext) -> Result<(), JobError> {
+        let args: OrderMail = job.args()?;
+        let Some(detail) = self.order(args.order_id).await? else { return Ok(()) };
+        let (Some(customer), Some(invoice)) = (&detail.customer, &detail.invoice) else { return Ok(()) };
+        let Some(number) = &invoice.number else {
+            // Numbered right after the reservation's commit, or by its settlement job: try again shortly.
+            return Err(JobError::retry("the invoice has no number yet"));
+        };
+        let context = json!({
+            "name": customer.full_name,
+            "number": number,
+            "total": money(invoice.total_minor, &invoice.currency),
+            "due_on": self.services.clock.now().date_naive().to_string(),
+        });
+        self.send(job, "invoice", &customer.email, &context).await
     }
 
     /// Enqueues one e-mail, unique by `dedupe_key`, in a unit of its own.

@@ -85,6 +85,7 @@ impl Default for SchedulerConfig {
             ("purge_finished_jobs".into(), schedule("47 * * * *", kinds::PURGE_JOBS, Missed::RunOnce)),
             ("mark_overdue".into(), schedule("*/15 * * * *", kinds::MARK_OVERDUE, Missed::RunOnce)),
             ("return_reminders".into(), schedule("5 * * * *", kinds::RETURN_REMINDERS, Missed::Skip)),
+            ("pickup_reminders".into(), schedule("10 * * * *", kinds::PICKUP_REMINDERS, Missed::Skip)),
             ("daily_report".into(), schedule("0 7 * * *", kinds::DAILY_REPORT, Missed::RunOnce)),
         ]);
         Self { enabled: true, tick_secs: 5, late_after_secs: 120, schedules }

@@ -297,7 +297,7 @@ async fn an_smtp_outage_is_ridden_out_and_a_rejected_recipient_dies_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overdue_rentals_get_one_notice_and_rentals_ending_soon_one_reminder() {
+async fn reminders_notices_and_the_final_invoice_are_mailed_once_each() {
     let clock = ManualClock::new(Utc::now());
     let world = world_at(Some(clock.clone())).await;
     let services = &world.services;
@@ -335,6 +335,16 @@ async fn overdue_rentals_get_one_notice_and_rentals_ending_soon_one_reminder() {
     };
     let late = book(&customer("late@example.com").await, 1).await;
     let soon = book(&customer("soon@example.com").await, 3).await;
+    world.settle().await;
+    world.sink.clear_messages();
+    for _ in 0..2 {
+        services.jobs.enqueue(kinds::PICKUP_REMINDERS, &json!({}), None).await.unwrap();
+        world.settle().await;
+    }
+    let reminders: Vec<Parsed> = world.mails(2).await.iter().map(parse).collect();
+    assert_eq!(reminders.len(), 2, "one pickup reminder per order, however often the job runs");
+    assert!(reminders.iter().all(|m| m.subject.to_lowercase().contains("pick")), "{:?}", reminders[0].subject);
+    world.settle().await;
     clock.set(start + chrono::Duration::minutes(5));
     for order in [&late, &soon] {
         services.rentals.pickup(&admin, order.id, Vec::new(), None).await.unwrap();
@@ -358,5 +368,15 @@ async fn overdue_rentals_get_one_notice_and_rentals_ending_soon_one_reminder() {
     assert!(notice.text.contains("14.00 EUR"), "two started days late at 7.00: {}", notice.text);
     let reminder = mails.iter().find(|m| m.to == vec!["soon@example.com".to_owned()]).unwrap();
     assert!(reminder.text.contains(&soon.id.to_string()), "{}", reminder.text);
+
+    // Back at last, late fee charged; closing the order mails its final invoice.
+    world.sink.clear_messages();
+    services.rentals.return_items(&admin, late.id, Vec::new(), None).await.unwrap();
+    services.rentals.close(&admin, late.id, None).await.unwrap();
+    let invoice = parse(&world.mails(1).await[0]);
+    assert_eq!(invoice.to, vec!["late@example.com".to_owned()]);
+    let number = services.rentals.get(&admin, late.id).await.unwrap().invoice.unwrap().number.unwrap();
+    assert!(invoice.text.contains(&number), "{}", invoice.text);
+    assert!(invoice.text.contains("24.00 EUR"), "one day at 10.00 and two late days at 7.00: {}", invoice.text);
     world.stop().await;
 }

@@ -43,6 +43,10 @@ pub mod kinds {
     pub const MARK_OVERDUE: &str = "orders.mark_overdue";
     /// Mails a reminder for rentals that end within the configured hours (periodic).
     pub const RETURN_REMINDERS: &str = "orders.return_reminders";
+    /// Mails a reminder for reserved rentals that start within the configured hours (periodic).
+    pub const PICKUP_REMINDERS: &str = "orders.pickup_reminders";
+    /// Mails the customer the invoice of a closed order ([`super::OrderMail`]).
+    pub const INVOICE_MAIL: &str = "orders.invoice";
     /// Mails the day's figures to the admins (periodic).
     pub const DAILY_REPORT: &str = "reports.daily";
 }

@@ -469,7 +469,14 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
         let uow = self.db.begin().await?;
-        let result = self.orders.close(&uow, id, &change).await;
+        let result = async {
+            let closed = self.orders.close(&uow, id, &change).await?;
+            // The final invoice goes to the customer with the close, once.
+            let args = serde_json::json!({ "order_id": id });
+            self.outbox.enqueue_value(&uow, kinds::INVOICE_MAIL, args, None, Some(format!("invoice:{id}"))).await?;
+            Ok::<_, RepoError>(closed)
+        }
+        .await;
         Ok(uow.finish(result).await?.order.into())
     }
 

@@ -380,3 +380,24 @@ async fn reminders_notices_and_the_final_invoice_are_mailed_once_each() {
     assert!(invoice.text.contains("24.00 EUR"), "one day at 10.00 and two late days at 7.00: {}", invoice.text);
     world.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_daily_report_goes_to_every_active_admin_once_per_run() {
+    let world = world().await;
+    let services = &world.services;
+    services.users.create_admin("root@example.com", "root-password").await.unwrap();
+    services.users.create_admin("second@example.com", "second-password").await.unwrap();
+    register(services, "customer@example.com").await;
+    world.settle().await;
+    world.sink.clear_messages();
+    services.jobs.enqueue(kinds::DAILY_REPORT, &json!({}), None).await.unwrap();
+    world.settle().await;
+    let reports: Vec<Parsed> = world.mails(2).await.iter().map(parse).collect();
+    let mut to: Vec<String> = reports.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    assert_eq!(to, ["root@example.com", "second@example.com"], "admins only, one each");
+    let yesterday = (Utc::now() - chrono::Duration::days(1)).date_naive().to_string();
+    assert!(reports.iter().all(|m| m.text.contains(&yesterday)), "{}", reports[0].text);
+    assert_ne!(reports[0].message_id, reports[1].message_id, "one Message-ID per admin");
+    world.stop().await;
+}

@@ -75,15 +75,15 @@ impl Drop for WorkProcess {
 
 impl WorkProcess {
     fn start(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Self {
-        Self(Self::command(database_url, smtp_port, extra).spawn().unwrap())
+        Self(Self::command("work", database_url, smtp_port, extra).spawn().unwrap())
     }
 
-    /// `rental-api work` over `database_url` with the tests' settings and `extra` ones.
-    fn command(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Command {
+    /// `rental-api <subcommand>` over `database_url` with the tests' settings and `extra` ones.
+    fn command(subcommand: &str, database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Command {
         let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let mut command = Command::new(env!("CARGO_BIN_EXE_rental-api"));
         command
-            .arg("work")
+            .arg(subcommand)
             .env("RENTAL_CONFIG_DIR", config_dir)
             .env("RENTAL_ENV", "test")
             .env("RENTAL__DATABASE__URL", database_url)
@@ -269,8 +269,44 @@ async fn two_schedulers_enqueue_every_slot_once() {
 fn a_bad_schedule_stops_the_start_naming_its_key() {
     let test_db = tokio::runtime::Runtime::new().unwrap().block_on(TestDb::new());
     let bad = [("RENTAL__SCHEDULER__SCHEDULES__DAILY_REPORT__CRON", "61 * * * *")];
-    let output = WorkProcess::command(test_db.url(), 2525, &bad).stderr(Stdio::piped()).output().unwrap();
+    let output = WorkProcess::command("work", test_db.url(), 2525, &bad).stderr(Stdio::piped()).output().unwrap();
     assert!(!output.status.success(), "the start fails");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("scheduler.schedules.daily_report.cron"), "the key is named: {stderr}");
+}
+
+/// `GET path` on 127.0.0.1:`port`; the status code, or `None` when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn serve_drains_requests_and_jobs_and_exits_cleanly_on_sigterm() {
+    let test_db = tokio::runtime::Runtime::new().unwrap().block_on(TestDb::new());
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+    let outbox = std::env::temp_dir().join(format!("rental-outbox-{}", uuid::Uuid::new_v4().simple()));
+    let mut command = WorkProcess::command("serve", test_db.url(), 2525, &[]);
+    command
+        .env("RENTAL__SERVER__PORT", port.to_string())
+        .env("RENTAL__SERVER__SHUTDOWN_TIMEOUT_SECS", "5")
+        .env_remove("RENTAL__MAIL__SMTP__HOST")
+        .env_remove("RENTAL__MAIL__SMTP__PORT")
+        .env_remove("RENTAL__MAIL__SMTP__TLS")
+        .env("RENTAL__MAIL__OUTBOX_DIR", &outbox);
+    let server = WorkProcess(command.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(port, "/health/live") != Some(200) {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    assert_eq!(http_status(port, "/health/live"), None, "nothing listens any more");
+    let _ = std::fs::remove_dir_all(outbox);
 }

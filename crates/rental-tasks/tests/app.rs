@@ -248,12 +248,15 @@ async fn a_reservation_mails_its_confirmation_and_its_settlement_job_is_done_by_
         confirmation.text
     );
     let store = services.jobs.store();
-    let settle = store
-        .list(&rental_repo::job_list_spec().parse(&[("kind".into(), kinds::SETTLE_ORDER.into())]).unwrap())
-        .await
-        .unwrap()
-        .items()[0]
-        .clone();
+    let query = rental_repo::job_list_spec().parse(&[("kind".into(), kinds::SETTLE_ORDER.into())]).unwrap();
+    let mut settle = store.list(&query).await.unwrap().items()[0].clone();
+    for _ in 0..100 {
+        if settle.state == JobState::Succeeded {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        settle = store.find(settle.id).await.unwrap().unwrap();
+    }
     assert_eq!((settle.state, settle.attempts), (JobState::Succeeded, 0), "settled after the commit, never run");
     let invoice = services.billing.list_invoices(&camper, &[]).await.unwrap().items()[0].clone();
     assert!(invoice.number.is_some(), "numbered after the commit");

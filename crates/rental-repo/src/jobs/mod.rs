@@ -250,12 +250,23 @@ pub fn job_list_spec() -> &'static ListSpec {
 pub struct JobRepo {
     db: Database,
     wake: Arc<Notify>,
+    notifier: Arc<Notifier>,
+}
+
+/// Coalesces the `NOTIFY`s of this process: at most one is in flight, and one more follows it when jobs were
+/// committed meanwhile, so a burst of enqueues costs a few notifications instead of one statement each.
+#[derive(Debug, Default)]
+pub(crate) struct Notifier {
+    /// Notifications asked for so far.
+    asked: std::sync::atomic::AtomicU64,
+    /// Whether a task is sending them.
+    sending: std::sync::atomic::AtomicBool,
 }
 
 impl JobRepo {
     /// The queue over `db`.
     pub fn new(db: Database) -> Self {
-        Self { db, wake: Arc::new(Notify::new()) }
+        Self { db, wake: Arc::new(Notify::new()), notifier: Arc::default() }
     }
 
     /// Signalled after the commit of every unit that enqueued a job due now, so that a worker of this process

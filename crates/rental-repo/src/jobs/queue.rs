@@ -48,6 +48,32 @@ fn new_model(job: NewJob, at: DateTime<Utc>) -> job::ActiveModel {
     }
 }
 
+/// Sends `NOTIFY` for the jobs committed so far, unless a task of this process is sending one already; that task
+/// sends one more when jobs were committed while its statement ran, so no job is left without a notification.
+fn notify_others(db: crate::Database, notifier: std::sync::Arc<super::Notifier>) {
+    use std::sync::atomic::Ordering;
+    notifier.asked.fetch_add(1, Ordering::SeqCst);
+    if notifier.sending.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    tokio::spawn(async move {
+        let notify = format!("NOTIFY {JOBS_CHANNEL}");
+        loop {
+            let covered = notifier.asked.load(Ordering::SeqCst);
+            if let Err(err) = db.connection().execute_unprepared(&notify).await {
+                tracing::debug!(error = %err, "job notification failed; workers will poll");
+            }
+            if notifier.asked.load(Ordering::SeqCst) == covered {
+                notifier.sending.store(false, Ordering::SeqCst);
+                // Asked again between the check and the store: take the turn back, or leave it to that caller.
+                if notifier.asked.load(Ordering::SeqCst) == covered || notifier.sending.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+            }
+        }
+    });
+}
+
 /// `ON CONFLICT DO NOTHING`: the only unique constraint a new job can meet is its dedupe key.
 fn skip_duplicates() -> OnConflict {
     OnConflict::new().do_nothing().to_owned()
@@ -69,14 +95,11 @@ impl JobRepo {
     /// After the unit commits: wakes this process's workers and, on PostgreSQL, every listening instance.
     fn wake_after_commit(&self, uow: &UnitOfWork) {
         let wake = self.wake.clone();
-        let db = self.db.clone();
+        let (db, notifier) = (self.db.clone(), self.notifier.clone());
         uow.after_commit(async move {
             wake.notify_one();
             if db.backend() == Backend::Postgres {
-                let notify = format!("NOTIFY {JOBS_CHANNEL}");
-                if let Err(err) = db.connection().execute_unprepared(&notify).await {
-                    tracing::debug!(error = %err, "job notification failed; workers will poll");
-                }
+                notify_others(db, notifier);
             }
         });
     }

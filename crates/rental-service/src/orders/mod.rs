@@ -121,11 +121,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
                 tracing::warn!(error = %err, "recording usage failed; the settlement job retries it");
                 settled = false;
             }
-            if settled
-                && let Some(job) = job
-                && let Err(err) = outbox.settled(&[job]).await
-            {
-                tracing::debug!(error = %err, "the settlement job will run and find nothing left to do");
+            if settled && let Some(job) = job {
+                outbox.settled(job);
             }
         });
         Ok(())

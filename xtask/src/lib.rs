@@ -1,7 +1,7 @@
 //! Project automation for the rental backend, run as `cargo xtask <command>`.
 //!
 //! Everything that would otherwise be a shell script lives here: the CI steps, seeding a database with many
-//! users, the HTTP load generator and the check that the crates keep their layering. The library part exists
+//! users, the HTTP load generator, the job queue's benchmark and the check that the crates keep their layering. The library part exists
 //! so that `tests/layering.rs` runs the same layering check under `cargo test --workspace`.
 //!
 //! xtask is a tool, not part of the product: it may depend on any crate of the workspace, and nothing may
@@ -11,6 +11,7 @@ pub mod ci;
 pub mod layering;
 pub mod loadtest;
 pub mod public_api;
+pub mod queue_bench;
 pub mod seed;
 pub mod seed_catalogue;
 pub mod seed_orders;

@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: see the crate documentation of the `xtask` library.
 
 use clap::{Parser, Subcommand};
-use xtask::{ci, layering, loadtest, runtime, seed};
+use xtask::{ci, layering, loadtest, queue_bench, runtime, seed};
 
 /// Automation for the rental backend.
 #[derive(Debug, Parser)]
@@ -29,6 +29,11 @@ enum Task {
     /// target/release/rental-api itself; otherwise point --base-url at a running one, pass an admin's
     /// --email/--password and --server-pid for the memory figure.
     Loadtest(loadtest::LoadtestArgs),
+    /// Measure the durable job queue in this process: no-op jobs per second through 1..n worker instances,
+    /// the cost of an enqueue in a unit of work, and the enqueue-to-start latency on an idle queue.
+    ///
+    /// Wants a fresh database (it deletes its own `bench.*` jobs and refuses a queue holding other jobs).
+    QueueBench(queue_bench::QueueBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Task::CheckLayering => layering::run(),
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Loadtest(args) => runtime()?.block_on(loadtest::run(args)),
+        Task::QueueBench(args) => runtime()?.block_on(queue_bench::run(args)),
     }
 }

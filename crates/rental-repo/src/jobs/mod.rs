@@ -13,9 +13,11 @@
 //!
 //! Workers claim with one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING`: on PostgreSQL the subquery
 //! locks `FOR UPDATE SKIP LOCKED`, so concurrent workers take disjoint rows without waiting; SQLite has one
-//! writer at a time, so the single statement is atomic there by itself (sea-query leaves the lock clause out on
-//! SQLite, and nothing here relies on it). Every state change of a running job is fenced by the worker's id: a
-//! worker whose lease expired and whose job was claimed again cannot complete or fail it any more.
+//! writer at a time, so the single statement is atomic there by itself (the lock clause is left out on SQLite,
+//! and nothing here relies on it). Every state change of a running job is fenced by the worker's id: a
+//! worker whose lease expired and whose job was claimed again cannot complete or fail it any more. On
+//! PostgreSQL claims and completions commit without waiting for the disk (a server crash can make a job run
+//! once more, never less; see `JobRepo::without_flush`).
 
 mod queue;
 mod store;

@@ -235,7 +235,11 @@ pub async fn password_recovery(
 #[utoipa::path(
     tag = "auth",
     request_body = ResetPasswordRequest,
-    responses((status = 204, description = "Password changed; log in again"), (status = 422, description = "Weak password, or a token that is unknown, used or expired", body = ErrorEnvelope))
+    responses(
+        (status = 204, description = "Password changed; log in again"),
+        (status = 401, description = "The token is unknown, used or expired", body = ErrorEnvelope),
+        (status = 422, description = "The new password is not acceptable", body = ErrorEnvelope)
+    )
 )]
 #[post("/auth/reset-password")]
 pub async fn reset_password(state: web::Data<AppState>, body: Json<ResetPasswordRequest>) -> ApiResult<HttpResponse> {

@@ -22,9 +22,11 @@ pub struct JobListParams {
     /// Job kind, exactly (`mail.send`, `orders.settle`, …).
     #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub kind: Option<String>,
-    /// Enqueued at or after (RFC 3339 or a date).
+    /// Enqueued at or after (RFC 3339 or YYYY-MM-DD).
+    #[param(format = Date)]
     pub created_after: Option<String>,
-    /// Enqueued before (RFC 3339 or a date).
+    /// Enqueued before (RFC 3339 or YYYY-MM-DD).
+    #[param(format = Date)]
     pub created_before: Option<String>,
     /// Offset pagination: page number, 1 to 1,000,000,000.
     #[param(minimum = 1, maximum = 1000000000)]

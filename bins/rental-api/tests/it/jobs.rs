@@ -114,7 +114,7 @@ async fn password_recovery_answers_alike_for_every_address_and_bad_tokens_are_re
             .set_json(json!({ "token": "made-up-token", "new_password": "a-new-password" })),
     )
     .await
-    .assert_error(422, "validation_failed");
+    .assert_error(401, "unauthorized");
     send(
         &app,
         TestRequest::post()

@@ -9,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
 use hmac::{Hmac, Mac};
-use rental_domain::{DomainError, Email, Password};
+use rental_domain::{Email, Password};
 use rental_repo::{NewPasswordReset, RefreshTokenStore, RepoError, UserChanges, UserStore};
 use serde_json::json;
 use sha2::Sha256;
@@ -91,10 +91,12 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
     /// password changed and every session ended, in one unit.
     ///
     /// # Errors
-    /// [`ServiceError::Invalid`] for a weak password or a token that is unknown, spent or expired.
+    /// [`ServiceError::Invalid`] for an unacceptable password; [`ServiceError::Unauthorized`] for a token that is
+    /// unknown, spent or expired.
     pub async fn reset_password(&self, token: &str, new_password: &str) -> ServiceResult<()> {
         let password = Password::parse_field(new_password, "new_password")?;
-        let refused = || ServiceError::from(DomainError::field("token", "is invalid, used or expired"));
+        // The token is a credential: one that does not work is a 401, like a wrong password.
+        let refused = || ServiceError::Unauthorized("the reset token is invalid, used or expired");
         if token.is_empty() || token.len() > RESET_TOKEN_MAX {
             return Err(refused());
         }

@@ -346,7 +346,7 @@ impl App {
             "overdue": self.count_orders(&[("status", "picked_up"), ("overdue", "true")]).await?,
             "dead_jobs": self.services.jobs.queue_counts().await?.dead,
         });
-        let mut admins = std::collections::BTreeSet::new();
+        let mut admins = std::collections::BTreeMap::new();
         for filter in [("role", "admin"), ("is_superuser", "true")] {
             let query = [
                 (filter.0.to_owned(), filter.1.to_owned()),
@@ -354,19 +354,12 @@ impl App {
                 ("per_page".to_owned(), "100".to_owned()),
             ];
             let page = self.services.users.list(&system, &query).await?;
-            admins.extend(page.items().iter().map(|u| u.email.clone()));
+            admins.extend(page.items().iter().map(|u| (u.id, u.email.clone())));
         }
-        for address in &admins {
+        for (id, address) in &admins {
             // One message per admin, each with an id of its own that a repeat of the job reproduces.
-            let part = hex_of(address);
-            self.send_part(job, Some(&part), "daily_report", address, &context).await?;
+            self.send_part(job, Some(&id.as_uuid().simple().to_string()), "daily_report", address, &context).await?;
         }
         Ok(())
     }
-}
-
-/// A short, stable, id-safe tag of `text` (FNV-1a, hex).
-fn hex_of(text: &str) -> String {
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
 }

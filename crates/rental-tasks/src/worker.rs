@@ -202,7 +202,7 @@ impl<J> Shared<J> {
 
 /// A worker over a [`JobStore`] (the sea-orm queue by default).
 pub struct Worker<J = JobRepo> {
-    shared: Arc<Shared<J>>,
+    shared: Shared<J>,
     wake: Arc<Notify>,
 }
 
@@ -236,21 +236,14 @@ impl<J: JobStore + 'static> Worker<J> {
             stats: Arc::default(),
             running: Mutex::default(),
         };
-        Self { shared: Arc::new(shared), wake }
+        Self { shared, wake }
     }
 
     /// The same worker judging due times and leases by `clock`.
     #[must_use]
-    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
-        let Self { shared, wake } = self;
-        let shared = Arc::try_unwrap(shared).map(|mut s| {
-            s.clock = clock;
-            s
-        });
-        match shared {
-            Ok(shared) => Self { shared: Arc::new(shared), wake },
-            Err(shared) => Self { shared, wake },
-        }
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.shared.clock = clock;
+        self
     }
 
     /// The worker's id, as the queue records it on the jobs it holds.
@@ -266,7 +259,7 @@ impl<J: JobStore + 'static> Worker<J> {
     /// Runs until `shutdown` is cancelled, then stops claiming, waits up to the grace period for the running
     /// jobs, gives back those still running (another worker runs them again) and returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let shared = self.shared;
+        let shared = Arc::new(self.shared);
         let kinds = shared.registry.kinds();
         tracing::info!(worker = %shared.id, ?kinds, concurrency = shared.config.concurrency, "worker started");
         let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, Utc};
 use rental_repo::query::Listing;
-use rental_repo::{Database, JobRepo, JobState, JobStore, NewJob, RepoResult, UnitOfWork, job_list_spec};
+use rental_repo::{Database, JobRepo, JobStore, NewJob, RepoResult, UnitOfWork, job_list_spec};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -375,6 +375,3 @@ fn not_found(err: rental_repo::RepoError) -> ServiceError {
         other => other.into(),
     }
 }
-
-/// The states an admin can filter by, for the documentation.
-pub const JOB_STATES: [JobState; 6] = JobState::ALL;

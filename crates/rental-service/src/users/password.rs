@@ -1,22 +1,58 @@
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rental_domain::Password;
 use tokio::sync::Semaphore;
 
 use crate::{AuthConfig, ServiceError, ServiceResult};
 
+/// Bytes of salt in a new hash (the PHC recommendation).
+const SALT_LEN: usize = 16;
+
 /// Argon2id hashing and verification, run on tokio's blocking pool so async workers never stall on it, and
 /// bounded by a semaphore so a burst of logins cannot take every core.
+///
+/// Argon2's working memory (`argon2_memory_kib`, 19 MiB by default) comes from a small pool of buffers,
+/// allocated once and reused, at most one per permit. Letting argon2 allocate it per hash made the process grow
+/// by that much per blocking-pool thread that ever hashed: after the first block was freed, glibc raised its
+/// mmap threshold above the block's size, so later blocks came from each thread's malloc arena and stayed there
+/// (measured: 45 MiB → 525 MiB after a login storm, never given back). With the pool the memory for hashing
+/// is bounded by `max_concurrent_hashes × argon2_memory_kib`.
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    scratch: Arc<Scratch>,
     /// Hash of a random password with the same parameters: verifying against it when the user is unknown
     /// costs exactly the work of a real check, so timing does not reveal which e-mails exist.
     dummy_hash: Arc<str>,
+}
+
+/// Reusable argon2 memory: each hash takes a buffer of the configured cost and gives it back. A stored hash
+/// with a higher memory cost than configured is computed in a buffer of its own that is dropped after use.
+struct Scratch {
+    buffers: Mutex<Vec<Vec<Block>>>,
+    keep_blocks: usize,
+}
+
+impl Scratch {
+    fn with_buffer<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        if blocks > self.keep_blocks {
+            return work(&mut vec![Block::new(); blocks]);
+        }
+        let taken = self.buffers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut buffer = taken.unwrap_or_else(|| vec![Block::new(); self.keep_blocks]);
+        let result = work(&mut buffer[..blocks]);
+        self.buffers.lock().unwrap_or_else(PoisonError::into_inner).push(buffer);
+        result
+    }
+
+    /// Buffers kept for reuse.
+    #[cfg(test)]
+    fn pooled(&self) -> usize {
+        self.buffers.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -33,17 +69,16 @@ impl PasswordHasher {
     pub fn new(config: &AuthConfig) -> ServiceResult<Self> {
         let params = Params::new(config.argon2_memory_kib, config.argon2_iterations, config.argon2_parallelism, None)
             .map_err(|e| ServiceError::Config(format!("argon2 parameters: {e}")))?;
+        let scratch = Arc::new(Scratch { buffers: Mutex::new(Vec::new()), keep_blocks: params.block_count() });
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let permits = config
             .max_concurrent_hashes
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1))
             .max(1);
         let random: [u8; 16] = rand::random();
-        let dummy_hash = argon2
-            .hash_password(&random)
-            .map_err(|e| ServiceError::Config(format!("argon2 cannot hash: {e}")))?
-            .to_string();
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), dummy_hash: dummy_hash.into() })
+        let dummy_hash = hash_with(&argon2, &scratch, &random)
+            .map_err(|e| ServiceError::Config(format!("argon2 cannot hash: {e}")))?;
+        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), scratch, dummy_hash: dummy_hash.into() })
     }
 
     /// Hashes a new password into a PHC string.
@@ -52,10 +87,9 @@ impl PasswordHasher {
     /// [`ServiceError::Internal`] when the worker thread fails.
     pub async fn hash(&self, password: Password) -> ServiceResult<String> {
         let argon2 = self.argon2.clone();
+        let scratch = Arc::clone(&self.scratch);
         self.run(move || {
-            argon2
-                .hash_password(password.expose().as_bytes())
-                .map(|h| h.to_string())
+            hash_with(&argon2, &scratch, password.expose().as_bytes())
                 .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
         })
         .await?
@@ -67,19 +101,20 @@ impl PasswordHasher {
     /// # Errors
     /// [`ServiceError::Internal`] when the worker thread fails.
     pub async fn verify(&self, stored: Option<String>, password: Password) -> ServiceResult<bool> {
-        let argon2 = self.argon2.clone();
         let dummy = Arc::clone(&self.dummy_hash);
+        let scratch = Arc::clone(&self.scratch);
         self.run(move || {
+            let password = password.expose().as_bytes();
             let (phc, real) = match &stored {
                 Some(hash) => (hash.as_str(), true),
                 None => (&*dummy, false),
             };
             let matches = match PasswordHash::new(phc) {
-                Ok(parsed) => argon2.verify_password(password.expose().as_bytes(), &parsed).is_ok(),
+                Ok(parsed) => verify_with(&scratch, password, &parsed),
                 Err(_) => {
                     // A corrupt stored hash still costs one real verification.
                     if let Ok(parsed) = PasswordHash::new(&dummy) {
-                        let _ = argon2.verify_password(password.expose().as_bytes(), &parsed);
+                        verify_with(&scratch, password, &parsed);
                     }
                     false
                 }
@@ -94,6 +129,42 @@ impl PasswordHasher {
             self.permits.acquire().await.map_err(|_| ServiceError::Internal("password hasher closed".into()))?;
         tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Internal(format!("hashing thread: {e}")))
     }
+}
+
+/// Hashes `password` with a fresh random salt into a PHC string, in a pooled buffer.
+fn hash_with(argon2: &Argon2<'_>, scratch: &Scratch, password: &[u8]) -> Result<String, String> {
+    let salt_bytes: [u8; SALT_LEN] = rand::random();
+    let salt = Salt::new(&salt_bytes).map_err(|e| e.to_string())?;
+    let params = argon2.params();
+    let mut out = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
+    scratch
+        .with_buffer(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password, &salt, &mut out, blocks)
+        })
+        .map_err(|e| e.to_string())?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| e.to_string())?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches `stored`, computed with the stored hash's own algorithm, version and cost (so
+/// hashes made under older settings still verify), compared in constant time.
+fn verify_with(scratch: &Scratch, password: &[u8], stored: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else { return false };
+    let Ok(version) = stored.version.map_or(Ok(Version::default()), Version::try_from) else { return false };
+    let Ok(params) = Params::try_from(stored) else { return false };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let blocks = argon2.params().block_count();
+    let computed =
+        scratch.with_buffer(blocks, |memory| argon2.hash_password_into_with_memory(password, salt, &mut out, memory));
+    computed.is_ok() && Output::new(&out).is_ok_and(|output| output == *expected)
 }
 
 #[cfg(test)]
@@ -113,6 +184,48 @@ mod tests {
         assert!(!hasher.verify(Some(hash), Password::unchecked("wrong horse")).await.unwrap());
         assert!(!hasher.verify(None, Password::unchecked("correct horse")).await.unwrap());
         assert!(!hasher.verify(Some("garbage".into()), Password::unchecked("x")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_argon2s_own_hasher() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(&cheap()).unwrap();
+        // Ours verify with the stock verifier...
+        let ours = hasher.hash(Password::parse("correct horse").unwrap()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong horse", &parsed).is_err());
+        // ...and hashes made elsewhere, with other costs, verify with ours.
+        let params = Params::new(2048, 2, 2, Some(24)).unwrap();
+        let stock = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hash_password(b"battery").unwrap();
+        assert!(hasher.verify(Some(stock.to_string()), Password::unchecked("battery")).await.unwrap());
+        assert!(!hasher.verify(Some(stock.to_string()), Password::unchecked("staple")).await.unwrap());
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x10, Params::new(1024, 1, 1, None).unwrap());
+        let old = argon2i.hash_password(b"battery").unwrap().to_string();
+        assert!(hasher.verify(Some(old), Password::unchecked("battery")).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn working_memory_is_reused_and_bounded_by_the_permits() {
+        let config = AuthConfig { max_concurrent_hashes: Some(2), ..cheap() };
+        let hasher = PasswordHasher::new(&config).unwrap();
+        assert_eq!(hasher.scratch.pooled(), 1, "the dummy hash left its buffer for reuse");
+        let mut hashes = tokio::task::JoinSet::new();
+        for i in 0..16 {
+            let hasher = hasher.clone();
+            hashes.spawn(async move { hasher.hash(Password::parse(&format!("password {i}")).unwrap()).await });
+        }
+        while let Some(hash) = hashes.join_next().await {
+            assert!(hash.unwrap().is_ok());
+        }
+        let pooled = hasher.scratch.pooled();
+        assert!((1..=2).contains(&pooled), "16 hashes, 2 permits: {pooled} buffers");
+        // A stored hash costlier than configured is verified in a buffer that is not kept.
+        let costly = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap());
+        let stored = argon2::password_hash::PasswordHasher::hash_password(&costly, b"pw").unwrap().to_string();
+        assert!(hasher.verify(Some(stored), Password::unchecked("pw")).await.unwrap());
+        assert_eq!(hasher.scratch.pooled(), pooled);
+        assert!(hasher.scratch.buffers.lock().unwrap().iter().all(|b| b.len() == 1024));
     }
 
     #[test]

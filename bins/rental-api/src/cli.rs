@@ -147,11 +147,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     let server = settings.server.clone();
     let grace = Duration::from_secs(server.shutdown_timeout_secs);
+    let probe = settings.database.probe_settings().and_then(|probe| db.start_probe(probe));
     let background = Background::start(&settings, &services, grace)?;
 
     let state = web::Data::new(AppState {
         services,
-        db,
+        db: db.clone(),
         metrics: RequestMetrics::new(),
         started: Instant::now(),
         worker: background.worker_stats(),
@@ -173,6 +174,12 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Both drain at once, within the same deadline.
     tokio::join!(handle.stop(true), background.shutdown());
     http.await.context("HTTP server task")?.context("HTTP server")?;
+    if let Some(probe) = probe {
+        probe.stop().await;
+    }
+    if let Err(err) = db.close().await {
+        tracing::warn!(error = %err, "closing the database pool");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -109,6 +109,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     }
 
+    /// 503 `database_unavailable`: the database cannot be reached now; try again after `retry_after`.
+    pub fn database_unavailable(retry_after: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database is unavailable; try again shortly",
+        )
+        .with_retry_after(retry_after)
+    }
+
     fn internal(source: Box<dyn std::error::Error + Send + Sync>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request")
             .with_source(source)
@@ -248,6 +258,13 @@ impl From<ServiceError> for ApiError {
                     None => err,
                 }
             }
+            ServiceError::DatabaseUnavailable { retry_after, source } => {
+                let err = Self::database_unavailable(retry_after);
+                match source {
+                    Some(source) => err.with_source(source),
+                    None => err,
+                }
+            }
             ServiceError::Timeout(what) => {
                 Self::new(StatusCode::GATEWAY_TIMEOUT, "request_timeout", format!("{what} took too long"))
             }
@@ -332,6 +349,12 @@ mod tests {
                 Some(2),
             ),
             (ServiceError::RateLimited { retry_after: second }, StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(2)),
+            (
+                ServiceError::DatabaseUnavailable { retry_after: second, source: None },
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                Some(2),
+            ),
             (ServiceError::Timeout("the report"), StatusCode::GATEWAY_TIMEOUT, "request_timeout", None),
             (
                 ServiceError::Upstream { service: "payments", source: None },

@@ -1,4 +1,4 @@
-//! Request ids and the one log line per request.
+//! Request ids, the one log line per request, and the fast refusal of requests while the database is lost.
 //!
 //! An `X-Request-Id` from the client is kept when it is short and printable, otherwise a UUIDv7 is made. The
 //! id is echoed in the response header, put into every error envelope (through a task-local, since actix
@@ -12,6 +12,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use rental_monitor::RequestMetrics;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The header carrying the id.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,6 +40,15 @@ fn accept(header: Option<&HeaderValue>) -> Option<String> {
     ok.then(|| value.to_owned())
 }
 
+/// Whether `req` needs the database while its probe says it does not answer: such a request is refused at once
+/// with 503 `database_unavailable` instead of waiting for the pool's acquire timeout. Health, metrics and the
+/// documentation do not need the database and are always served.
+fn database_lost(req: &ServiceRequest) -> bool {
+    let needs_database = || req.path().starts_with("/api/") && req.path() != "/api/v1/openapi.json";
+    req.app_data::<actix_web::web::Data<AppState>>().is_some_and(|state| !state.db.availability().is_up())
+        && needs_database()
+}
+
 /// Middleware: assigns the request id, runs the request inside its scope, records metrics and logs one line.
 ///
 /// # Errors
@@ -54,7 +66,12 @@ pub async fn request_context(
     // Handlers and extractors turn their errors into responses inside this scope, so the envelope gets the
     // id. The request must not be cloned before routing (actix needs it unshared), so an error escaping the
     // inner services is passed on as it is; none of the inner middleware produces one.
-    let mut response = REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body();
+    let mut response = if database_lost(&req) {
+        let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
+        REQUEST_ID.scope(id.clone(), async { req.error_response(error) }).await
+    } else {
+        REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body()
+    };
 
     let elapsed = started.elapsed();
     if let Ok(value) = HeaderValue::from_str(&id) {

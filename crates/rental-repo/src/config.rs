@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Connection settings of the database pool. Unset pool sizes take the backend's defaults: PostgreSQL keeps
@@ -28,6 +30,11 @@ pub struct DatabaseConfig {
     /// default: the planner turns it on for any query it estimates above `jit_above_cost`, and compiling took
     /// 50–60 ms for report queries that run in 100 ms, with nothing gained on this workload of short queries.
     pub postgres_jit: bool,
+    /// PostgreSQL: how often a connection of its own checks that the server answers (0 turns the probe off).
+    /// While it does not, requests fail at once with 503 instead of waiting for the acquire timeout.
+    pub probe_interval_ms: u64,
+    /// PostgreSQL: how long one probe, connecting included, may take before the server counts as down.
+    pub probe_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -43,6 +50,8 @@ impl Default for DatabaseConfig {
             slow_statement_ms: 100,
             sqlite_busy_timeout_ms: 5000,
             postgres_jit: false,
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 1000,
         }
     }
 }
@@ -51,6 +60,14 @@ impl DatabaseConfig {
     /// A configuration for `url` with every other setting at its default.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self { url: url.into(), ..Self::default() }
+    }
+
+    /// How the availability probe runs, or `None` when it is turned off.
+    pub fn probe_settings(&self) -> Option<crate::ProbeSettings> {
+        (self.probe_interval_ms > 0).then(|| crate::ProbeSettings {
+            interval: Duration::from_millis(self.probe_interval_ms),
+            timeout: Duration::from_millis(self.probe_timeout_ms.max(1)),
+        })
     }
 
     /// The URL with any password replaced, for logs and `print-config`.

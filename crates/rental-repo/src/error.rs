@@ -47,6 +47,10 @@ pub enum RepoError {
     /// connection free within its acquire timeout.
     #[error("the database is busy")]
     Busy(#[source] DatabaseError),
+    /// The database cannot be reached: the connection broke or was refused, or the server is shutting down or
+    /// starting (PostgreSQL class `08`, `57P01`–`57P03`). The same operation will succeed once it is back.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DatabaseError),
     /// Not enough stock is free for the lines listed (with the nearest free periods).
     #[error("not enough stock for {} line(s)", .0.len())]
     InsufficientStock(Vec<crate::orders::Shortage>),
@@ -92,6 +96,11 @@ impl RepoError {
     pub fn is_busy(&self) -> bool {
         matches!(self, Self::Busy(_) | Self::LockTimeout { .. })
     }
+
+    /// Whether the database could not be reached at all (see [`RepoError::Unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// The message given for a foreign-key violation: which side is missing is not told by every backend.
@@ -112,6 +121,7 @@ impl From<DbErr> for RepoError {
                 Self::Conflict { message: REFERENCE_CONFLICT.into(), index: None }
             }
             _ if is_busy(&err) => Self::Busy(DatabaseError(Box::new(err))),
+            _ if is_unavailable(&err) => Self::Unavailable(DatabaseError(Box::new(err))),
             _ => match err {
                 DbErr::RecordNotFound(_) => Self::NotFound,
                 other => Self::Database(DatabaseError(Box::new(other))),
@@ -184,8 +194,32 @@ fn is_busy(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` says the database could not be reached rather than that it refused the statement: see
+/// [`RepoError::Unavailable`].
+fn is_unavailable(err: &DbErr) -> bool {
+    let sqlx_error = match err {
+        DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => e,
+        DbErr::Conn(_) => return true,
+        _ => return false,
+    };
+    match &**sqlx_error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+            // connection_exception (08xxx), admin_shutdown, crash_shutdown, cannot_connect_now.
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -203,5 +237,18 @@ mod tests {
         assert!(RepoError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)).is_busy());
         assert!(!RepoError::from(DbErr::Custom("boom".into())).is_busy());
         assert!(matches!(RepoError::from(DbErr::RecordNotFound("x".into())), RepoError::NotFound));
+    }
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_a_bad_statement_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let broken = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(io))));
+        assert!(RepoError::from(broken).is_unavailable());
+        assert!(RepoError::from(DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)).is_unavailable());
+        let closed = DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolClosed)));
+        assert!(RepoError::from(closed).is_unavailable());
+        let wrong = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound)));
+        assert!(!RepoError::from(wrong).is_unavailable());
+        assert!(!RepoError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)).is_unavailable());
     }
 }

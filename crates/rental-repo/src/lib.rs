@@ -40,6 +40,7 @@ pub use catalogue::{
 };
 pub use config::DatabaseConfig;
 pub use db::lock::BackoffPolicy;
+pub use db::probe::{Availability, Probe, ProbeSettings};
 pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{DatabaseError, RepoError, RepoResult};

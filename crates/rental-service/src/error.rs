@@ -17,6 +17,7 @@
 //! | [`InsufficientStock`](ServiceError::InsufficientStock) | 409 | `unavailable` | each short line, what is free, nearest free periods | no |
 //! | [`RateLimited`](ServiceError::RateLimited) | 429 + `Retry-After` | `rate_limited` | when to try again | no |
 //! | [`Busy`](ServiceError::Busy) | 503 + `Retry-After` | `busy` | a generic "try again" message | warn, with the chain |
+//! | [`DatabaseUnavailable`](ServiceError::DatabaseUnavailable) | 503 + `Retry-After` | `database_unavailable` | a generic "try again" message | warn, with the chain |
 //! | [`Timeout`](ServiceError::Timeout) | 504 | `request_timeout` | what took too long | warn |
 //! | [`Upstream`](ServiceError::Upstream) | 502 | `upstream_failed` | which service failed, no detail | error, with the chain |
 //! | [`Repo`](ServiceError::Repo), [`SharedRepo`](ServiceError::SharedRepo), [`Config`](ServiceError::Config), [`Internal`](ServiceError::Internal) | 500 | `internal_error` | "the server failed to handle the request" | error, with the chain |
@@ -42,6 +43,10 @@ pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a client is asked to wait after an advisory lock stayed taken for the whole backoff policy.
 pub const LOCK_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How long a client is asked to wait when the database cannot be reached: the probe notices its return within
+/// a second or so.
+pub const UNAVAILABLE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// A cause kept for the log only.
 type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -98,6 +103,16 @@ pub enum ServiceError {
         #[source]
         source: Option<Cause>,
     },
+    /// The database cannot be reached (the connection broke, the server is down or restarting); the same
+    /// request will succeed once it is back. 503 with `Retry-After`.
+    #[error("the database is unavailable, retry after {} s", retry_after.as_secs())]
+    DatabaseUnavailable {
+        /// When the caller should try again.
+        retry_after: Duration,
+        /// The driver's error, for the log.
+        #[source]
+        source: Option<Cause>,
+    },
     /// The operation did not finish within its deadline. 504.
     #[error("{0} timed out")]
     Timeout(&'static str),
@@ -138,6 +153,9 @@ impl From<RepoError> for ServiceError {
         if let Some(retry_after) = retry_after(&err) {
             return Self::Busy { retry_after, source: Some(Box::new(err)) };
         }
+        if err.is_unavailable() {
+            return Self::DatabaseUnavailable { retry_after: UNAVAILABLE_RETRY_AFTER, source: Some(Box::new(err)) };
+        }
         match err {
             RepoError::Conflict { message, index } => Self::Conflict { message, index },
             RepoError::InvalidQuery { field, message } => Self::InvalidQuery { field, message },
@@ -155,6 +173,9 @@ impl From<Arc<RepoError>> for ServiceError {
     fn from(err: Arc<RepoError>) -> Self {
         match retry_after(&err) {
             Some(retry_after) => Self::Busy { retry_after, source: Some(Box::new(err)) },
+            None if err.is_unavailable() => {
+                Self::DatabaseUnavailable { retry_after: UNAVAILABLE_RETRY_AFTER, source: Some(Box::new(err)) }
+            }
             None => Self::SharedRepo(err),
         }
     }

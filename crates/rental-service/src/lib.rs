@@ -34,7 +34,7 @@ pub use catalogue::{
     StockView, UNITS_MAX, UnitView,
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
-pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult};
+pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult, UNAVAILABLE_RETRY_AFTER};
 pub use jobs::{JobService, JobsConfig, Outbox};
 pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,

@@ -1,5 +1,6 @@
 //! Test support for the rental backend: a real, freshly migrated database for every test, and
-//! [`SmtpSink`], an SMTP server in-process for mail tests, and [`Aiosmtpd`], a real one in its own process.
+//! [`SmtpSink`], an SMTP server in-process for mail tests, and [`Aiosmtpd`], a real one in its own process, and
+//! [`PgServer`], a PostgreSQL server of a test's own that it may stop and start (outage tests).
 //!
 //! `TEST_DATABASE_URL` unset: a new SQLite file in the temporary directory. Set: a new schema in that
 //! PostgreSQL database, reached through `search_path`, so tests run in parallel without seeing each other.
@@ -7,6 +8,7 @@
 //! Dev-dependency only; it depends on the migrations and sea-orm, never on the crates it helps test.
 
 mod aiosmtpd;
+mod pg_server;
 mod smtp;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use sea_orm::{ConnectionTrait, Database};
 use uuid::Uuid;
 
 pub use aiosmtpd::{Aiosmtpd, TEST_AIOSMTPD_PYTHON};
+pub use pg_server::PgServer;
 pub use smtp::{ReceivedMail, SmtpSink};
 
 /// The environment variable naming the PostgreSQL database of the test run.

@@ -1,4 +1,5 @@
 pub(crate) mod lock;
+pub(crate) mod probe;
 pub(crate) mod raw;
 pub(crate) mod uow;
 
@@ -14,6 +15,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection};
 use serde::Serialize;
 
 use crate::db::lock::{BackoffPolicy, with_advisory_lock};
+use crate::db::probe::{Availability, ProbeTarget};
 use crate::{DatabaseConfig, RepoError, RepoResult};
 
 /// Which database a [`Database`] talks to.
@@ -76,6 +78,8 @@ pub struct Database {
     min_connections: u32,
     max_connections: u32,
     stats: Arc<StatementStats>,
+    availability: Arc<Availability>,
+    probe_target: ProbeTarget,
 }
 
 /// Key of the advisory lock that serialises migrations across instances.
@@ -123,10 +127,17 @@ impl Database {
                     .foreign_keys(true)
             });
         }
-        if backend == Backend::Postgres {
-            let jit = if config.postgres_jit { "on" } else { "off" };
-            options.map_sqlx_postgres_opts(move |opts| opts.options([("jit", jit)]));
-        }
+        let jit = if config.postgres_jit { "on" } else { "off" };
+        let probe_target = match backend {
+            Backend::Postgres => {
+                options.map_sqlx_postgres_opts(move |opts| opts.options([("jit", jit)]));
+                ProbeTarget::postgres(&config.url, jit)?
+            }
+            Backend::Sqlite => ProbeTarget::Sqlite,
+        };
+        // The pool retries a refused connection until its acquire timeout and then reports only that it timed
+        // out; one direct attempt first fails at once with the server's own reason.
+        probe_target.check(Duration::from_secs(config.acquire_timeout_secs)).await?;
         let mut conn = sea_orm::Database::connect(options).await?;
 
         let stats = Arc::new(StatementStats::default());
@@ -146,7 +157,7 @@ impl Database {
                 );
             }
         });
-        Ok(Self { conn, backend, min_connections, max_connections, stats })
+        Ok(Self { conn, backend, min_connections, max_connections, stats, availability: Arc::default(), probe_target })
     }
 
     /// The sea-orm connection, for code in this crate and for embedders who need raw access.
@@ -162,6 +173,11 @@ impl Database {
     /// Statement counters of this pool.
     pub fn statement_stats(&self) -> &StatementStats {
         &self.stats
+    }
+
+    /// Whether the database answers, as [`Database::start_probe`] keeps it; always available without a probe.
+    pub fn availability(&self) -> &Availability {
+        &self.availability
     }
 
     /// The pool's current state.

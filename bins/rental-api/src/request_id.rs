@@ -53,10 +53,31 @@ pub async fn request_context(
 
     // Handlers and extractors turn their errors into responses inside this scope, so the envelope gets the
     // id. The request must not be cloned before routing (actix needs it unshared), so an error escaping the
-    // inner services is passed on as it is; none of the inner middleware produces one.
-    let mut response = REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body();
-
+    // inner services is passed on as it is (only the timeout produces one).
+    let result = REQUEST_ID.scope(id.clone(), next.call(req)).await;
     let elapsed = started.elapsed();
+    // The timeout middleware answers 504 as an error carrying its response (it no longer has the request):
+    // it is counted and logged here all the same, under no route since routing never finished.
+    let mut response = match result {
+        Ok(response) => response.map_into_boxed_body(),
+        Err(err) => {
+            let status = err.as_response_error().status_code().as_u16();
+            if let Some(metrics) = metrics {
+                metrics.record("<unfinished>", status, elapsed);
+            }
+            tracing::info!(
+                target: "rental_api::access",
+                method = %method,
+                route = "<unfinished>",
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = %id,
+                "request"
+            );
+            return Err(err);
+        }
+    };
+
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }

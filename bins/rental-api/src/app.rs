@@ -2,7 +2,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Compress, DefaultHeaders, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, Error, HttpResponse, web};
 use utoipa::openapi::security::{Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -11,6 +11,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::error::ApiError;
 use crate::methods::{self, AllowedMethods};
+use crate::middleware::{HttpLayers, compress, cors, headers, rate_limit, timeout};
 use crate::request_id::request_context;
 use crate::routes::{analytics, auth, catalogue, health, jobs, rentals, users};
 use crate::settings::ServerConfig;
@@ -55,11 +56,33 @@ async fn openapi_json(document: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document.0.clone())
 }
 
-/// Builds the application over `state` (`None` only to render the OpenAPI document), returning it with its
-/// OpenAPI document.
+/// Builds the application over `state` (`None` only to render the OpenAPI document) with the default `[http]`
+/// middleware settings and a rate limiter of its own, returning it with its OpenAPI document. `serve` uses
+/// [`build_with`], so that all workers share one limiter.
 pub fn build(
     state: Option<web::Data<AppState>>,
     server: ServerConfig,
+) -> (
+    App<
+        impl ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<impl MessageBody>,
+            Error = Error,
+            InitError = (),
+        >,
+    >,
+    utoipa::openapi::OpenApi,
+) {
+    build_with(state, server, HttpLayers::default())
+}
+
+/// Builds the application over `state` with the middleware `layers` (shared by every worker that gets a
+/// clone), returning it with its OpenAPI document.
+pub fn build_with(
+    state: Option<web::Data<AppState>>,
+    server: ServerConfig,
+    layers: HttpLayers,
 ) -> (
     App<
         impl ServiceFactory<
@@ -168,13 +191,26 @@ pub fn build(
         .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api/v1/openapi.json"]).validator_url("none")))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
         .wrap(from_fn(methods::enforce))
-        .wrap(Compress::default())
-        .wrap(
-            DefaultHeaders::new()
-                .add(("X-Content-Type-Options", "nosniff"))
-                .add(("X-Frame-Options", "DENY"))
-                .add(("Referrer-Policy", "no-referrer")),
-        )
+        .wrap(from_fn({
+            let layers = layers.clone();
+            move |req, next| rate_limit::limit(layers.clone(), req, next)
+        }))
+        .wrap(from_fn({
+            let layers = layers.clone();
+            move |req, next| compress::compress(layers.clone(), req, next)
+        }))
+        .wrap(from_fn({
+            let layers = layers.clone();
+            move |req, next| cors::handle(layers.clone(), req, next)
+        }))
+        .wrap(from_fn({
+            let layers = layers.clone();
+            move |req, next| headers::add(layers.clone(), req, next)
+        }))
+        .wrap(from_fn({
+            let layers = layers.clone();
+            move |req, next| timeout::enforce(layers.clone(), req, next)
+        }))
         .wrap(from_fn(request_context));
     (app, openapi)
 }

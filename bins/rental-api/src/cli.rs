@@ -159,8 +159,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     tracing::info!(host = %server.host, port = server.port, workers, profile = %settings.env, "listening");
+    // One set of middleware for all workers: the rate limits count per process (or across instances through
+    // Redis), not per worker.
+    let redis = crate::redis::SharedRedis::connect_or_warn(&settings.redis).await?;
+    let layers = crate::middleware::HttpLayers::new(&settings.http, redis).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        rate_limits = layers.limiter().enabled(),
+        shared_through_redis = layers.limiter().shared(),
+        "middleware ready"
+    );
     let config = server.clone();
-    let http = HttpServer::new(move || app::build(Some(state.clone()), config.clone()).0)
+    let http = HttpServer::new(move || app::build_with(Some(state.clone()), config.clone(), layers.clone()).0)
         .workers(workers)
         .shutdown_timeout(server.shutdown_timeout_secs)
         .disable_signals()

@@ -7,7 +7,9 @@
 //! - 401 when the operation has a security requirement (a missing, invalid or expired token);
 //! - 404 when its path has a parameter (no such record);
 //! - 413, 415 and 422 when it takes a body (too big, not JSON, the wrong shape);
-//! - 503 `busy` with `Retry-After` on every route that touches the database.
+//! - 503 `busy` with `Retry-After` on every route that touches the database;
+//! - 429 `rate_limited` with `Retry-After` and `RateLimit-*`, and 504 `request_timeout`, on every route (the
+//!   rate limiter and the timeout run before routing).
 
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -27,6 +29,13 @@ fn retry_after() -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
         .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1))))
         .description(Some("Seconds to wait before trying again"))
+        .build()
+}
+
+fn count(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0))))
+        .description(Some(description))
         .build()
 }
 
@@ -67,6 +76,16 @@ pub fn add_shared_errors(document: &mut OpenApi) {
                 add(operation, "415", error("The body is not JSON"));
                 add(operation, "422", error("The body has the wrong shape or invalid fields"));
             }
+            add(
+                operation,
+                "429",
+                error("Too many requests: try again after Retry-After seconds")
+                    .header("Retry-After", retry_after())
+                    .header("RateLimit-Limit", count("Requests allowed per minute"))
+                    .header("RateLimit-Remaining", count("Requests left (0 when refused)"))
+                    .header("RateLimit-Reset", count("Seconds until the quota is whole again")),
+            );
+            add(operation, "504", error("The request took longer than its timeout; its work was cancelled"));
             if !NO_DATABASE.contains(&path.as_str()) {
                 add(
                     operation,

@@ -4,10 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use rental_service::Principal;
 
 use crate::error::ApiError;
+use crate::middleware::rate_limit::Authenticated;
 use crate::state::AppState;
 
 /// The caller, authenticated by the bearer access token. Deactivated or deleted accounts are refused.
@@ -19,6 +20,10 @@ impl FromRequest for Auth {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The rate limiter checked the token already: its principal is taken instead of checking twice.
+        if let Some(Authenticated(principal)) = req.extensions().get::<Authenticated>() {
+            return Box::pin(std::future::ready(Ok(Auth(principal.clone()))));
+        }
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req);
         Box::pin(async move {
@@ -55,7 +60,11 @@ impl FromRequest for MaybeAuth {
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+/// The bearer token of `req`.
+///
+/// # Errors
+/// 401 when the header is missing or not `Bearer <token>`.
+pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(AUTHORIZATION)

@@ -12,6 +12,8 @@ pub mod error;
 pub mod extract;
 pub mod json;
 pub mod methods;
+pub mod middleware;
+pub mod redis;
 pub mod request_id;
 pub mod routes;
 pub mod settings;

@@ -65,15 +65,36 @@ pub async fn request_context(
 
     // Handlers and extractors turn their errors into responses inside this scope, so the envelope gets the
     // id. The request must not be cloned before routing (actix needs it unshared), so an error escaping the
-    // inner services is passed on as it is; none of the inner middleware produces one.
-    let mut response = if database_lost(&req) {
+    // inner services is passed on as it is (only the timeout produces one).
+    let result = if database_lost(&req) {
         let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
-        REQUEST_ID.scope(id.clone(), async { req.error_response(error) }).await
+        Ok(REQUEST_ID.scope(id.clone(), async { req.error_response(error) }).await)
     } else {
-        REQUEST_ID.scope(id.clone(), next.call(req)).await?.map_into_boxed_body()
+        REQUEST_ID.scope(id.clone(), next.call(req)).await.map(ServiceResponse::map_into_boxed_body)
+    };
+    let elapsed = started.elapsed();
+    // The timeout middleware answers 504 as an error carrying its response (it no longer has the request):
+    // it is counted and logged here all the same, under no route since routing never finished.
+    let mut response = match result {
+        Ok(response) => response,
+        Err(err) => {
+            let status = err.as_response_error().status_code().as_u16();
+            if let Some(metrics) = metrics {
+                metrics.record("<unfinished>", status, elapsed);
+            }
+            tracing::info!(
+                target: "rental_api::access",
+                method = %method,
+                route = "<unfinished>",
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                request_id = %id,
+                "request"
+            );
+            return Err(err);
+        }
     };
 
-    let elapsed = started.elapsed();
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }

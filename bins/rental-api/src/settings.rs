@@ -12,6 +12,9 @@ use rental_tasks::mail::MailConfig;
 use rental_tasks::{SchedulerConfig, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::middleware::HttpConfig;
+use crate::redis::RedisConfig;
+
 /// The environment variable that names the profile (`development`, `test`, `production`, ...).
 pub const ENV_VAR: &str = "RENTAL_ENV";
 /// The profile used when `RENTAL_ENV` is unset.
@@ -105,6 +108,10 @@ pub struct Settings {
     pub notify: NotifyConfig,
     /// Logging.
     pub log: LogConfig,
+    /// HTTP middleware: timeouts, rate limits, CORS, compression, security headers.
+    pub http: HttpConfig,
+    /// Redis, optional: shares the rate limits across instances.
+    pub redis: RedisConfig,
 }
 
 impl Default for Settings {
@@ -122,6 +129,8 @@ impl Default for Settings {
             mail: MailConfig::default(),
             notify: NotifyConfig::default(),
             log: LogConfig::default(),
+            http: HttpConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -212,6 +221,8 @@ impl Settings {
             return invalid("jobs.max_attempts must be at least 1".into());
         }
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
+        self.http.validate().map_err(SettingsError::Invalid)?;
+        self.redis.validate().map_err(SettingsError::Invalid)?;
         Ok(())
     }
 

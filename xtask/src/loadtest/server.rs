@@ -27,13 +27,16 @@ pub struct SpawnedServer {
     log: PathBuf,
 }
 
-/// Environment of both `serve` and `create-admin`: the same database, port and signing secret.
-fn server_env(database_url: &str, port: u16, jwt_secret: &str) -> [(&'static str, String); 4] {
+/// Environment of both `serve` and `create-admin`: the same database, port and signing secret, and no rate
+/// limits (the load test sends thousands of requests per second from one address and user; it measures the
+/// server, not its limiter).
+fn server_env(database_url: &str, port: u16, jwt_secret: &str) -> [(&'static str, String); 5] {
     [
         ("RENTAL__DATABASE__URL", database_url.to_owned()),
         ("RENTAL__SERVER__PORT", port.to_string()),
         ("RENTAL_ENV", "production".to_owned()),
         ("RENTAL__AUTH__JWT_SECRET", jwt_secret.to_owned()),
+        ("RENTAL__HTTP__RATE_LIMIT__ENABLED", "false".to_owned()),
     ]
 }
 

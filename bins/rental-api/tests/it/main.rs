@@ -8,6 +8,7 @@ mod catalogue;
 mod cli;
 mod errors;
 mod jobs;
+mod middleware;
 mod rentals;
 mod support;
 mod system;

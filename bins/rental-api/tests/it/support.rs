@@ -11,6 +11,8 @@ use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use chrono::Utc;
 use rental_api::app;
+use rental_api::middleware::HttpLayers;
+use rental_api::middleware::config::{HttpConfig, RateLimitConfig};
 use rental_api::settings::ServerConfig;
 use rental_api::state::AppState;
 use rental_monitor::RequestMetrics;
@@ -71,11 +73,25 @@ pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ct
     Ctx { state, clock, _db: test_db }
 }
 
+/// The middleware settings of the API tests: the defaults with the rate limits off, since every test request
+/// comes from the same (absent) address; the middleware tests turn them on.
+pub fn http_config() -> HttpConfig {
+    HttpConfig { rate_limit: RateLimitConfig { enabled: false, ..RateLimitConfig::default() }, ..HttpConfig::default() }
+}
+
 /// Starts the application of `ctx`.
 pub async fn app(
     ctx: &Ctx,
 ) -> impl Service<Request, Response = ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error> {
-    test::init_service(app::build(Some(ctx.state.clone()), ServerConfig::default()).0).await
+    app_with(ctx, HttpLayers::new(&http_config(), None).unwrap()).await
+}
+
+/// Starts the application of `ctx` with the middleware `layers`.
+pub async fn app_with(
+    ctx: &Ctx,
+    layers: HttpLayers,
+) -> impl Service<Request, Response = ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error> {
+    test::init_service(app::build_with(Some(ctx.state.clone()), ServerConfig::default(), layers).0).await
 }
 
 pub struct Reply {

@@ -126,6 +126,7 @@ async fn connect(settings: &Settings) -> anyhow::Result<Database> {
 /// # Errors
 /// When the database cannot be prepared, a setting cannot be used or the address cannot be bound.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    log_start(&settings);
     let db = connect(&settings).await?;
     let pool = db.pool_stats();
     tracing::info!(
@@ -158,7 +159,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         worker: background.worker_stats(),
     });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    tracing::info!(host = %server.host, port = server.port, workers, profile = %settings.env, "listening");
+    tracing::info!(host = %server.host, port = server.port, workers, env = %settings.env, "listening");
     // One set of middleware for all workers: the rate limits count per process (or across instances through
     // Redis), not per worker.
     let redis = crate::redis::SharedRedis::connect_or_warn(&settings.redis).await?;
@@ -193,12 +194,35 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs the version, the environment and the performance profile in effect, with the keys that override it.
+fn log_start(settings: &Settings) {
+    let Some(effective) = &settings.effective else { return };
+    let values = &effective.values;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        env = %settings.env,
+        profile = %effective.profile,
+        cores = effective.host.cores,
+        memory_mib = effective.host.memory_mib,
+        http_workers = values.http_workers,
+        postgres_pool = %format!("{}/{}", values.postgres_min_connections, values.postgres_max_connections),
+        sqlite_pool = values.sqlite_max_connections,
+        user_cache = values.user_cache_capacity,
+        list_cache = values.list_cache_capacity,
+        concurrent_hashes = values.concurrent_hashes,
+        job_concurrency = values.job_concurrency,
+        overridden = ?effective.overridden,
+        "starting rental-api"
+    );
+}
+
 /// Runs the job worker and the scheduler without HTTP until SIGINT or SIGTERM, then shuts them down within
 /// `worker.shutdown_grace_secs`.
 ///
 /// # Errors
 /// When the database cannot be prepared or a setting cannot be used.
 pub async fn work(settings: Settings) -> anyhow::Result<()> {
+    log_start(&settings);
     let db = connect(&settings).await?;
     let services = Services::new(db, &settings.service_config())?;
     let grace = Duration::from_secs(settings.worker.shutdown_grace_secs);

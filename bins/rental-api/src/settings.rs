@@ -13,6 +13,7 @@ use rental_tasks::{SchedulerConfig, WorkerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::middleware::HttpConfig;
+use crate::profile::{EffectiveProfile, Host, PerformanceConfig, ProfileValues};
 use crate::redis::RedisConfig;
 
 /// The environment variable that names the profile (`development`, `test`, `production`, ...).
@@ -86,6 +87,9 @@ pub struct Settings {
     /// The profile these settings were loaded for (from `RENTAL_ENV`).
     #[serde(skip_deserializing)]
     pub env: String,
+    /// The performance profile's values and what overrode them, filled by [`Settings::load_from`].
+    #[serde(skip)]
+    pub effective: Option<EffectiveProfile>,
     /// HTTP server.
     pub server: ServerConfig,
     /// Database pool.
@@ -110,6 +114,8 @@ pub struct Settings {
     pub log: LogConfig,
     /// HTTP middleware: timeouts, rate limits, CORS, compression, security headers.
     pub http: HttpConfig,
+    /// The performance profile that sizes workers, pools, caches and job concurrency.
+    pub performance: PerformanceConfig,
     /// Redis, optional: shares the rate limits across instances.
     pub redis: RedisConfig,
 }
@@ -118,6 +124,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             env: DEFAULT_ENV.into(),
+            effective: None,
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
@@ -130,6 +137,7 @@ impl Default for Settings {
             notify: NotifyConfig::default(),
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            performance: PerformanceConfig::default(),
             redis: RedisConfig::default(),
         }
     }
@@ -164,12 +172,35 @@ impl Settings {
         if env.is_empty() || !env.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(SettingsError::Invalid(format!("{ENV_VAR} must be a plain name, got `{env}`")));
         }
-        let loaded = Config::builder()
+        let configured = Config::builder()
             .add_source(File::from(config_dir.join("default")).required(false))
             .add_source(File::from(config_dir.join(env)).required(false))
             .add_source(environment.try_parsing(true))
             .build()?;
+        // The performance profile's values go under everything configured: an explicit key wins.
+        let performance = match configured.get_string("performance.profile") {
+            Ok(name) => PerformanceConfig {
+                profile: name.parse().map_err(|()| {
+                    SettingsError::Invalid(format!(
+                        "performance.profile must be minimal, balanced, maximum or auto, got `{name}`"
+                    ))
+                })?,
+            },
+            Err(config::ConfigError::NotFound(_)) => PerformanceConfig::default(),
+            Err(err) => return Err(err.into()),
+        };
+        let postgres = configured.get_string("database.url").is_ok_and(|url| url.starts_with("postgres"));
+        let host = Host::detect();
+        let values = ProfileValues::of(performance.profile, host);
+        let overridden = values
+            .keys(postgres)
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| configured.get_string(key).is_ok())
+            .collect();
+        let loaded = values.apply(Config::builder(), postgres)?.add_source(configured).build()?;
         let mut settings: Settings = loaded.try_deserialize()?;
+        settings.effective = Some(EffectiveProfile { profile: performance.profile, host, values, overridden });
         settings.env = env.to_owned();
         settings.validate()?;
         Ok(settings)
@@ -315,6 +346,40 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("min_connections"), "{err}");
         assert!(Settings::load_from(&dir, "../etc", env(&[])).is_err());
+    }
+
+    #[test]
+    fn the_performance_profile_sizes_the_process_and_explicit_keys_win() {
+        let dir = dir_with(&[("default.toml", "[performance]\nprofile = \"minimal\"\n[worker]\nconcurrency = 7\n")]);
+        let settings =
+            Settings::load_from(&dir, "development", env(&[("RENTAL__CACHE__LIST_CAPACITY", "123")])).unwrap();
+        assert_eq!(settings.server.workers, Some(1), "minimal: one HTTP worker");
+        assert_eq!(settings.database.max_connections, Some(4), "minimal on SQLite");
+        assert_eq!(settings.cache.user_capacity, 10_000);
+        assert_eq!(settings.worker.concurrency, 7, "a file beats the profile");
+        assert_eq!(settings.cache.list_capacity, 123, "the environment beats the profile");
+        let effective = settings.effective.unwrap();
+        assert_eq!(effective.profile, crate::profile::Profile::Minimal);
+        assert_eq!(effective.overridden, ["cache.list_capacity", "worker.concurrency"]);
+
+        let postgres =
+            env(&[("RENTAL__DATABASE__URL", "postgres://db/rental"), ("RENTAL__PERFORMANCE__PROFILE", "maximum")]);
+        let settings = Settings::load_from(&dir_with(&[]), "development", postgres).unwrap();
+        assert_eq!((settings.database.max_connections, settings.database.min_connections), (Some(100), Some(50)));
+        assert_eq!(settings.worker.concurrency, 64);
+
+        let settings = Settings::load_from(&dir_with(&[]), "development", env(&[])).unwrap();
+        assert_eq!(settings.effective.unwrap().profile, crate::profile::Profile::Balanced, "the default");
+        assert_eq!(settings.cache.user_capacity, 100_000);
+    }
+
+    #[test]
+    fn an_unknown_profile_fails_naming_the_key() {
+        let err = Settings::load_from(&dir_with(&[]), "development", env(&[("RENTAL__PERFORMANCE__PROFILE", "turbo")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("turbo") && err.contains("performance"), "{err}");
+        assert!(err.contains("balanced"), "the valid names are listed: {err}");
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         db: db.clone(),
         metrics: RequestMetrics::new(),
         started: Instant::now(),
+        slow_request: Duration::from_millis(settings.log.slow_request_ms),
         worker: background.worker_stats(),
     });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));

@@ -72,11 +72,13 @@ pub struct LogConfig {
     pub level: String,
     /// Output format.
     pub format: LogFormat,
+    /// Requests slower than this many milliseconds are logged as warnings instead of at info level.
+    pub slow_request_ms: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Auto }
+        Self { level: "info".into(), format: LogFormat::Auto, slow_request_ms: 1000 }
     }
 }
 

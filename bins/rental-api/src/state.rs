@@ -19,6 +19,8 @@ pub struct AppState {
     pub metrics: RequestMetrics,
     /// When the process started serving.
     pub started: Instant,
+    /// Requests slower than this are logged as warnings (`log.slow_request_ms`).
+    pub slow_request: std::time::Duration,
     /// The job worker's figures, when this instance runs one.
     pub worker: Option<Arc<WorkerStats>>,
 }

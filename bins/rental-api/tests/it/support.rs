@@ -68,6 +68,7 @@ pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ct
         db,
         metrics: RequestMetrics::new(),
         started: Instant::now(),
+        slow_request: std::time::Duration::from_secs(1),
         worker: None,
     });
     Ctx { state, clock, _db: test_db }

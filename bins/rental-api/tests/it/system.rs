@@ -36,6 +36,88 @@ async fn request_ids_are_echoed_or_generated() {
     assert_eq!(missing.body["request_id"], "trace-43");
 }
 
+/// Log lines written while a test runs on this thread, as JSON objects.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Captures the access log, as JSON, on this thread until the guard is dropped.
+    fn access_log() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Self::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_target(true)
+            .with_env_filter("rental_api::access=info")
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn access_lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["target"] == "rental_api::access")
+            .collect()
+    }
+}
+
+#[actix_web::test]
+async fn each_request_logs_one_line_with_route_pattern_status_and_user() {
+    let (captured, _guard) = Captured::access_log();
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let token = admin_token(&ctx, &app).await;
+    let me = send(&app, bearer(TestRequest::get().uri("/api/v1/users/me"), &token)).await;
+    let user_id = me.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/users/{user_id}");
+    send(&app, bearer(TestRequest::get().uri(&path), &token).insert_header(("X-Request-Id", "log-7"))).await;
+    send(&app, TestRequest::get().uri("/api/v1/users/me")).await;
+
+    let lines = captured.access_lines();
+    let line = lines.iter().find(|line| line["request_id"] == "log-7").expect("the request's line");
+    assert_eq!(line["route"], "/api/v1/users/{id}", "the pattern, not the raw path: {line}");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["user_id"], user_id.as_str());
+    assert!(line["duration_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(lines.iter().filter(|line| line["request_id"] == "log-7").count(), 1, "one line per request");
+    let anonymous = lines.iter().find(|line| line["status"] == 401).expect("the refused request's line");
+    assert_eq!(anonymous["user_id"], "", "no user for a refused request");
+}
+
+#[actix_web::test]
+async fn requests_slower_than_the_threshold_are_warnings() {
+    let (captured, _guard) = Captured::access_log();
+    let mut ctx = context().await;
+    // Every request is "slow" at a zero threshold; none is at an hour.
+    let mut state = (**ctx.state).clone();
+    state.slow_request = std::time::Duration::ZERO;
+    ctx.state = actix_web::web::Data::new(state);
+    let app = app(&ctx).await;
+    send(&app, TestRequest::get().uri("/health/live").insert_header(("X-Request-Id", "slow-1"))).await;
+    let lines = captured.access_lines();
+    let line = lines.iter().find(|line| line["request_id"] == "slow-1").unwrap();
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["message"], "slow request");
+}
+
 #[actix_web::test]
 async fn openapi_lists_every_route_and_docs_are_served() {
     let ctx = context().await;

@@ -12,7 +12,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 use crate::error::ApiError;
 use crate::methods::{self, AllowedMethods};
 use crate::request_id::request_context;
-use crate::routes::{analytics, auth, catalogue, health, jobs, rentals, users};
+use crate::routes::{analytics, auth, catalogue, health, jobs, monitoring, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -27,7 +27,8 @@ use crate::state::AppState;
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
         (name = "jobs", description = "The background job queue: inspect, retry and cancel jobs; admins only"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "health", description = "Liveness and readiness"),
+        (name = "monitoring", description = "Health with components, admin metrics, alerts and system views, Prometheus exposition")
     )
 )]
 struct ApiDoc;
@@ -40,6 +41,15 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+        components.add_security_scheme(
+            "metrics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The `monitor.metrics_token` of the configuration, when one is set"))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "oauth2",
@@ -94,6 +104,11 @@ pub fn build(
         .app_data(payload)
         .service(health::live)
         .service(health::ready)
+        .service(monitoring::health)
+        .service(monitoring::metrics)
+        .service(monitoring::alerts)
+        .service(monitoring::system)
+        .service(monitoring::prometheus)
         .service(
             scope::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi_json))

@@ -2,16 +2,17 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rental_monitor::RequestMetrics;
 use rental_repo::{BackoffPolicy, Database};
 use rental_service::{ServiceError, Services};
 
 use crate::background::{Background, shutdown_signal};
+use crate::monitoring::Monitoring;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{app, telemetry};
@@ -149,10 +150,21 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let grace = Duration::from_secs(server.shutdown_timeout_secs);
     let background = Background::start(&settings, &services, grace)?;
 
+    let monitoring = Arc::new(
+        Monitoring::new(&settings.monitor, &services, Some(background.mail_stats()), serde_json::Value::Null)
+            .context("monitor settings")?,
+    );
+    // The process-wide `metrics` recorder: whatever else in the process records through the facade is served
+    // by `/metrics` beside our own metrics.
+    if let Err(err) = monitoring.monitor.exporter.install_global() {
+        tracing::warn!(error = %err, "metrics recorded outside the monitor will not be exported");
+    }
+    let refresher = monitoring.monitor.spawn_refresher().context("starting the system metrics refresher")?;
     let state = web::Data::new(AppState {
         services,
         db,
-        metrics: RequestMetrics::new(),
+        metrics: monitoring.monitor.requests.clone(),
+        monitoring,
         started: Instant::now(),
         worker: background.worker_stats(),
     });
@@ -173,6 +185,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Both drain at once, within the same deadline.
     tokio::join!(handle.stop(true), background.shutdown());
     http.await.context("HTTP server task")?.context("HTTP server")?;
+    refresher.stop();
     tracing::info!("stopped");
     Ok(())
 }

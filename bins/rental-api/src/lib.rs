@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod json;
 pub mod methods;
+pub mod monitoring;
 pub mod request_id;
 pub mod routes;
 pub mod settings;

@@ -48,6 +48,7 @@ pub async fn request_context(
     let id = accept(req.headers().get(X_REQUEST_ID)).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let metrics = req.app_data::<actix_web::web::Data<RequestMetrics>>().cloned();
+    let _in_flight = metrics.as_ref().map(|metrics| metrics.in_flight());
     let method = req.method().clone();
     let started = Instant::now();
 

@@ -8,6 +8,7 @@ mod catalogue;
 mod cli;
 mod errors;
 mod jobs;
+mod monitoring;
 mod rentals;
 mod support;
 mod system;

@@ -313,7 +313,7 @@ impl RequestMetrics {
         let inner = &*self.inner;
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         inner.count_second(now.saturating_duration_since(inner.started).as_secs());
-        inner.route(route).record(&inner.exporter, &inner.bounds, status, nanos);
+        inner.with_route(route, |entry| entry.record(&inner.exporter, &inner.bounds, status, nanos));
     }
 
     /// Takes a snapshot of all counters and computes rates and latency statistics.
@@ -370,28 +370,32 @@ impl RequestMetrics {
 }
 
 impl Inner {
-    /// The entry of `route`, created on first sight while the table has room, [`OTHER_ROUTE`]'s
-    /// otherwise.
-    fn route(&self, route: &str) -> Arc<Route> {
+    /// Runs `f` on the entry of `route`, created on first sight while the table has room, or on
+    /// [`OTHER_ROUTE`]'s. A known route is recorded under the read lock, without touching the
+    /// entry's reference count (a contended atomic when many workers record at once).
+    fn with_route(&self, route: &str, f: impl FnOnce(&Route)) {
         {
             let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(entry) = routes.get(route) {
-                return entry.clone();
+                return f(entry);
             }
             if routes.len() >= self.max_routes {
-                return self.other.clone();
+                return f(&self.other);
             }
         }
-        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = routes.get(route) {
-            return entry.clone();
-        }
-        if routes.len() >= self.max_routes {
-            return self.other.clone();
-        }
-        let entry = Arc::new(Route::new(&self.exporter, route));
-        routes.insert(route.into(), entry.clone());
-        entry
+        let entry = {
+            let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = routes.get(route) {
+                entry.clone()
+            } else if routes.len() >= self.max_routes {
+                self.other.clone()
+            } else {
+                let entry = Arc::new(Route::new(&self.exporter, route));
+                routes.insert(route.into(), entry.clone());
+                entry
+            }
+        };
+        f(&entry);
     }
 
     fn count_second(&self, second: u64) {

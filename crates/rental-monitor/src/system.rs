@@ -159,7 +159,10 @@ impl SystemMonitor {
         let system = System::new().map_err(MonitorError::System)?;
         let disks = Disks::new_with_refreshed_list_specifics(DiskRefreshKind::nothing().with_storage())
             .map_err(MonitorError::System)?;
-        let disk_path = std::fs::canonicalize(disk_path).unwrap_or_else(|_| disk_path.to_owned());
+        // A path that does not exist yet is still matched against the mount points, made absolute.
+        let disk_path = std::fs::canonicalize(disk_path)
+            .or_else(|_| std::env::current_dir().map(|dir| dir.join(disk_path)))
+            .unwrap_or_else(|_| disk_path.to_owned());
         let monitor = Self {
             inner: Arc::new(Inner {
                 started,

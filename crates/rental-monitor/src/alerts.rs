@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::gauges::{CacheGauge, PoolGauge, QueueGauge};
-use crate::requests::RequestSnapshot;
+use crate::requests::LatencySummary;
 use crate::system::{SystemSnapshot, unix_ms};
 
 /// Limits beyond which an alert fires. Every comparison is strict: a value equal to its threshold
@@ -22,9 +22,11 @@ pub struct AlertThresholds {
     pub memory_warn_percent: f64,
     /// Error when the monitored disk's usage exceeds this percentage. Default 90.
     pub disk_error_percent: f64,
-    /// Warn when the 95th percentile of request latency (all routes, since start) exceeds this
-    /// many milliseconds. Default 2000.
+    /// Warn when the 95th percentile of request latency (all routes, over the last
+    /// `latency_window_secs`) exceeds this many milliseconds. Default 2000.
     pub p95_latency_warn_ms: f64,
+    /// The window of the latency rule, in seconds. Default 300.
+    pub latency_window_secs: u64,
     /// Warn when connections in use divided by open connections exceeds this ratio. Default 0.8.
     pub pool_in_use_warn_ratio: f64,
     /// Warn when more callers than this wait for a database connection. Default 0.
@@ -44,6 +46,7 @@ impl Default for AlertThresholds {
             memory_warn_percent: 85.0,
             disk_error_percent: 90.0,
             p95_latency_warn_ms: 2_000.0,
+            latency_window_secs: 300,
             pool_in_use_warn_ratio: 0.8,
             pool_waiting_warn: 0,
             cache_hit_rate_warn: 0.7,
@@ -78,6 +81,9 @@ impl AlertThresholds {
                 return Err(format!("{prefix}.{key} must be 0 to 1, got {value}"));
             }
         }
+        if self.latency_window_secs == 0 {
+            return Err(format!("{prefix}.latency_window_secs must be at least 1"));
+        }
         if !(self.p95_latency_warn_ms.is_finite() && self.p95_latency_warn_ms > 0.0) {
             return Err(format!("{prefix}.p95_latency_warn_ms must be positive, got {}", self.p95_latency_warn_ms));
         }
@@ -90,8 +96,8 @@ impl AlertThresholds {
 pub struct AlertInputs<'a> {
     /// Host and process.
     pub system: Option<&'a SystemSnapshot>,
-    /// Request statistics.
-    pub requests: Option<&'a RequestSnapshot>,
+    /// Request latency over the recent window (see [`crate::LatencyWindow`]).
+    pub recent_latency: Option<&'a LatencySummary>,
     /// The database pool.
     pub pool: Option<&'a PoolGauge>,
     /// The caches.
@@ -213,12 +219,12 @@ fn rules(t: &AlertThresholds, inputs: &AlertInputs<'_>) -> Vec<Fired> {
             fire("disk_full", None, Error, message, disk.usage_percent, t.disk_error_percent);
         }
     }
-    if let Some(requests) = inputs.requests {
-        let latency = &requests.latency;
-        if latency.count > 0 && latency.p95_ms > t.p95_latency_warn_ms {
-            let message = format!("p95 response time is {:.1} ms, above {} ms", latency.p95_ms, t.p95_latency_warn_ms);
-            fire("slow_responses", None, Warning, message, latency.p95_ms, t.p95_latency_warn_ms);
-        }
+    if let Some(latency) = inputs.recent_latency
+        && latency.count > 0
+        && latency.p95_ms > t.p95_latency_warn_ms
+    {
+        let message = format!("p95 response time is {:.1} ms, above {} ms", latency.p95_ms, t.p95_latency_warn_ms);
+        fire("slow_responses", None, Warning, message, latency.p95_ms, t.p95_latency_warn_ms);
     }
     if let Some(pool) = inputs.pool {
         if pool.size > 0 {
@@ -266,7 +272,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::requests::LatencySummary;
     use crate::system::DiskSnapshot;
 
     fn at(secs: u64) -> SystemTime {
@@ -289,10 +294,7 @@ mod tests {
     #[test]
     fn every_rule_fires_past_its_threshold() {
         let system = busy_system();
-        let requests = RequestSnapshot {
-            latency: LatencySummary { count: 10, p95_ms: 2_500.0, ..LatencySummary::default() },
-            ..RequestSnapshot::default()
-        };
+        let latency = LatencySummary { count: 10, p95_ms: 2_500.0, ..LatencySummary::default() };
         let pool = PoolGauge { size: 10, in_use: 9, waiting: 2, ..PoolGauge::default() };
         let caches = [
             CacheGauge { name: "users".into(), hits: 50, misses: 50, entries: 1 },
@@ -302,7 +304,7 @@ mod tests {
         let queue = QueueGauge { dead: 3, ..QueueGauge::default() };
         let inputs = AlertInputs {
             system: Some(&system),
-            requests: Some(&requests),
+            recent_latency: Some(&latency),
             pool: Some(&pool),
             caches: &caches,
             queue: Some(&queue),
@@ -338,11 +340,11 @@ mod tests {
             SystemSnapshot { cpu_usage_percent: 80.0, memory_usage_percent: 85.0, ..SystemSnapshot::default() };
         let pool = PoolGauge { size: 10, in_use: 8, waiting: 0, ..PoolGauge::default() };
         let empty_pool = PoolGauge::default();
-        let requests = RequestSnapshot::default();
+        let latency = LatencySummary::default();
         let tracker = AlertTracker::new();
         for inputs in [
             AlertInputs { system: Some(&system), pool: Some(&pool), ..AlertInputs::default() },
-            AlertInputs { pool: Some(&empty_pool), requests: Some(&requests), ..AlertInputs::default() },
+            AlertInputs { pool: Some(&empty_pool), recent_latency: Some(&latency), ..AlertInputs::default() },
             AlertInputs::default(),
         ] {
             assert!(tracker.evaluate(&t, &inputs, at(1)).is_empty());
@@ -387,6 +389,8 @@ mod tests {
         assert!(error.contains("monitor.thresholds.cpu_warn_percent"), "{error}");
         let bad = AlertThresholds { cache_hit_rate_warn: 70.0, ..AlertThresholds::default() };
         assert!(bad.validate("m").unwrap_err().contains("m.cache_hit_rate_warn"));
+        let bad = AlertThresholds { latency_window_secs: 0, ..AlertThresholds::default() };
+        assert!(bad.validate("m").unwrap_err().contains("m.latency_window_secs"));
         let bad = AlertThresholds { p95_latency_warn_ms: 0.0, ..AlertThresholds::default() };
         assert!(bad.validate("m").unwrap_err().contains("m.p95_latency_warn_ms"));
     }

@@ -16,7 +16,8 @@
 //!   crates, filled in by the embedder.
 //! - [`Components`] of [`ComponentSource`]s ([`ComponentHandle`] for push-fed ones): named outside
 //!   services (mail, Redis, payments) and whether they are configured and working.
-//! - [`AlertTracker`] with [`AlertThresholds`]: threshold alerts that remember since when they fire.
+//! - [`AlertTracker`] with [`AlertThresholds`]: threshold alerts that remember since when they fire;
+//!   [`LatencyWindow`] gives the latency rule the recent requests rather than all since start.
 //! - [`Recent`]: an async check shared by concurrent callers and reused while young.
 //! - [`HealthReport`], [`ComponentHealth`], [`HealthStatus`]: what a readiness endpoint returns.
 //!
@@ -64,7 +65,8 @@ pub use gauges::{CacheGauge, PoolGauge, QueueGauge, ServiceGauges};
 pub use health::{ComponentHealth, HealthReport, HealthStatus};
 pub use probe::{Recent, boxed};
 pub use requests::{
-    DEFAULT_MAX_ROUTES, InFlight, LatencySummary, OTHER_ROUTE, RequestMetrics, RequestSnapshot, RouteStats,
+    DEFAULT_MAX_ROUTES, InFlight, LatencyMark, LatencySummary, LatencyWindow, OTHER_ROUTE, RequestMetrics,
+    RequestSnapshot, RouteStats,
 };
 pub use system::{DiskSnapshot, LoadAverage, Refresher, SystemMonitor, SystemSnapshot};
 
@@ -190,6 +192,8 @@ pub struct Monitor {
     pub gauges: Arc<ServiceGauges>,
     /// Alert state.
     pub alerts: Arc<AlertTracker>,
+    /// Request latency over `thresholds.latency_window_secs`, for the latency rule.
+    pub recent_latency: Arc<LatencyWindow>,
     /// The settings it was made with.
     pub config: Arc<MonitorConfig>,
 }
@@ -209,6 +213,7 @@ impl Monitor {
             components: Components::new(&exporter),
             gauges: Arc::new(ServiceGauges::new(&exporter)),
             alerts: Arc::new(AlertTracker::new()),
+            recent_latency: Arc::new(LatencyWindow::new(Duration::from_secs(config.thresholds.latency_window_secs))),
             config: Arc::new(config.clone()),
             exporter,
         })

@@ -239,6 +239,55 @@ pub struct RouteStats {
     max_nanos: u64,
 }
 
+/// The all-routes latency histogram at one moment, for [`LatencyWindow`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyMark {
+    at: Instant,
+    buckets: [u64; BUCKETS],
+    sum_micros: u64,
+    max_nanos: u64,
+}
+
+/// Latency over a recent window rather than since start: keeps marks of the all-routes histogram
+/// taken at each [`LatencyWindow::observe`] and reports the difference between now and the newest
+/// mark at least `window` old (or the oldest kept, early on). Alert rules use it, so that a slow
+/// hour long ago neither keeps an alert firing nor hides a slow minute now.
+#[derive(Debug)]
+pub struct LatencyWindow {
+    window: Duration,
+    marks: std::sync::Mutex<std::collections::VecDeque<LatencyMark>>,
+}
+
+impl LatencyWindow {
+    /// A window of `window`.
+    pub fn new(window: Duration) -> Self {
+        Self { window, marks: std::sync::Mutex::new(std::collections::VecDeque::new()) }
+    }
+
+    /// Records a mark of `metrics` now and returns the latency of the requests since the baseline
+    /// mark (all zero on the first call, or when nothing was recorded since).
+    pub fn observe(&self, metrics: &RequestMetrics) -> LatencySummary {
+        self.observe_mark(metrics, metrics.mark())
+    }
+
+    fn observe_mark(&self, metrics: &RequestMetrics, now: LatencyMark) -> LatencySummary {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Keep one mark at least `window` old as the baseline; drop the older ones.
+        while marks.len() >= 2 && marks[1].at + self.window <= now.at {
+            marks.pop_front();
+        }
+        let summary = match marks.front() {
+            Some(base) => {
+                let buckets: [u64; BUCKETS] = std::array::from_fn(|i| now.buckets[i].saturating_sub(base.buckets[i]));
+                latency(&metrics.inner.bounds, &buckets, now.sum_micros.saturating_sub(base.sum_micros), now.max_nanos)
+            }
+            None => LatencySummary::default(),
+        };
+        marks.push_back(now);
+        summary
+    }
+}
+
 impl fmt::Debug for RequestMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let routes = self.inner.routes.read().unwrap_or_else(PoisonError::into_inner).len();
@@ -314,6 +363,25 @@ impl RequestMetrics {
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         inner.count_second(now.saturating_duration_since(inner.started).as_secs());
         inner.with_route(route, |entry| entry.record(&inner.exporter, &inner.bounds, status, nanos));
+    }
+
+    /// The all-routes latency histogram now, for [`LatencyWindow`].
+    pub fn mark(&self) -> LatencyMark {
+        self.mark_at(Instant::now())
+    }
+
+    fn mark_at(&self, at: Instant) -> LatencyMark {
+        let inner = &*self.inner;
+        let routes = inner.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let mut mark = LatencyMark { at, buckets: [0; BUCKETS], sum_micros: 0, max_nanos: 0 };
+        for route in routes.values().map(|r| &**r).chain([&*inner.other]) {
+            for (sum, n) in mark.buckets.iter_mut().zip(&route.buckets) {
+                *sum += n.load(Ordering::Relaxed);
+            }
+            mark.sum_micros = mark.sum_micros.saturating_add(route.sum_micros.load(Ordering::Relaxed));
+            mark.max_nanos = mark.max_nanos.max(route.max_nanos.load(Ordering::Relaxed));
+        }
+        mark
     }
 
     /// Takes a snapshot of all counters and computes rates and latency statistics.
@@ -760,5 +828,31 @@ mod tests {
         assert_eq!(metrics.snapshot().in_flight, 1);
         drop(second);
         assert_eq!(metrics.snapshot().in_flight, 0);
+    }
+
+    #[test]
+    fn the_latency_window_forgets_requests_older_than_the_window() {
+        let metrics = metrics();
+        let window = LatencyWindow::new(Duration::from_secs(300));
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(window.observe_mark(&metrics, metrics.mark_at(at(0))), LatencySummary::default());
+
+        for _ in 0..100 {
+            metrics.record("/slow", 200, ms(3_000));
+        }
+        let slow = window.observe_mark(&metrics, metrics.mark_at(at(60)));
+        assert_eq!(slow.count, 100);
+        assert_close(slow.p95_ms, 3_000.0);
+
+        for _ in 0..100 {
+            metrics.record("/fast", 200, ms(5));
+        }
+        // Ten minutes on, the baseline is the mark taken after the slow requests.
+        let recent = window.observe_mark(&metrics, metrics.mark_at(at(600)));
+        assert_eq!(recent.count, 100, "{recent:?}");
+        assert_close(recent.p95_ms, 5.0);
+        // Since start, the slow requests still dominate the tail.
+        assert_close(metrics.snapshot().latency.p95_ms, 3_000.0);
     }
 }

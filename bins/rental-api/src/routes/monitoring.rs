@@ -344,7 +344,7 @@ pub enum SeverityView {
 /// One firing alert.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertView {
-    /// `high_cpu`, `high_memory`, `disk_full`, `slow_responses`, `pool_in_use`, `pool_waiting`,
+    /// `high_cpu`, `high_memory`, `disk_full`, `slow_responses` (p95 over the latency window), `pool_in_use`, `pool_waiting`,
     /// `low_cache_hit_rate`, `dead_jobs`.
     pub name: String,
     /// What it is about when the rule applies to several things (a cache's name).
@@ -585,7 +585,9 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::J
     }))
 }
 
-/// The alerts firing now, each with since when (admin). Thresholds come from `monitor.thresholds`.
+/// The alerts firing now, each with since when (admin). Thresholds come from `monitor.thresholds`; the latency
+/// rule looks at the requests of the last `monitor.thresholds.latency_window_secs` (measured between marks taken
+/// by each evaluation and each `/metrics` scrape).
 #[utoipa::path(tag = "monitoring", security(("bearer" = [])),
     responses((status = 200, body = AlertsView), (status = 403, body = ErrorEnvelope)))]
 #[get("/monitoring/alerts")]
@@ -594,13 +596,13 @@ pub async fn alerts(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Js
     let monitoring = &state.monitoring;
     let monitor = &monitoring.monitor;
     let host = monitor.system.snapshot();
-    let requests = monitor.requests.snapshot();
+    let latency = monitor.recent_latency.observe(&monitor.requests);
     let pool = monitoring.pool(&state.db);
     let caches = monitoring.caches(&state.services);
     let queue = monitoring.queue(&state.services).await;
     let inputs = AlertInputs {
         system: Some(&host),
-        requests: Some(&requests),
+        recent_latency: Some(&latency),
         pool: Some(&pool),
         caches: &caches,
         queue: queue.as_ref(),
@@ -645,6 +647,9 @@ pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResu
     monitoring.caches(&state.services);
     monitoring.monitor.components.statuses();
     monitoring.queue(&state.services).await;
+    // Each scrape also marks the latency histogram, so the alerts' latency window has marks between
+    // evaluations.
+    monitoring.monitor.recent_latency.observe(&monitoring.monitor.requests);
     let body = monitoring.monitor.exporter.render();
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)).body(body))
 }

@@ -160,6 +160,11 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(error = %err, "metrics recorded outside the monitor will not be exported");
     }
     let refresher = monitoring.monitor.spawn_refresher().context("starting the system metrics refresher")?;
+    if settings.monitor.metrics_token.is_none() && !settings.is_development() {
+        tracing::warn!(
+            "GET /metrics is open to anyone who reaches the port; set RENTAL__MONITOR__METRICS_TOKEN to require a token"
+        );
+    }
     let state = web::Data::new(AppState {
         services,
         db,

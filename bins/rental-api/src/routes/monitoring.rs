@@ -624,8 +624,14 @@ pub async fn system(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Js
 
 /// Prometheus text exposition of every metric: ours (`rental_*`) and any the process records through the
 /// `metrics` facade. Open unless `monitor.metrics_token` is set; then it needs `Authorization: Bearer <token>`.
-#[utoipa::path(tag = "monitoring", security((), ("metrics_token" = [])),
-    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
+///
+/// The token is optional, so the document declares no security requirement for this route (a scraper without one
+/// is answered when no token is configured); the 401 is documented as a response.
+#[utoipa::path(tag = "monitoring",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "`monitor.metrics_token` is set and the request lacks it", body = ErrorEnvelope)
+    ))]
 #[get("/metrics")]
 pub async fn prometheus(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let monitoring = &state.monitoring;

@@ -88,6 +88,7 @@ pub async fn request_context(
     let metrics = req.app_data::<actix_web::web::Data<RequestMetrics>>().cloned();
     let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
     let slow_after = state.as_ref().map(|state| state.slow_request);
+    let _in_flight = metrics.as_ref().map(|metrics| metrics.in_flight());
     let method = req.method().clone();
     let started = Instant::now();
 

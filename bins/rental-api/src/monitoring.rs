@@ -71,6 +71,10 @@ impl Monitoring {
         self.db_probe
             .get(|| {
                 boxed(async move {
+                    // The availability probe already knows the server is lost: no need to wait for the pool.
+                    if !db.availability().is_up() {
+                        return DbProbe { latency: None, at: SystemTime::now() };
+                    }
                     let latency = match tokio::time::timeout(PING_TIMEOUT, db.ping()).await {
                         Ok(Ok(latency)) => Some(latency),
                         Ok(Err(err)) => {

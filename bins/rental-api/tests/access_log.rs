@@ -1,8 +1,8 @@
 //! The access log of a real `rental-api serve` process, read from its JSON output: one line per request with the
 //! request id, method, route pattern (never the raw path), status, duration and user id; requests slower than
-//! `log.slow_request_ms` are warnings. (A process, not a thread-local subscriber in the API tests: tracing's
-//! per-callsite interest is shared by all threads of a test binary, so a capture there is at the mercy of the
-//! tests running beside it.)
+//! `log.slow_request_ms` are warnings. Also `/monitoring/system` showing the performance profile in effect.
+//! (A process, not a thread-local subscriber in the API tests: tracing's per-callsite interest is shared by all
+//! threads of a test binary, so a capture there is at the mercy of the tests running beside it.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -97,6 +97,12 @@ fn each_request_logs_one_line_with_route_pattern_status_and_user() {
         let headers = [("Authorization", bearer.as_str()), ("X-Request-Id", "log-7")];
         assert_eq!(request(port, "GET", &path, &headers, "").0, 200);
         assert_eq!(request(port, "GET", "/api/v1/users/me", &[("X-Request-Id", "log-8")], "").0, 401);
+        // The performance profile in effect is shown to operators.
+        let (status, system) = request(port, "GET", "/monitoring/system", &[("Authorization", &bearer)], "");
+        assert_eq!(status, 200, "{system}");
+        let system: Value = serde_json::from_str(&system).unwrap();
+        assert_eq!(system["effective"]["performance"]["profile"], "balanced", "{system}");
+        assert!(system["effective"]["performance"]["values"]["http_workers"].as_u64().unwrap() >= 1, "{system}");
     });
     let with_id = |id: &str| lines.iter().filter(|line| line["request_id"] == id).collect::<Vec<_>>();
     let line = with_id("log-7");

@@ -142,6 +142,9 @@ fn a_lost_database_gives_fast_503s_and_the_service_resumes_by_itself() {
         assert_eq!(next_registration(&mut statuses), 503, "registrations are refused while the database is lost");
     }
     assert_eq!(request(port, "GET", "/health/ready", None).unwrap().status, 503);
+    let health = request(port, "GET", "/monitoring/health", None).unwrap();
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(health.body.contains("\"unhealthy\""), "{}", health.body);
     assert_eq!(request(port, "GET", "/health/live", None).unwrap().status, 200, "liveness does not need it");
 
     db.start_again();

@@ -71,7 +71,14 @@ pub async fn live() -> HttpResponse {
 #[get("/health/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.db.pool_stats();
-    let database = match state.db.ping().await {
+    // While the availability probe says the server is lost, the pool would only make this wait.
+    let ping = async {
+        match state.db.availability().down_since() {
+            Some(_) => Err(state.db.availability().last_error().unwrap_or_else(|| "unavailable".to_owned())),
+            None => state.db.ping().await.map_err(|err| err.to_string()),
+        }
+    };
+    let database = match ping.await {
         Ok(latency) => ComponentHealth::new("database", HealthStatus::Up).with_latency(latency).with_detail(format!(
             "{:?}: {} open, {} in use, {} max",
             state.db.backend(),

@@ -9,6 +9,7 @@ mod analytics;
 mod billing;
 mod catalogue;
 mod config;
+pub mod context;
 mod error;
 pub mod jobs;
 #[cfg(feature = "openapi")]

@@ -24,6 +24,14 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok().flatten()
 }
 
+/// Whether `id` is a request id as the HTTP layer accepts one from a client (1 to 128 characters of ASCII
+/// letters, digits, `-`, `_`, `.` and `:`): safe to put into a header or a log line as it is.
+pub fn is_sane(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +46,15 @@ mod tests {
         .await;
         assert_eq!(inside, (Some("abc-123".to_owned()), None));
         assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn sane_ids_are_short_printable_words() {
+        for id in ["abc-123", "0193a5c2-7f1e-7b3a-9c1d-2e4f6a8b0c1d", "trace:span.1_x"] {
+            assert!(is_sane(id), "{id}");
+        }
+        for id in ["", "a b", "a\r\nBcc: x@y", "ü", &"x".repeat(129)] {
+            assert!(!is_sane(id), "{id:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::methods::{self, AllowedMethods};
 use crate::middleware::{HttpLayers, compress, cors, headers, rate_limit, timeout};
 use crate::request_id::request_context;
-use crate::routes::{analytics, auth, catalogue, health, jobs, rentals, users};
+use crate::routes::{analytics, auth, catalogue, health, jobs, monitoring, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -28,7 +28,8 @@ use crate::state::AppState;
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
         (name = "jobs", description = "The background job queue: inspect, retry and cancel jobs; admins only"),
-        (name = "health", description = "Liveness and readiness")
+        (name = "health", description = "Liveness and readiness"),
+        (name = "monitoring", description = "Health with components, admin metrics, alerts and system views, Prometheus exposition")
     )
 )]
 struct ApiDoc;
@@ -117,6 +118,11 @@ pub fn build_with(
         .app_data(payload)
         .service(health::live)
         .service(health::ready)
+        .service(monitoring::health)
+        .service(monitoring::metrics)
+        .service(monitoring::alerts)
+        .service(monitoring::system)
+        .service(monitoring::prometheus)
         .service(
             scope::scope("/api/v1")
                 .route("/openapi.json", web::get().to(openapi_json))

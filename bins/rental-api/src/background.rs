@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rental_service::Services;
-use rental_tasks::mail::{self, Templates};
+use rental_tasks::mail::{self, MailStats, Templates};
 use rental_tasks::{Scheduler, Worker, WorkerStats, app};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ pub struct Background {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     worker: Option<Arc<WorkerStats>>,
+    mail: Arc<MailStats>,
 }
 
 impl Background {
@@ -28,7 +29,7 @@ impl Background {
     /// # Errors
     /// A configuration that cannot be used, naming its key (SMTP settings, a template, a cron expression).
     pub fn start(settings: &Settings, services: &Services, grace: Duration) -> anyhow::Result<Self> {
-        let mailer = mail::build(&settings.mail).context("mail settings")?;
+        let (mailer, mail_stats) = mail::build_tracked(&settings.mail).context("mail settings")?;
         let templates = Arc::new(Templates::new().context("e-mail templates")?);
         let registry = app::registry(services.clone(), mailer, templates, settings.notify.clone());
         let queue = services.jobs.store();
@@ -54,12 +55,17 @@ impl Background {
         if settings.scheduler.enabled {
             tasks.push(tokio::spawn(scheduler.run(stop.clone())));
         }
-        Ok(Self { stop, tasks, worker: worker_stats })
+        Ok(Self { stop, tasks, worker: worker_stats, mail: mail_stats })
     }
 
     /// The worker's figures, when this instance runs one.
     pub fn worker_stats(&self) -> Option<Arc<WorkerStats>> {
         self.worker.clone()
+    }
+
+    /// What the mailer of the jobs did, for monitoring.
+    pub fn mail_stats(&self) -> Arc<MailStats> {
+        self.mail.clone()
     }
 
     /// Stops claiming and scheduling, waits for running jobs (up to the grace period given at start), gives

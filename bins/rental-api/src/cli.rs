@@ -2,16 +2,17 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpServer, web};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rental_monitor::RequestMetrics;
 use rental_repo::{BackoffPolicy, Database};
 use rental_service::{ServiceError, Services};
 
 use crate::background::{Background, shutdown_signal};
+use crate::monitoring::Monitoring;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::{app, telemetry};
@@ -151,11 +152,28 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let probe = settings.database.probe_settings().and_then(|probe| db.start_probe(probe));
     let background = Background::start(&settings, &services, grace)?;
 
+    let monitoring = Arc::new(
+        Monitoring::new(&settings.monitor, &services, Some(background.mail_stats()), effective_settings(&settings))
+            .context("monitor settings")?,
+    );
+    // The process-wide `metrics` recorder: whatever else in the process records through the facade is served
+    // by `/metrics` beside our own metrics.
+    if let Err(err) = monitoring.monitor.exporter.install_global() {
+        tracing::warn!(error = %err, "metrics recorded outside the monitor will not be exported");
+    }
+    let refresher = monitoring.monitor.spawn_refresher().context("starting the system metrics refresher")?;
+    if settings.monitor.metrics_token.is_none() && !settings.is_development() {
+        tracing::warn!(
+            "GET /metrics is open to anyone who reaches the port; set RENTAL__MONITOR__METRICS_TOKEN to require a token"
+        );
+    }
     let state = web::Data::new(AppState {
         services,
         db: db.clone(),
-        metrics: RequestMetrics::new(),
+        metrics: monitoring.monitor.requests.clone(),
+        monitoring,
         started: Instant::now(),
+        slow_request: Duration::from_millis(settings.log.slow_request_ms),
         worker: background.worker_stats(),
     });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -184,6 +202,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Both drain at once, within the same deadline.
     tokio::join!(handle.stop(true), background.shutdown());
     http.await.context("HTTP server task")?.context("HTTP server")?;
+    refresher.stop();
     if let Some(probe) = probe {
         probe.stop().await;
     }
@@ -192,6 +211,22 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `/monitoring/system` shows of the configuration: the performance profile in effect, its host and
+/// values and the keys that override them, with the values those keys set.
+fn effective_settings(settings: &Settings) -> serde_json::Value {
+    serde_json::json!({
+        "performance": settings.effective,
+        "server_workers": settings.server.workers,
+        "database_max_connections": settings.database.max_connections,
+        "database_min_connections": settings.database.min_connections,
+        "user_cache_capacity": settings.cache.user_capacity,
+        "list_cache_capacity": settings.cache.list_capacity,
+        "max_concurrent_hashes": settings.auth.max_concurrent_hashes,
+        "job_concurrency": settings.worker.concurrency,
+        "job_claim_batch": settings.worker.claim_batch,
+    })
 }
 
 /// Logs the version, the environment and the performance profile in effect, with the keys that override it.

@@ -26,10 +26,14 @@ impl FromRequest for Auth {
         }
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer(req);
+        let req = req.clone();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::unauthorized("authentication is not configured"))?;
             let token = token?;
-            Ok(Auth(state.services.auth.authenticate(&token).await?))
+            let principal = state.services.auth.authenticate(&token).await?;
+            // Kept for the access log's user id (and any later extractor of this request).
+            req.extensions_mut().insert(Authenticated(principal.clone()));
+            Ok(Auth(principal))
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod extract;
 pub mod json;
 pub mod methods;
 pub mod middleware;
+pub mod monitoring;
 pub mod profile;
 pub mod redis;
 pub mod request_id;

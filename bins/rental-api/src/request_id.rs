@@ -15,6 +15,7 @@ use actix_web::{Error, HttpMessage};
 use rental_monitor::RequestMetrics;
 
 use crate::error::ApiError;
+use crate::middleware::rate_limit::Authenticated;
 use crate::state::AppState;
 
 /// The header carrying the id.
@@ -41,10 +42,35 @@ fn accept(header: Option<&HeaderValue>) -> Option<String> {
 /// Whether `req` needs the database while its probe says it does not answer: such a request is refused at once
 /// with 503 `database_unavailable` instead of waiting for the pool's acquire timeout. Health, metrics and the
 /// documentation do not need the database and are always served.
-fn database_lost(req: &ServiceRequest) -> bool {
+fn database_lost(req: &ServiceRequest, state: Option<&actix_web::web::Data<AppState>>) -> bool {
     let needs_database = || req.path().starts_with("/api/") && req.path() != "/api/v1/openapi.json";
-    req.app_data::<actix_web::web::Data<AppState>>().is_some_and(|state| !state.db.availability().is_up())
-        && needs_database()
+    state.is_some_and(|state| !state.db.availability().is_up()) && needs_database()
+}
+
+/// The access log's line for one request: at info level, or as a warning when it took longer than
+/// `slow_after` (`log.slow_request_ms`).
+fn log_request(
+    method: &actix_web::http::Method,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+    id: &str,
+    user: Option<String>,
+    slow_after: Option<std::time::Duration>,
+) {
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let user_id = user.unwrap_or_default();
+    if slow_after.is_some_and(|slow| elapsed >= slow) {
+        tracing::warn!(
+            target: "rental_api::access",
+            method = %method, route, status, duration_ms, request_id = id, user_id, "slow request"
+        );
+    } else {
+        tracing::info!(
+            target: "rental_api::access",
+            method = %method, route, status, duration_ms, request_id = id, user_id, "request"
+        );
+    }
 }
 
 /// Middleware: assigns the request id, runs the request inside its scope, records metrics and logs one line.
@@ -58,13 +84,16 @@ pub async fn request_context(
     let id = accept(req.headers().get(X_REQUEST_ID)).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let metrics = req.app_data::<actix_web::web::Data<RequestMetrics>>().cloned();
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let slow_after = state.as_ref().map(|state| state.slow_request);
+    let _in_flight = metrics.as_ref().map(|metrics| metrics.in_flight());
     let method = req.method().clone();
     let started = Instant::now();
 
     // Handlers and extractors turn their errors into responses inside this scope, so the envelope gets the
     // id. The request must not be cloned before routing (actix needs it unshared), so an error escaping the
     // inner services is passed on as it is (only the timeout produces one).
-    let result = if database_lost(&req) {
+    let result = if database_lost(&req, state.as_ref()) {
         let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
         Ok(rental_service::context::scope(Some(id.clone()), async { req.error_response(error) }).await)
     } else {
@@ -80,15 +109,7 @@ pub async fn request_context(
             if let Some(metrics) = metrics {
                 metrics.record("<unfinished>", status, elapsed);
             }
-            tracing::info!(
-                target: "rental_api::access",
-                method = %method,
-                route = "<unfinished>",
-                status,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                request_id = %id,
-                "request"
-            );
+            log_request(&method, "<unfinished>", status, elapsed, &id, None, slow_after);
             return Err(err);
         }
     };
@@ -101,14 +122,7 @@ pub async fn request_context(
     if let Some(metrics) = metrics {
         metrics.record(&route, status, elapsed);
     }
-    tracing::info!(
-        target: "rental_api::access",
-        method = %method,
-        route = %route,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        request_id = %id,
-        "request"
-    );
+    let user = response.request().extensions().get::<Authenticated>().map(|auth| auth.0.user_id.to_string());
+    log_request(&method, &route, status, elapsed, &id, user, slow_after);
     Ok(response)
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use config::{Config, Environment, File};
+use rental_monitor::MonitorConfig;
 use rental_repo::DatabaseConfig;
 use rental_service::{AuthConfig, CacheConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
 use rental_tasks::app::NotifyConfig;
@@ -72,16 +73,18 @@ pub struct LogConfig {
     pub level: String,
     /// Output format.
     pub format: LogFormat,
+    /// Requests slower than this many milliseconds are logged as warnings instead of at info level.
+    pub slow_request_ms: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Auto }
+        Self { level: "info".into(), format: LogFormat::Auto, slow_request_ms: 1000 }
     }
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The profile these settings were loaded for (from `RENTAL_ENV`).
@@ -118,6 +121,8 @@ pub struct Settings {
     pub performance: PerformanceConfig,
     /// Redis, optional: shares the rate limits across instances.
     pub redis: RedisConfig,
+    /// Monitoring: alert thresholds, refresh interval, the `/metrics` token.
+    pub monitor: MonitorConfig,
 }
 
 impl Default for Settings {
@@ -139,6 +144,7 @@ impl Default for Settings {
             http: HttpConfig::default(),
             performance: PerformanceConfig::default(),
             redis: RedisConfig::default(),
+            monitor: MonitorConfig::default(),
         }
     }
 }
@@ -254,6 +260,7 @@ impl Settings {
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
         self.http.validate().map_err(SettingsError::Invalid)?;
         self.redis.validate().map_err(SettingsError::Invalid)?;
+        self.monitor.validate("monitor").map_err(|e| SettingsError::Invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -274,6 +281,9 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> Result<String, toml::ser::Error> {
         let mut shown = self.clone();
         shown.database.url = self.database.redacted_url();
+        if shown.monitor.metrics_token.is_some() {
+            shown.monitor.metrics_token = Some("***".into());
+        }
         toml::to_string_pretty(&shown)
     }
 }
@@ -383,6 +393,30 @@ mod tests {
     }
 
     #[test]
+    fn the_monitor_section_is_read_and_validated_with_its_key_named() {
+        let dir = dir_with(&[(
+            "default.toml",
+            "[monitor]\nrefresh_interval_secs = 10\n[monitor.thresholds]\ncpu_warn_percent = 70.0\n",
+        )]);
+        let settings = Settings::load_from(&dir, "development", env(&[])).unwrap();
+        assert_eq!(settings.monitor.refresh_interval_secs, 10);
+        assert_eq!(settings.monitor.thresholds.cpu_warn_percent, 70.0);
+        let err = Settings::load_from(
+            &dir,
+            "development",
+            env(&[("RENTAL__MONITOR__THRESHOLDS__DISK_ERROR_PERCENT", "150")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("monitor.thresholds.disk_error_percent"), "{err}");
+        let err =
+            Settings::load_from(&dir, "development", env(&[("RENTAL__MONITOR__METRICS_TOKEN", "short")])).unwrap_err();
+        assert!(err.to_string().contains("monitor.metrics_token"), "{err}");
+        let err = Settings::load_from(&dir, "development", env(&[("RENTAL__MONITOR__REFRESH_INTERVALSECS", "1")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("refresh_intervalsecs"), "{err}");
+    }
+
+    #[test]
     fn printed_config_hides_secrets() {
         let dir = dir_with(&[]);
         let settings = Settings::load_from(
@@ -391,12 +425,14 @@ mod tests {
             env(&[
                 ("RENTAL__AUTH__JWT_SECRET", "a-very-long-production-secret-value-123"),
                 ("RENTAL__DATABASE__URL", "postgres://app:hunter2@db/rental"),
+                ("RENTAL__MONITOR__METRICS_TOKEN", "scrape-token-0123456789"),
             ]),
         )
         .unwrap();
         let shown = settings.to_redacted_toml().unwrap();
         assert!(!shown.contains("a-very-long-production-secret-value-123"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("scrape-token-0123456789"), "{shown}");
         assert!(shown.contains("postgres://app:***@db/rental"), "{shown}");
     }
 }

@@ -124,6 +124,41 @@ async fn migrations_are_idempotent_and_pool_stats_are_sane() {
 }
 
 #[tokio::test]
+async fn callers_waiting_for_a_connection_are_counted_and_their_wait_timed() {
+    let test_db = TestDb::new().await;
+    let config = DatabaseConfig {
+        max_connections: Some(1),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    let db = Database::connect(&config).await.unwrap();
+    let before = db.pool_stats();
+    assert_eq!((before.waiting, before.acquires), (0, 0));
+
+    // The only connection is taken, so a second unit of work waits for it.
+    let first = db.begin().await.unwrap();
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.begin().await.unwrap().rollback().await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.pool_stats().waiting == 0 && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let during = db.pool_stats();
+    assert_eq!(during.waiting, 1, "{during:?}");
+    assert_eq!(during.in_use, 1, "{during:?}");
+
+    first.rollback().await;
+    waiter.await.unwrap();
+    let after = db.pool_stats();
+    assert_eq!(after.waiting, 0, "{after:?}");
+    assert_eq!(after.acquires, 2, "{after:?}");
+    assert!(after.acquire_wait_micros_max > 0 && after.acquire_wait_micros_max <= after.acquire_wait_micros_total);
+}
+
+#[tokio::test]
 async fn advisory_lock_serialises_holders_and_gives_up_after_the_policy() {
     let test_db = TestDb::new().await;
     if !test_db.is_postgres() {

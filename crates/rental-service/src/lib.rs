@@ -7,6 +7,7 @@
 
 mod analytics;
 mod billing;
+mod cache_stats;
 mod catalogue;
 mod config;
 pub mod context;
@@ -29,6 +30,7 @@ pub use analytics::{
     UtilizationReport, Window,
 };
 pub use billing::{BillingService, InvoiceLineView, InvoiceView, NewPayment, PaymentView};
+pub use cache_stats::CacheStats;
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
     NewProduct, NewUnit, ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView,
@@ -76,6 +78,14 @@ pub struct Services {
 }
 
 impl Services {
+    /// What every cache of the services did since start: `users`, and `user_lists` and `product_pages` when
+    /// list caching is enabled.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let mut stats = self.users.cache_stats();
+        stats.extend(self.catalogue.cache_stats());
+        stats
+    }
+
     /// Builds the services over `db`.
     ///
     /// # Errors

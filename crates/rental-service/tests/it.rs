@@ -32,6 +32,34 @@ async fn register_login_and_use_the_access_token() {
 }
 
 #[tokio::test]
+async fn cache_stats_count_hits_and_misses_per_cache() {
+    let f = fixture().await;
+    let principal = admin(&f.services).await;
+    let users = |stats: Vec<rental_service::CacheStats>| stats.into_iter().find(|s| s.name == "users").unwrap();
+    let before = users(f.services.cache_stats());
+    f.services.users.me(&principal).await.unwrap();
+    let after = users(f.services.cache_stats());
+    assert_eq!((after.hits - before.hits, after.misses - before.misses), (1, 0), "authenticate loaded the user");
+
+    // A write evicts the user: the next lookup reads the database again.
+    f.services
+        .users
+        .update_me(&principal, ProfileUpdate { full_name: Some("Root".into()), email: None })
+        .await
+        .unwrap();
+    f.services.users.me(&principal).await.unwrap();
+    let evicted = users(f.services.cache_stats());
+    assert_eq!((evicted.hits - after.hits, evicted.misses - after.misses), (0, 1));
+
+    let params = vec![("page".to_owned(), "1".to_owned())];
+    f.services.users.list(&principal, &params).await.unwrap();
+    f.services.users.list(&principal, &params).await.unwrap();
+    let lists = f.services.cache_stats().into_iter().find(|s| s.name == "user_lists").unwrap();
+    assert_eq!((lists.hits, lists.misses), (1, 1));
+    assert!(f.services.cache_stats().iter().any(|s| s.name == "product_pages"));
+}
+
+#[tokio::test]
 async fn unknown_email_and_wrong_password_look_the_same() {
     let f = fixture().await;
     f.services.auth.register(registration("jane@example.com")).await.unwrap();

@@ -131,6 +131,32 @@ async fn a_refused_recipient_is_rejected_with_the_servers_message() {
 }
 
 #[tokio::test]
+async fn the_tracked_mailer_counts_successes_and_failures_with_their_time() {
+    let sink = SmtpSink::start().await.unwrap();
+    sink.reject_recipient("ghost@example.com");
+    let (mailer, stats) = mail::build_tracked(&smtp_config(sink.port(), 10)).unwrap();
+    let fresh = stats.snapshot();
+    assert_eq!(fresh.transport, "smtp 127.0.0.1");
+    assert_eq!((fresh.sent, fresh.failed, fresh.last_success_unix_ms, fresh.last_error.as_deref()), (0, 0, None, None));
+
+    mailer.send(&message("jane@example.com", "tracked-1")).await.unwrap();
+    mailer.send(&message("ghost@example.com", "tracked-2")).await.unwrap_err();
+    let after = stats.snapshot();
+    assert_eq!((after.sent, after.failed), (1, 1));
+    assert!(after.last_success_unix_ms.unwrap() <= after.last_failure_unix_ms.unwrap());
+    assert!(after.last_error.unwrap().contains("550"));
+    assert_eq!(sink.messages().len(), 1, "the wrapped mailer really sent");
+
+    let outbox = temp_dir("tracked-outbox");
+    let config = MailConfig { outbox_dir: outbox.clone(), ..MailConfig::default() };
+    let (mailer, stats) = mail::build_tracked(&config).unwrap();
+    mailer.send(&message("jane@example.com", "tracked-3")).await.unwrap();
+    assert_eq!(stats.snapshot().sent, 1);
+    assert!(stats.snapshot().transport.starts_with("file outbox "));
+    assert!(FileMailer::new(&config).unwrap().path_of("tracked-3@rental.example").exists());
+}
+
+#[tokio::test]
 async fn an_unparsable_recipient_is_rejected_before_any_connection() {
     let sink = SmtpSink::start().await.unwrap();
     let mailer = SmtpMailer::new(&smtp_config(sink.port(), 10)).unwrap();

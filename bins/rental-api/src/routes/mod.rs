@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod health;
 pub mod jobs;
+pub mod monitoring;
 pub mod rentals;
 pub mod users;
 

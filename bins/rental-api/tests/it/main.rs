@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod jobs;
 mod middleware;
+mod monitoring;
 mod rentals;
 mod support;
 mod system;

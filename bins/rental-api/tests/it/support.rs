@@ -13,9 +13,10 @@ use chrono::Utc;
 use rental_api::app;
 use rental_api::middleware::HttpLayers;
 use rental_api::middleware::config::{HttpConfig, RateLimitConfig};
+use rental_api::monitoring::Monitoring;
 use rental_api::settings::ServerConfig;
 use rental_api::state::AppState;
-use rental_monitor::RequestMetrics;
+use rental_monitor::MonitorConfig;
 use rental_repo::{Database, DatabaseConfig};
 use rental_service::{AuthConfig, ManualClock, Secret, ServiceConfig, Services};
 use rental_testkit::TestDb;
@@ -51,6 +52,21 @@ pub async fn context_with_pool(test_db: TestDb, max_connections: u32) -> Ctx {
 
 /// A context over an existing test database, connected with `config` (whose URL may add session settings).
 pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ctx {
+    context_monitored(test_db, config, &MonitorConfig::default()).await
+}
+
+/// A context over a fresh test database whose monitor has the settings `monitor`.
+pub async fn context_with_monitor(monitor: &MonitorConfig) -> Ctx {
+    let test_db = TestDb::new().await;
+    let config = DatabaseConfig {
+        max_connections: Some(5),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    context_monitored(test_db, &config, monitor).await
+}
+
+async fn context_monitored(test_db: TestDb, config: &DatabaseConfig, monitor: &MonitorConfig) -> Ctx {
     let db = Database::connect(config).await.unwrap();
     let service_config = ServiceConfig {
         auth: AuthConfig {
@@ -63,11 +79,17 @@ pub async fn context_with_config(test_db: TestDb, config: &DatabaseConfig) -> Ct
     };
     let clock = ManualClock::new(Utc::now());
     let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
+    // No mailer in this process (as on a server without a worker); the effective settings shown by
+    // `/monitoring/system` are a marker the tests look for.
+    let effective = json!({"profile": "test"});
+    let monitoring = Arc::new(Monitoring::new(monitor, &services, None, effective).unwrap());
     let state = web::Data::new(AppState {
         services,
         db,
-        metrics: RequestMetrics::new(),
+        metrics: monitoring.monitor.requests.clone(),
+        monitoring,
         started: Instant::now(),
+        slow_request: std::time::Duration::from_secs(1),
         worker: None,
     });
     Ctx { state, clock, _db: test_db }

@@ -6,7 +6,7 @@ pub(crate) mod uow;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rental_migrations::{Migrator, MigratorTrait};
@@ -43,6 +43,50 @@ pub struct PoolStats {
     pub max_connections: u32,
     /// Connections open beyond the kept minimum.
     pub overflow: u32,
+    /// Callers of [`Database::begin`] waiting now for a connection and their transaction to begin.
+    /// Reads outside a unit of work acquire inside sea-orm and are not counted.
+    pub waiting: u32,
+    /// Units of work begun (successfully or not) since the pool opened, each timed from the call
+    /// of [`Database::begin`] until its transaction began.
+    pub acquires: u64,
+    /// Total of those waits, in microseconds.
+    pub acquire_wait_micros_total: u64,
+    /// Longest of those waits, in microseconds.
+    pub acquire_wait_micros_max: u64,
+}
+
+/// Waits for a connection in [`Database::begin`], counted with relaxed atomics.
+#[derive(Debug, Default)]
+pub(crate) struct AcquireStats {
+    waiting: AtomicU32,
+    acquires: AtomicU64,
+    wait_micros_total: AtomicU64,
+    wait_micros_max: AtomicU64,
+}
+
+impl AcquireStats {
+    /// Counts a caller as waiting until the guard is dropped, then records how long it waited.
+    pub(crate) fn wait(&self) -> AcquireWait<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        AcquireWait { stats: self, started: Instant::now() }
+    }
+}
+
+/// A caller waiting in [`Database::begin`]; see [`AcquireStats::wait`].
+pub(crate) struct AcquireWait<'a> {
+    stats: &'a AcquireStats,
+    started: Instant,
+}
+
+impl Drop for AcquireWait<'_> {
+    fn drop(&mut self) {
+        let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let stats = self.stats;
+        stats.waiting.fetch_sub(1, Ordering::Relaxed);
+        stats.acquires.fetch_add(1, Ordering::Relaxed);
+        stats.wait_micros_total.fetch_add(micros, Ordering::Relaxed);
+        stats.wait_micros_max.fetch_max(micros, Ordering::Relaxed);
+    }
 }
 
 /// Counters of the statements this pool has run, fed by sea-orm's metric callback.
@@ -80,6 +124,7 @@ pub struct Database {
     stats: Arc<StatementStats>,
     availability: Arc<Availability>,
     probe_target: ProbeTarget,
+    acquire: Arc<AcquireStats>,
 }
 
 /// Key of the advisory lock that serialises migrations across instances.
@@ -157,7 +202,16 @@ impl Database {
                 );
             }
         });
-        Ok(Self { conn, backend, min_connections, max_connections, stats, availability: Arc::default(), probe_target })
+        Ok(Self {
+            conn,
+            backend,
+            min_connections,
+            max_connections,
+            stats,
+            availability: Arc::default(),
+            probe_target,
+            acquire: Arc::default(),
+        })
     }
 
     /// The sea-orm connection, for code in this crate and for embedders who need raw access.
@@ -168,6 +222,11 @@ impl Database {
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Waits for a connection in [`Database::begin`].
+    pub(crate) fn acquire_stats(&self) -> &AcquireStats {
+        &self.acquire
     }
 
     /// Statement counters of this pool.
@@ -199,6 +258,10 @@ impl Database {
             min_connections: self.min_connections,
             max_connections: self.max_connections,
             overflow: size.saturating_sub(self.min_connections),
+            waiting: self.acquire.waiting.load(Ordering::Relaxed),
+            acquires: self.acquire.acquires.load(Ordering::Relaxed),
+            acquire_wait_micros_total: self.acquire.wait_micros_total.load(Ordering::Relaxed),
+            acquire_wait_micros_max: self.acquire.wait_micros_max.load(Ordering::Relaxed),
         }
     }
 

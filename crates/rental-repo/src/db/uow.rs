@@ -41,7 +41,9 @@ impl fmt::Debug for UnitOfWork {
 }
 
 impl Database {
-    /// Begins a unit of work: a write transaction (`IMMEDIATE` on SQLite).
+    /// Begins a unit of work: a write transaction (`IMMEDIATE` on SQLite). The caller counts as
+    /// waiting in [`PoolStats::waiting`](crate::PoolStats::waiting) until the transaction has begun,
+    /// and the wait is timed into the pool's acquire figures.
     ///
     /// # Errors
     /// [`RepoError::Database`] when no connection can be had or the transaction cannot begin.
@@ -50,7 +52,10 @@ impl Database {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        let txn = self.connection().begin_with_options(options).await?;
+        let waiting = self.acquire_stats().wait();
+        let txn = self.connection().begin_with_options(options).await;
+        drop(waiting);
+        let txn = txn?;
         Ok(UnitOfWork { txn, backend: self.backend(), after_commit: Mutex::new(Vec::new()) })
     }
 

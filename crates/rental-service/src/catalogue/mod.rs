@@ -3,6 +3,7 @@
 
 mod views;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use rental_repo::{
 };
 use uuid::Uuid;
 
+use crate::cache_stats::{CacheCounters, CacheStats};
 use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
 
 pub use views::*;
@@ -80,11 +82,19 @@ pub struct CatalogueService<C = CatalogueRepo> {
     /// who are not staff); every catalogue write clears them all. Order writes do not, so a page filtered by
     /// availability may be up to the TTL old: the reservation itself decides.
     pages: Option<Cache<String, Arc<ProductPage>>>,
+    /// Lookups of `pages`, shared by clones.
+    counters: Arc<CacheCounters>,
 }
 
 impl<C> Clone for CatalogueService<C> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), repo: self.repo.clone(), clock: self.clock.clone(), pages: self.pages.clone() }
+        Self {
+            db: self.db.clone(),
+            repo: self.repo.clone(),
+            clock: self.clock.clone(),
+            pages: self.pages.clone(),
+            counters: self.counters.clone(),
+        }
     }
 }
 
@@ -106,11 +116,16 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
                 .time_to_live(Duration::from_secs(config.list_ttl_secs))
                 .build()
         });
-        Self { db, repo, clock, pages }
+        Self { db, repo, clock, pages, counters: Arc::default() }
     }
 
     /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
     /// that failed half-way may still have changed something.
+    /// What the product-page cache did since start (`product_pages`), when it is enabled.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.pages.as_ref().map(|pages| self.counters.stats("product_pages", pages.entry_count()))
+    }
+
     fn clear_pages(&self) {
         if let Some(pages) = &self.pages {
             pages.invalidate_all();
@@ -254,12 +269,15 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
         // one key share one database read.
         let key = format!("{query:?}");
         let repo = self.repo.clone();
+        let missed = AtomicBool::new(false);
         let page = pages
-            .try_get_with(key, async move {
+            .try_get_with(key, async {
+                missed.store(true, Ordering::Relaxed);
                 repo.list_products(&query).await.map(|l| Arc::new(ProductPage::new(l.map(ProductListView::from))))
             })
-            .await
-            .map_err(ServiceError::from)?;
+            .await;
+        self.counters.count(&missed);
+        let page = page.map_err(ServiceError::from)?;
         Ok(page)
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod password;
 pub(crate) mod recovery;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use rental_repo::query::Listing;
 use rental_repo::{Database, NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, UserStore, user_list_spec};
 use serde::Serialize;
 
+use crate::cache_stats::{CacheCounters, CacheStats};
 use crate::{CacheConfig, Clock, PasswordHasher, Principal, ServiceError, ServiceResult};
 
 /// Most users in one bulk request.
@@ -114,6 +116,8 @@ pub struct UserService<U = UserRepo> {
     cache: Cache<UserId, Arc<UserRecord>>,
     /// Pages of the user list by their validated query; every write to any user clears them all.
     lists: Option<Cache<String, Arc<Listing<UserView>>>>,
+    /// Lookups of `cache` and `lists`, shared by clones.
+    counters: Arc<[CacheCounters; 2]>,
 }
 
 impl<U> Clone for UserService<U> {
@@ -125,6 +129,7 @@ impl<U> Clone for UserService<U> {
             clock: self.clock.clone(),
             cache: self.cache.clone(),
             lists: self.lists.clone(),
+            counters: self.counters.clone(),
         }
     }
 }
@@ -155,7 +160,7 @@ impl<U: UserStore + 'static> UserService<U> {
                 .time_to_live(Duration::from_secs(config.list_ttl_secs))
                 .build()
         });
-        Self { db, repo, hasher, clock, cache, lists }
+        Self { db, repo, hasher, clock, cache, lists, counters: Arc::default() }
     }
 
     /// A user by id through the cache; concurrent misses for one id share one database read.
@@ -164,9 +169,11 @@ impl<U: UserStore + 'static> UserService<U> {
     /// [`ServiceError::Repo`] when the read fails.
     pub(crate) async fn cached(&self, id: UserId) -> ServiceResult<Option<Arc<UserRecord>>> {
         let repo = self.repo.clone();
+        let missed = AtomicBool::new(false);
         let loaded = self
             .cache
-            .try_get_with(id, async move {
+            .try_get_with(id, async {
+                missed.store(true, Ordering::Relaxed);
                 match repo.find(id).await {
                     Ok(Some(user)) => Ok(Arc::new(user)),
                     Ok(None) => Err(RepoError::NotFound),
@@ -174,11 +181,21 @@ impl<U: UserStore + 'static> UserService<U> {
                 }
             })
             .await;
+        self.counters[0].count(&missed);
         match loaded {
             Ok(user) => Ok(Some(user)),
             Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
             Err(err) => Err(ServiceError::from(err)),
         }
+    }
+
+    /// What the user caches did since start: `users` (by id) and, when enabled, `user_lists`.
+    pub fn cache_stats(&self) -> Vec<CacheStats> {
+        let mut stats = vec![self.counters[0].stats("users", self.cache.entry_count())];
+        if let Some(lists) = &self.lists {
+            stats.push(self.counters[1].stats("user_lists", lists.entry_count()));
+        }
+        stats
     }
 
     /// Forgets everything cached about `id`, and every cached list page (which may show it).
@@ -240,10 +257,15 @@ impl<U: UserStore + 'static> UserService<U> {
         // one key share one database read.
         let repo = self.repo.clone();
         let key = format!("{query:?}");
+        let missed = AtomicBool::new(false);
         let page = lists
-            .try_get_with(key, async move { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) })
-            .await
-            .map_err(ServiceError::from)?;
+            .try_get_with(key, async {
+                missed.store(true, Ordering::Relaxed);
+                repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from)))
+            })
+            .await;
+        self.counters[1].count(&missed);
+        let page = page.map_err(ServiceError::from)?;
         Ok(page)
     }
 

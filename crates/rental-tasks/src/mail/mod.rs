@@ -43,6 +43,7 @@ mod file;
 mod message;
 mod smtp;
 mod templates;
+mod tracked;
 
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ pub use config::{MailConfig, MailConfigError, SmtpConfig, SmtpTls};
 pub use file::FileMailer;
 pub use smtp::SmtpMailer;
 pub use templates::{Rendered, TemplateError, Templates};
+pub use tracked::{MailStats, MailStatsSnapshot, TrackedMailer};
 
 /// The mailer `config` asks for: [`SmtpMailer`] when `mail.smtp` is set, [`FileMailer`] otherwise. Call it at
 /// start-up; nothing connects until the first send.
@@ -65,4 +67,19 @@ pub fn build(config: &MailConfig) -> Result<Arc<dyn Mailer>, MailConfigError> {
         Some(_) => Arc::new(SmtpMailer::new(config)?),
         None => Arc::new(FileMailer::new(config)?),
     })
+}
+
+/// [`build`], wrapped in a [`TrackedMailer`] whose [`MailStats`] (sends, failures, when each last happened)
+/// are returned beside it for monitoring.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_tracked(config: &MailConfig) -> Result<(Arc<dyn Mailer>, Arc<MailStats>), MailConfigError> {
+    let transport = match &config.smtp {
+        Some(smtp) => format!("smtp {}", smtp.host),
+        None => format!("file outbox {}", config.outbox_dir.display()),
+    };
+    let stats = Arc::new(MailStats::new(transport));
+    let mailer: Arc<dyn Mailer> = Arc::new(TrackedMailer::new(build(config)?, stats.clone()));
+    Ok((mailer, stats))
 }

@@ -1,8 +1,9 @@
 //! Request ids, the one log line per request, and the fast refusal of requests while the database is lost.
 //!
 //! An `X-Request-Id` from the client is kept when it is short and printable, otherwise a UUIDv7 is made. The
-//! id is echoed in the response header, put into every error envelope (through a task-local, since actix
-//! renders errors without the request at hand) and logged with method, route, status and duration.
+//! id is echoed in the response header, put into every error envelope (through the services' task-local
+//! [`rental_service::context`], since actix renders errors without the request at hand; the jobs the request
+//! enqueues record it from there too) and logged with method, route, status and duration.
 
 use std::time::Instant;
 
@@ -20,13 +21,10 @@ use crate::state::AppState;
 /// The header carrying the id.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being handled, if any.
+/// The id of the request being handled, if any. The scope is the services' ([`rental_service::context`]), so
+/// the jobs a request enqueues record the same id.
 pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    rental_service::context::current()
 }
 
 /// The request id, also stored in the request's extensions for handlers.
@@ -97,9 +95,9 @@ pub async fn request_context(
     // inner services is passed on as it is (only the timeout produces one).
     let result = if database_lost(&req, state.as_ref()) {
         let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
-        Ok(REQUEST_ID.scope(id.clone(), async { req.error_response(error) }).await)
+        Ok(rental_service::context::scope(Some(id.clone()), async { req.error_response(error) }).await)
     } else {
-        REQUEST_ID.scope(id.clone(), next.call(req)).await.map(ServiceResponse::map_into_boxed_body)
+        rental_service::context::scope(Some(id.clone()), next.call(req)).await.map(ServiceResponse::map_into_boxed_body)
     };
     let elapsed = started.elapsed();
     // The timeout middleware answers 504 as an error carrying its response (it no longer has the request):

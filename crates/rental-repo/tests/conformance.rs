@@ -71,6 +71,7 @@ macro_rules! jobs_check {
 
 jobs_check!(jobs_exist_if_and_only_if_their_unit_committed);
 jobs_check!(claims_take_due_jobs_oldest_first);
+jobs_check!(a_jobs_request_id_goes_from_enqueue_to_claim);
 jobs_check!(only_the_holder_changes_a_running_job);
 jobs_check!(expired_leases_are_rescued);
 jobs_check!(admins_retry_and_cancel_and_see_counts);

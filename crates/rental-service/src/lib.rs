@@ -10,6 +10,7 @@ mod billing;
 mod cache_stats;
 mod catalogue;
 mod config;
+pub mod context;
 mod error;
 pub mod jobs;
 #[cfg(feature = "openapi")]

@@ -103,6 +103,10 @@ pub struct MailMessage {
     /// The `Message-ID` (without angle brackets), derived from the job that sends the message so that a repeat
     /// after a crash carries the same id and receivers can drop it; the mailer makes one up when `None`.
     pub message_id: Option<String>,
+    /// The request the message is sent for (the one that enqueued its job), sent as an `X-Request-Id` header so
+    /// that a message can be traced to the request that caused it. An id that is not a sane header value is
+    /// left out rather than failing the message.
+    pub request_id: Option<String>,
 }
 
 /// Sends e-mail. Implementations bound every call in time; callers send from the durable job queue, which

@@ -254,3 +254,35 @@ async fn cached_list_pages_are_dropped_by_every_write() {
         .unwrap();
     assert!(names(f.services.users.list(&root, &[]).await.unwrap()).contains(&me.full_name));
 }
+
+/// The jobs enqueued, newest first.
+async fn jobs(services: &Services, admin: &Principal) -> Vec<rental_service::jobs::JobView> {
+    match services.jobs.list(admin, &[]).await.unwrap() {
+        rental_service::Listing::Offset(page) => page.items,
+        rental_service::Listing::Keyset(page) => page.items,
+    }
+}
+
+#[tokio::test]
+async fn jobs_enqueued_inside_a_request_scope_carry_its_id() {
+    use rental_service::context;
+
+    let f = fixture().await;
+    let root = admin(&f.services).await;
+    context::scope(Some("abc-123".into()), f.services.auth.register(registration("jane@example.com"))).await.unwrap();
+    f.services.auth.register(registration("jim@example.com")).await.unwrap();
+    // A job run enqueueing more work does so inside the scope of its own request id.
+    let args = serde_json::json!({});
+    let follow_up = f.services.jobs.enqueue("test.follow_up", &args, None);
+    context::scope(Some("job-of-abc-123".into()), follow_up).await.unwrap();
+
+    let jobs = jobs(&f.services, &root).await;
+    let request_of = |to: &str| {
+        let job = jobs.iter().find(|j| j.kind == "mail.send" && j.payload["to"] == to);
+        job.unwrap_or_else(|| panic!("a welcome mail to {to} among {jobs:?}")).request_id.clone()
+    };
+    assert_eq!(request_of("jane@example.com").as_deref(), Some("abc-123"));
+    assert_eq!(request_of("jim@example.com"), None, "outside any scope a job has no request id");
+    let follow_up = jobs.iter().find(|j| j.kind == "test.follow_up").map(|j| j.request_id.clone());
+    assert_eq!(follow_up, Some(Some("job-of-abc-123".to_owned())));
+}

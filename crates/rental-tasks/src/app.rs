@@ -106,7 +106,7 @@ impl App {
         }
     }
 
-    /// Renders `template` for `to` and sends it with the job's `Message-ID`.
+    /// Renders `template` for `to` and sends it with the job's `Message-ID` and request id.
     async fn send(&self, job: &JobContext, template: &str, to: &str, context: &Value) -> Result<(), JobError> {
         self.send_part(job, None, template, to, context).await
     }
@@ -120,10 +120,11 @@ impl App {
         to: &str,
         context: &Value,
     ) -> Result<(), JobError> {
-        let message = self
+        let mut message = self
             .templates
             .compose(template, to, context, Some(self.message_id(job, part)))
             .map_err(JobError::permanent)?;
+        message.request_id.clone_from(&job.request_id);
         Ok(self.mailer.send(&message).await?)
     }
 

@@ -76,6 +76,9 @@ pub struct JobContext {
     pub attempt: u32,
     /// Runs allowed.
     pub max_attempts: u32,
+    /// The `X-Request-Id` of the request that enqueued it (directly, or through the jobs it enqueued), if one
+    /// did: put it on what the job sends (e-mail headers), so that can be traced back to that request.
+    pub request_id: Option<String>,
 }
 
 impl JobContext {
@@ -86,6 +89,7 @@ impl JobContext {
             payload: job.payload.clone(),
             attempt: job.attempt,
             max_attempts: job.max_attempts,
+            request_id: job.request_id.clone(),
         }
     }
 

@@ -7,6 +7,10 @@
 //! the completer (records successes in batches, one statement for many jobs), the heartbeat (extends the leases
 //! of the running jobs) and the rescuer (returns jobs whose worker died to the queue, and reports jobs of kinds no
 //! handler here knows).
+//!
+//! Each run of a job is a tracing span `job` with `job_id`, `kind`, `attempt` and `request_id` (the request that
+//! enqueued it, when one did), so every line its handler logs names them; the handler runs inside that request's
+//! [`rental_service::context`] scope, so the jobs it enqueues carry the same request id.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -22,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::handler::{JobContext, JobError, Registry};
@@ -292,7 +297,14 @@ impl<J: JobStore + 'static> Worker<J> {
                         let Ok(permit) = slots.clone().try_acquire_owned() else { break };
                         shared.stats.started(now - job.run_at);
                         lock(&shared.running).insert(job.id);
-                        tasks.spawn(run_job(shared.clone(), job, permit, done.clone()));
+                        let span = tracing::info_span!(
+                            "job",
+                            job_id = %job.id,
+                            kind = %job.kind,
+                            attempt = job.attempt,
+                            request_id = job.request_id.as_deref(),
+                        );
+                        tasks.spawn(run_job(shared.clone(), job, permit, done.clone()).instrument(span));
                     }
                     if full {
                         continue;
@@ -346,6 +358,7 @@ async fn run_job<J: JobStore + 'static>(
         Some(registered) => {
             let limit = registered.timeout.unwrap_or(Duration::from_secs(shared.config.job_timeout_secs));
             let run = AssertUnwindSafe(registered.handler.run(&context)).catch_unwind();
+            let run = rental_service::context::scope(job.request_id.clone(), run);
             match tokio::time::timeout(limit, run).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(JobError::retry("the handler panicked")),

@@ -164,6 +164,38 @@ async fn a_new_account_gets_its_welcome_mail_with_the_jobs_message_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mail_carries_the_request_id_of_the_request_that_caused_it() {
+    let world = world().await;
+    // As the HTTP middleware runs a request: registration enqueues the welcome mail inside the request's scope.
+    let registration = Registration {
+        email: "ada@example.com".into(),
+        full_name: "Ada Lovelace".into(),
+        password: "pw-123456".into(),
+    };
+    rental_service::context::scope(Some("abc-123".into()), world.services.auth.register(registration)).await.unwrap();
+    // The recovery job is enqueued in the request's scope; the mail it sends, from its own run, carries the id on.
+    let recovery = world.services.auth.request_password_recovery("ada@example.com");
+    rental_service::context::scope(Some("def-456".into()), recovery).await.unwrap();
+    register(&world.services, "bob@example.com").await;
+
+    let messages = world.mails(3).await;
+    let request_id_to = |to: &str, subject: &str| {
+        let mail = messages
+            .iter()
+            .find(|m| m.to == vec![to.to_owned()] && parse(m).subject.to_lowercase().contains(subject))
+            .unwrap_or_else(|| {
+                panic!("{to} {subject}: {:?}", messages.iter().map(|m| parse(m).subject).collect::<Vec<_>>())
+            });
+        let message = MessageParser::default().parse(mail.data.as_slice()).unwrap();
+        message.header("X-Request-Id").and_then(|v| v.as_text()).map(str::to_owned)
+    };
+    assert_eq!(request_id_to("ada@example.com", "welcome").as_deref(), Some("abc-123"));
+    assert_eq!(request_id_to("ada@example.com", "password").as_deref(), Some("def-456"));
+    assert_eq!(request_id_to("bob@example.com", "welcome"), None, "no request, no header");
+    world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn password_recovery_mails_a_single_use_token_that_ends_every_session() {
     let world = world().await;
     let services = &world.services;

@@ -36,6 +36,7 @@ fn message(to: &str, id: &str) -> MailMessage {
         text: format!("Hello Jane,\nyour order {id} is confirmed.\n"),
         html: Some(format!("<p>Hello Jane,</p><p>your order <b>{id}</b> is confirmed.</p>")),
         message_id: Some(format!("{id}@rental.example")),
+        request_id: Some(format!("request-of-{id}")),
     }
 }
 
@@ -50,6 +51,8 @@ fn assert_message(raw: &[u8], sent: &MailMessage) {
     let parsed = MessageParser::default().parse(raw).expect("the message parses");
     assert_eq!(parsed.subject(), Some(sent.subject.as_str()));
     assert_eq!(parsed.message_id(), sent.message_id.as_deref());
+    let request_id = parsed.header("X-Request-Id").and_then(|value| value.as_text());
+    assert_eq!(request_id, sent.request_id.as_deref(), "the request id travels as X-Request-Id");
     let to = parsed.to().and_then(|to| to.first()).and_then(|addr| addr.address());
     assert_eq!(to, Some(sent.to.as_str()));
     let from = parsed.from().and_then(|from| from.first()).unwrap();
@@ -84,7 +87,7 @@ async fn smtp_delivers_text_and_html_with_the_given_message_id_over_pooled_conne
 
     let first = message("jane@example.com", "order-1");
     mailer.send(&first).await.unwrap();
-    let text_only = MailMessage { html: None, ..message("Jim <jim@example.com>", "order-2") };
+    let text_only = MailMessage { html: None, request_id: None, ..message("Jim <jim@example.com>", "order-2") };
     mailer.send(&text_only).await.unwrap();
 
     let received = sink.messages();

@@ -352,3 +352,82 @@ async fn a_job_enqueued_by_another_instance_wakes_an_idle_worker_through_postgre
     task.await.unwrap();
     relay.await.unwrap();
 }
+
+/// Log lines written by the subscriber of a test, in memory.
+#[derive(Clone, Default)]
+struct LogLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines of this test binary's global subscriber, installed on first use. Global, not a thread's default:
+/// tracing caches whether a callsite is wanted when a thread first reaches it, and with one scoped subscriber
+/// it asks only that thread's, so a span first reached by another test's worker thread would stay off.
+fn captured_lines() -> LogLines {
+    static LINES: std::sync::OnceLock<LogLines> = std::sync::OnceLock::new();
+    LINES
+        .get_or_init(|| {
+            let lines = LogLines::default();
+            let writer = lines.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+            lines
+        })
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_logs_under_its_jobs_request_id_and_runs_inside_its_scope() {
+    let lines = captured_lines();
+
+    let test_db = TestDb::new().await;
+    let db = connect(&test_db).await;
+    let queue = JobRepo::new(db.clone());
+    let scopes: Arc<Mutex<HashMap<Uuid, Option<String>>>> = Arc::default();
+    let seen = scopes.clone();
+    let registry = Registry::new().register("test.traced", move |job: JobContext| {
+        let seen = seen.clone();
+        async move {
+            tracing::info!(marker = %job.id, "handling");
+            assert_eq!(rental_service::context::current(), job.request_id, "the run is inside its request's scope");
+            seen.lock().unwrap().insert(job.id, rental_service::context::current());
+            Ok(())
+        }
+    });
+    let traced =
+        enqueue(&db, &queue, NewJob::new("test.traced", json!({}), 3).for_request(Some("abc-123".into()))).await;
+    let untraced = enqueue(&db, &queue, NewJob::new("test.traced", json!({}), 3)).await;
+    let (stop, task) = spawn(Worker::on(&queue, registry, fast()));
+    wait_for(&queue, traced, JobState::Succeeded).await;
+    wait_for(&queue, untraced, JobState::Succeeded).await;
+    stop.cancel();
+    task.await.unwrap();
+
+    let scopes = scopes.lock().unwrap().clone();
+    assert_eq!(scopes.get(&traced), Some(&Some("abc-123".to_owned())));
+    assert_eq!(scopes.get(&untraced), Some(&None));
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let line_of = |id: Uuid| {
+        let marker = format!("marker={id}");
+        text.lines().find(|line| line.contains(&marker)).unwrap_or_else(|| panic!("no line for {id} in:\n{text}"))
+    };
+    let line = line_of(traced);
+    for field in [format!("job_id={traced}"), "kind=test.traced".into(), "attempt=1".into(), "abc-123".into()] {
+        assert!(line.contains(&field), "{field} missing from {line}");
+    }
+    assert!(line.contains("request_id="), "{line}");
+    let line = line_of(untraced);
+    assert!(line.contains(&format!("job_id={untraced}")) && !line.contains("request_id="), "{line}");
+}

@@ -124,3 +124,59 @@ async fn password_recovery_answers_alike_for_every_address_and_bad_tokens_are_re
     .await
     .assert_error(422, "invalid_body");
 }
+
+#[actix_web::test]
+async fn a_job_records_the_request_that_enqueued_it() {
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let admin = admin_token(&ctx, &app).await;
+    // Registering enqueues the welcome e-mail; the client names its request.
+    let registered = send(
+        &app,
+        TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .insert_header(("X-Request-Id", "abc-123"))
+            .set_json(json!({ "email": "jane@example.com", "full_name": "Jane Doe", "password": "customer-pw" })),
+    )
+    .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    // Without a header the request gets an id of the server's, and its job records that one.
+    let unnamed = send(
+        &app,
+        TestRequest::post()
+            .uri("/api/v1/auth/register")
+            .set_json(json!({ "email": "jim@example.com", "full_name": "Jim Doe", "password": "customer-pw" })),
+    )
+    .await;
+    assert_eq!(unnamed.status, 201, "{}", unnamed.body);
+    let server_id = unnamed.headers.get("x-request-id").unwrap().to_str().unwrap().to_owned();
+
+    let list = send(&app, bearer(TestRequest::get().uri("/api/v1/admin/jobs?kind=mail.send"), &admin)).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let id_of = |to: &str| {
+        let items = list.body["items"].as_array().unwrap();
+        let job = items.iter().find(|j| j["payload"]["to"] == to).unwrap_or_else(|| panic!("{}", list.body));
+        job["id"].as_str().unwrap().to_owned()
+    };
+    let jane = send(
+        &app,
+        bearer(TestRequest::get().uri(&format!("/api/v1/admin/jobs/{}", id_of("jane@example.com"))), &admin),
+    )
+    .await;
+    assert_eq!(jane.status, 200, "{}", jane.body);
+    assert_eq!(jane.body["request_id"], "abc-123", "{}", jane.body);
+    let jim =
+        send(&app, bearer(TestRequest::get().uri(&format!("/api/v1/admin/jobs/{}", id_of("jim@example.com"))), &admin))
+            .await;
+    assert_eq!(jim.body["request_id"], json!(server_id), "{}", jim.body);
+
+    // The document describes the view as it is returned, request id included.
+    let doc = send(&app, TestRequest::get().uri("/api/v1/openapi.json")).await;
+    let schema = &doc.body["components"]["schemas"]["JobView"];
+    let mut documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    let mut returned: Vec<&String> = jane.body.as_object().unwrap().keys().collect();
+    documented.sort();
+    returned.sort();
+    assert_eq!(documented, returned);
+    assert_eq!(schema["properties"]["request_id"]["type"], json!(["string", "null"]), "{schema}");
+}

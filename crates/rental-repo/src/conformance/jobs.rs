@@ -69,6 +69,31 @@ pub async fn jobs_exist_if_and_only_if_their_unit_committed<J: JobStore>(db: &Da
     assert_eq!(enqueued, 2, "a batch skips the duplicate and keeps the rest");
 }
 
+/// The request a job was enqueued for goes with it: stored, and handed to the worker that claims it, through
+/// a single enqueue and a batch alike; a job enqueued for no request has none, and is not given one.
+pub async fn a_jobs_request_id_goes_from_enqueue_to_claim<J: JobStore>(db: &Database, jobs: &J) {
+    let traced = enqueue(db, jobs, job(1).for_request(Some("abc-123".into()))).await;
+    let untraced = enqueue(db, jobs, job(2)).await;
+    let (traced, untraced) = (traced.unwrap_or_default(), untraced.unwrap_or_default());
+    assert_eq!(stored(jobs, traced).await.request_id.as_deref(), Some("abc-123"));
+    assert_eq!(stored(jobs, untraced).await.request_id, None);
+    let batch = vec![job(3).for_request(Some("batch-7".into())), job(4)];
+    assert_eq!(ok(db.write(async |uow| jobs.enqueue_many(uow, batch, now()).await).await, "enqueue many"), 2);
+
+    let claimed = claim(jobs, "w", 10, now()).await;
+    let request_of = |n: u64| {
+        let is_n =
+            |j: &&ClaimedJob| serde_json::from_str::<serde_json::Value>(&j.payload).ok() == Some(json!({ "n": n }));
+        let found = claimed.iter().find(is_n);
+        found.unwrap_or_else(|| panic!("job {n} claimed, got {claimed:?}")).request_id.clone()
+    };
+    assert_eq!(claimed.len(), 4);
+    assert_eq!(request_of(1).as_deref(), Some("abc-123"));
+    assert_eq!(request_of(2), None);
+    assert_eq!(request_of(3).as_deref(), Some("batch-7"));
+    assert_eq!(request_of(4), None);
+}
+
 /// A claim takes only due jobs of the named kinds, oldest due first, up to its limit, and counts an attempt;
 /// the next claim takes the rest; a job due later waits until then.
 pub async fn claims_take_due_jobs_oldest_first<J: JobStore>(db: &Database, jobs: &J) {

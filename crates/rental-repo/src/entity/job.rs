@@ -18,6 +18,7 @@ pub struct Model {
     pub locked_by: Option<String>,
     pub last_error: Option<String>,
     pub dedupe_key: Option<String>,
+    pub request_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

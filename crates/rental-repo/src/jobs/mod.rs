@@ -109,12 +109,15 @@ pub struct NewJob {
     /// Makes the job unique per kind for as long as its row exists: a second enqueue with the same kind and key
     /// is skipped.
     pub dedupe_key: Option<String>,
+    /// The request during which it was enqueued (its `X-Request-Id`), so that its run can be traced back to it;
+    /// `None` for work nobody asked for by a request (the scheduler's).
+    pub request_id: Option<String>,
 }
 
 impl NewJob {
     /// A job of `kind` with `payload`, to run now, with up to `max_attempts` runs and no dedupe key.
     pub fn new(kind: impl Into<String>, payload: serde_json::Value, max_attempts: u32) -> Self {
-        Self { kind: kind.into(), payload, run_at: None, max_attempts, dedupe_key: None }
+        Self { kind: kind.into(), payload, run_at: None, max_attempts, dedupe_key: None, request_id: None }
     }
 
     /// The same job, not before `at`.
@@ -128,6 +131,13 @@ impl NewJob {
     #[must_use]
     pub fn dedupe(mut self, key: impl Into<String>) -> Self {
         self.dedupe_key = Some(key.into());
+        self
+    }
+
+    /// The same job, enqueued on behalf of request `id` (none when `None`).
+    #[must_use]
+    pub fn for_request(mut self, id: Option<String>) -> Self {
+        self.request_id = id;
         self
     }
 }
@@ -163,6 +173,8 @@ pub struct JobRecord {
     pub last_error: Option<String>,
     /// Its dedupe key.
     pub dedupe_key: Option<String>,
+    /// The request during which it was enqueued.
+    pub request_id: Option<String>,
 }
 
 /// A job a worker has claimed: what its handler needs.
@@ -182,6 +194,9 @@ pub struct ClaimedJob {
     pub run_at: DateTime<Utc>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
+    /// The request during which it was enqueued: its run is logged under it, and what it enqueues or sends
+    /// carries it on.
+    pub request_id: Option<String>,
 }
 
 /// Unfinished and dead jobs of one kind in one state.
@@ -343,6 +358,7 @@ fn job_record(model: job::Model) -> crate::RepoResult<JobRecord> {
         locked_by: model.locked_by,
         last_error: model.last_error,
         dedupe_key: model.dedupe_key,
+        request_id: model.request_id,
     })
 }
 

@@ -46,6 +46,7 @@ fn new_model(job: NewJob, at: DateTime<Utc>) -> job::ActiveModel {
         locked_by: Set(None),
         last_error: Set(None),
         dedupe_key: Set(job.dedupe_key),
+        request_id: Set(job.request_id),
     }
 }
 
@@ -266,6 +267,7 @@ impl JobStore for JobRepo {
                 max_attempts: count(m.max_attempts),
                 run_at: m.run_at,
                 created_at: m.created_at,
+                request_id: m.request_id,
             })
             .collect();
         jobs.sort_unstable_by_key(|j| (j.run_at, j.id));

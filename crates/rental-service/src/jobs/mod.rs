@@ -161,8 +161,9 @@ impl Outbox {
         Self::new(Arc::new(JobRepo::new(db)), clock, config)
     }
 
-    /// Enqueues a job of `kind` with `payload` in `uow`, due after `delay`, unique by `dedupe_key` when given.
-    /// Returns its id, or `None` when the dedupe key was taken.
+    /// Enqueues a job of `kind` with `payload` in `uow`, due after `delay`, unique by `dedupe_key` when given,
+    /// for the request being handled ([`crate::context::current`]). Returns its id, or `None` when the dedupe
+    /// key was taken.
     ///
     /// # Errors
     /// The repository's error.
@@ -181,6 +182,7 @@ impl Outbox {
             run_at: delay.map(|d| now + d),
             max_attempts: self.config.max_attempts,
             dedupe_key,
+            request_id: crate::context::current(),
         };
         self.store.enqueue_job(uow, job, now).await
     }
@@ -286,8 +288,9 @@ impl<J: JobStore + 'static> JobService<J> {
     }
 
     /// Enqueues a job of `kind` with `args` in a unit of its own, unique by `dedupe_key` when given (for
-    /// background work; requests enqueue through the [`Outbox`] in the unit of their change). Returns its id,
-    /// or `None` when the dedupe key was taken.
+    /// background work; requests enqueue through the [`Outbox`] in the unit of their change), for the request
+    /// whose work this is ([`crate::context::current`]: a job run's). Returns its id, or `None` when the dedupe
+    /// key was taken.
     ///
     /// # Errors
     /// [`ServiceError::Internal`] when the arguments cannot be encoded; the repository's error otherwise.
@@ -299,7 +302,8 @@ impl<J: JobStore + 'static> JobService<J> {
     ) -> ServiceResult<Option<Uuid>> {
         let payload =
             serde_json::to_value(args).map_err(|e| ServiceError::Internal(format!("job arguments of {kind}: {e}")))?;
-        let job = NewJob { kind: kind.to_owned(), payload, run_at: None, max_attempts: self.max_attempts, dedupe_key };
+        let job = NewJob::new(kind, payload, self.max_attempts).for_request(crate::context::current());
+        let job = NewJob { dedupe_key, ..job };
         let now = self.clock.now();
         Ok(self.db.write(async |uow| self.store.enqueue(uow, job, now).await).await?)
     }

@@ -39,6 +39,9 @@ pub struct JobView {
     pub last_error: Option<String>,
     /// Its dedupe key.
     pub dedupe_key: Option<String>,
+    /// The `X-Request-Id` of the request during which it was enqueued (for a job enqueued by another job, that
+    /// job's); `null` for the scheduler's jobs. Its runs log under it and its e-mail carries it.
+    pub request_id: Option<String>,
 }
 
 impl From<JobRecord> for JobView {
@@ -60,6 +63,7 @@ impl From<JobRecord> for JobView {
             worker: r.locked_by,
             last_error: r.last_error,
             dedupe_key: r.dedupe_key,
+            request_id: r.request_id,
         }
     }
 }

@@ -1,9 +1,13 @@
 //! A [`MailMessage`] as the MIME message both mailers send.
 
 use lettre::Message;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use rental_service::{MailMessage, PortError};
 use uuid::Uuid;
+
+/// The header naming the request a message was sent for.
+const X_REQUEST_ID: HeaderName = HeaderName::new_from_ascii_str("X-Request-Id");
 
 /// A message ready to go, with the `Message-ID` it carries (without angle brackets).
 #[derive(Debug)]
@@ -13,7 +17,9 @@ pub(crate) struct Outgoing {
 }
 
 /// Builds the MIME message: `multipart/alternative` with a text and an HTML part when there is HTML, a single
-/// `text/plain` part otherwise; `Message-ID` from the message, or a new one at the sender's domain.
+/// `text/plain` part otherwise; `Message-ID` from the message, or a new one at the sender's domain; an
+/// `X-Request-Id` header with the message's request id when it has a sane one (another is left out: the message
+/// matters more than its trace).
 ///
 /// # Errors
 /// [`PortError::Rejected`] for what no retry can fix: an unparsable recipient or message id.
@@ -27,11 +33,18 @@ pub(crate) fn build(from: &Mailbox, message: &MailMessage) -> Result<Outgoing, P
         Some(id) => normalise_message_id(id)?,
         None => format!("{}@{}", Uuid::now_v7().simple(), from.email.domain()),
     };
-    let builder = Message::builder()
+    let mut builder = Message::builder()
         .from(from.clone())
         .to(to)
         .subject(one_line(&message.subject))
         .message_id(Some(format!("<{message_id}>")));
+    match message.request_id.as_deref() {
+        Some(id) if rental_service::context::is_sane(id) => {
+            builder = builder.raw_header(HeaderValue::new(X_REQUEST_ID, id.to_owned()));
+        }
+        Some(id) => tracing::debug!(request_id = ?id, "a request id unfit for a header is left out of the message"),
+        None => {}
+    }
     let built = match &message.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(message.text.clone(), html.clone())),
         None => builder.singlepart(SinglePart::plain(message.text.clone())),
@@ -71,6 +84,7 @@ mod tests {
             text: "Hello".into(),
             html: None,
             message_id: Some("<job-7@rental>".into()),
+            request_id: None,
         }
     }
 
@@ -82,6 +96,18 @@ mod tests {
         assert!(raw.contains("Message-ID: <job-7@rental>\r\n"), "{raw}");
         assert!(raw.contains("Subject: Your order Bcc: evil@example.com\r\n"), "{raw}");
         assert!(raw.contains("Content-Type: text/plain"), "{raw}");
+    }
+
+    #[test]
+    fn the_request_id_goes_into_its_header_when_it_is_sane() {
+        let traced = build(&from(), &MailMessage { request_id: Some("abc-123".into()), ..message() }).unwrap();
+        let raw = String::from_utf8(traced.message.formatted()).unwrap();
+        assert!(raw.contains("X-Request-Id: abc-123\r\n"), "{raw}");
+        for id in [None, Some("abc\r\nBcc: spy@example.com".to_owned())] {
+            let untraced = build(&from(), &MailMessage { request_id: id, ..message() }).unwrap();
+            let raw = String::from_utf8(untraced.message.formatted()).unwrap();
+            assert!(!raw.contains("X-Request-Id") && !raw.contains("spy"), "{raw}");
+        }
     }
 
     #[test]

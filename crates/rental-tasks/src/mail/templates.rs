@@ -130,7 +130,8 @@ impl Templates {
         Ok(Rendered { subject: subject.split_whitespace().collect::<Vec<_>>().join(" "), text, html })
     }
 
-    /// Renders `kind` into a message for `to`, with `message_id` (see [`MailMessage::message_id`]).
+    /// Renders `kind` into a message for `to`, with `message_id` (see [`MailMessage::message_id`]) and no
+    /// request id (the caller sets [`MailMessage::request_id`]).
     ///
     /// # Errors
     /// As [`Templates::render`].
@@ -142,7 +143,7 @@ impl Templates {
         message_id: Option<String>,
     ) -> Result<MailMessage, TemplateError> {
         let Rendered { subject, text, html } = self.render(kind, context)?;
-        Ok(MailMessage { to: to.into(), subject, text, html: Some(html), message_id })
+        Ok(MailMessage { to: to.into(), subject, text, html: Some(html), message_id, request_id: None })
     }
 
     fn render_one(&self, name: &str, context: &Value) -> Result<String, TemplateError> {

@@ -3,7 +3,8 @@
 #   1. /health/live of rental-api against a bare actix-web hello world (examples/hello.rs);
 #   2. the middleware stack's cost on a cached endpoint (the user list, 50 users, ~15 KB): the default stack
 #      (rate limits counted but never reached, compression negotiated, CORS, timeout, headers) against the same
-#      binary with rate limits and compression switched off;
+#      binary with rate limits, compression and the timeout switched off (the request context, the security
+#      headers and the 405 check cannot be);
 #   3. RSS (VmRSS) serving 256 connections in the balanced profile, and after a 10 s storm of 1,024 logging-in
 #      clients;
 #   4. each performance profile's req/s, p99 and RSS on the user list at 256 connections;
@@ -99,10 +100,11 @@ done
 
 echo
 echo "== 2. the middleware stack on the cached user list (64 connections, two rounds each)"
-bare=$(start 18182 RENTAL__HTTP__RATE_LIMIT__ENABLED=false RENTAL__HTTP__COMPRESSION__ENABLED=false)
+bare=$(start 18182 RENTAL__HTTP__RATE_LIMIT__ENABLED=false RENTAL__HTTP__COMPRESSION__ENABLED=false \
+    RENTAL__HTTP__TIMEOUT__DEFAULT_MS=0)
 for round in 1 2; do
     echo "round $round full stack:                   $(load "$LIST" 64 "${AUTH[@]}")"
-    echo "round $round without limits, compression:  $(load "http://127.0.0.1:18182/api/v1/users?limit=50" 64 "${AUTH[@]}")"
+    echo "round $round without limits, compression, timeout: $(load "http://127.0.0.1:18182/api/v1/users?limit=50" 64 "${AUTH[@]}")"
 done
 stop "$bare"
 

@@ -109,7 +109,7 @@ pub fn build_with(
     let payload = web::PayloadConfig::new(server.json_limit_bytes);
     let mut app = App::new().into_utoipa_app().openapi(ApiDoc::openapi());
     if let Some(state) = state {
-        app = app.app_data(web::Data::new(state.metrics.clone())).app_data(state);
+        app = app.app_data(state);
     }
     let (app, mut openapi) = app
         .app_data(json)

@@ -12,7 +12,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
-use rental_monitor::RequestMetrics;
 
 use crate::error::ApiError;
 use crate::middleware::rate_limit::Authenticated;
@@ -33,10 +32,7 @@ pub struct RequestId(pub String);
 
 fn accept(header: Option<&HeaderValue>) -> Option<String> {
     let value = header?.to_str().ok()?;
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
-    ok.then(|| value.to_owned())
+    rental_service::context::is_sane(value).then(|| value.to_owned())
 }
 
 /// Whether `req` needs the database while its probe says it does not answer: such a request is refused at once
@@ -83,8 +79,9 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let id = accept(req.headers().get(X_REQUEST_ID)).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let metrics = req.app_data::<actix_web::web::Data<RequestMetrics>>().cloned();
+    // One app-data lookup: the metrics, the slow-request threshold and the database probe are all in the state.
     let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let metrics = state.as_ref().map(|state| state.metrics.clone());
     let slow_after = state.as_ref().map(|state| state.slow_request);
     let _in_flight = metrics.as_ref().map(|metrics| metrics.in_flight());
     let method = req.method().clone();

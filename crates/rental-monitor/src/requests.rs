@@ -20,6 +20,10 @@ use serde::Serialize;
 
 use crate::exporter::{Exporter, REQUEST_DURATION};
 
+mod window;
+
+pub use window::{LatencyMark, LatencyWindow};
+
 /// Route label under which requests are counted once [`RequestMetrics`] already tracks its maximum
 /// number of distinct routes. Real route patterns start with `/`, so this cannot collide with one.
 pub const OTHER_ROUTE: &str = "other";
@@ -237,55 +241,6 @@ pub struct RouteStats {
     sum_micros: u64,
     #[serde(skip)]
     max_nanos: u64,
-}
-
-/// The all-routes latency histogram at one moment, for [`LatencyWindow`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatencyMark {
-    at: Instant,
-    buckets: [u64; BUCKETS],
-    sum_micros: u64,
-    max_nanos: u64,
-}
-
-/// Latency over a recent window rather than since start: keeps marks of the all-routes histogram
-/// taken at each [`LatencyWindow::observe`] and reports the difference between now and the newest
-/// mark at least `window` old (or the oldest kept, early on). Alert rules use it, so that a slow
-/// hour long ago neither keeps an alert firing nor hides a slow minute now.
-#[derive(Debug)]
-pub struct LatencyWindow {
-    window: Duration,
-    marks: std::sync::Mutex<std::collections::VecDeque<LatencyMark>>,
-}
-
-impl LatencyWindow {
-    /// A window of `window`.
-    pub fn new(window: Duration) -> Self {
-        Self { window, marks: std::sync::Mutex::new(std::collections::VecDeque::new()) }
-    }
-
-    /// Records a mark of `metrics` now and returns the latency of the requests since the baseline
-    /// mark (all zero on the first call, or when nothing was recorded since).
-    pub fn observe(&self, metrics: &RequestMetrics) -> LatencySummary {
-        self.observe_mark(metrics, metrics.mark())
-    }
-
-    fn observe_mark(&self, metrics: &RequestMetrics, now: LatencyMark) -> LatencySummary {
-        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
-        // Keep one mark at least `window` old as the baseline; drop the older ones.
-        while marks.len() >= 2 && marks[1].at + self.window <= now.at {
-            marks.pop_front();
-        }
-        let summary = match marks.front() {
-            Some(base) => {
-                let buckets: [u64; BUCKETS] = std::array::from_fn(|i| now.buckets[i].saturating_sub(base.buckets[i]));
-                latency(&metrics.inner.bounds, &buckets, now.sum_micros.saturating_sub(base.sum_micros), now.max_nanos)
-            }
-            None => LatencySummary::default(),
-        };
-        marks.push_back(now);
-        summary
-    }
 }
 
 impl fmt::Debug for RequestMetrics {
@@ -559,20 +514,20 @@ mod tests {
 
     const RATIO: f64 = 1.090_507_732_665_257_7; // 2^(1/8)
 
-    fn exporter() -> Exporter {
+    pub(super) fn exporter() -> Exporter {
         Exporter::new(&crate::DEFAULT_LATENCY_BUCKETS_SECS).unwrap()
     }
 
-    fn metrics() -> RequestMetrics {
+    pub(super) fn metrics() -> RequestMetrics {
         RequestMetrics::new(&exporter(), DEFAULT_MAX_ROUTES)
     }
 
-    fn ms(n: u64) -> Duration {
+    pub(super) fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
     /// Asserts that `estimate` is within the documented error bound of `truth` (both in ms).
-    fn assert_close(estimate: f64, truth: f64) {
+    pub(super) fn assert_close(estimate: f64, truth: f64) {
         assert!(
             estimate >= truth / RATIO - 1e-9 && estimate <= truth * RATIO + 1e-9,
             "estimate {estimate} ms is not within 2^(1/8) of {truth} ms"
@@ -828,31 +783,5 @@ mod tests {
         assert_eq!(metrics.snapshot().in_flight, 1);
         drop(second);
         assert_eq!(metrics.snapshot().in_flight, 0);
-    }
-
-    #[test]
-    fn the_latency_window_forgets_requests_older_than_the_window() {
-        let metrics = metrics();
-        let window = LatencyWindow::new(Duration::from_secs(300));
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
-        assert_eq!(window.observe_mark(&metrics, metrics.mark_at(at(0))), LatencySummary::default());
-
-        for _ in 0..100 {
-            metrics.record("/slow", 200, ms(3_000));
-        }
-        let slow = window.observe_mark(&metrics, metrics.mark_at(at(60)));
-        assert_eq!(slow.count, 100);
-        assert_close(slow.p95_ms, 3_000.0);
-
-        for _ in 0..100 {
-            metrics.record("/fast", 200, ms(5));
-        }
-        // Ten minutes on, the baseline is the mark taken after the slow requests.
-        let recent = window.observe_mark(&metrics, metrics.mark_at(at(600)));
-        assert_eq!(recent.count, 100, "{recent:?}");
-        assert_close(recent.p95_ms, 5.0);
-        // Since start, the slow requests still dominate the tail.
-        assert_close(metrics.snapshot().latency.p95_ms, 3_000.0);
     }
 }

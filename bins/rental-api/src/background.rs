@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use rental_service::Services;
+use rental_service::{Mailer, Services};
 use rental_tasks::mail::{self, MailStats, Templates};
 use rental_tasks::{Scheduler, Worker, WorkerStats, app};
 use tokio::task::JoinHandle;
@@ -30,6 +30,10 @@ impl Background {
     /// A configuration that cannot be used, naming its key (SMTP settings, a template, a cron expression).
     pub fn start(settings: &Settings, services: &Services, grace: Duration) -> anyhow::Result<Self> {
         let (mailer, mail_stats) = mail::build_tracked(&settings.mail).context("mail settings")?;
+        let mut tasks = Vec::new();
+        if settings.worker.enabled {
+            tasks.push(tokio::spawn(check_mailer(mailer.clone())));
+        }
         let templates = Arc::new(Templates::new().context("e-mail templates")?);
         let registry = app::registry(services.clone(), mailer, templates, settings.notify.clone());
         let queue = services.jobs.store();
@@ -41,7 +45,6 @@ impl Background {
             settings.jobs.max_attempts,
         )?;
         let stop = CancellationToken::new();
-        let mut tasks = Vec::new();
         let mut worker_stats = None;
         if settings.worker.enabled {
             let config = rental_tasks::WorkerConfig { shutdown_grace_secs: grace.as_secs(), ..settings.worker.clone() };
@@ -104,5 +107,19 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+/// Checks once at start-up that the mailer can reach its server. E-mail is optional to serving: when the SMTP
+/// server cannot be reached the process goes on, logs this one warning, and the mail component reports
+/// `degraded` until a send or check succeeds; messages wait in the durable queue and are retried.
+async fn check_mailer(mailer: Arc<dyn Mailer>) {
+    match mailer.check().await {
+        Ok(()) => tracing::debug!("the mail server answers"),
+        Err(err) => tracing::warn!(
+            error = %err,
+            "the mail server cannot be reached at start-up: e-mail waits in the job queue and is retried; \
+             health reports smtp degraded until a send succeeds"
+        ),
     }
 }

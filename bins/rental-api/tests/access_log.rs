@@ -1,6 +1,7 @@
 //! The access log of a real `rental-api serve` process, read from its JSON output: one line per request with the
 //! request id, method, route pattern (never the raw path), status, duration and user id; requests slower than
-//! `log.slow_request_ms` are warnings. Also `/monitoring/system` showing the performance profile in effect.
+//! `log.slow_request_ms` are warnings. Also `/monitoring/system` showing the performance profile in effect, and
+//! the one warning of a mail server that cannot be reached at start-up.
 //! (A process, not a thread-local subscriber in the API tests: tracing's per-callsite interest is shared by all
 //! threads of a test binary, so a capture there is at the mercy of the tests running beside it.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,6 +33,13 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 /// Runs a server over a fresh database with `slow_request_ms`, makes the requests of `script` and returns the
 /// access lines it logged.
 fn access_lines(slow_request_ms: &str, script: impl FnOnce(u16)) -> Vec<Value> {
+    let settings = [("RENTAL__LOG__SLOW_REQUEST_MS", slow_request_ms), ("RENTAL__WORKER__ENABLED", "false")];
+    log_lines(&settings, script).into_iter().filter(|line| line["target"] == "rental_api::access").collect()
+}
+
+/// Runs a server over a fresh database with the settings `env` (beside the test's own), makes the requests of
+/// `script` and returns every JSON line it logged at `warn` and above, and its access lines.
+fn log_lines(env: &[(&str, &str)], script: impl FnOnce(u16)) -> Vec<Value> {
     let test_db = tokio::runtime::Runtime::new().unwrap().block_on(TestDb::new());
     let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
     let config_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config");
@@ -46,12 +54,11 @@ fn access_lines(slow_request_ms: &str, script: impl FnOnce(u16)) -> Vec<Value> {
             .env("RENTAL__AUTH__ARGON2_MEMORY_KIB", "1024")
             .env("RENTAL__AUTH__ARGON2_ITERATIONS", "1")
             .env("RENTAL__SERVER__PORT", port.to_string())
-            .env("RENTAL__WORKER__ENABLED", "false")
             .env("RENTAL__SCHEDULER__ENABLED", "false")
             .env("RENTAL__HTTP__RATE_LIMIT__ENABLED", "false")
             .env("RENTAL__LOG__FORMAT", "json")
-            .env("RENTAL__LOG__SLOW_REQUEST_MS", slow_request_ms)
-            .env("RUST_LOG", "warn,rental_api::access=info");
+            .env("RUST_LOG", "warn,rental_api::access=info")
+            .envs(env.iter().copied());
         command
     };
     let mut admin = command("create-admin")
@@ -76,7 +83,6 @@ fn access_lines(slow_request_ms: &str, script: impl FnOnce(u16)) -> Vec<Value> {
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-        .filter(|line| line["target"] == "rental_api::access")
         .collect();
     server.wait().unwrap();
     lines
@@ -129,4 +135,42 @@ fn requests_slower_than_the_threshold_are_warnings() {
     assert_eq!(line["level"], "WARN");
     assert_eq!(line["message"], "slow request");
     assert_eq!(line["route"], "/health/live");
+}
+
+#[test]
+fn a_mail_server_that_cannot_be_reached_at_start_up_is_one_warning_and_smtp_degraded() {
+    let closed = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port().to_string();
+    let settings = [
+        ("RENTAL__WORKER__ENABLED", "true"),
+        ("RENTAL__MAIL__SMTP__HOST", "127.0.0.1"),
+        ("RENTAL__MAIL__SMTP__PORT", closed.as_str()),
+        ("RENTAL__MAIL__SMTP__TLS", "none"),
+    ];
+    let lines = log_lines(&settings, |port| {
+        // The check runs in the background: health reports it as soon as it has failed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = request(port, "GET", "/monitoring/health", &[], "");
+            let health: Value = serde_json::from_str(&body).unwrap();
+            let smtp = health["components"].as_array().unwrap().iter().find(|c| c["name"] == "smtp").cloned();
+            let smtp = smtp.unwrap_or_else(|| panic!("no smtp component: {health}"));
+            if smtp["status"] == "degraded" {
+                assert_eq!(status, 200, "a degraded optional part leaves the server serving: {health}");
+                assert_eq!(health["status"], "degraded", "{health}");
+                assert!(smtp["last_failure"].is_string() && smtp["last_success"].is_null(), "{smtp}");
+                break;
+            }
+            assert_eq!(smtp["status"], "up", "{smtp}");
+            assert!(Instant::now() < deadline, "smtp never reported degraded: {health}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Serving goes on.
+        assert_eq!(request(port, "GET", "/health/live", &[], "").0, 200);
+    });
+    let warnings: Vec<_> = lines
+        .iter()
+        .filter(|line| line["message"].as_str().is_some_and(|m| m.starts_with("the mail server cannot be reached")))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {lines:?}");
+    assert_eq!(warnings[0]["level"], "WARN");
 }

@@ -117,6 +117,15 @@ pub trait Mailer: fmt::Debug + Send + Sync {
     /// # Errors
     /// [`PortError`] saying whether a retry may help.
     fn send<'a>(&'a self, message: &'a MailMessage) -> PortFuture<'a, ()>;
+
+    /// Checks, without sending anything, that a send could go out now (SMTP: the server answers a
+    /// connection). A mailer with nothing to reach (files) is always ready, which is the default.
+    ///
+    /// # Errors
+    /// [`PortError`], as [`Mailer::send`] would fail.
+    fn check(&self) -> PortFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A payment to collect through the gateway.

@@ -493,3 +493,30 @@ async fn aiosmtpd_receives_both_parts_and_the_message_id() {
         assert_message(raw, &MailMessage { to: address.into(), ..one.clone() });
     }
 }
+
+#[tokio::test]
+async fn a_check_connects_without_sending_and_moves_only_the_times_and_the_last_error() {
+    let mut sink = SmtpSink::start().await.unwrap();
+    let (mailer, stats) = mail::build_tracked(&smtp_config(sink.port(), 120)).unwrap();
+    mailer.check().await.unwrap();
+    let after_check = stats.snapshot();
+    assert!(sink.messages().is_empty(), "a check sends nothing");
+    assert_eq!((after_check.sent, after_check.failed), (0, 0), "a check is not a send");
+    assert!(after_check.last_success_unix_ms.is_some());
+
+    sink.stop().await;
+    let err = mailer.check().await.unwrap_err();
+    assert!(matches!(err, PortError::Unavailable(_)), "{err:?}");
+    let after_failure = stats.snapshot();
+    assert_eq!((after_failure.sent, after_failure.failed), (0, 0));
+    assert!(after_failure.last_failure_unix_ms >= after_failure.last_success_unix_ms);
+    assert!(after_failure.last_error.is_some_and(|e| e.to_lowercase().contains("refused")));
+
+    sink.restart().await.unwrap();
+    mailer.check().await.unwrap();
+    assert!(stats.snapshot().last_success_unix_ms >= stats.snapshot().last_failure_unix_ms);
+
+    // Files need no server: always ready.
+    let config = MailConfig { outbox_dir: temp_dir("check-outbox"), ..MailConfig::default() };
+    mail::build(&config).unwrap().check().await.unwrap();
+}

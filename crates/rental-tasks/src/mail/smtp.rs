@@ -96,6 +96,19 @@ impl SmtpMailer {
             }
         }
     }
+
+    async fn test_connection(&self) -> Result<(), PortError> {
+        let (generation, transport) = self.transport();
+        match tokio::time::timeout(self.timeout, transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(PortError::Unavailable(format!("{} did not answer NOOP", self.endpoint))),
+            Ok(Err(err)) => Err(port_error(&err, self.timeout)),
+            Err(_elapsed) => {
+                self.discard(generation);
+                Err(PortError::Timeout(self.timeout))
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SmtpMailer {
@@ -111,6 +124,11 @@ impl std::fmt::Debug for SmtpMailer {
 impl Mailer for SmtpMailer {
     fn send<'a>(&'a self, message: &'a MailMessage) -> PortFuture<'a, ()> {
         Box::pin(self.deliver(message))
+    }
+
+    /// Connects (through the pool, bounded by `timeout_secs`) and asks the server for a NOOP.
+    fn check(&self) -> PortFuture<'_, ()> {
+        Box::pin(self.test_connection())
     }
 }
 

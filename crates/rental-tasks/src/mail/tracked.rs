@@ -27,9 +27,9 @@ pub struct MailStatsSnapshot {
     pub sent: u64,
     /// Sends that failed.
     pub failed: u64,
-    /// Last successful send, in milliseconds since the Unix epoch.
+    /// Last successful send or connection check, in milliseconds since the Unix epoch.
     pub last_success_unix_ms: Option<u64>,
-    /// Last failed send, in milliseconds since the Unix epoch.
+    /// Last failed send or connection check, in milliseconds since the Unix epoch.
     pub last_failure_unix_ms: Option<u64>,
     /// The last failure's message.
     pub last_error: Option<String>,
@@ -60,6 +60,19 @@ impl MailStats {
             last_error: self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         }
     }
+
+    /// Moves the time of the last success, or of the last failure with its message.
+    fn record(&self, result: &Result<(), rental_service::PortError>) {
+        match result {
+            Ok(()) => {
+                self.last_success_ms.fetch_max(now_ms(), Ordering::Relaxed);
+            }
+            Err(err) => {
+                self.last_failure_ms.fetch_max(now_ms(), Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
+            }
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -84,18 +97,19 @@ impl Mailer for TrackedMailer {
     fn send<'a>(&'a self, message: &'a MailMessage) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let result = self.inner.send(message).await;
-            let stats = &self.stats;
-            match &result {
-                Ok(()) => {
-                    stats.sent.fetch_add(1, Ordering::Relaxed);
-                    stats.last_success_ms.fetch_max(now_ms(), Ordering::Relaxed);
-                }
-                Err(err) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    stats.last_failure_ms.fetch_max(now_ms(), Ordering::Relaxed);
-                    *stats.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(err.to_string());
-                }
-            }
+            let counter = if result.is_ok() { &self.stats.sent } else { &self.stats.failed };
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.stats.record(&result);
+            result
+        })
+    }
+
+    /// Forwards the check; its outcome moves the last success or failure (and the last error), not the
+    /// counters of sends.
+    fn check(&self) -> PortFuture<'_, ()> {
+        Box::pin(async move {
+            let result = self.inner.check().await;
+            self.stats.record(&result);
             result
         })
     }

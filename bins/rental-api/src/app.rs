@@ -11,6 +11,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::error::ApiError;
 use crate::methods::{self, AllowedMethods};
+use crate::middleware::body_limit::{self, BodyLimits};
 use crate::middleware::{HttpLayers, compress, cors, headers, rate_limit, timeout};
 use crate::request_id::request_context;
 use crate::routes::{analytics, auth, catalogue, health, jobs, monitoring, rentals, users};
@@ -96,17 +97,15 @@ pub fn build_with(
     >,
     utoipa::openapi::OpenApi,
 ) {
-    let json = web::JsonConfig::default()
-        .limit(server.json_limit_bytes)
-        .error_handler(|err, _req| ApiError::from_json(err).into());
-    let bulk_json = web::JsonConfig::default()
-        .limit(server.bulk_json_limit_bytes)
-        .error_handler(|err, _req| ApiError::from_json(err).into());
+    // Each route's body limit is enforced by the body-limit middleware; the extractors only bound the largest.
+    let body_limits = BodyLimits::new(layers.body_routes(), server.json_limit_bytes, server.bulk_json_limit_bytes);
+    let largest_body = body_limits.largest();
+    let json =
+        web::JsonConfig::default().limit(largest_body).error_handler(|err, _req| ApiError::from_json(err).into());
     let query = web::QueryConfig::default().error_handler(|err, _req| ApiError::from_query(err).into());
-    let form = web::FormConfig::default()
-        .limit(server.json_limit_bytes)
-        .error_handler(|err, _req| ApiError::from_form(err).into());
-    let payload = web::PayloadConfig::new(server.json_limit_bytes);
+    let form =
+        web::FormConfig::default().limit(largest_body).error_handler(|err, _req| ApiError::from_form(err).into());
+    let payload = web::PayloadConfig::new(largest_body);
     let mut app = App::new().into_utoipa_app().openapi(ApiDoc::openapi());
     if let Some(state) = state {
         app = app.app_data(state);
@@ -135,7 +134,7 @@ pub fn build_with(
                 .service(users::me)
                 .service(users::update_me)
                 .service(users::change_password)
-                .service(scope::scope("/users/bulk").app_data(bulk_json).service(users::bulk_create))
+                .service(scope::scope("/users/bulk").service(users::bulk_create))
                 .service(users::list)
                 .service(users::create)
                 .service(users::get)
@@ -197,6 +196,7 @@ pub fn build_with(
         .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api/v1/openapi.json"]).validator_url("none")))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
         .wrap(from_fn(methods::enforce))
+        .wrap(from_fn(move |req, next| body_limit::enforce(body_limits.clone(), req, next)))
         .wrap(from_fn({
             let layers = layers.clone();
             move |req, next| rate_limit::limit(layers.clone(), req, next)

@@ -21,6 +21,27 @@ pub struct HttpConfig {
     pub compression: CompressionConfig,
     /// Security headers.
     pub headers: HeadersConfig,
+    /// Body limits per route.
+    pub body_limit: BodyLimitConfig,
+}
+
+/// A route with a body limit of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteBodyLimit {
+    /// `[METHOD ]/path`, with `{param}` segments and a final `*` for any rest.
+    pub route: String,
+    /// Largest body, in bytes.
+    pub bytes: usize,
+}
+
+/// Body limits beyond `server.json_limit_bytes` (every route) and `server.bulk_json_limit_bytes` (the bulk
+/// import).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BodyLimitConfig {
+    /// Overrides, the first matching route wins.
+    pub routes: Vec<RouteBodyLimit>,
 }
 
 /// A route with a timeout of its own.
@@ -157,6 +178,12 @@ impl HttpConfig {
             RoutePattern::parse(&route.route).map_err(|e| format!("http.timeout.routes[{i}].route: {e}"))?;
             if route.ms == 0 {
                 return Err(format!("http.timeout.routes[{i}].ms must be positive"));
+            }
+        }
+        for (i, route) in self.body_limit.routes.iter().enumerate() {
+            RoutePattern::parse(&route.route).map_err(|e| format!("http.body_limit.routes[{i}].route: {e}"))?;
+            if route.bytes == 0 {
+                return Err(format!("http.body_limit.routes[{i}].bytes must be positive"));
             }
         }
         let limits = &self.rate_limit;

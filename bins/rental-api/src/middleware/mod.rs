@@ -1,13 +1,15 @@
-//! The HTTP middleware stack beyond request ids and 405s: request timeouts, rate limits, CORS, compression and
-//! security headers, configured by the `[http]` section and validated at start-up.
+//! The HTTP middleware stack beyond request ids and 405s: request timeouts, rate limits, CORS, compression,
+//! security headers and body limits, configured by the `[http]` section and validated at start-up.
 //!
 //! [`HttpLayers`] is built once per process (in `serve`) and shared by every actix worker, so that the rate
 //! limiter's counters are per process, not per worker. Order, outermost first (see `app::build_with`):
-//! request context → timeout → security headers → CORS → compression → rate limit → 405 → routes. The timeout
+//! request context → timeout → security headers → CORS → compression → rate limit → body limit → 405 →
+//! routes. The timeout
 //! is outermost so that it bounds everything the request waits for, the token check of the rate limiter
 //! included; CORS is outside the rate limiter so that preflights are never counted and 429s carry the CORS
 //! headers a browser needs to read them.
 
+pub mod body_limit;
 pub mod client_ip;
 pub mod compress;
 pub mod config;
@@ -25,6 +27,7 @@ use self::client_ip::TrustedProxies;
 use self::cors::CorsPolicy;
 use self::headers::SecurityHeaders;
 use self::rate_limit::RateLimiter;
+use self::routes::RoutePattern;
 use self::timeout::Timeouts;
 
 /// The runtime state of the middleware, built from a validated [`HttpConfig`]. Cheap to clone.
@@ -39,6 +42,7 @@ struct Inner {
     limiter: RateLimiter,
     headers: SecurityHeaders,
     cors: Option<CorsPolicy>,
+    body_routes: Vec<(RoutePattern, usize)>,
 }
 
 impl Default for HttpLayers {
@@ -52,6 +56,7 @@ impl Default for HttpLayers {
             limiter: RateLimiter::new(&config.rate_limit, None),
             headers: SecurityHeaders::new(&config.headers).unwrap_or_default(),
             cors: CorsPolicy::new(&config.cors),
+            body_routes: Vec::new(),
             config,
         }))
     }
@@ -70,6 +75,12 @@ impl HttpLayers {
             limiter: RateLimiter::new(&config.rate_limit, redis),
             headers: SecurityHeaders::new(&config.headers)?,
             cors: CorsPolicy::new(&config.cors),
+            body_routes: config
+                .body_limit
+                .routes
+                .iter()
+                .filter_map(|route| RoutePattern::parse(&route.route).ok().map(|pattern| (pattern, route.bytes)))
+                .collect(),
             config: config.clone(),
         })))
     }
@@ -97,6 +108,11 @@ impl HttpLayers {
     /// The security headers.
     pub fn headers(&self) -> &SecurityHeaders {
         &self.0.headers
+    }
+
+    /// The configured body limits per route (`http.body_limit.routes`), parsed.
+    pub fn body_routes(&self) -> &[(RoutePattern, usize)] {
+        &self.0.body_routes
     }
 
     /// The CORS policy; `None` when no origin may call.

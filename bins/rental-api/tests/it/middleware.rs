@@ -1,12 +1,12 @@
 //! The middleware stack: rate limits, client addresses behind proxies, CORS, compression, security headers,
-//! timeouts and the start-up checks of the `[http]` and `[redis]` settings.
+//! timeouts, body limits per route and the start-up checks of the `[http]` and `[redis]` settings.
 
 use std::io::Read;
 use std::net::SocketAddr;
 
 use actix_web::test::{self, TestRequest};
 use rental_api::middleware::HttpLayers;
-use rental_api::middleware::config::{HttpConfig, RateLimitConfig, RouteTimeout};
+use rental_api::middleware::config::{HttpConfig, RateLimitConfig, RouteBodyLimit, RouteTimeout};
 use rental_api::redis::{RedisConfig, SharedRedis};
 use rental_api::settings::Settings;
 use rental_service::Secret;
@@ -291,6 +291,36 @@ async fn a_request_over_its_time_answers_504_and_writes_nothing() {
     assert_eq!(done.body["created"], 200);
 }
 
+#[actix_web::test]
+async fn a_route_can_have_a_smaller_or_a_larger_body_limit_than_the_default() {
+    let ctx = context().await;
+    let mut config = http_config();
+    config.body_limit.routes = vec![
+        RouteBodyLimit { route: "POST /api/v1/auth/login".into(), bytes: 200 },
+        RouteBodyLimit { route: "POST /api/v1/auth/register".into(), bytes: 400 * 1024 },
+    ];
+    let app = app_with(&ctx, layers(&config)).await;
+    let padded = |len: usize| json!({"email": "pad@example.com", "password": "x".repeat(len)});
+
+    // Smaller: refused from its declared length, with the route's limit in the message.
+    let small = send(&app, TestRequest::post().uri("/api/v1/auth/login").set_json(padded(10))).await;
+    assert_eq!(small.status, 401, "under the limit it is read: {}", small.body);
+    let over = send(&app, TestRequest::post().uri("/api/v1/auth/login").set_json(padded(300))).await;
+    over.assert_error(413, "payload_too_large");
+    assert!(over.body["error"]["message"].as_str().unwrap().contains("200 bytes"), "{}", over.body);
+
+    // Larger: a body above the default 256 KiB is read on the route that allows it (and refused for its
+    // content, not its size), while another route keeps the default.
+    let name = "x".repeat(300 * 1024);
+    let body = json!({"email": "big@example.com", "full_name": name, "password": "password1"});
+    let larger = send(&app, TestRequest::post().uri("/api/v1/auth/register").set_json(&body)).await;
+    larger.assert_error(422, "validation_failed");
+    let admin = admin_token(&ctx, &app).await;
+    let default = send(&app, bearer(TestRequest::patch().uri("/api/v1/users/me"), &admin).set_json(&body)).await;
+    default.assert_error(413, "payload_too_large");
+    assert!(default.body["error"]["message"].as_str().unwrap().contains("262144 bytes"), "{}", default.body);
+}
+
 fn config_dir(toml: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rental-mw-config-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -310,6 +340,8 @@ fn bad_middleware_settings_fail_at_start_up_naming_the_key() {
         ("http = { trusted_proxies = [\"10.0.0.0/40\"] }\n", "http.trusted_proxies[0]"),
         ("[[http.timeout.routes]]\nroute = \"exports\"\nms = 1000\n", "http.timeout.routes[0].route"),
         ("[redis]\nurl = \"mysql://localhost\"\n", "redis.url"),
+        ("[[http.body_limit.routes]]\nroute = \"POST users\"\nbytes = 10\n", "http.body_limit.routes[0].route"),
+        ("[[http.body_limit.routes]]\nroute = \"/api/v1/auth/*\"\nbytes = 0\n", "http.body_limit.routes[0].bytes"),
     ];
     for (toml, key) in cases {
         let dir = config_dir(toml);

@@ -7,8 +7,8 @@
 //!
 //! The request cannot be kept to build the answer (actix must own it alone until it has routed it), so the
 //! 504 travels as an error carrying its finished response: the envelope and `X-Request-Id` are filled in here,
-//! inside the request's scope, and the security headers are added here too since the outer layers only see an
-//! error.
+//! inside the request's scope, and the security headers and CORS marks are added here too since the outer
+//! layers only see an error.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{HeaderValue, ORIGIN};
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError};
 
@@ -71,9 +71,11 @@ pub async fn enforce<B: MessageBody>(
     let Some(limit) = layers.timeouts().of(req.method(), req.path()) else {
         return next.call(req).await;
     };
-    // Cheap: the method is a small value and the URI shares its bytes; only the expiry path formats them.
+    // Cheap: the method is a small value and the URI shares its bytes; only the expiry path formats them. The
+    // origin is kept only when cross-origin calls are allowed at all.
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let origin = layers.cors().and_then(|_| req.headers().get(ORIGIN).cloned());
     match tokio::time::timeout(limit, next.call(req)).await {
         Ok(result) => result,
         Err(_elapsed) => {
@@ -84,6 +86,9 @@ pub async fn enforce<B: MessageBody>(
                 response.headers_mut().insert(X_REQUEST_ID, id);
             }
             layers.headers().apply(response.headers_mut());
+            if let (Some(policy), Some(origin)) = (layers.cors(), origin) {
+                policy.mark(&origin, response.headers_mut());
+            }
             Err(InternalError::from_response(message, response).into())
         }
     }

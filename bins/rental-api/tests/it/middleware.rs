@@ -262,6 +262,7 @@ async fn a_request_over_its_time_answers_504_and_writes_nothing() {
     let mut config = http_config();
     // A route of its own with a limit no bulk import of 200 users (200 password hashes) can meet.
     config.timeout.routes = vec![RouteTimeout { route: "POST /api/v1/users/bulk".into(), ms: 1 }];
+    config.cors.allowed_origins = vec!["https://app.example.com".into()];
     let hurried = app_with(&ctx, layers(&config)).await;
     let users: Vec<_> = (0..200)
         .map(|i| json!({"email": format!("bulk{i}@example.com"), "full_name": "Bulk", "password": "bulk-password"}))
@@ -269,10 +270,9 @@ async fn a_request_over_its_time_answers_504_and_writes_nothing() {
     let bulk = || bearer(TestRequest::post().uri("/api/v1/users/bulk"), &admin).set_json(json!({"users": users}));
     // The 504 leaves the app as an error carrying its finished response, which the server sends as it is
     // (actix-http's dispatcher renders a service error with `error_response`); the test does the same.
-    let err = test::try_call_service(&hurried, bulk().insert_header(("X-Request-Id", "slow-1")).to_request())
-        .await
-        .err()
-        .expect("the import cannot finish in 1 ms");
+    let request = bulk().insert_header(("X-Request-Id", "slow-1")).insert_header(("Origin", "https://app.example.com"));
+    let err =
+        test::try_call_service(&hurried, request.to_request()).await.err().expect("the import cannot finish in 1 ms");
     let res = err.error_response();
     let status = res.status();
     let headers = res.headers().clone();
@@ -283,6 +283,8 @@ async fn a_request_over_its_time_answers_504_and_writes_nothing() {
     assert_eq!(body["request_id"], "slow-1");
     assert_eq!(headers.get("x-request-id").unwrap(), "slow-1");
     assert_eq!(headers.get("x-content-type-options").unwrap(), "nosniff");
+    // A browser page of an allowed origin can read the answer.
+    assert_eq!(headers.get("access-control-allow-origin").unwrap(), "https://app.example.com");
     // Other routes keep the default limit.
     assert_eq!(send(&hurried, TestRequest::get().uri("/health/live")).await.status, 200);
     // Nothing of the cancelled import was kept: the same 200 users can be created afterwards.

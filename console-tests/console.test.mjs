@@ -185,6 +185,13 @@ describe('the console', () => {
     try { await server.api('/api/v1/dashboard/stats', { token: staff }); } catch (e) { statsStatus = e.status; }
     if (statsStatus === 404) await page.locator('#stats .unavailable', { hasText: 'not available on this server' }).waitFor();
     else await page.locator('#stats dl.figures').waitFor();
+    // The CSV export links hand over the API's file.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-orders')]);
+    const { readFile } = await import('node:fs/promises');
+    const csv = await readFile(await download.path(), 'utf8');
+    const apiCsv = await (await fetch(`${server.base}/api/v1/exports/orders.csv?from=${from}&to=${to}`, { headers: { Authorization: `Bearer ${staff}` } })).text();
+    assert.ok(csv.split('\n').length > 2, csv);
+    assert.equal(csv, apiCsv);
     // A window the API refuses shows the envelope's message.
     await page.evaluate(() => { document.getElementById('range-from').type = 'text'; document.getElementById('range-from').value = 'not-a-date'; });
     await page.click('#range-form button[type=submit]');
@@ -253,13 +260,28 @@ describe('the console', () => {
     await page.close();
   });
 
-  test('a wrong password shows the API\'s message', async () => {
+  test('the login works from the keyboard, and a wrong password shows the API\'s message', async () => {
     const page = await newPage();
-    await logIn(page, { email: STAFF.email, password: 'wrong-password-123' });
+    // The e-mail field has the focus on arrival; Tab reaches the password, Enter submits.
+    await page.keyboard.type(STAFF.email);
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('wrong-password-123');
+    await page.keyboard.press('Enter');
     let message;
     try { await server.login(STAFF.email, 'wrong-password-123'); } catch (e) { message = e.message.split(': ').slice(2).join(': '); }
     await page.locator('#login-error', { hasText: message }).waitFor();
     await page.screenshot({ path: join(ARTIFACTS, 'login-error.png') });
+    await page.fill('#login-password', '');
+    await page.focus('#login-password');
+    await page.keyboard.type(STAFF.password);
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#view-desk:not([hidden])');
+    // The views are buttons reached with Tab and pressed with Enter.
+    await page.focus('#nav-business');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#view-business:not([hidden])');
+    assert.equal(await page.locator('#nav-business').getAttribute('aria-current'), 'page');
+    assert.deepEqual(page.problems, []);
     await page.close();
   });
 

@@ -192,13 +192,15 @@ describe('the console', () => {
     const apiCsv = await (await fetch(`${server.base}/api/v1/exports/orders.csv?from=${from}&to=${to}`, { headers: { Authorization: `Bearer ${staff}` } })).text();
     assert.ok(csv.split('\n').length > 2, csv);
     assert.equal(csv, apiCsv);
-    // A window the API refuses shows the envelope's message.
+    await page.screenshot({ path: join(ARTIFACTS, 'business.png'), fullPage: true });
+    // A window the API refuses shows the envelope's message, and no figures of the previous window.
     await page.evaluate(() => { document.getElementById('range-from').type = 'text'; document.getElementById('range-from').value = 'not-a-date'; });
     await page.click('#range-form button[type=submit]');
     let refusal;
     try { await server.api('/api/v1/analytics/revenue?from=not-a-date&to=2026-01-01', { token: staff }); } catch (e) { refusal = e.message.split(': ').slice(2).join(': '); }
     await page.locator('#business-error', { hasText: refusal }).waitFor();
-    await page.screenshot({ path: join(ARTIFACTS, 'business.png'), fullPage: true });
+    assert.equal(await page.locator('#revenue-table tr[data-day], #popular-table tr[data-product], #util-table tr[data-product]').count(), 0);
+    await page.screenshot({ path: join(ARTIFACTS, 'business-refused.png'), fullPage: true });
     assert.deepEqual(page.problems, []);
     await page.close();
   });

@@ -379,14 +379,17 @@
     return { box, now, plot, unit };
   }
 
-  function chartWidth(node) {
-    return Math.max(300, Math.min(560, (node.parentElement || node).clientWidth - 16 || 360));
+  function chartWidth(node, max) {
+    return Math.max(300, Math.min(max || 560, (node.parentElement || node).clientWidth - 16 || 360));
   }
+
+  // Bars start at zero, so that their lengths compare.
+  const fromZero = { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] };
 
   function lineChart(target, series, opts = {}) {
     if (!window.uPlot) return null;
     return new window.uPlot({
-      width: chartWidth(target), height: opts.height || 180,
+      width: chartWidth(target, opts.maxWidth), height: opts.height || 180,
       scales: { x: { time: opts.time !== false } },
       series: [{}, ...series.map((s, i) => ({ label: s, stroke: ['#0b5cad', '#a40e26', '#1a7f37', '#9a6700'][i % 4], width: 2, dash: i % 2 ? [6, 3] : undefined, spanGaps: false }))],
       axes: opts.axes || [{}, { size: 60 }],
@@ -447,9 +450,17 @@
     ]);
     const failed = [revenue, popular, util].find((r) => r.status === 'rejected');
     if (failed) error.textContent = `Error: ${failed.reason.message}`;
-    if (revenue.status === 'fulfilled') drawRevenue(revenue.value);
-    if (popular.status === 'fulfilled') drawPopular(popular.value);
-    if (util.status === 'fulfilled') drawUtilisation(util.value);
+    // A part the API refused shows nothing rather than the previous window's figures.
+    const sections = [[revenue, drawRevenue, ['revenue-chart', 'revenue-table']], [popular, drawPopular, ['popular-chart', 'popular-table']], [util, drawUtilisation, ['util-table']]];
+    for (const [result, draw, ids] of sections) {
+      if (result.status === 'fulfilled') draw(result.value);
+      else {
+        for (const id of ids) {
+          $(id).replaceChildren(...(id.endsWith('table') ? [el('p', { class: 'error', text: `Error: ${result.reason.message}` })] : []));
+          delete $(id).dataset.points;
+        }
+      }
+    }
   }
 
   function drawRevenue(report) {
@@ -473,11 +484,12 @@
     }))];
     const colours = ['#0b5cad', '#a40e26', '#1a7f37', '#9a6700'];
     const plot = lineChart(chart, report.currencies.map((c) => `Revenue (${c.currency})`), {
+      maxWidth: 900,
       extra: {
         tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1e3), 'Etc/UTC'),
         series: [{}, ...report.currencies.map((c, i) => ({ label: `Revenue (${c.currency})`, stroke: colours[i % 4], fill: `${colours[i % 4]}66`,
-          paths: window.uPlot.paths.bars({ size: [0.8 / report.currencies.length, 40], align: 1 }), points: { show: false } }))],
-        scales: { x: { time: true, range: [xs[0] - 43200, xs[xs.length - 1] + 43200] } },
+          paths: window.uPlot.paths.bars({ size: [0.8 / report.currencies.length, 40] }), points: { show: false } }))],
+        scales: { x: { time: true, range: [xs[0] - 43200, xs[xs.length - 1] + 43200] }, y: fromZero },
       },
     });
     if (!plot) return;
@@ -499,9 +511,10 @@
     const names = items.map((p) => p.name);
     const plot = lineChart(chart, ['Quantity rented'], {
       time: false,
+      maxWidth: 900,
       axes: [{ values: (u, splits) => splits.map((s) => (Number.isInteger(s) && names[s] !== undefined ? names[s].slice(0, 14) : '')), rotate: 0 }, { size: 50 }],
       extra: { series: [{}, { label: 'Quantity rented', fill: 'rgba(11,92,173,0.35)', stroke: '#0b5cad', paths: window.uPlot.paths.bars({ size: [0.6, 60] }), points: { show: false } }],
-        scales: { x: { time: false, range: [-0.5, items.length - 0.5] } } },
+        scales: { x: { time: false, range: [-0.5, items.length - 0.5] }, y: fromZero } },
     });
     plot.setData([items.map((_, i) => i), items.map((p) => p.quantity)]);
     chart.dataset.points = JSON.stringify(items.map((p) => [p.product_id, p.quantity]));

@@ -134,7 +134,8 @@ describe('the console', () => {
 
     await row.locator('button[data-action=pickup]').click();
     await page.waitForSelector(`#returns tr[data-id="${seeded.hostileOrder.id}"]`);
-    assert.equal(await page.locator(`#pickups tr[data-id="${seeded.hostileOrder.id}"]`).count(), 0);
+    await page.locator(`#pickups tr[data-id="${seeded.hostileOrder.id}"]`).waitFor({ state: 'detached' });
+    assert.match(await page.locator('#pickups .pager').innerText(), /\(11 in all\)/);
     assert.equal((await server.api(`/api/v1/rentals/${seeded.hostileOrder.id}`, { token: seeded.admin })).status, 'picked_up');
 
     // The API's rules and errors: a second pickup of the same order (from a stale page) is refused with its message.

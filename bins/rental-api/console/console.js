@@ -163,6 +163,7 @@
 
   function expire(message) {
     session.access = session.refresh = session.user = null;
+    details.clear();
     stopTimers();
     currentView = null;
     hideAll();
@@ -258,12 +259,20 @@
     return render;
   }
 
-  // The order's detail (customer, products), for the columns an order list does not carry.
+  // The order's detail (customer, products), for the columns an order list does not carry. An order's customer
+  // and lines do not change with its status, so each order's detail is asked for once per session: a desk that
+  // reloads its three lists after every action then costs three calls, not thirty.
+  const details = new Map();
+  function orderDetail(id) {
+    if (!details.has(id)) details.set(id, api(`/api/v1/rentals/${id}`).catch((e) => { details.delete(id); throw e; }));
+    return details.get(id);
+  }
+
   async function orderRow(order) {
     let customer = '(customer unavailable)';
     let products = '';
     try {
-      const d = await api(`/api/v1/rentals/${order.id}`);
+      const d = await orderDetail(order.id);
       if (d.customer) customer = `${d.customer.full_name} <${d.customer.email}>`;
       products = d.lines.map((l) => {
         const p = d.products.find((x) => x.id === l.product_id);

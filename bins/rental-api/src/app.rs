@@ -194,6 +194,8 @@ pub fn build_with(
         // nothing from another host, so it works offline. It reads the document from its route above.
         .service(web::redirect("/docs", "/docs/"))
         .service(SwaggerUi::new("/docs/{_:.*}").config(Config::new(["/api/v1/openapi.json"]).validator_url("none")))
+        // The staff and operator page, also compiled in; not an API operation, so not in the document.
+        .configure(crate::console::configure)
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
         .wrap(from_fn(methods::enforce))
         .wrap(from_fn(move |req, next| body_limit::enforce(body_limits.clone(), req, next)))

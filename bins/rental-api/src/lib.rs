@@ -7,6 +7,7 @@
 pub mod app;
 pub mod background;
 pub mod cli;
+pub mod console;
 pub mod documented_errors;
 pub mod error;
 pub mod extract;

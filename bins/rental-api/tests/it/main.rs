@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod catalogue;
 mod cli;
+mod console;
 mod errors;
 mod jobs;
 mod middleware;

@@ -8,7 +8,7 @@
 
 use actix_http::encoding::Encoder;
 use actix_web::Error;
-use actix_web::body::{BodySize, MessageBody};
+use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{ACCEPT_ENCODING, CONTENT_TYPE, ContentEncoding, HeaderValue, VARY};
 use actix_web::middleware::Next;
@@ -83,22 +83,22 @@ pub async fn compress<B: MessageBody>(
     layers: HttpLayers,
     req: ServiceRequest,
     next: Next<B>,
-) -> Result<ServiceResponse<Encoder<B>>, Error> {
+) -> Result<ServiceResponse<EitherBody<Encoder<B>, B>>, Error> {
     let config = &layers.config().compression;
     let wanted = if config.enabled { negotiate(req.headers().get(ACCEPT_ENCODING)) } else { None };
     let response = next.call(req).await?;
+    // A client that accepts no encoding gets the body untouched, without the encoder's wrapper.
+    let Some(wanted) = wanted else { return Ok(response.map_into_right_body()) };
     Ok(response.map_body(|head, body| {
-        let encoding = match wanted {
-            Some(encoding) if worth(config, head.headers.get(CONTENT_TYPE), body.size()) => encoding,
-            Some(_) => {
-                // This answer is sent plain, but a bigger one of the same resource may not be: caches must
-                // still keep the variants apart.
-                head.headers.append(VARY, HeaderValue::from_static("accept-encoding"));
-                ContentEncoding::Identity
-            }
-            None => ContentEncoding::Identity,
+        let encoding = if worth(config, head.headers.get(CONTENT_TYPE), body.size()) {
+            wanted
+        } else {
+            // This answer is sent plain, but a bigger one of the same resource may not be: caches must still
+            // keep the variants apart.
+            head.headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+            ContentEncoding::Identity
         };
-        Encoder::response(encoding, head, body)
+        EitherBody::left(Encoder::response(encoding, head, body))
     }))
 }
 

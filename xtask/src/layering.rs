@@ -53,8 +53,18 @@ fn rules_for(members: &[String]) -> Vec<Rule> {
         Rule::new("rental-monitor", Forbidden::WorkspaceCrates, "rental-monitor is a leaf that the other crates feed"),
         Rule::new(
             "rental-testkit",
-            Forbidden::Crates(&["rental-repo", "rental-service"]),
+            Forbidden::Crates(&["rental-repo", "rental-service", "rental-payments"]),
             "the test kit sits beside the layers it tests, not on top of them",
+        ),
+        Rule::new(
+            "rental-service",
+            Forbidden::Crates(&["rental-payments", "async-stripe"]),
+            "the services know the PaymentGateway port, not Stripe",
+        ),
+        Rule::new(
+            "rental-payments",
+            Forbidden::Crates(&["rental-tasks", "rental-monitor"]),
+            "the Stripe gateway implements a service port; the binary wires it to jobs and health",
         ),
     ];
     for member in members {

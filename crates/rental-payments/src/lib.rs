@@ -9,6 +9,7 @@
 mod config;
 mod error;
 pub mod gateway;
+pub mod webhook;
 
 /// The Stripe API version of the pinned async-stripe release: the version every request names
 /// (`Stripe-Version`), and the one the webhook endpoint must be set to so that events parse as this crate reads
@@ -18,3 +19,4 @@ pub const API_VERSION: &str = "2026-09-30.endive";
 pub use config::{STRIPE_API_BASE, StripeConfig};
 pub use error::{PaymentError, PaymentResult};
 pub use gateway::{REFERENCE_KEY, StripeGateway};
+pub use webhook::{EventEffect, HANDLED_EVENTS, StripeEvent, WebhookError, WebhookVerifier};

@@ -19,6 +19,8 @@ pub struct StripeConfig {
     pub publishable_key: Option<String>,
     /// The signing secret of the webhook endpoint (`whsec_…`); never printed.
     pub webhook_secret: Option<Secret>,
+    /// The currency payments are taken in (ISO 4217), shown to browsers by `GET /api/v1/payments/config`.
+    pub currency: String,
     /// Stripe's API base URL, ending in `/`; tests point it at a stand-in on loopback.
     pub api_base: String,
     /// Bound on one HTTP attempt, in milliseconds.
@@ -38,6 +40,7 @@ impl Default for StripeConfig {
             secret_key: None,
             publishable_key: None,
             webhook_secret: None,
+            currency: "EUR".into(),
             api_base: STRIPE_API_BASE.into(),
             attempt_timeout_ms: 10_000,
             call_timeout_ms: 30_000,
@@ -51,6 +54,33 @@ impl StripeConfig {
     /// Whether payments are switched on (a non-empty secret key).
     pub fn is_configured(&self) -> bool {
         self.secret_key.as_ref().is_some_and(|key| !key.is_empty())
+    }
+
+    /// Checks the values that must make sense together; the message names the key (under `section`).
+    ///
+    /// # Errors
+    /// A message naming the first key that is wrong.
+    pub fn validate(&self, section: &str) -> Result<(), String> {
+        if rental_domain::Currency::parse(&self.currency).is_err() {
+            return Err(format!("{section}.currency must be a three-letter ISO 4217 code, not {:?}", self.currency));
+        }
+        if !(self.api_base.starts_with("https://") || self.api_base.starts_with("http://"))
+            || !self.api_base.ends_with('/')
+        {
+            return Err(format!("{section}.api_base must be an http(s) URL ending in '/', not {:?}", self.api_base));
+        }
+        if self.max_attempts == 0 || self.attempt_timeout_ms == 0 || self.call_timeout_ms == 0 {
+            return Err(format!("{section}.max_attempts, attempt_timeout_ms and call_timeout_ms must be positive"));
+        }
+        if self.is_configured() {
+            if self.publishable_key.as_deref().is_none_or(str::is_empty) {
+                return Err(format!("{section}.publishable_key is required with {section}.secret_key"));
+            }
+            if self.webhook_secret.as_ref().is_none_or(Secret::is_empty) {
+                return Err(format!("{section}.webhook_secret is required with {section}.secret_key"));
+            }
+        }
+        Ok(())
     }
 
     /// The bound on one attempt.
@@ -83,6 +113,26 @@ mod tests {
         assert!(config.is_configured());
         let shown = format!("{config:?} {}", serde_json::to_string(&config).unwrap());
         assert!(!shown.contains("sk_test_123") && !shown.contains("whsec_456"), "{shown}");
+    }
+
+    #[test]
+    fn validation_names_the_key_that_is_wrong() {
+        assert_eq!(StripeConfig::default().validate("stripe"), Ok(()));
+        let keys = StripeConfig {
+            secret_key: Some(Secret::new("sk_test_1")),
+            publishable_key: Some("pk_test_1".into()),
+            webhook_secret: Some(Secret::new("whsec_1")),
+            ..StripeConfig::default()
+        };
+        assert_eq!(keys.validate("stripe"), Ok(()));
+        let no_pk = StripeConfig { publishable_key: None, ..keys.clone() };
+        assert!(no_pk.validate("stripe").unwrap_err().contains("stripe.publishable_key"));
+        let no_whsec = StripeConfig { webhook_secret: None, ..keys.clone() };
+        assert!(no_whsec.validate("stripe").unwrap_err().contains("stripe.webhook_secret"));
+        let currency = StripeConfig { currency: "euro".into(), ..keys.clone() };
+        assert!(currency.validate("stripe").unwrap_err().contains("stripe.currency"));
+        let base = StripeConfig { api_base: "http://127.0.0.1:1".into(), ..keys };
+        assert!(base.validate("stripe").unwrap_err().contains("stripe.api_base"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod errors;
 mod jobs;
 mod middleware;
 mod monitoring;
+mod payments;
 mod rentals;
 mod support;
 mod system;

@@ -53,8 +53,18 @@ fn rules_for(members: &[String]) -> Vec<Rule> {
         Rule::new("rental-monitor", Forbidden::WorkspaceCrates, "rental-monitor is a leaf that the other crates feed"),
         Rule::new(
             "rental-testkit",
-            Forbidden::Crates(&["rental-repo", "rental-service"]),
+            Forbidden::Crates(&["rental-repo", "rental-service", "rental-payments"]),
             "the test kit sits beside the layers it tests, not on top of them",
+        ),
+        Rule::new(
+            "rental-service",
+            Forbidden::Crates(&["rental-payments", "async-stripe"]),
+            "the services know the PaymentGateway port, not Stripe",
+        ),
+        Rule::new(
+            "rental-payments",
+            Forbidden::Crates(&["rental-tasks", "rental-monitor"]),
+            "the Stripe gateway implements a service port; the binary wires it to jobs and health",
         ),
     ];
     for member in members {
@@ -272,7 +282,7 @@ mod tests {
     use super::*;
 
     /// Metadata of a small fake workspace: `rental-domain -> chrono`, `rental-repo -> rental-domain, sea-orm ->
-    /// tokio`, `rental-monitor -> serde`, with a dev-dependency of `rental-domain` on tokio, which is allowed.
+    /// tokio`, `rental-monitor -> serde`, `rental-service -> rental-repo`, `rental-payments -> rental-service`, with a dev-dependency of `rental-domain` on tokio, which is allowed.
     fn fake_metadata(extra_domain_dep: Option<&str>) -> Vec<u8> {
         let normal = serde_json::json!([{ "kind": null, "target": null }]);
         let dev = serde_json::json!([{ "kind": "dev", "target": null }]);
@@ -282,12 +292,15 @@ mod tests {
         if let Some(extra) = extra_domain_dep {
             domain_deps.push(dep(extra, &normal));
         }
-        let members = ["rental-domain", "rental-repo", "rental-monitor", "rental-testkit"];
+        let members =
+            ["rental-domain", "rental-repo", "rental-monitor", "rental-testkit", "rental-service", "rental-payments"];
         let mut nodes = vec![
             serde_json::json!({ "id": "rental-domain", "deps": domain_deps }),
             serde_json::json!({ "id": "rental-repo", "deps": [dep("rental-domain", &normal), dep("sea-orm", &normal)] }),
             serde_json::json!({ "id": "sea-orm", "deps": [dep("tokio", &normal)] }),
             serde_json::json!({ "id": "rental-monitor", "deps": [dep("serde", &normal)] }),
+            serde_json::json!({ "id": "rental-service", "deps": [dep("rental-repo", &normal)] }),
+            serde_json::json!({ "id": "rental-payments", "deps": [dep("rental-service", &normal)] }),
         ];
         for name in ["chrono", "tokio", "serde", "actix-web"] {
             nodes.push(serde_json::json!({ "id": name, "deps": [] }));

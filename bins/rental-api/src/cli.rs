@@ -156,6 +156,8 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Monitoring::new(&settings.monitor, &services, Some(background.mail_stats()), effective_settings(&settings))
             .context("monitor settings")?,
     );
+    let payments = crate::routes::payments::Payments::from_config(&settings.stripe).context("stripe settings")?;
+    monitoring.monitor.components.register(Arc::new(payments.component()));
     // The process-wide `metrics` recorder: whatever else in the process records through the facade is served
     // by `/metrics` beside our own metrics.
     if let Err(err) = monitoring.monitor.exporter.install_global() {
@@ -175,6 +177,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         started: Instant::now(),
         slow_request: Duration::from_millis(settings.log.slow_request_ms),
         worker: background.worker_stats(),
+        payments,
     });
     let workers = server.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     tracing::info!(host = %server.host, port = server.port, workers, env = %settings.env, "listening");

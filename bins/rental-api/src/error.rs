@@ -109,6 +109,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such route")
     }
 
+    /// 503 `payments_not_configured`: this server has no Stripe keys.
+    pub fn payments_not_configured() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments_not_configured",
+            "payments are not configured on this server",
+        )
+    }
+
     /// 503 `database_unavailable`: the database cannot be reached now; try again after `retry_after`.
     pub fn database_unavailable(retry_after: std::time::Duration) -> Self {
         Self::new(

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use config::{Config, Environment, File};
 use rental_monitor::MonitorConfig;
+use rental_payments::StripeConfig;
 use rental_repo::DatabaseConfig;
 use rental_service::{AuthConfig, CacheConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
 use rental_tasks::app::NotifyConfig;
@@ -123,6 +124,8 @@ pub struct Settings {
     pub redis: RedisConfig,
     /// Monitoring: alert thresholds, refresh interval, the `/metrics` token.
     pub monitor: MonitorConfig,
+    /// Stripe: keys (payments are off without them), currency, API base URL, bounds on every call.
+    pub stripe: StripeConfig,
 }
 
 impl Default for Settings {
@@ -145,6 +148,7 @@ impl Default for Settings {
             performance: PerformanceConfig::default(),
             redis: RedisConfig::default(),
             monitor: MonitorConfig::default(),
+            stripe: StripeConfig::default(),
         }
     }
 }
@@ -260,6 +264,7 @@ impl Settings {
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
         self.http.validate().map_err(SettingsError::Invalid)?;
         self.redis.validate().map_err(SettingsError::Invalid)?;
+        self.stripe.validate("stripe").map_err(SettingsError::Invalid)?;
         self.monitor.validate("monitor").map_err(|e| SettingsError::Invalid(e.to_string()))?;
         Ok(())
     }

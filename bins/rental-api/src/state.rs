@@ -27,4 +27,6 @@ pub struct AppState {
     pub slow_request: std::time::Duration,
     /// The job worker's figures, when this instance runs one.
     pub worker: Option<Arc<WorkerStats>>,
+    /// Stripe, when configured.
+    pub payments: crate::routes::payments::Payments,
 }

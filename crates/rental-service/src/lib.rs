@@ -45,8 +45,8 @@ pub use orders::{
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
 };
 pub use ports::{
-    CacheBackend, Clock, GatewayPayment, MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError,
-    PortFuture, SystemClock,
+    CacheBackend, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment, GatewayPaymentStatus,
+    MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError, PortFuture, SystemClock,
 };
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};

@@ -128,7 +128,7 @@ pub trait Mailer: fmt::Debug + Send + Sync {
     }
 }
 
-/// A payment to collect through the gateway.
+/// A payment to collect through the gateway (a payment intent, for a custom payment form or a deposit hold).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentRequest {
     /// Amount and currency; the implementation writes the code in the case its provider wants.
@@ -137,10 +137,94 @@ pub struct PaymentRequest {
     pub customer: Option<String>,
     /// Authorise only (a deposit hold, captured or released later) instead of charging at once.
     pub capture_later: bool,
-    /// Our own record the payment belongs to, sent as metadata and used to derive the idempotency key.
+    /// A line the customer sees on the statement and in the provider's dashboard.
+    pub description: Option<String>,
+    /// Our own record the payment belongs to, sent as metadata (`reference`) so that reconciliation can find
+    /// the record back from the provider's side.
     pub reference: String,
-    /// Idempotency key: the same key never charges twice.
+    /// Idempotency key, derived from our own record: the same key never charges twice.
     pub idempotency_key: String,
+}
+
+/// A hosted checkout page for one amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    /// Amount and currency.
+    pub amount: Money,
+    /// The line the customer sees on the page (the invoice's number, say).
+    pub description: String,
+    /// The provider's customer, if known.
+    pub customer: Option<String>,
+    /// Where the provider sends the customer after paying.
+    pub success_url: String,
+    /// Where the provider sends the customer who gives up.
+    pub cancel_url: String,
+    /// Our own record, sent as metadata on the session and its payment intent.
+    pub reference: String,
+    /// Idempotency key, derived from our own record.
+    pub idempotency_key: String,
+}
+
+/// What the gateway answered about a checkout session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayCheckout {
+    /// The provider's id of the session.
+    pub id: String,
+    /// The page to send the customer to.
+    pub url: Option<String>,
+    /// The payment intent behind the session, once the provider has made one.
+    pub payment_intent: Option<String>,
+}
+
+/// A customer to create at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRequest {
+    /// E-mail address.
+    pub email: String,
+    /// Full name.
+    pub name: String,
+    /// Our own record (the user's id), sent as metadata.
+    pub reference: String,
+    /// Idempotency key, derived from our own record.
+    pub idempotency_key: String,
+}
+
+/// Where a payment stands at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GatewayPaymentStatus {
+    /// Waiting for the customer to give a payment method (or the last one failed).
+    RequiresPaymentMethod,
+    /// Waiting for confirmation.
+    RequiresConfirmation,
+    /// Waiting for the customer to authenticate.
+    RequiresAction,
+    /// The provider is processing it.
+    Processing,
+    /// Authorised and held, waiting for capture (a deposit).
+    RequiresCapture,
+    /// Cancelled: nothing charged (a released hold).
+    Canceled,
+    /// Charged.
+    Succeeded,
+    /// A status this version does not know, kept as the provider wrote it.
+    Other(String),
+}
+
+impl GatewayPaymentStatus {
+    /// The provider's word for the status.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::RequiresPaymentMethod => "requires_payment_method",
+            Self::RequiresConfirmation => "requires_confirmation",
+            Self::RequiresAction => "requires_action",
+            Self::Processing => "processing",
+            Self::RequiresCapture => "requires_capture",
+            Self::Canceled => "canceled",
+            Self::Succeeded => "succeeded",
+            Self::Other(word) => word,
+        }
+    }
 }
 
 /// What the gateway answered about a payment.
@@ -148,20 +232,47 @@ pub struct PaymentRequest {
 pub struct GatewayPayment {
     /// The provider's id of the payment (a payment intent).
     pub id: String,
-    /// The provider's status word.
-    pub status: String,
+    /// Where it stands.
+    pub status: GatewayPaymentStatus,
+    /// The amount asked for.
+    pub amount: Money,
+    /// How much of it was charged (minor units).
+    pub amount_received_minor: i64,
+    /// How much of it is held and may still be captured (minor units).
+    pub amount_capturable_minor: i64,
     /// The secret a browser needs to complete the payment, when it has one.
     pub client_secret: Option<String>,
+    /// Our own record, from the payment's metadata (`reference`), when it carries one.
+    pub reference: Option<String>,
 }
 
 /// The calls the payment flows make to the payment provider. Every mutating call carries an idempotency key
-/// derived from our own record. The Stripe implementation lives in its own crate.
+/// derived from our own record, so that a retry, ours or the provider client's, never charges twice.
+/// Implementations bound every call in time. The Stripe implementation lives in its own crate.
 pub trait PaymentGateway: fmt::Debug + Send + Sync {
     /// Creates a payment (charged at once or held for later capture).
     ///
     /// # Errors
     /// [`PortError`].
     fn create_payment<'a>(&'a self, request: &'a PaymentRequest) -> PortFuture<'a, GatewayPayment>;
+
+    /// Creates a hosted checkout session.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn create_checkout<'a>(&'a self, request: &'a CheckoutRequest) -> PortFuture<'a, GatewayCheckout>;
+
+    /// Creates a customer; returns the provider's id.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn create_customer<'a>(&'a self, request: &'a CustomerRequest) -> PortFuture<'a, String>;
+
+    /// The payment as the provider sees it now (for reconciliation).
+    ///
+    /// # Errors
+    /// [`PortError`]; an unknown id is [`PortError::Rejected`].
+    fn retrieve_payment<'a>(&'a self, payment_id: &'a str) -> PortFuture<'a, GatewayPayment>;
 
     /// Captures `amount_minor` of a held payment (all of it when `None`).
     ///

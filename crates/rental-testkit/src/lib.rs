@@ -1,6 +1,7 @@
 //! Test support for the rental backend: a real, freshly migrated database for every test, and
 //! [`SmtpSink`], an SMTP server in-process for mail tests, and [`Aiosmtpd`], a real one in its own process, and
-//! [`PgServer`], a PostgreSQL server of a test's own that it may stop and start (outage tests).
+//! [`PgServer`], a PostgreSQL server of a test's own that it may stop and start (outage tests), and
+//! [`StripeStandIn`], an HTTP server on loopback speaking Stripe's protocol for the payment tests.
 //!
 //! `TEST_DATABASE_URL` unset: a new SQLite file in the temporary directory. Set: a new schema in that
 //! PostgreSQL database, reached through `search_path`, so tests run in parallel without seeing each other.
@@ -10,6 +11,7 @@
 mod aiosmtpd;
 mod pg_server;
 mod smtp;
+mod stripe;
 
 use std::path::PathBuf;
 
@@ -20,6 +22,7 @@ use uuid::Uuid;
 pub use aiosmtpd::{Aiosmtpd, TEST_AIOSMTPD_PYTHON};
 pub use pg_server::PgServer;
 pub use smtp::{ReceivedMail, SmtpSink};
+pub use stripe::{StripeFault, StripeRequestRecord, StripeStandIn};
 
 /// The environment variable naming the PostgreSQL database of the test run.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";

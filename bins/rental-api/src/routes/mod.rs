@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod health;
 pub mod jobs;
 pub mod monitoring;
+pub mod payments;
 pub mod rentals;
 pub mod users;
 

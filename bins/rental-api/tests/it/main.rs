@@ -11,6 +11,7 @@ mod errors;
 mod jobs;
 mod middleware;
 mod monitoring;
+mod payments;
 mod rentals;
 mod support;
 mod system;

@@ -91,6 +91,7 @@ async fn context_monitored(test_db: TestDb, config: &DatabaseConfig, monitor: &M
         started: Instant::now(),
         slow_request: std::time::Duration::from_secs(1),
         worker: None,
+        payments: rental_api::routes::payments::Payments::disabled(),
     });
     Ctx { state, clock, _db: test_db }
 }

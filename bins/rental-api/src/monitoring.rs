@@ -159,7 +159,15 @@ fn cache_gauges(services: &Services) -> Vec<CacheGauge> {
     services
         .cache_stats()
         .into_iter()
-        .map(|s| CacheGauge { name: s.name.to_owned(), hits: s.hits, misses: s.misses, entries: s.entries })
+        .map(|s| CacheGauge {
+            name: s.name.to_owned(),
+            tier: s.tier.to_owned(),
+            hits: s.hits,
+            misses: s.misses,
+            loads: s.loads,
+            evictions: s.evictions,
+            entries: s.entries,
+        })
         .collect()
 }
 

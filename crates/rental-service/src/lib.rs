@@ -95,12 +95,13 @@ impl Services {
         Self::with_clock(db, config, Arc::new(SystemClock))
     }
 
-    /// Builds the services over `db`, judging time by `clock` (tests pass a [`ManualClock`]).
+    /// Builds the services over `db`, judging time by `clock` (tests pass a [`ManualClock`]), with the caches
+    /// of `config.cache` (the Redis tier when `cache.redis_url` is set, which needs a tokio runtime).
     ///
     /// # Errors
     /// As [`Services::new`].
     pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
-        Self::with_caches(db, config, clock, Caches::local_only())
+        Self::with_caches(db, config, clock, Caches::from_config(&config.cache)?)
     }
 
     /// Builds the services over `db` with `caches` (which may have a shared tier, see

@@ -16,6 +16,9 @@
 //! the backend is unhealthy, local entries live at most `degraded_ttl`, which bounds how long an instance can
 //! miss another's invalidation.
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -192,8 +195,13 @@ fn read(counter: &AtomicU64) -> u64 {
 #[derive(Debug)]
 struct Shared {
     backend: Arc<dyn CacheBackend>,
-    /// Whether the backend answered its last call; false shortens the local TTLs.
+    /// Whether the backend answered its last call and the invalidations subscription is live; false
+    /// shortens the local TTLs.
     healthy: Arc<AtomicBool>,
+    /// Whether the backend answered its last call.
+    answering: AtomicBool,
+    /// Whether the subscription to other instances' invalidations is live.
+    subscribed: AtomicBool,
     /// Whether the outage was already logged (log once per outage).
     logged: AtomicBool,
     /// Bound on every read and write of a value.
@@ -204,10 +212,22 @@ struct Shared {
 
 impl Shared {
     fn mark(&self, ok: bool, what: &str, err: Option<&dyn fmt::Display>) {
+        self.answering.store(ok, Ordering::Relaxed);
+        self.update(what, err);
+    }
+
+    fn mark_subscribed(&self, ok: bool) {
+        self.subscribed.store(ok, Ordering::Relaxed);
+        self.update("keep its invalidations subscription", None);
+    }
+
+    fn update(&self, what: &str, err: Option<&dyn fmt::Display>) {
+        let ok = self.answering.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed);
         let was = self.healthy.swap(ok, Ordering::Relaxed);
         if ok {
             if !was {
                 self.logged.store(false, Ordering::Relaxed);
+                tracing::info!("the shared cache answers again: back to two tiers");
             }
         } else if !self.logged.swap(true, Ordering::Relaxed) {
             match err {
@@ -519,15 +539,51 @@ impl Caches {
         }
     }
 
+    /// The caches `config` asks for: with the Redis tier when `redis_url` is set (and the `redis` feature is
+    /// on; without it the URL is refused), else local only. Must run on a tokio runtime when Redis is used.
+    ///
+    /// # Errors
+    /// [`crate::ServiceError::Config`] for an unusable URL or a zero bound.
+    pub fn from_config(config: &crate::CacheConfig) -> crate::ServiceResult<Self> {
+        if config.redis_url.is_empty() {
+            return Ok(Self::local_only());
+        }
+        if config.redis_timeout_ms == 0 || config.redis_connect_timeout_ms == 0 || config.degraded_ttl_ms == 0 {
+            return Err(crate::ServiceError::Config(
+                "cache.redis_timeout_ms, cache.redis_connect_timeout_ms and cache.degraded_ttl_ms must be positive"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "redis")]
+        {
+            let backend = redis::RedisCacheBackend::new(
+                config.redis_url.expose(),
+                &config.redis_key_prefix,
+                Duration::from_millis(config.redis_connect_timeout_ms),
+            )
+            .map_err(|err| crate::ServiceError::Config(format!("cache.redis_url: {err}")))?;
+            Ok(Self::with_backend(
+                Arc::new(backend),
+                Duration::from_millis(config.redis_timeout_ms),
+                Duration::from_millis(config.degraded_ttl_ms),
+            ))
+        }
+        #[cfg(not(feature = "redis"))]
+        Err(crate::ServiceError::Config("cache.redis_url is set but this build has no Redis support".into()))
+    }
+
     /// Caches with `backend` as their shared tier: reads and writes of values bounded by `timeout`,
     /// invalidations by ten times that; while the backend fails, local entries live at most `degraded_ttl`.
     /// Starts a task (on the current tokio runtime) that applies the invalidations other instances publish;
     /// it ends when these caches are dropped.
     pub fn with_backend(backend: Arc<dyn CacheBackend>, timeout: Duration, degraded_ttl: Duration) -> Self {
-        let healthy = Arc::new(AtomicBool::new(true));
+        // Degraded until the subscription is known to be live.
+        let healthy = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             backend: backend.clone(),
             healthy,
+            answering: AtomicBool::new(true),
+            subscribed: AtomicBool::new(false),
             logged: AtomicBool::new(false),
             timeout,
             publish_timeout: timeout.saturating_mul(10),
@@ -567,8 +623,14 @@ impl Caches {
             }
             CacheEvent::Resync => self.resync().await,
             CacheEvent::Down => {
-                if let Some(shared) = &self.inner.shared {
-                    shared.mark(false, "stay connected", None);
+                let Some(shared) = &self.inner.shared else { return };
+                if shared.subscribed.load(Ordering::Relaxed) {
+                    // From now on invalidations of other instances may be missed: drop what is held, so that
+                    // everything is reloaded with the short TTL of the degraded mode.
+                    shared.mark_subscribed(false);
+                    for ns in self.controls() {
+                        ns.clear_local();
+                    }
                 }
             }
         }
@@ -578,6 +640,7 @@ impl Caches {
     /// shared generations.
     async fn resync(&self) {
         let Some(shared) = &self.inner.shared else { return };
+        shared.mark_subscribed(true);
         for ns in self.controls() {
             ns.clear_local();
             if let Some(generation) =

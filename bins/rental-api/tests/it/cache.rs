@@ -1,0 +1,167 @@
+//! The caches' Redis tier with two service instances on one database (TEST_REDIS_URL; skipped without it,
+//! failing when it is set but unreachable): invalidations reach the other instance, a miss on one is served
+//! by the other's load, and an unreachable Redis degrades to the local caches without failing a request.
+
+use std::time::{Duration, Instant};
+
+use rental_domain::Role;
+use rental_repo::{Database, DatabaseConfig};
+use rental_service::{
+    AuthConfig, CacheConfig, NewUser, Principal, Secret, ServiceConfig, Services, SharedTier, UserUpdate,
+};
+use rental_testkit::TestDb;
+
+use crate::support::SECRET;
+
+/// The bound the issue sets on cross-instance invalidation.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+
+fn config(redis_url: &str, prefix: &str) -> ServiceConfig {
+    ServiceConfig {
+        auth: AuthConfig {
+            jwt_secret: Secret::new(SECRET),
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        },
+        cache: CacheConfig {
+            redis_url: Secret::new(redis_url),
+            redis_key_prefix: prefix.to_owned(),
+            // Generous bounds: the machine running the tests may be busy; the bounds themselves are not
+            // what these tests are about.
+            redis_timeout_ms: 500,
+            ..CacheConfig::default()
+        },
+        ..ServiceConfig::default()
+    }
+}
+
+async fn instance(db: &TestDb, config: &ServiceConfig) -> Services {
+    let pool =
+        DatabaseConfig { max_connections: Some(5), min_connections: Some(0), ..DatabaseConfig::with_url(db.url()) };
+    Services::new(Database::connect(&pool).await.unwrap(), config).unwrap()
+}
+
+/// Waits (at most 10 s) until the instance's subscription to invalidations is live.
+async fn until_up(services: &Services) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while services.caches.shared_tier() != SharedTier::Up {
+        assert!(Instant::now() < deadline, "the shared tier never came up: {:?}", services.caches);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `check` until it holds, failing after [`VISIBLE_WITHIN`].
+async fn within_a_second(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + VISIBLE_WITHIN;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not visible on the other instance within {VISIBLE_WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn redis_url() -> Option<String> {
+    let url = std::env::var("TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("TEST_REDIS_URL is unset: the caches' Redis tier is not tested");
+    }
+    url
+}
+
+/// Two instances on one database and one Redis, with key prefixes of their own test run.
+async fn two_instances(url: &str) -> (Services, Services, TestDb) {
+    let prefix = format!("rental-test-{}", uuid::Uuid::now_v7().simple());
+    let db = TestDb::new().await;
+    let config = config(url, &prefix);
+    let (a, b) = (instance(&db, &config).await, instance(&db, &config).await);
+    until_up(&a).await;
+    until_up(&b).await;
+    (a, b, db)
+}
+
+async fn login(services: &Services, email: &str, password: &str) -> (String, Principal) {
+    let token = services.auth.login(email, password).await.unwrap().access_token;
+    let principal = services.auth.authenticate(&token).await.unwrap();
+    (token, principal)
+}
+
+#[tokio::test]
+async fn a_user_changed_on_one_instance_is_judged_afresh_on_the_other_within_a_second() {
+    let Some(url) = redis_url() else { return };
+    let (a, b, _db) = two_instances(&url).await;
+    a.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let (_, admin) = login(&a, "root@example.com", "root-password").await;
+    let new = |email: &str| NewUser {
+        email: email.into(),
+        full_name: "Sam".into(),
+        password: Some("sam-password".into()),
+        roles: Some(vec![Role::Staff]),
+        ..NewUser::default()
+    };
+    let sam = a.users.create(&admin, new("sam@example.com")).await.unwrap();
+    let (token, _) = login(&b, "sam@example.com", "sam-password").await;
+
+    // Deactivated on A: refused on B, which had the user cached.
+    assert!(b.auth.authenticate(&token).await.is_ok());
+    let set_active = |on: bool| UserUpdate { is_active: Some(on), ..UserUpdate::default() };
+    a.users.update(&admin, sam.id, set_active(false)).await.unwrap();
+    within_a_second("deactivation", async || b.auth.authenticate(&token).await.is_err()).await;
+    a.users.update(&admin, sam.id, set_active(true)).await.unwrap();
+    within_a_second("reactivation", async || b.auth.authenticate(&token).await.is_ok()).await;
+
+    // Demoted on A: B no longer sees the staff role.
+    assert!(b.auth.authenticate(&token).await.unwrap().is_staff());
+    a.users.set_roles(&admin, sam.id, vec![Role::Customer]).await.unwrap();
+    within_a_second("demotion", async || !b.auth.authenticate(&token).await.unwrap().is_staff()).await;
+
+    // Deleted on A: refused on B.
+    a.users.delete(&admin, sam.id).await.unwrap();
+    within_a_second("deletion", async || b.auth.authenticate(&token).await.is_err()).await;
+}
+
+#[tokio::test]
+async fn a_miss_on_one_instance_is_served_by_the_load_of_the_other() {
+    let Some(url) = redis_url() else { return };
+    let (a, b, _db) = two_instances(&url).await;
+    a.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let (token, admin) = login(&a, "root@example.com", "root-password").await;
+    let shared_hits = |s: &Services| {
+        s.cache_stats().iter().filter(|c| c.name == "users" && c.tier == "shared").map(|c| c.hits).sum::<u64>()
+    };
+    let loads = |s: &Services| {
+        s.cache_stats().iter().filter(|c| c.name == "users" && c.tier == "local").map(|c| c.loads).sum::<u64>()
+    };
+    // A loaded the user when it authenticated; B finds it in Redis.
+    let before = (shared_hits(&b), loads(&b));
+    assert_eq!(b.auth.authenticate(&token).await.unwrap().user_id, admin.user_id);
+    assert_eq!((shared_hits(&b) - before.0, loads(&b) - before.1), (1, 0), "served from Redis, not loaded");
+    // Neither the shared copy nor B's own holds the password hash.
+    assert!(b.users.me(&admin).await.unwrap().has_password);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_leaves_the_caches_local_and_degraded_without_failing_requests() {
+    // Runs whether TEST_REDIS_URL is set or not: it needs no Redis, only a port where none listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let db = TestDb::new().await;
+    let services = instance(&db, &config(&url, "rental-test-unreachable")).await;
+    services.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let (token, admin) = login(&services, "root@example.com", "root-password").await;
+    for _ in 0..3 {
+        assert_eq!(services.auth.authenticate(&token).await.unwrap().user_id, admin.user_id);
+    }
+    assert_eq!(services.caches.shared_tier(), SharedTier::Degraded);
+    // Writes still evict (locally) and clears still work.
+    services
+        .users
+        .update(&admin, admin.user_id, UserUpdate { full_name: Some("Root".into()), ..UserUpdate::default() })
+        .await
+        .unwrap();
+    assert_eq!(services.users.me(&admin).await.unwrap().full_name, "Root");
+    assert!(services.caches.clear(None).await.is_ok());
+}

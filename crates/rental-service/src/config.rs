@@ -92,6 +92,9 @@ pub struct CacheConfig {
     /// Most memory for cached product-list pages, reckoned at 2 KiB per product of a page (its decoded rows
     /// and their JSON). The product list uses `list_ttl_secs` too.
     pub product_list_max_bytes: u64,
+    /// How long the staff dashboard (`GET /api/v1/dashboard/stats`) is served from the cache, in seconds
+    /// (at least 1).
+    pub dashboard_ttl_secs: u64,
     /// Redis as the shared second tier and for cross-instance invalidation (`redis://` or `rediss://`);
     /// empty: this process's caches only. Used by the binary when built with the `redis` feature of this
     /// crate. May be the same server as the rate limits' `redis.url`. Redacted when printed.
@@ -116,6 +119,7 @@ impl Default for CacheConfig {
             list_ttl_secs: 5,
             list_capacity: 10_000,
             product_list_max_bytes: 64 * 1024 * 1024,
+            dashboard_ttl_secs: 60,
             redis_url: Secret::default(),
             redis_key_prefix: "rental".into(),
             redis_timeout_ms: 10,

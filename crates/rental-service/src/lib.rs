@@ -25,7 +25,8 @@ use std::sync::Arc;
 use rental_repo::{BillingRepo, Database, JobRepo};
 
 pub use analytics::{
-    AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
+    AnalyticsService, CurrencyRevenue, DashboardRentals, DashboardRevenue, DashboardStats, DashboardUsers,
+    DashboardUtilization, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
     ProductUtilizationView, RevenueDay, RevenueReport, StatusCount, StatusDistribution, UTILIZATION_LIMIT_MAX,
     UtilizationReport, Window,
 };
@@ -126,8 +127,8 @@ impl Services {
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone())
             .with_outbox(outbox.clone());
-        let billing = BillingService::new(db.clone(), billing_repo, clock);
-        let analytics = AnalyticsService::new(db.clone());
+        let billing = BillingService::new(db.clone(), billing_repo, clock.clone());
+        let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
         Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock, caches })
     }

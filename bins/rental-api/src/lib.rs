@@ -10,6 +10,7 @@ pub mod cli;
 pub mod documented_errors;
 pub mod error;
 pub mod extract;
+pub mod http_cache;
 pub mod json;
 pub mod methods;
 pub mod middleware;

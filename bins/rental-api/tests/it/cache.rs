@@ -165,3 +165,48 @@ async fn an_unreachable_redis_leaves_the_caches_local_and_degraded_without_faili
     assert_eq!(services.users.me(&admin).await.unwrap().full_name, "Root");
     assert!(services.caches.clear(None).await.is_ok());
 }
+
+#[actix_web::test]
+async fn catalogue_answers_carry_an_etag_and_a_matching_if_none_match_gets_a_304() {
+    use actix_web::test::TestRequest;
+
+    use crate::support::{app, bearer, context, send, staff_token};
+
+    let ctx = context().await;
+    let app = app(&ctx).await;
+    let staff = staff_token(&ctx, &app).await;
+    let get = |uri: &str, tag: Option<&str>| {
+        let mut req = TestRequest::get().uri(uri);
+        if let Some(tag) = tag {
+            req = req.insert_header(("If-None-Match", tag.to_owned()));
+        }
+        req
+    };
+    let first = send(&app, get("/api/v1/categories", None)).await;
+    assert_eq!(first.status, 200);
+    let tag = first.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(first.headers.get("cache-control").unwrap(), "public, no-cache");
+    let again = send(&app, get("/api/v1/categories", Some(&tag))).await;
+    assert_eq!(again.status, 304);
+    assert_eq!(again.body, serde_json::Value::Null, "no body");
+
+    // A write changes the answer, so the old tag no longer matches.
+    let created = send(
+        &app,
+        bearer(TestRequest::post().uri("/api/v1/categories"), &staff).set_json(serde_json::json!({"name": "Tools"})),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let changed = send(&app, get("/api/v1/categories", Some(&tag))).await;
+    assert_eq!(changed.status, 200);
+    assert_ne!(changed.headers.get("etag").unwrap().to_str().unwrap(), tag);
+
+    // Product pages: public for anonymous callers (varying by Authorization), private for signed-in ones.
+    let anonymous = send(&app, get("/api/v1/products", None)).await;
+    assert_eq!(anonymous.headers.get("cache-control").unwrap(), "public, no-cache");
+    assert_eq!(anonymous.headers.get("vary").unwrap(), "Authorization");
+    let tag = anonymous.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(send(&app, get("/api/v1/products", Some(&tag))).await.status, 304);
+    let signed_in = send(&app, bearer(get("/api/v1/products", None), &staff)).await;
+    assert_eq!(signed_in.headers.get("cache-control").unwrap(), "private, no-cache");
+}

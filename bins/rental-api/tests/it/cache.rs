@@ -210,3 +210,95 @@ async fn catalogue_answers_carry_an_etag_and_a_matching_if_none_match_gets_a_304
     let signed_in = send(&app, bearer(get("/api/v1/products", None), &staff)).await;
     assert_eq!(signed_in.headers.get("cache-control").unwrap(), "private, no-cache");
 }
+
+/// A TCP relay to Redis that the test can cut and restore on the same port, standing for a Redis outage.
+struct Relay {
+    port: u16,
+    target: String,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay =
+            Self { port: listener.local_addr().unwrap().port(), target: target.to_owned(), tasks: Default::default() };
+        relay.serve(listener);
+        relay
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+async fn until_tier(services: &Services, tier: SharedTier) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while services.caches.shared_tier() != tier {
+        assert!(Instant::now() < deadline, "the shared tier never became {tier:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_degrades_the_tier_and_it_recovers_and_resynchronises_by_itself() {
+    let Some(url) = redis_url() else { return };
+    let target = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let relay = Relay::start(&target).await;
+    let prefix = format!("rental-test-{}", uuid::Uuid::now_v7().simple());
+    let db = TestDb::new().await;
+    let through_relay = instance(&db, &config(&format!("redis://127.0.0.1:{}", relay.port), &prefix)).await;
+    let direct = instance(&db, &config(&url, &prefix)).await;
+    until_up(&through_relay).await;
+    until_up(&direct).await;
+    direct.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let (_, admin) = login(&direct, "root@example.com", "root-password").await;
+    let sam = NewUser {
+        email: "sam@example.com".into(),
+        full_name: "Sam".into(),
+        password: Some("sam-password".into()),
+        ..NewUser::default()
+    };
+    let sam = direct.users.create(&admin, sam).await.unwrap();
+    let (token, _) = login(&through_relay, "sam@example.com", "sam-password").await;
+
+    // Redis goes away: the instance notices, keeps answering from the database and its own cache.
+    relay.cut();
+    until_tier(&through_relay, SharedTier::Degraded).await;
+    for _ in 0..3 {
+        assert!(through_relay.auth.authenticate(&token).await.is_ok(), "no request fails because of the cache");
+    }
+
+    // Redis is back: the instance resubscribes by itself, and invalidations reach it again.
+    relay.restore().await;
+    until_tier(&through_relay, SharedTier::Up).await;
+    assert!(through_relay.auth.authenticate(&token).await.is_ok());
+    direct.users.update(&admin, sam.id, UserUpdate { is_active: Some(false), ..UserUpdate::default() }).await.unwrap();
+    within_a_second("deactivation after the outage", async || through_relay.auth.authenticate(&token).await.is_err())
+        .await;
+}

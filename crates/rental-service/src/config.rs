@@ -92,6 +92,9 @@ pub struct CacheConfig {
     /// Most memory for cached product-list pages, reckoned at 2 KiB per product of a page (its decoded rows
     /// and their JSON). The product list uses `list_ttl_secs` too.
     pub product_list_max_bytes: u64,
+    /// How long the category list stays cached, in seconds (at least 1); every catalogue write clears it on
+    /// every instance.
+    pub catalogue_ttl_secs: u64,
     /// How long the staff dashboard (`GET /api/v1/dashboard/stats`) is served from the cache, in seconds
     /// (at least 1).
     pub dashboard_ttl_secs: u64,
@@ -119,6 +122,7 @@ impl Default for CacheConfig {
             list_ttl_secs: 5,
             list_capacity: 10_000,
             product_list_max_bytes: 64 * 1024 * 1024,
+            catalogue_ttl_secs: 300,
             dashboard_ttl_secs: 60,
             redis_url: Secret::default(),
             redis_key_prefix: "rental".into(),

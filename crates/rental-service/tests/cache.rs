@@ -71,3 +71,26 @@ async fn authentication_is_never_served_stale_after_a_write_to_the_user() {
 async fn admin_token(services: &Services) -> String {
     services.auth.login("root@example.com", "root-password").await.unwrap().access_token
 }
+
+#[tokio::test]
+async fn the_category_list_is_cached_and_never_stale_after_a_catalogue_write() {
+    use rental_service::{CategoryUpdate, NewCategory};
+
+    let f = fixture().await;
+    let (_admin, staff, _customer) = people(&f.services).await;
+    let c = &f.services.catalogue;
+    let names = || async { c.list_categories().await.unwrap().into_iter().map(|c| c.name).collect::<Vec<_>>() };
+    assert!(names().await.is_empty());
+    let statements = f.db.statement_stats().executed();
+    assert!(names().await.is_empty());
+    assert_eq!(f.db.statement_stats().executed(), statements, "the second read is a hit");
+
+    let tools = c.create_category(&staff, NewCategory { name: "Tools".into(), description: None }).await.unwrap();
+    assert_eq!(names().await, ["Tools"]);
+    let rename = CategoryUpdate { name: Some("Garden".into()), ..CategoryUpdate::default() };
+    c.update_category(&staff, tools.id, rename).await.unwrap();
+    assert_eq!(names().await, ["Garden"]);
+    c.delete_category(&staff, tools.id).await.unwrap();
+    assert!(names().await.is_empty());
+    assert!(loads(&f.services, "categories") >= 4);
+}

@@ -19,7 +19,7 @@ use rental_repo::{
 };
 use uuid::Uuid;
 
-use crate::cache::{CacheValue, Caches, Namespace, NamespaceSpec};
+use crate::cache::{CacheValue, Caches, Namespace, NamespaceSpec, Singleton};
 use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
 
 pub use views::*;
@@ -80,14 +80,25 @@ pub struct CatalogueService<C = CatalogueRepo> {
     /// who are not staff); every catalogue write clears them all. Order writes do not, so a page filtered by
     /// availability may be up to the TTL old: the reservation itself decides.
     pages: Option<Namespace<String, Arc<ProductPage>>>,
+    /// The category list; every catalogue write clears it, on every instance.
+    categories: Namespace<Singleton, Arc<Vec<CategoryView>>>,
 }
+
+/// The category list stays in the process that read it (clears reach every instance).
+impl CacheValue for Arc<Vec<CategoryView>> {}
 
 /// Product pages stay in the process that read them: they hold their decoded rows beside the JSON.
 impl CacheValue for Arc<ProductPage> {}
 
 impl<C> Clone for CatalogueService<C> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), repo: self.repo.clone(), clock: self.clock.clone(), pages: self.pages.clone() }
+        Self {
+            db: self.db.clone(),
+            repo: self.repo.clone(),
+            clock: self.clock.clone(),
+            pages: self.pages.clone(),
+            categories: self.categories.clone(),
+        }
     }
 }
 
@@ -116,7 +127,12 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             };
             caches.weighed_namespace(spec, |page: &Arc<ProductPage>| page.weight())
         });
-        Self { db, repo, clock, pages }
+        let categories = caches.namespace(NamespaceSpec {
+            name: "categories",
+            ttl: Duration::from_secs(config.catalogue_ttl_secs.max(1)),
+            capacity: 1,
+        });
+        Self { db, repo, clock, pages, categories }
     }
 
     /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
@@ -125,6 +141,7 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
         if let Some(pages) = &self.pages {
             pages.clear().await;
         }
+        self.categories.clear().await;
     }
 
     /// Runs one catalogue write in a unit of its own, stamped by the clock, then clears the cached pages
@@ -141,7 +158,12 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     /// # Errors
     /// [`ServiceError::Repo`].
     pub async fn list_categories(&self) -> ServiceResult<Vec<CategoryView>> {
-        Ok(self.repo.list_categories().await?.into_iter().map(Into::into).collect())
+        let repo = self.repo.clone();
+        let load = async move {
+            Ok::<_, RepoError>(Arc::new(repo.list_categories().await?.into_iter().map(Into::into).collect()))
+        };
+        let categories = self.categories.get_or_load(Singleton, load).await?;
+        Ok((*categories).clone())
     }
 
     /// One category. Public.

@@ -14,7 +14,7 @@ use crate::methods::{self, AllowedMethods};
 use crate::middleware::body_limit::{self, BodyLimits};
 use crate::middleware::{HttpLayers, compress, cors, headers, rate_limit, timeout};
 use crate::request_id::request_context;
-use crate::routes::{analytics, auth, catalogue, health, jobs, monitoring, payments, rentals, users};
+use crate::routes::{analytics, auth, cache, catalogue, health, jobs, monitoring, payments, rentals, users};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -176,6 +176,8 @@ pub fn build_with(
                 .service(analytics::utilization)
                 .service(analytics::export_orders)
                 .service(analytics::export_invoices)
+                .service(analytics::dashboard)
+                .service(cache::clear)
                 .service(jobs::list)
                 .service(jobs::stats)
                 .service(jobs::get)

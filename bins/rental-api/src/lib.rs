@@ -11,6 +11,7 @@ pub mod console;
 pub mod documented_errors;
 pub mod error;
 pub mod extract;
+pub mod http_cache;
 pub mod json;
 pub mod methods;
 pub mod middleware;

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rental_monitor::{
-    CacheGauge, ComponentHandle, ComponentSource, ComponentStatus, Monitor, MonitorConfig, MonitorError, PoolGauge,
-    QueueGauge, Recent, boxed,
+    CacheGauge, ComponentHandle, ComponentSource, ComponentState, ComponentStatus, Monitor, MonitorConfig,
+    MonitorError, PoolGauge, QueueGauge, Recent, boxed,
 };
 use rental_repo::{Database, PoolStats};
-use rental_service::Services;
+use rental_service::{Caches, Services, SharedTier};
 use rental_tasks::mail::MailStats;
 
 /// Longest a health probe of the database may take before it counts as down.
@@ -57,7 +57,11 @@ impl Monitoring {
             None => components
                 .register(Arc::new(ComponentHandle::not_configured("smtp", "this process sends no mail (no worker)"))),
         }
-        components.register(Arc::new(ComponentHandle::not_configured("redis", "no Redis in this build")));
+        if services.caches.shared_tier() == SharedTier::None {
+            components.register(Arc::new(ComponentHandle::not_configured("redis", "cache.redis_url is not set")));
+        } else {
+            components.register(Arc::new(SharedCacheComponent(services.caches.clone())));
+        }
         components.register(Arc::new(ComponentHandle::not_configured("stripe", "no payment provider in this build")));
         let health_age = Duration::from_millis(config.health_cache_ms);
         let queue_age = Duration::from_secs(config.refresh_interval_secs);
@@ -159,7 +163,15 @@ fn cache_gauges(services: &Services) -> Vec<CacheGauge> {
     services
         .cache_stats()
         .into_iter()
-        .map(|s| CacheGauge { name: s.name.to_owned(), hits: s.hits, misses: s.misses, entries: s.entries })
+        .map(|s| CacheGauge {
+            name: s.name.to_owned(),
+            tier: s.tier.to_owned(),
+            hits: s.hits,
+            misses: s.misses,
+            loads: s.loads,
+            evictions: s.evictions,
+            entries: s.entries,
+        })
         .collect()
 }
 
@@ -180,6 +192,36 @@ impl ComponentSource for CacheComponent {
             .collect::<Vec<_>>()
             .join(", ");
         ComponentStatus::from_counters("cache", Some(format!("in-process (moka); {detail}")), hits, 0, None, None, None)
+    }
+}
+
+/// Redis as the caches' shared tier: up while it answers and the invalidation subscription is live,
+/// degraded (the caches run alone with short TTLs) otherwise.
+#[derive(Debug)]
+struct SharedCacheComponent(Caches);
+
+impl ComponentSource for SharedCacheComponent {
+    fn status(&self) -> ComponentStatus {
+        let shared = self.0.stats().into_iter().filter(|s| s.tier == "shared");
+        let (hits, misses) = shared.fold((0, 0), |(h, m), s| (h + s.hits, m + s.misses));
+        let (state, detail) = match self.0.shared_tier() {
+            SharedTier::Degraded => (
+                ComponentState::Degraded,
+                "shared cache tier unreachable or slow: local caches alone, short TTLs, reconnecting",
+            ),
+            _ => (ComponentState::Up, "shared cache tier and cross-instance invalidation"),
+        };
+        ComponentStatus {
+            name: "redis".into(),
+            configured: true,
+            state,
+            detail: Some(format!("{detail}; {hits} hits, {misses} misses")),
+            successes: hits,
+            failures: 0,
+            last_success_unix_ms: None,
+            last_failure_unix_ms: None,
+            last_error: None,
+        }
     }
 }
 

@@ -297,9 +297,9 @@ mod tests {
         let latency = LatencySummary { count: 10, p95_ms: 2_500.0, ..LatencySummary::default() };
         let pool = PoolGauge { size: 10, in_use: 9, waiting: 2, ..PoolGauge::default() };
         let caches = [
-            CacheGauge { name: "users".into(), hits: 50, misses: 50, entries: 1 },
-            CacheGauge { name: "cold".into(), hits: 0, misses: 10, entries: 0 },
-            CacheGauge { name: "warm".into(), hits: 95, misses: 5, entries: 1 },
+            CacheGauge { name: "users".into(), hits: 50, misses: 50, entries: 1, ..CacheGauge::default() },
+            CacheGauge { name: "cold".into(), hits: 0, misses: 10, entries: 0, ..CacheGauge::default() },
+            CacheGauge { name: "warm".into(), hits: 95, misses: 5, entries: 1, ..CacheGauge::default() },
         ];
         let queue = QueueGauge { dead: 3, ..QueueGauge::default() };
         let inputs = AlertInputs {

@@ -40,15 +40,21 @@ impl PoolGauge {
     }
 }
 
-/// A cache's lookups.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A cache's lookups, per namespace and tier.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CacheGauge {
-    /// The cache's name, such as `users`.
+    /// The cache's name (its namespace), such as `users`.
     pub name: String,
+    /// The tier: `local` (in-process) or `shared` (Redis); empty for a cache without tiers.
+    pub tier: String,
     /// Lookups answered from the cache since start.
     pub hits: u64,
-    /// Lookups that had to load since start.
+    /// Lookups that had to load (or ask the next tier) since start.
     pub misses: u64,
+    /// Values loaded from the source of truth since start.
+    pub loads: u64,
+    /// Entries dropped for size or age since start.
+    pub evictions: u64,
     /// Entries held now (approximate).
     pub entries: u64,
 }
@@ -114,7 +120,10 @@ struct QueueHandles {
 struct CacheHandles {
     hits: Counter,
     misses: Counter,
+    loads: Counter,
+    evictions: Counter,
     entries: Gauge,
+    hit_ratio: Gauge,
 }
 
 impl ServiceGauges {
@@ -199,17 +208,28 @@ impl ServiceGauges {
     pub fn set_caches(&self, caches: &[CacheGauge]) {
         let mut handles = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
         for cache in caches {
-            let h = handles.entry(cache.name.clone()).or_insert_with(|| {
-                let labels = [("cache", cache.name.clone())];
+            let h = handles.entry(format!("{}\u{0}{}", cache.name, cache.tier)).or_insert_with(|| {
+                let labels: Vec<(&str, String)> = if cache.tier.is_empty() {
+                    vec![("cache", cache.name.clone())]
+                } else {
+                    vec![("cache", cache.name.clone()), ("tier", cache.tier.clone())]
+                };
+                let e = &self.exporter;
                 CacheHandles {
-                    hits: self.exporter.counter("rental_cache_hits_total", "Lookups answered from the cache.", &labels),
-                    misses: self.exporter.counter("rental_cache_misses_total", "Lookups that had to load.", &labels),
-                    entries: self.exporter.gauge("rental_cache_entries", "Entries held (approximate).", &labels),
+                    hits: e.counter("rental_cache_hits_total", "Lookups answered from the cache.", &labels),
+                    misses: e.counter("rental_cache_misses_total", "Lookups that had to load.", &labels),
+                    loads: e.counter("rental_cache_loads_total", "Values loaded from the source.", &labels),
+                    evictions: e.counter("rental_cache_evictions_total", "Entries dropped for size or age.", &labels),
+                    entries: e.gauge("rental_cache_entries", "Entries held (approximate).", &labels),
+                    hit_ratio: e.gauge("rental_cache_hit_ratio", "Hits over lookups since start.", &labels),
                 }
             });
             h.hits.absolute(cache.hits);
             h.misses.absolute(cache.misses);
+            h.loads.absolute(cache.loads);
+            h.evictions.absolute(cache.evictions);
             h.entries.set(cache.entries as f64);
+            h.hit_ratio.set(cache.hit_rate().unwrap_or(0.0));
         }
     }
 }
@@ -235,7 +255,15 @@ mod tests {
             acquire_wait_max_ms: 30.0,
         });
         gauges.set_queue(&QueueGauge { depth: 4, queued: 3, retrying: 1, running: 2, dead: 7, oldest_due_secs: 1.5 });
-        gauges.set_caches(&[CacheGauge { name: "users".into(), hits: 9, misses: 1, entries: 3 }]);
+        gauges.set_caches(&[CacheGauge {
+            name: "users".into(),
+            tier: "local".into(),
+            hits: 9,
+            misses: 1,
+            loads: 1,
+            entries: 3,
+            ..CacheGauge::default()
+        }]);
         let text = exporter.render();
         for expected in [
             "rental_db_pool_connections{state=\"in_use\"} 3",
@@ -247,9 +275,11 @@ mod tests {
             "rental_jobs{state=\"dead\"} 7",
             "rental_jobs_due 4",
             "rental_jobs_oldest_due_seconds 1.5",
-            "rental_cache_hits_total{cache=\"users\"} 9",
-            "rental_cache_misses_total{cache=\"users\"} 1",
-            "rental_cache_entries{cache=\"users\"} 3",
+            "rental_cache_hits_total{cache=\"users\",tier=\"local\"} 9",
+            "rental_cache_misses_total{cache=\"users\",tier=\"local\"} 1",
+            "rental_cache_loads_total{cache=\"users\",tier=\"local\"} 1",
+            "rental_cache_entries{cache=\"users\",tier=\"local\"} 3",
+            "rental_cache_hit_ratio{cache=\"users\",tier=\"local\"} 0.9",
             "# TYPE rental_cache_hits_total counter",
         ] {
             assert!(text.lines().any(|l| l == expected), "missing {expected:?} in\n{text}");
@@ -258,7 +288,7 @@ mod tests {
 
     #[test]
     fn rates_and_means() {
-        let cache = CacheGauge { name: "x".into(), hits: 3, misses: 1, entries: 0 };
+        let cache = CacheGauge { name: "x".into(), hits: 3, misses: 1, ..CacheGauge::default() };
         assert_eq!(cache.hit_rate(), Some(0.75));
         assert_eq!(CacheGauge { hits: 0, misses: 0, ..cache }.hit_rate(), None);
         let pool = PoolGauge { acquires: 4, acquire_wait_secs_total: 0.02, ..PoolGauge::default() };

@@ -25,8 +25,8 @@ mod users;
 
 pub use analytics::usage::UsageRecorder;
 pub use analytics::{
-    AnalyticsRepo, AnalyticsStore, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord,
-    RevenueDayRecord, UtilizationRecord,
+    AnalyticsRepo, AnalyticsStore, DashboardRecord, ExportCursor, InvoiceExportRecord, OrderExportRecord,
+    PopularProductRecord, RevenueDayRecord, UtilizationRecord,
 };
 pub use billing::{
     BillingRepo, BillingStore, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord,

@@ -92,6 +92,26 @@ pub struct CacheConfig {
     /// Most memory for cached product-list pages, reckoned at 2 KiB per product of a page (its decoded rows
     /// and their JSON). The product list uses `list_ttl_secs` too.
     pub product_list_max_bytes: u64,
+    /// How long the category list stays cached, in seconds (at least 1); every catalogue write clears it on
+    /// every instance.
+    pub catalogue_ttl_secs: u64,
+    /// How long the staff dashboard (`GET /api/v1/dashboard/stats`) is served from the cache, in seconds
+    /// (at least 1).
+    pub dashboard_ttl_secs: u64,
+    /// Redis as the shared second tier and for cross-instance invalidation (`redis://` or `rediss://`);
+    /// empty: this process's caches only. Used by the binary when built with the `redis` feature of this
+    /// crate. May be the same server as the rate limits' `redis.url`. Redacted when printed.
+    pub redis_url: Secret,
+    /// Prefix of every key and channel the shared tier uses.
+    pub redis_key_prefix: String,
+    /// Bound on each read or write of a cached value in Redis, in milliseconds (publishing an invalidation
+    /// may take ten times this): a slow Redis must not slow the requests down.
+    pub redis_timeout_ms: u64,
+    /// Bound on each attempt to connect to Redis, in milliseconds.
+    pub redis_connect_timeout_ms: u64,
+    /// Longest life of a local entry while Redis is unreachable (invalidations of other instances may be
+    /// missed then), in milliseconds.
+    pub degraded_ttl_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -102,6 +122,13 @@ impl Default for CacheConfig {
             list_ttl_secs: 5,
             list_capacity: 10_000,
             product_list_max_bytes: 64 * 1024 * 1024,
+            catalogue_ttl_secs: 300,
+            dashboard_ttl_secs: 60,
+            redis_url: Secret::default(),
+            redis_key_prefix: "rental".into(),
+            redis_timeout_ms: 10,
+            redis_connect_timeout_ms: 500,
+            degraded_ttl_ms: 1_000,
         }
     }
 }

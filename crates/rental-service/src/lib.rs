@@ -7,7 +7,7 @@
 
 mod analytics;
 mod billing;
-mod cache_stats;
+pub mod cache;
 mod catalogue;
 mod config;
 pub mod context;
@@ -25,12 +25,13 @@ use std::sync::Arc;
 use rental_repo::{BillingRepo, Database, JobRepo};
 
 pub use analytics::{
-    AnalyticsService, CurrencyRevenue, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
+    AnalyticsService, CurrencyRevenue, DashboardRentals, DashboardRevenue, DashboardStats, DashboardUsers,
+    DashboardUtilization, EXPORT_PAGE_MAX, POPULAR_LIMIT_MAX, PopularProductView, PopularProducts,
     ProductUtilizationView, RevenueDay, RevenueReport, StatusCount, StatusDistribution, UTILIZATION_LIMIT_MAX,
     UtilizationReport, Window,
 };
 pub use billing::{BillingService, InvoiceLineView, InvoiceView, NewPayment, PaymentView};
-pub use cache_stats::CacheStats;
+pub use cache::{CacheStats, Caches, SharedTier, UnknownNamespace};
 pub use catalogue::{
     CatalogueService, CategoryUpdate, CategoryView, LocationStockView, LocationView, NewCategory, NewLocation,
     NewProduct, NewUnit, ProductDetailView, ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView,
@@ -45,8 +46,9 @@ pub use orders::{
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
 };
 pub use ports::{
-    CacheBackend, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment, GatewayPaymentStatus,
-    MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError, PortFuture, SystemClock,
+    CacheBackend, CacheEvent, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment,
+    GatewayPaymentStatus, MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError, PortFuture,
+    SystemClock,
 };
 pub use principal::Principal;
 pub use rental_repo::query::{KeysetPage, Listing, Page};
@@ -54,7 +56,7 @@ pub use rental_repo::{ExportCursor, InvoiceExportRecord, OrderExportRecord};
 pub use users::auth::{AuthService, MIN_SECRET_LEN, Registration, TokenPair};
 pub use users::password::PasswordHasher;
 pub use users::recovery::{PasswordResetMail, RESET_TOKEN_TTL_MINUTES};
-pub use users::{NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
+pub use users::{AuthUser, NewUser, ProfileUpdate, UserService, UserUpdate, UserView};
 
 /// Every service, wired over one database. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -75,15 +77,15 @@ pub struct Services {
     pub jobs: JobService,
     /// The time every service judges its rules by (background jobs too).
     pub clock: Arc<dyn Clock>,
+    /// Every cache namespace of the services, for stats and clears.
+    pub caches: Caches,
 }
 
 impl Services {
-    /// What every cache of the services did since start: `users`, and `user_lists` and `product_pages` when
-    /// list caching is enabled.
+    /// What every cache namespace of the services did since start, per tier: `users`, and `user_lists` and
+    /// `product_pages` when list caching is enabled, ...
     pub fn cache_stats(&self) -> Vec<CacheStats> {
-        let mut stats = self.users.cache_stats();
-        stats.extend(self.catalogue.cache_stats());
-        stats
+        self.caches.stats()
     }
 
     /// Builds the services over `db`.
@@ -95,25 +97,40 @@ impl Services {
         Self::with_clock(db, config, Arc::new(SystemClock))
     }
 
-    /// Builds the services over `db`, judging time by `clock` (tests pass a [`ManualClock`]).
+    /// Builds the services over `db`, judging time by `clock` (tests pass a [`ManualClock`]), with the caches
+    /// of `config.cache` (the Redis tier when `cache.redis_url` is set, which needs a tokio runtime).
     ///
     /// # Errors
     /// As [`Services::new`].
     pub fn with_clock(db: Database, config: &ServiceConfig, clock: Arc<dyn Clock>) -> ServiceResult<Self> {
+        Self::with_caches(db, config, clock, Caches::from_config(&config.cache)?)
+    }
+
+    /// Builds the services over `db` with `caches` (which may have a shared tier, see
+    /// [`Caches::with_backend`]). Every namespace is created in `caches`.
+    ///
+    /// # Errors
+    /// As [`Services::new`].
+    pub fn with_caches(
+        db: Database,
+        config: &ServiceConfig,
+        clock: Arc<dyn Clock>,
+        caches: Caches,
+    ) -> ServiceResult<Self> {
         let hasher = PasswordHasher::new(&config.auth)?;
         // One queue for everything: its wake-up signal reaches this process's workers.
         let queue = Arc::new(JobRepo::new(db.clone()));
         let outbox = Outbox::new(queue.clone(), clock.clone(), config.jobs.clone());
         let jobs = JobService::new(db.clone(), queue, clock.clone(), &config.jobs);
         let service_clock = clock.clone();
-        let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache);
-        let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache);
+        let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache, &caches);
+        let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache, &caches);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone())
             .with_outbox(outbox.clone());
-        let billing = BillingService::new(db.clone(), billing_repo, clock);
-        let analytics = AnalyticsService::new(db.clone());
+        let billing = BillingService::new(db.clone(), billing_repo, clock.clone());
+        let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
-        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock })
+        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock, caches })
     }
 }

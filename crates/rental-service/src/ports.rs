@@ -303,13 +303,39 @@ pub trait PaymentGateway: fmt::Debug + Send + Sync {
     ) -> PortFuture<'a, String>;
 }
 
-/// A byte cache shared between instances, behind the in-process caches. Every call is bounded in time; when
-/// the backend is slow or down, callers go on with their in-process cache alone.
+/// What the shared cache tells every instance (see [`CacheBackend::subscribe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheEvent {
+    /// Drop the entry `key` (canonical form) of `namespace`.
+    Invalidate {
+        /// The namespace's name.
+        namespace: String,
+        /// The key's canonical text.
+        key: String,
+    },
+    /// Drop every entry of `namespace`, whose shared generation is now `generation`.
+    Clear {
+        /// The namespace's name.
+        namespace: String,
+        /// The new shared generation.
+        generation: u64,
+    },
+    /// The backend reconnected after an outage: invalidations may have been missed, so drop everything and
+    /// read the generations again.
+    Resync,
+    /// The backend's subscription was lost (the caches run on their own until [`CacheEvent::Resync`]).
+    Down,
+}
+
+/// A byte cache shared between instances, behind the in-process caches (Redis), with invalidations
+/// broadcast to every instance. Callers bound every call in time; when the backend is slow or down, they go
+/// on with their in-process caches alone.
 pub trait CacheBackend: fmt::Debug + Send + Sync {
     /// The value stored under `key`, if any.
     ///
     /// # Errors
-    /// [`PortError`] when the backend cannot answer in time.
+    /// [`PortError`] when the backend cannot answer.
     fn get<'a>(&'a self, key: &'a str) -> PortFuture<'a, Option<Vec<u8>>>;
 
     /// Stores `value` under `key` for `ttl`.
@@ -318,11 +344,33 @@ pub trait CacheBackend: fmt::Debug + Send + Sync {
     /// [`PortError`].
     fn set<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> PortFuture<'a, ()>;
 
-    /// Removes `key` here and tells every instance to drop its in-process copy.
+    /// Removes the value stored under `key`.
     ///
     /// # Errors
     /// [`PortError`].
-    fn invalidate<'a>(&'a self, key: &'a str) -> PortFuture<'a, ()>;
+    fn delete<'a>(&'a self, key: &'a str) -> PortFuture<'a, ()>;
+
+    /// Sends `event` to every instance subscribed, this one included.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn publish<'a>(&'a self, event: &'a CacheEvent) -> PortFuture<'a, ()>;
+
+    /// The events published by every instance, plus [`CacheEvent::Down`] and [`CacheEvent::Resync`] when
+    /// the subscription is lost and found again.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<CacheEvent>;
+
+    /// The shared generation of `namespace` (0 when it was never cleared).
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn generation<'a>(&'a self, namespace: &'a str) -> PortFuture<'a, u64>;
+
+    /// Moves `namespace` to a new shared generation and returns it.
+    ///
+    /// # Errors
+    /// [`PortError`].
+    fn bump_generation<'a>(&'a self, namespace: &'a str) -> PortFuture<'a, u64>;
 }
 
 #[cfg(test)]

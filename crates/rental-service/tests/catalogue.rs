@@ -195,7 +195,7 @@ async fn conflicts_and_missing_rows_have_their_own_errors() {
 #[tokio::test]
 async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
     use rental_repo::{CatalogueRepo, CatalogueStore, Database, DatabaseConfig};
-    use rental_service::{CacheConfig, CatalogueService, StockView, SystemClock};
+    use rental_service::{CacheConfig, Caches, CatalogueService, StockView, SystemClock};
 
     let f = fixture().await;
     let (_admin, staff, _customer) = people(&f.services).await;
@@ -204,7 +204,7 @@ async fn cached_product_pages_are_cleared_by_every_catalogue_write() {
     let db = Database::connect(&config).await.unwrap();
     // An hour-long TTL, so that only a write can make a page change during the test.
     let cache = CacheConfig { list_ttl_secs: 3600, ..CacheConfig::default() };
-    let c = CatalogueService::new(db.clone(), std::sync::Arc::new(SystemClock), &cache);
+    let c = CatalogueService::new(db.clone(), std::sync::Arc::new(SystemClock), &cache, &Caches::default());
     let behind_its_back = CatalogueRepo::new(db.clone());
     let list = || async {
         let page = c.list_products(Some(&staff), &[]).await.unwrap();

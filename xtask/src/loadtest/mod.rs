@@ -51,6 +51,8 @@ pub enum Scenario {
     Health,
     /// GET /api/v1/users/me with the admin's access token.
     Me,
+    /// GET /api/v1/dashboard/stats with the admin's access token (cached for `cache.dashboard_ttl_secs`).
+    Dashboard,
     /// The first keyset page of 50 users, without a count.
     UsersFirst,
     /// A keyset page of 50 users about 90% deep into the list.
@@ -78,9 +80,10 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every real scenario, in the order `all` runs them.
-    const EVERY: [Scenario; 11] = [
+    const EVERY: [Scenario; 12] = [
         Scenario::Health,
         Scenario::Me,
+        Scenario::Dashboard,
         Scenario::UsersFirst,
         Scenario::UsersDeep,
         Scenario::OffsetFirst,
@@ -97,6 +100,7 @@ impl Scenario {
         match self {
             Scenario::Health => "health",
             Scenario::Me => "me",
+            Scenario::Dashboard => "dashboard",
             Scenario::UsersFirst => "users-first",
             Scenario::UsersDeep => "users-deep",
             Scenario::OffsetFirst => "offset-first",
@@ -115,6 +119,7 @@ impl Scenario {
         matches!(
             self,
             Scenario::Me
+                | Scenario::Dashboard
                 | Scenario::UsersFirst
                 | Scenario::UsersDeep
                 | Scenario::OffsetFirst
@@ -416,6 +421,7 @@ fn request_for(
     match scenario {
         Scenario::Health => target.get(LIVE_PATH),
         Scenario::Me => authorised(ME_PATH),
+        Scenario::Dashboard => authorised("/api/v1/dashboard/stats"),
         Scenario::UsersFirst => authorised(&format!("{USERS_PATH}?limit=50&include_total=false")),
         Scenario::UsersDeep => {
             let cursor = prepared.deep_cursor.as_deref().context("no deep cursor was prepared")?;

@@ -356,3 +356,18 @@ pub async fn export_invoices(
 ) -> ApiResult<HttpResponse> {
     stream_export(&state, &auth, Export::Invoices, &params).await
 }
+
+/// The staff dashboard: users, rentals per status, overdue and due-back orders, revenue today, this month and
+/// over the last 30 days, utilisation now. Served from the cache for `cache.dashboard_ttl_secs` (60 s by
+/// default), so figures may be that old; `generated_at` says when they were read.
+#[utoipa::path(tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, body = rental_service::DashboardStats), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)))]
+#[get("/dashboard/stats")]
+pub async fn dashboard(state: web::Data<AppState>, auth: Auth) -> ApiResult<HttpResponse> {
+    let json = state.services.analytics.dashboard_json(&auth.0).await?;
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "private, no-cache"))
+        .body(Bytes::from_owner(json)))
+}

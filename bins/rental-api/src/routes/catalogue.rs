@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
     CategoryUpdate, CategoryView, LocationView, NewCategory, NewLocation, NewProduct, NewUnit, ProductDetailView,
@@ -285,11 +284,13 @@ pub struct ProductListParams {
 // ---- handlers -----------------------------------------------------------------------------------------------
 
 /// Every category, by name. Public.
-#[utoipa::path(tag = "catalogue", responses((status = 200, body = CategoryList)))]
+/// Answers carry an `ETag`; a matching `If-None-Match` gets a 304.
+#[utoipa::path(tag = "catalogue", responses((status = 200, body = CategoryList),
+    (status = 304, description = "Not modified: the `If-None-Match` tag is current")))]
 #[get("/categories")]
-pub async fn list_categories(state: web::Data<AppState>) -> ApiResult<web::Json<CategoryList>> {
+pub async fn list_categories(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     let items = state.services.catalogue.list_categories().await?;
-    Ok(web::Json(CategoryList { items }))
+    crate::http_cache::json_of(&req, &CategoryList { items }, crate::http_cache::Visibility::Public)
 }
 
 /// Create a category (staff).
@@ -384,14 +385,21 @@ impl AsRef<[u8]> for PageJson {
 /// `available_from` and `available_to` go together (a 400 names the missing one). Pages are cached for
 /// `cache.list_ttl_secs` (5 s by default) and cleared by every catalogue write on this instance.
 #[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(ProductListParams),
-    responses((status = 200, body = PageOf<ProductListView>), (status = 400, body = ErrorEnvelope)))]
+    responses((status = 200, body = PageOf<ProductListView>), (status = 400, body = ErrorEnvelope),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current")))]
 #[get("/products")]
-pub async fn list_products(state: web::Data<AppState>, auth: MaybeAuth, query: QueryPairs) -> ApiResult<HttpResponse> {
+pub async fn list_products(
+    state: web::Data<AppState>,
+    auth: MaybeAuth,
+    query: QueryPairs,
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let page = state.services.catalogue.list_products(auth.principal(), &query.0).await?;
     // The cached page's JSON (`ProductListView` serialises exactly like `ProductListView`) is encoded
     // once and shared by every response that serves it.
     page.json()?;
-    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(Bytes::from_owner(PageJson(page))))
+    let visibility = crate::http_cache::Visibility::for_caller(auth.principal().is_some());
+    Ok(crate::http_cache::json(&req, Bytes::from_owner(PageJson(page)), visibility))
 }
 
 /// Create a product (staff).
@@ -425,15 +433,18 @@ pub async fn create_product(
 
 /// One product with its category and stock per location. Public; inactive products only for staff.
 #[utoipa::path(tag = "catalogue", security((), ("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Product id")),
-    responses((status = 200, body = ProductDetailView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = ProductDetailView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current")))]
 #[get("/products/{id}")]
 pub async fn get_product(
     state: web::Data<AppState>,
     auth: MaybeAuth,
     id: web::Path<String>,
-) -> ApiResult<web::Json<ProductDetailView>> {
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;
-    Ok(web::Json(state.services.catalogue.get_product(auth.principal(), id).await?))
+    let product = state.services.catalogue.get_product(auth.principal(), id).await?;
+    crate::http_cache::json_of(&req, &product, crate::http_cache::Visibility::for_caller(auth.principal().is_some()))
 }
 
 /// Change a product (staff).

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod cache;
 pub mod catalogue;
 pub mod health;
 pub mod jobs;

@@ -4,7 +4,7 @@
 //! Answers are the service's views serialised as they are; the OpenAPI document describes their fields in
 //! the schemas below.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
     AvailabilityView, InvoiceView, Listing, MaintenanceView, NewPayment, NewRental, NewRentalLine, OrderDetailView,
@@ -381,16 +381,19 @@ pub async fn close(
 /// free periods of the same length. Buffer time and maintenance blocks count as booked. Public.
 #[utoipa::path(tag = "rentals", params(("id" = uuid::Uuid, Path, description = "Product id"), AvailabilityParams),
     responses((status = 200, body = AvailabilityView, description = "Availability"), (status = 400, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+        (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current")))]
 #[get("/products/{id}/availability")]
 pub async fn availability(
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<AvailabilityParams>,
-) -> ApiResult<web::Json<AvailabilityView>> {
+    req: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "product")?;
     let q = query.into_inner();
-    Ok(web::Json(state.services.rentals.availability(id, q.from, q.to, q.quantity).await?))
+    let view = state.services.rentals.availability(id, q.from, q.to, q.quantity).await?;
+    crate::http_cache::json_of(&req, &view, crate::http_cache::Visibility::Public)
 }
 
 /// Take a unit out of service for a period (staff). 409 `unavailable` when reservations need it then.

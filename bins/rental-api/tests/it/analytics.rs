@@ -287,3 +287,58 @@ async fn csv_exports_stream_every_row_after_a_header() {
     let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
     assert_eq!(body.lines().count(), 1);
 }
+
+#[actix_web::test]
+async fn the_dashboard_counts_every_table_and_is_cached_until_cleared() {
+    let ctx = context().await;
+    ctx.clock.set(at("2026-01-05T12:00:00Z"));
+    let app = app(&ctx).await;
+    let admin = admin_token(&ctx, &app).await;
+    let customer = customer_token(&app, "cus@example.com").await;
+    let me = my_id(&app, &admin).await;
+    import_orders(&ctx.state.db, me, 10).await;
+
+    let dashboard = || send(&app, bearer(TestRequest::get().uri("/api/v1/dashboard/stats"), &admin));
+    let first = dashboard().await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let body = &first.body;
+    assert_eq!(body["users"]["total"], 2);
+    assert_eq!(body["users"]["active"], 2);
+    assert_eq!(body["users"]["inactive"], 0);
+    assert_eq!(body["users"]["superusers"], 1);
+    assert_eq!(body["users"]["new_today"], 2);
+    assert_eq!(body["users"]["new_this_week"], 2);
+    let closed = body["rentals"]["by_status"].as_array().unwrap().iter().find(|s| s["status"] == "closed").unwrap();
+    assert_eq!(closed["count"], 10);
+    assert_eq!(body["rentals"]["active_now"], 0);
+    assert_eq!(body["rentals"]["overdue"], 0);
+    // Invoices are issued at the end of each one-day rental: on Jan 2, 3, 4 and 5 so far (1200 each).
+    assert_eq!(
+        body["revenue"],
+        json!([{"currency": "EUR", "today_minor": 1200, "this_month_minor": 4800, "last_30_days_minor": 4800}])
+    );
+    assert_eq!(body["utilization"]["capacity"], 5);
+    assert_eq!(body["utilization"]["held_now"], 0);
+    assert_eq!(first.headers.get("cache-control").unwrap(), "private, no-cache");
+
+    // A new user shows after the cached figures are cleared, not before.
+    customer_token(&app, "second@example.com").await;
+    assert_eq!(dashboard().await.body["users"]["total"], 2, "served from the cache");
+    let clear = |ns: &str| {
+        send(&app, bearer(TestRequest::post().uri(&format!("/api/v1/admin/cache/clear?namespace={ns}")), &admin))
+    };
+    let cleared = clear("dashboard").await;
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert_eq!(cleared.body, json!({"cleared": ["dashboard"]}));
+    assert_eq!(dashboard().await.body["users"]["total"], 3);
+    clear("no-such-cache").await.assert_error(404, "unknown_cache_namespace");
+    let all = send(&app, bearer(TestRequest::post().uri("/api/v1/admin/cache/clear"), &admin)).await;
+    assert!(all.body["cleared"].as_array().unwrap().len() >= 3, "{}", all.body);
+
+    // Staff only; clearing is for admins.
+    let as_customer = send(&app, bearer(TestRequest::get().uri("/api/v1/dashboard/stats"), &customer)).await;
+    as_customer.assert_error(403, "forbidden");
+    let cleared_by_customer = send(&app, bearer(TestRequest::post().uri("/api/v1/admin/cache/clear"), &customer)).await;
+    cleared_by_customer.assert_error(403, "forbidden");
+    send(&app, TestRequest::get().uri("/api/v1/dashboard/stats")).await.assert_error(401, "unauthorized");
+}

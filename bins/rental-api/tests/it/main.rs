@@ -4,6 +4,7 @@
 mod admin;
 mod analytics;
 mod auth;
+mod cache;
 mod catalogue;
 mod cli;
 mod console;

@@ -196,7 +196,7 @@ async fn the_prometheus_exposition_has_route_patterns_units_and_gauges() {
         "rental_db_pool_max_connections 5",
         "# TYPE rental_system_memory_total_bytes gauge",
         r#"rental_component_configured{component="stripe"} 0"#,
-        r#"rental_cache_hits_total{cache="users"} 0"#,
+        r#"rental_cache_hits_total{cache="users",tier="local"} 0"#,
     ] {
         assert!(lines.contains(&expected), "missing {expected:?} in\n{text}");
     }

@@ -136,7 +136,8 @@ async fn every_response_of_every_route_has_a_typed_schema() {
     for (path, item) in doc.body["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             for (status, response) in operation["responses"].as_object().unwrap() {
-                if status == "204" {
+                // 204 and 304 answers have no body by definition.
+                if status == "204" || status == "304" {
                     continue;
                 }
                 let Some(content) = response["content"].as_object() else {

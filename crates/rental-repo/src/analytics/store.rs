@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rental_domain::OrderStatus;
 
 use super::{
-    ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord, UtilizationRecord,
+    DashboardRecord, ExportCursor, InvoiceExportRecord, OrderExportRecord, PopularProductRecord, RevenueDayRecord,
+    UtilizationRecord,
 };
 use crate::RepoResult;
 
@@ -17,6 +18,13 @@ use crate::RepoResult;
 /// utilization count rented lines (not quotes, not cancelled orders); exports page by (time, id) without gaps
 /// or repeats.
 pub trait AnalyticsStore: Send + Sync {
+    /// The dashboard's figures at `at` (days are UTC days): one aggregate statement per table (users, orders,
+    /// invoices) and one for what is held now against the capacity.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when a query fails.
+    fn dashboard(&self, at: DateTime<Utc>) -> impl Future<Output = RepoResult<DashboardRecord>> + Send;
+
     /// Revenue of open and paid invoices issued on days in `[from, to)`, per currency and day, ordered by
     /// currency and day. Days without invoices are absent.
     ///

@@ -6,7 +6,10 @@
 //! not capped in length: the revenue report reads one row per day with invoices, the utilization report two
 //! buckets of usage marks per product whatever the length, and the exports are streamed.
 
+mod dashboard;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rental_domain::OrderStatus;
@@ -17,7 +20,10 @@ use rental_repo::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Principal, ServiceError, ServiceResult};
+use crate::cache::{Caches, JsonBytes, Namespace, NamespaceSpec, Singleton};
+use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
+
+pub use dashboard::{DashboardRentals, DashboardRevenue, DashboardStats, DashboardUsers, DashboardUtilization};
 
 /// Most products in the popular-products ranking.
 pub const POPULAR_LIMIT_MAX: u64 = 100;
@@ -216,25 +222,64 @@ fn average(total: i64, count: i64) -> i64 {
 #[derive(Debug)]
 pub struct AnalyticsService<A = AnalyticsRepo> {
     repo: Arc<A>,
+    clock: Arc<dyn Clock>,
+    /// The dashboard's JSON, for `cache.dashboard_ttl_secs`.
+    dashboard: Namespace<Singleton, JsonBytes>,
 }
 
 impl<A> Clone for AnalyticsService<A> {
     fn clone(&self) -> Self {
-        Self { repo: self.repo.clone() }
+        Self { repo: self.repo.clone(), clock: self.clock.clone(), dashboard: self.dashboard.clone() }
     }
 }
 
 impl AnalyticsService {
-    /// The service over `db`'s reports.
-    pub fn new(db: Database) -> Self {
-        Self::with_store(Arc::new(AnalyticsRepo::new(db)))
+    /// The service over `db`'s reports, judging time by `clock`, its dashboard cached in `caches`.
+    pub fn new(db: Database, clock: Arc<dyn Clock>, config: &CacheConfig, caches: &Caches) -> Self {
+        Self::with_store(Arc::new(AnalyticsRepo::new(db)), clock, config, caches)
     }
 }
 
 impl<A: AnalyticsStore> AnalyticsService<A> {
     /// The service over another implementation of the store.
-    pub fn with_store(repo: Arc<A>) -> Self {
-        Self { repo }
+    pub fn with_store(repo: Arc<A>, clock: Arc<dyn Clock>, config: &CacheConfig, caches: &Caches) -> Self {
+        let dashboard = caches.namespace(NamespaceSpec {
+            name: "dashboard",
+            ttl: Duration::from_secs(config.dashboard_ttl_secs.max(1)),
+            capacity: 1,
+        });
+        Self { repo, clock, dashboard }
+    }
+
+    /// The dashboard (staff), read now from the database: one aggregate statement per table.
+    ///
+    /// # Errors
+    /// [`ServiceError::Forbidden`] unless staff; [`ServiceError::Repo`] when the database fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn dashboard(&self, principal: &Principal) -> ServiceResult<DashboardStats> {
+        principal.require_staff()?;
+        self.read_dashboard().await
+    }
+
+    async fn read_dashboard(&self) -> ServiceResult<DashboardStats> {
+        let at = self.clock.now();
+        Ok(DashboardStats::from_record(self.repo.dashboard(at).await?, at))
+    }
+
+    /// The dashboard's JSON (staff), cached for `cache.dashboard_ttl_secs` (shared between instances through
+    /// the Redis tier); concurrent misses share one read.
+    ///
+    /// # Errors
+    /// As [`Self::dashboard`].
+    pub async fn dashboard_json(&self, principal: &Principal) -> ServiceResult<JsonBytes> {
+        principal.require_staff()?;
+        let load = async {
+            let at = self.clock.now();
+            let stats = DashboardStats::from_record(self.repo.dashboard(at).await?, at);
+            // Plain numbers and strings always encode; an empty body would be the (impossible) failure.
+            Ok::<_, rental_repo::RepoError>(JsonBytes(serde_json::to_vec(&stats).unwrap_or_default().into()))
+        };
+        Ok(self.dashboard.get_or_load(Singleton, load).await?)
     }
 
     /// Revenue of open and paid invoices issued in the window, taken as whole UTC days: `from`'s day up to

@@ -3,12 +3,10 @@
 
 mod views;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use moka::future::Cache;
 use rental_domain::catalogue::{
     CATALOGUE_NAME_MAX_LEN, PRODUCT_NAME_MAX_LEN, buffer_minutes, code, description, display_text, quantity,
 };
@@ -21,7 +19,7 @@ use rental_repo::{
 };
 use uuid::Uuid;
 
-use crate::cache_stats::{CacheCounters, CacheStats};
+use crate::cache::{CacheValue, Caches, Namespace, NamespaceSpec, Singleton};
 use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
 
 pub use views::*;
@@ -81,10 +79,16 @@ pub struct CatalogueService<C = CatalogueRepo> {
     /// Pages of the product list by their validated query (which includes the forced `is_active` of callers
     /// who are not staff); every catalogue write clears them all. Order writes do not, so a page filtered by
     /// availability may be up to the TTL old: the reservation itself decides.
-    pages: Option<Cache<String, Arc<ProductPage>>>,
-    /// Lookups of `pages`, shared by clones.
-    counters: Arc<CacheCounters>,
+    pages: Option<Namespace<String, Arc<ProductPage>>>,
+    /// The category list; every catalogue write clears it, on every instance.
+    categories: Namespace<Singleton, Arc<Vec<CategoryView>>>,
 }
+
+/// The category list stays in the process that read it (clears reach every instance).
+impl CacheValue for Arc<Vec<CategoryView>> {}
+
+/// Product pages stay in the process that read them: they hold their decoded rows beside the JSON.
+impl CacheValue for Arc<ProductPage> {}
 
 impl<C> Clone for CatalogueService<C> {
     fn clone(&self) -> Self {
@@ -93,7 +97,7 @@ impl<C> Clone for CatalogueService<C> {
             repo: self.repo.clone(),
             clock: self.clock.clone(),
             pages: self.pages.clone(),
-            counters: self.counters.clone(),
+            categories: self.categories.clone(),
         }
     }
 }
@@ -101,35 +105,43 @@ impl<C> Clone for CatalogueService<C> {
 impl CatalogueService {
     /// The service over `db`'s catalogue repository, judging time by `clock`, with a product-page cache when
     /// `config.list_ttl_secs` is not 0.
-    pub fn new(db: Database, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
-        Self::with_store(db.clone(), Arc::new(CatalogueRepo::new(db)), clock, config)
+    pub fn new(db: Database, clock: Arc<dyn Clock>, config: &CacheConfig, caches: &Caches) -> Self {
+        Self::with_store(db.clone(), Arc::new(CatalogueRepo::new(db)), clock, config, caches)
     }
 }
 
 impl<C: CatalogueStore + 'static> CatalogueService<C> {
     /// The service over another implementation of the store; `db` gives the units of work it writes in.
-    pub fn with_store(db: Database, repo: Arc<C>, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
+    pub fn with_store(
+        db: Database,
+        repo: Arc<C>,
+        clock: Arc<dyn Clock>,
+        config: &CacheConfig,
+        caches: &Caches,
+    ) -> Self {
         let pages = (config.list_ttl_secs > 0).then(|| {
-            Cache::builder()
-                .max_capacity(config.product_list_max_bytes)
-                .weigher(|_key: &String, page: &Arc<ProductPage>| page.weight())
-                .time_to_live(Duration::from_secs(config.list_ttl_secs))
-                .build()
+            let spec = NamespaceSpec {
+                name: "product_pages",
+                ttl: Duration::from_secs(config.list_ttl_secs),
+                capacity: config.product_list_max_bytes,
+            };
+            caches.weighed_namespace(spec, |page: &Arc<ProductPage>| page.weight())
         });
-        Self { db, repo, clock, pages, counters: Arc::default() }
+        let categories = caches.namespace(NamespaceSpec {
+            name: "categories",
+            ttl: Duration::from_secs(config.catalogue_ttl_secs.max(1)),
+            capacity: 1,
+        });
+        Self { db, repo, clock, pages, categories }
     }
 
     /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
     /// that failed half-way may still have changed something.
-    /// What the product-page cache did since start (`product_pages`), when it is enabled.
-    pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.pages.as_ref().map(|pages| self.counters.stats("product_pages", pages.entry_count()))
-    }
-
-    fn clear_pages(&self) {
+    async fn clear_pages(&self) {
         if let Some(pages) = &self.pages {
-            pages.invalidate_all();
+            pages.clear().await;
         }
+        self.categories.clear().await;
     }
 
     /// Runs one catalogue write in a unit of its own, stamped by the clock, then clears the cached pages
@@ -137,7 +149,7 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     async fn write<T>(&self, work: impl AsyncFnOnce(&C, &UnitOfWork, DateTime<Utc>) -> RepoResult<T>) -> RepoResult<T> {
         let at = self.clock.now();
         let result = self.db.write(async |uow| work(&self.repo, uow, at).await).await;
-        self.clear_pages();
+        self.clear_pages().await;
         result
     }
 
@@ -146,7 +158,12 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     /// # Errors
     /// [`ServiceError::Repo`].
     pub async fn list_categories(&self) -> ServiceResult<Vec<CategoryView>> {
-        Ok(self.repo.list_categories().await?.into_iter().map(Into::into).collect())
+        let repo = self.repo.clone();
+        let load = async move {
+            Ok::<_, RepoError>(Arc::new(repo.list_categories().await?.into_iter().map(Into::into).collect()))
+        };
+        let categories = self.categories.get_or_load(Singleton, load).await?;
+        Ok((*categories).clone())
     }
 
     /// One category. Public.
@@ -267,18 +284,14 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
         };
         // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
         // one key share one database read.
-        let key = format!("{query:?}");
+        let key = crate::users::list_query_key(&query);
         let repo = self.repo.clone();
-        let missed = AtomicBool::new(false);
         let page = pages
-            .try_get_with(key, async {
-                missed.store(true, Ordering::Relaxed);
+            .get_or_load(key, async {
                 repo.list_products(&query).await.map(|l| Arc::new(ProductPage::new(l.map(ProductListView::from))))
             })
             .await;
-        self.counters.count(&missed);
-        let page = page.map_err(ServiceError::from)?;
-        Ok(page)
+        page.map_err(ServiceError::from)
     }
 
     /// One product with its category and stock per location. Public; inactive products are not found for

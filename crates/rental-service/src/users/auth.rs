@@ -289,7 +289,7 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
                 Ok::<_, RepoError>(user)
             })
             .await?;
-        self.user_service.evict_lists();
+        self.user_service.evict_lists().await;
         Ok(user.into())
     }
 
@@ -306,7 +306,7 @@ impl<U: UserStore + 'static, T: RefreshTokenStore + 'static> AuthService<U, T> {
             return Err(ServiceError::Unauthorized("access token expired"));
         }
         let user_id = UserId::from_uuid(claims.sub);
-        match self.user_service.cached(user_id).await? {
+        match &*self.user_service.cached(user_id).await? {
             Some(user) if user.is_active => Ok(Principal {
                 user_id,
                 roles: user.roles.clone(),

@@ -5,17 +5,15 @@ pub(crate) mod password;
 pub(crate) mod recovery;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use moka::future::Cache;
 use rental_domain::{Collector, DomainError, Email, FieldError, FullName, Password, Role, UserId};
 use rental_repo::query::Listing;
 use rental_repo::{Database, NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, UserStore, user_list_spec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::cache_stats::{CacheCounters, CacheStats};
+use crate::cache::{CacheValue, Caches, Namespace, NamespaceSpec};
 use crate::{CacheConfig, Clock, PasswordHasher, Principal, ServiceError, ServiceResult};
 
 /// Most users in one bulk request.
@@ -61,6 +59,116 @@ impl From<UserRecord> for UserView {
             updated_at: r.updated_at,
         }
     }
+}
+
+/// A user as the authentication cache holds it: everything a request needs to be judged, and the profile,
+/// but never the password hash (which must not leave the process, and is not needed after login).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthUser {
+    /// Id.
+    pub id: UserId,
+    /// Lower-cased e-mail address.
+    pub email: String,
+    /// Display name.
+    pub full_name: String,
+    /// Whether the user may log in.
+    pub is_active: bool,
+    /// Whether the user has every permission.
+    pub is_superuser: bool,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Roles, sorted.
+    pub roles: Vec<Role>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<UserRecord> for AuthUser {
+    fn from(r: UserRecord) -> Self {
+        Self {
+            id: r.id,
+            email: r.email,
+            full_name: r.full_name,
+            is_active: r.is_active,
+            is_superuser: r.is_superuser,
+            has_password: r.password_hash.is_some(),
+            roles: r.roles,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<&AuthUser> for UserView {
+    fn from(u: &AuthUser) -> Self {
+        Self {
+            id: u.id,
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+            is_active: u.is_active,
+            is_superuser: u.is_superuser,
+            has_password: u.has_password,
+            roles: u.roles.clone(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+        }
+    }
+}
+
+/// Shared between instances as JSON; `None` (an unknown user) is cached too, so that a flood of tokens of a
+/// deleted account does not read the database each time.
+impl CacheValue for Arc<Option<AuthUser>> {
+    const SHARED: bool = true;
+
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&**self).ok()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Option<AuthUser>>(bytes).ok().map(Arc::new)
+    }
+}
+
+/// User-list pages stay in the process that read them (they are short-lived and admin-only).
+impl CacheValue for Arc<Listing<UserView>> {}
+
+/// The canonical cache key of a validated list query: every part in a fixed order, values in their
+/// canonical text (the cursor in its encoded form), so equivalent query strings share an entry.
+pub(crate) fn list_query_key(query: &rental_repo::query::ListQuery) -> String {
+    use std::fmt::Write as _;
+
+    use rental_repo::query::{Direction, FilterValue, Pagination};
+    let mut key = String::with_capacity(64);
+    match &query.pagination {
+        Pagination::Offset { page, per_page } => {
+            let _ = write!(key, "o:{page}:{per_page}");
+        }
+        Pagination::Keyset { after, limit, include_total } => {
+            let cursor = after.as_ref().map(|c| c.encode()).unwrap_or_default();
+            let _ = write!(key, "k:{limit}:{include_total}:{cursor}");
+        }
+    }
+    let direction = match query.direction {
+        Direction::Asc => "asc",
+        Direction::Desc => "desc",
+    };
+    let _ = write!(key, "|s:{}:{direction}", query.sort);
+    for (name, value) in &query.filters {
+        let _ = match value {
+            FilterValue::Bool(b) => write!(key, "|f:{name}={b}"),
+            FilterValue::DateTime(at) => write!(key, "|f:{name}={}", at.timestamp_micros()),
+            FilterValue::Word(w) => write!(key, "|f:{name}={w}"),
+            FilterValue::Uuid(id) => write!(key, "|f:{name}={id}"),
+            FilterValue::Integer(i) => write!(key, "|f:{name}={i}"),
+            FilterValue::Name(n) => write!(key, "|f:{name}={}", n.len()).and_then(|()| write!(key, ":{n}")),
+        };
+    }
+    if let Some(search) = &query.search {
+        let _ = write!(key, "|q:{}:{search}", search.len());
+    }
+    key
 }
 
 /// A user created by an admin, as received (unvalidated).
@@ -112,12 +220,11 @@ pub struct UserService<U = UserRepo> {
     pub(crate) repo: Arc<U>,
     hasher: PasswordHasher,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Users by id for authentication; every write to a user evicts its entry.
-    cache: Cache<UserId, Arc<UserRecord>>,
+    /// Users by id for authentication (without their password hash); every write to a user evicts its
+    /// entry, on every instance.
+    cache: Namespace<UserId, Arc<Option<AuthUser>>>,
     /// Pages of the user list by their validated query; every write to any user clears them all.
-    lists: Option<Cache<String, Arc<Listing<UserView>>>>,
-    /// Lookups of `cache` and `lists`, shared by clones.
-    counters: Arc<[CacheCounters; 2]>,
+    lists: Option<Namespace<String, Arc<Listing<UserView>>>>,
 }
 
 impl<U> Clone for UserService<U> {
@@ -129,15 +236,20 @@ impl<U> Clone for UserService<U> {
             clock: self.clock.clone(),
             cache: self.cache.clone(),
             lists: self.lists.clone(),
-            counters: self.counters.clone(),
         }
     }
 }
 
 impl UserService {
     /// The service over `db`'s user repository, judging time by `clock`.
-    pub fn new(db: Database, hasher: PasswordHasher, clock: Arc<dyn Clock>, config: &CacheConfig) -> Self {
-        Self::with_store(db.clone(), Arc::new(UserRepo::new(db)), hasher, clock, config)
+    pub fn new(
+        db: Database,
+        hasher: PasswordHasher,
+        clock: Arc<dyn Clock>,
+        config: &CacheConfig,
+        caches: &Caches,
+    ) -> Self {
+        Self::with_store(db.clone(), Arc::new(UserRepo::new(db)), hasher, clock, config, caches)
     }
 }
 
@@ -149,65 +261,48 @@ impl<U: UserStore + 'static> UserService<U> {
         hasher: PasswordHasher,
         clock: Arc<dyn Clock>,
         config: &CacheConfig,
+        caches: &Caches,
     ) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(config.user_capacity)
-            .time_to_live(Duration::from_secs(config.user_ttl_secs))
-            .build();
-        let lists = (config.list_ttl_secs > 0).then(|| {
-            Cache::builder()
-                .max_capacity(config.list_capacity)
-                .time_to_live(Duration::from_secs(config.list_ttl_secs))
-                .build()
+        let cache = caches.namespace(NamespaceSpec {
+            name: "users",
+            ttl: Duration::from_secs(config.user_ttl_secs),
+            capacity: config.user_capacity,
         });
-        Self { db, repo, hasher, clock, cache, lists, counters: Arc::default() }
+        let lists = (config.list_ttl_secs > 0).then(|| {
+            caches.namespace(NamespaceSpec {
+                name: "user_lists",
+                ttl: Duration::from_secs(config.list_ttl_secs),
+                capacity: config.list_capacity,
+            })
+        });
+        Self { db, repo, hasher, clock, cache, lists }
     }
 
-    /// A user by id through the cache; concurrent misses for one id share one database read.
+    /// A user by id through the cache (without the password hash); concurrent misses for one id share one
+    /// database read.
     ///
     /// # Errors
     /// [`ServiceError::Repo`] when the read fails.
-    pub(crate) async fn cached(&self, id: UserId) -> ServiceResult<Option<Arc<UserRecord>>> {
+    pub(crate) async fn cached(&self, id: UserId) -> ServiceResult<Arc<Option<AuthUser>>> {
         let repo = self.repo.clone();
-        let missed = AtomicBool::new(false);
         let loaded = self
             .cache
-            .try_get_with(id, async {
-                missed.store(true, Ordering::Relaxed);
-                match repo.find(id).await {
-                    Ok(Some(user)) => Ok(Arc::new(user)),
-                    Ok(None) => Err(RepoError::NotFound),
-                    Err(err) => Err(err),
-                }
-            })
+            .get_or_load(id, async move { repo.find(id).await.map(|user| Arc::new(user.map(AuthUser::from))) })
             .await;
-        self.counters[0].count(&missed);
-        match loaded {
-            Ok(user) => Ok(Some(user)),
-            Err(err) if matches!(*err, RepoError::NotFound) => Ok(None),
-            Err(err) => Err(ServiceError::from(err)),
-        }
+        loaded.map_err(ServiceError::from)
     }
 
-    /// What the user caches did since start: `users` (by id) and, when enabled, `user_lists`.
-    pub fn cache_stats(&self) -> Vec<CacheStats> {
-        let mut stats = vec![self.counters[0].stats("users", self.cache.entry_count())];
-        if let Some(lists) = &self.lists {
-            stats.push(self.counters[1].stats("user_lists", lists.entry_count()));
-        }
-        stats
-    }
-
-    /// Forgets everything cached about `id`, and every cached list page (which may show it).
+    /// Forgets everything cached about `id` (on every instance), and every cached list page (which may
+    /// show it).
     pub(crate) async fn evict(&self, id: UserId) {
         self.cache.invalidate(&id).await;
-        self.evict_lists();
+        self.evict_lists().await;
     }
 
     /// Forgets every cached list page, after a write that adds or changes users.
-    pub(crate) fn evict_lists(&self) {
+    pub(crate) async fn evict_lists(&self) {
         if let Some(lists) = &self.lists {
-            lists.invalidate_all();
+            lists.clear().await;
         }
     }
 
@@ -216,8 +311,8 @@ impl<U: UserStore + 'static> UserService<U> {
     /// # Errors
     /// [`ServiceError::Unauthorized`] when the account is gone.
     pub async fn me(&self, principal: &Principal) -> ServiceResult<UserView> {
-        match self.cached(principal.user_id).await? {
-            Some(user) => Ok(UserView::from((*user).clone())),
+        match &*self.cached(principal.user_id).await? {
+            Some(user) => Ok(UserView::from(user)),
             None => Err(ServiceError::Unauthorized("the account no longer exists")),
         }
     }
@@ -256,17 +351,10 @@ impl<U: UserStore + 'static> UserService<U> {
         // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
         // one key share one database read.
         let repo = self.repo.clone();
-        let key = format!("{query:?}");
-        let missed = AtomicBool::new(false);
-        let page = lists
-            .try_get_with(key, async {
-                missed.store(true, Ordering::Relaxed);
-                repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from)))
-            })
-            .await;
-        self.counters[1].count(&missed);
-        let page = page.map_err(ServiceError::from)?;
-        Ok(page)
+        let key = list_query_key(&query);
+        let page =
+            lists.get_or_load(key, async { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) }).await;
+        page.map_err(ServiceError::from)
     }
 
     /// One user (admins only).
@@ -289,7 +377,7 @@ impl<U: UserStore + 'static> UserService<U> {
         let (record, password) = validate_new(&new).map_err(ServiceError::Invalid)?;
         let record = self.with_hash(record, password).await?;
         let user = self.insert(record).await?;
-        self.evict_lists();
+        self.evict_lists().await;
         Ok(user.into())
     }
 
@@ -327,7 +415,7 @@ impl<U: UserStore + 'static> UserService<U> {
         }
         let at = self.clock.now();
         let created = self.db.write(async |uow| self.repo.bulk_create(uow, records, at).await).await?;
-        self.evict_lists();
+        self.evict_lists().await;
         Ok(created)
     }
 
@@ -430,7 +518,7 @@ impl<U: UserStore + 'static> UserService<U> {
             roles: vec![Role::Admin],
         };
         let user = self.insert(record).await?;
-        self.evict_lists();
+        self.evict_lists().await;
         Ok(user.into())
     }
 

@@ -1,0 +1,849 @@
+//! The one cache abstraction every cached read of the services goes through.
+//!
+//! [`Caches`] is built once with the services and hands out typed [`Namespace`]s, one per kind of data, each
+//! with its own TTL and capacity. A namespace is keyed by a [`CacheKey`] (a typed key with a canonical text
+//! form, never a `Debug` string) and offers:
+//!
+//! - get-or-load with stampede protection: concurrent misses of one key run the loader once (moka's
+//!   `try_get_with`), and everyone waiting gets its result;
+//! - invalidation by key, and of the whole namespace by bumping its generation (entries of older generations
+//!   can no longer be reached and age out), instead of `invalidate_all` loops;
+//! - counters per namespace and tier (hits, misses, loads, evictions, entries) for monitoring.
+//!
+//! With a [`CacheBackend`] (Redis), the namespaces whose values have a byte encoding ([`CacheValue`]) use it
+//! as a second tier: a local miss asks the backend before loading, and loads are stored there for other
+//! instances. Invalidations are published through the backend so that every instance drops its copy. While
+//! the backend is unhealthy, local entries live at most `degraded_ttl`, which bounds how long an instance can
+//! miss another's invalidation.
+
+#[cfg(feature = "redis")]
+pub mod redis;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::notification::RemovalCause;
+use rental_domain::UserId;
+use uuid::Uuid;
+
+use crate::ports::{CacheBackend, CacheEvent};
+
+/// A typed cache key with a canonical text form, used for the shared tier and for invalidations sent to
+/// other instances.
+pub trait CacheKey: Clone + Eq + Hash + Send + Sync + 'static {
+    /// The canonical form: equal keys give equal text, different keys different text.
+    fn canonical(&self) -> Cow<'_, str>;
+    /// The key back from its canonical form (for invalidations received from other instances).
+    fn from_canonical(text: &str) -> Option<Self>;
+}
+
+impl CacheKey for UserId {
+    fn canonical(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
+    fn from_canonical(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+impl CacheKey for Uuid {
+    fn canonical(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
+    fn from_canonical(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+/// A key built by the service from validated input (a list query in canonical form, a date range).
+impl CacheKey for String {
+    fn canonical(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self)
+    }
+    fn from_canonical(text: &str) -> Option<Self> {
+        Some(text.to_owned())
+    }
+}
+
+/// The only entry of a namespace that holds one value (the dashboard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Singleton;
+
+impl CacheKey for Singleton {
+    fn canonical(&self) -> Cow<'_, str> {
+        Cow::Borrowed("-")
+    }
+    fn from_canonical(text: &str) -> Option<Self> {
+        (text == "-").then_some(Self)
+    }
+}
+
+/// A cached value, and whether (and how) it can be shared with other instances through the backend.
+pub trait CacheValue: Clone + Send + Sync + 'static {
+    /// Whether values go to the shared tier (then `encode` and `decode` must be implemented).
+    const SHARED: bool = false;
+    /// The bytes stored in the shared tier; `None` keeps the value in this process only.
+    fn encode(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The value back from the shared tier's bytes; `None` when they cannot be read (then the value is loaded).
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let _ = bytes;
+        None
+    }
+}
+
+/// JSON bytes served as they are: cached encoded, shared as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonBytes(pub Arc<[u8]>);
+
+impl AsRef<[u8]> for JsonBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl CacheValue for JsonBytes {
+    const SHARED: bool = true;
+    fn encode(&self) -> Option<Vec<u8>> {
+        Some(self.0.to_vec())
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(Self(Arc::from(bytes)))
+    }
+}
+
+/// How a namespace is sized and how long its entries live.
+#[derive(Debug, Clone, Copy)]
+pub struct NamespaceSpec {
+    /// The name shown in metrics and accepted by [`Caches::clear`].
+    pub name: &'static str,
+    /// How long an entry lives (in this process and in the shared tier).
+    pub ttl: Duration,
+    /// Most entries kept, or most weight when the namespace is weighed.
+    pub capacity: u64,
+}
+
+/// What one namespace did since start, per tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// The namespace: `users`, `user_lists`, `product_pages`, `dashboard`, ...
+    pub name: &'static str,
+    /// `local` (moka, in this process) or `shared` (the backend, Redis).
+    pub tier: &'static str,
+    /// Lookups answered by this tier.
+    pub hits: u64,
+    /// Lookups this tier could not answer.
+    pub misses: u64,
+    /// Values loaded from the database because no tier held them (for `local`; 0 for `shared`).
+    pub loads: u64,
+    /// Entries removed because of size or age (not invalidations).
+    pub evictions: u64,
+    /// Entries held now (moka's estimate; 0 for `shared`, which is not counted).
+    pub entries: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, `None` before the first lookup.
+    pub fn hit_rate(&self) -> Option<f64> {
+        let lookups = self.hits + self.misses;
+        (lookups > 0).then(|| self.hits as f64 / lookups as f64)
+    }
+}
+
+/// No namespace of that name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no cache namespace named `{0}`")]
+pub struct UnknownNamespace(pub String);
+
+/// Health of the shared tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedTier {
+    /// No backend: this process's caches only.
+    None,
+    /// The backend answers; invalidations reach every instance.
+    Up,
+    /// The backend is configured but unreachable or slow: local caches alone, with shortened TTLs.
+    Degraded,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    evictions: AtomicU64,
+    shared_hits: AtomicU64,
+    shared_misses: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// The shared tier as the namespaces see it.
+#[derive(Debug)]
+struct Shared {
+    backend: Arc<dyn CacheBackend>,
+    /// Whether the backend answered its last call and the invalidations subscription is live; false
+    /// shortens the local TTLs.
+    healthy: Arc<AtomicBool>,
+    /// Whether the backend answered its last call.
+    answering: AtomicBool,
+    /// Whether the subscription to other instances' invalidations is live.
+    subscribed: AtomicBool,
+    /// Whether the outage was already logged (log once per outage).
+    logged: AtomicBool,
+    /// Bound on every read and write of a value.
+    timeout: Duration,
+    /// Bound on publishing an invalidation (it matters more than a read, so it may take longer).
+    publish_timeout: Duration,
+}
+
+impl Shared {
+    fn mark(&self, ok: bool, what: &str, err: Option<&dyn fmt::Display>) {
+        self.answering.store(ok, Ordering::Relaxed);
+        self.update(what, err);
+    }
+
+    fn mark_subscribed(&self, ok: bool) {
+        self.subscribed.store(ok, Ordering::Relaxed);
+        self.update("keep its invalidations subscription", None);
+    }
+
+    fn update(&self, what: &str, err: Option<&dyn fmt::Display>) {
+        let ok = self.answering.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed);
+        let was = self.healthy.swap(ok, Ordering::Relaxed);
+        if ok {
+            if !was {
+                self.logged.store(false, Ordering::Relaxed);
+                tracing::info!("the shared cache answers again: back to two tiers");
+            }
+        } else if !self.logged.swap(true, Ordering::Relaxed) {
+            match err {
+                Some(err) => {
+                    tracing::warn!(error = %err, "the shared cache failed to {what}: running on the local caches alone with short TTLs until it answers again")
+                }
+                None => tracing::warn!(
+                    "the shared cache failed to {what}: running on the local caches alone with short TTLs until it answers again"
+                ),
+            }
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        bound: Duration,
+        call: impl Future<Output = Result<T, crate::PortError>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(bound, call).await {
+            Ok(Ok(value)) => {
+                self.mark(true, what, None);
+                Some(value)
+            }
+            Ok(Err(err)) => {
+                self.mark(false, what, Some(&err));
+                None
+            }
+            Err(_) => {
+                self.mark(false, what, Some(&format!("timed out after {bound:?}")));
+                None
+            }
+        }
+    }
+}
+
+/// Per-entry lifetime: the namespace's TTL, or the degraded bound while the shared tier is down.
+struct Lifetime {
+    ttl: Duration,
+    degraded_ttl: Duration,
+    healthy: Option<Arc<AtomicBool>>,
+}
+
+impl<K, V> Expiry<K, V> for Lifetime {
+    fn expire_after_create(&self, _key: &K, _value: &V, _created_at: Instant) -> Option<Duration> {
+        match &self.healthy {
+            Some(healthy) if !healthy.load(Ordering::Relaxed) => Some(self.ttl.min(self.degraded_ttl)),
+            _ => Some(self.ttl),
+        }
+    }
+}
+
+/// What [`Caches`] needs of every namespace, whatever its key and value types.
+trait Control: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn stats(&self) -> Vec<CacheStats>;
+    /// Drops everything held in this process (a new generation).
+    fn clear_local(&self);
+    /// Drops one key held in this process, from its canonical text.
+    fn drop_local(&self, canonical: &str);
+    /// Adopts the shared generation of the namespace (from the backend).
+    fn set_shared_generation(&self, generation: u64);
+}
+
+/// One kind of cached data: typed keys, typed values. Cheap to clone.
+pub struct Namespace<K: CacheKey, V: CacheValue> {
+    inner: Arc<NamespaceInner<K, V>>,
+}
+
+impl<K: CacheKey, V: CacheValue> Clone for Namespace<K, V> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> fmt::Debug for Namespace<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace").field("name", &self.inner.spec.name).finish_non_exhaustive()
+    }
+}
+
+struct NamespaceInner<K: CacheKey, V: CacheValue> {
+    spec: NamespaceSpec,
+    /// Entries of this process, keyed by (local generation, key).
+    local: moka::future::Cache<(u64, K), V>,
+    /// Bumped to drop every local entry at once.
+    generation: AtomicU64,
+    /// The namespace's generation in the shared tier (part of every shared key), bumped by a clear anywhere.
+    shared_generation: AtomicU64,
+    /// Bumped by every invalidation: a load that overlapped one does not keep its (possibly older) value.
+    invalidations: AtomicU64,
+    counters: Arc<Counters>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<K: CacheKey, V: CacheValue> NamespaceInner<K, V> {
+    fn shared_key(&self, key: &K) -> String {
+        format!("{}:{}:{}", self.spec.name, self.shared_generation.load(Ordering::Acquire), key.canonical())
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
+    /// The namespace's name.
+    pub fn name(&self) -> &'static str {
+        self.inner.spec.name
+    }
+
+    /// The value of `key`, from this process, else from the shared tier, else from `load` (which is stored
+    /// in both). Concurrent misses of one key run `load` once and share its result, error included.
+    ///
+    /// # Errors
+    /// `load`'s error, shared by every caller that waited for it.
+    pub async fn get_or_load<E, F>(&self, key: K, load: F) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Future<Output = Result<V, E>>,
+    {
+        let inner = &self.inner;
+        let generation = inner.generation.load(Ordering::Acquire);
+        let invalidations = inner.invalidations.load(Ordering::Acquire);
+        let loaded = AtomicBool::new(false);
+        let result = inner
+            .local
+            .try_get_with_by_ref(&(generation, key.clone()), async {
+                loaded.store(true, Ordering::Relaxed);
+                if let Some(value) = self.shared_get(&key).await {
+                    return Ok(value);
+                }
+                bump(&inner.counters.loads);
+                let value = load.await?;
+                self.shared_set(&key, &value).await;
+                Ok(value)
+            })
+            .await;
+        if loaded.load(Ordering::Relaxed) {
+            bump(&inner.counters.misses);
+            // An invalidation that ran while this value was loaded may have been for a change the load did
+            // not see: the caller gets the value (it raced with the write), the cache does not keep it.
+            if inner.invalidations.load(Ordering::Acquire) != invalidations {
+                inner.local.invalidate(&(generation, key)).await;
+            }
+        } else {
+            bump(&inner.counters.hits);
+        }
+        result
+    }
+
+    async fn shared_get(&self, key: &K) -> Option<V> {
+        let shared = self.inner.shared.as_ref()?;
+        if !V::SHARED {
+            return None;
+        }
+        let shared_key = self.inner.shared_key(key);
+        let found = shared.bounded("read", shared.timeout, shared.backend.get(&shared_key)).await.flatten();
+        match found.as_deref().and_then(V::decode) {
+            Some(value) => {
+                bump(&self.inner.counters.shared_hits);
+                Some(value)
+            }
+            None => {
+                bump(&self.inner.counters.shared_misses);
+                None
+            }
+        }
+    }
+
+    async fn shared_set(&self, key: &K, value: &V) {
+        let Some(shared) = &self.inner.shared else { return };
+        let Some(bytes) = value.encode() else { return };
+        let shared_key = self.inner.shared_key(key);
+        let ttl = self.inner.spec.ttl;
+        shared.bounded("write", shared.timeout, shared.backend.set(&shared_key, &bytes, ttl)).await;
+    }
+
+    /// Drops `key` here, in the shared tier, and on every other instance.
+    pub async fn invalidate(&self, key: &K) {
+        let inner = &self.inner;
+        inner.invalidations.fetch_add(1, Ordering::AcqRel);
+        let generation = inner.generation.load(Ordering::Acquire);
+        inner.local.invalidate(&(generation, key.clone())).await;
+        if let Some(shared) = &inner.shared {
+            let event = CacheEvent::Invalidate { namespace: inner.spec.name.into(), key: key.canonical().into_owned() };
+            let shared_key = inner.shared_key(key);
+            let work = async {
+                if V::SHARED {
+                    shared.backend.delete(&shared_key).await?;
+                }
+                shared.backend.publish(&event).await
+            };
+            shared.bounded("publish an invalidation", shared.publish_timeout, work).await;
+        }
+    }
+
+    /// Drops every entry of the namespace here, in the shared tier, and on every other instance.
+    pub async fn clear(&self) {
+        let inner = &self.inner;
+        inner.invalidations.fetch_add(1, Ordering::AcqRel);
+        inner.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(shared) = &inner.shared {
+            let name = inner.spec.name;
+            let work = async {
+                let generation = shared.backend.bump_generation(name).await?;
+                self.adopt_shared_generation(generation);
+                shared.backend.publish(&CacheEvent::Clear { namespace: name.into(), generation }).await
+            };
+            shared.bounded("publish a clear", shared.publish_timeout, work).await;
+        }
+    }
+
+    fn adopt_shared_generation(&self, generation: u64) {
+        self.inner.shared_generation.fetch_max(generation, Ordering::AcqRel);
+    }
+
+    /// Entries held in this process (moka's estimate, which may still count entries of old generations).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.local.entry_count()
+    }
+}
+
+impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
+    fn name(&self) -> &'static str {
+        self.inner.spec.name
+    }
+
+    fn stats(&self) -> Vec<CacheStats> {
+        let c = &self.inner.counters;
+        let mut stats = vec![CacheStats {
+            name: self.inner.spec.name,
+            tier: "local",
+            hits: read(&c.hits),
+            misses: read(&c.misses),
+            loads: read(&c.loads),
+            evictions: read(&c.evictions),
+            entries: self.inner.local.entry_count(),
+        }];
+        if self.inner.shared.is_some() && V::SHARED {
+            stats.push(CacheStats {
+                name: self.inner.spec.name,
+                tier: "shared",
+                hits: read(&c.shared_hits),
+                misses: read(&c.shared_misses),
+                loads: 0,
+                evictions: 0,
+                entries: 0,
+            });
+        }
+        stats
+    }
+
+    fn clear_local(&self) {
+        self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn drop_local(&self, canonical: &str) {
+        let Some(key) = K::from_canonical(canonical) else { return };
+        self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        // `invalidate` of moka's sync-style API is enough here: the entry is gone for every later lookup.
+        let local = self.inner.local.clone();
+        let handle = tokio::runtime::Handle::try_current();
+        match handle {
+            Ok(handle) => {
+                handle.spawn(async move { local.invalidate(&(generation, key)).await });
+            }
+            Err(_) => self.clear_local(),
+        }
+    }
+
+    fn set_shared_generation(&self, generation: u64) {
+        self.adopt_shared_generation(generation);
+    }
+}
+
+/// Every namespace of the services, and the shared tier they use. Built once with the services; cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Caches {
+    inner: Arc<CachesInner>,
+}
+
+struct CachesInner {
+    namespaces: Mutex<Vec<Arc<dyn Control>>>,
+    shared: Option<Arc<Shared>>,
+    degraded_ttl: Duration,
+}
+
+impl fmt::Debug for Caches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caches").field("names", &self.names()).field("shared", &self.shared_tier()).finish()
+    }
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self::local_only()
+    }
+}
+
+impl Caches {
+    /// Caches of this process only.
+    pub fn local_only() -> Self {
+        Self {
+            inner: Arc::new(CachesInner {
+                namespaces: Mutex::default(),
+                shared: None,
+                degraded_ttl: Duration::from_secs(1),
+            }),
+        }
+    }
+
+    /// The caches `config` asks for: with the Redis tier when `redis_url` is set (and the `redis` feature is
+    /// on; without it the URL is refused), else local only. Must run on a tokio runtime when Redis is used.
+    ///
+    /// # Errors
+    /// [`crate::ServiceError::Config`] for an unusable URL or a zero bound.
+    pub fn from_config(config: &crate::CacheConfig) -> crate::ServiceResult<Self> {
+        if config.redis_url.is_empty() {
+            return Ok(Self::local_only());
+        }
+        if config.redis_timeout_ms == 0 || config.redis_connect_timeout_ms == 0 || config.degraded_ttl_ms == 0 {
+            return Err(crate::ServiceError::Config(
+                "cache.redis_timeout_ms, cache.redis_connect_timeout_ms and cache.degraded_ttl_ms must be positive"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "redis")]
+        {
+            let backend = redis::RedisCacheBackend::new(
+                config.redis_url.expose(),
+                &config.redis_key_prefix,
+                Duration::from_millis(config.redis_connect_timeout_ms),
+            )
+            .map_err(|err| crate::ServiceError::Config(format!("cache.redis_url: {err}")))?;
+            Ok(Self::with_backend(
+                Arc::new(backend),
+                Duration::from_millis(config.redis_timeout_ms),
+                Duration::from_millis(config.degraded_ttl_ms),
+            ))
+        }
+        #[cfg(not(feature = "redis"))]
+        Err(crate::ServiceError::Config("cache.redis_url is set but this build has no Redis support".into()))
+    }
+
+    /// Caches with `backend` as their shared tier: reads and writes of values bounded by `timeout`,
+    /// invalidations by ten times that; while the backend fails, local entries live at most `degraded_ttl`.
+    /// Starts a task (on the current tokio runtime) that applies the invalidations other instances publish;
+    /// it ends when these caches are dropped.
+    pub fn with_backend(backend: Arc<dyn CacheBackend>, timeout: Duration, degraded_ttl: Duration) -> Self {
+        // Degraded until the subscription is known to be live.
+        let healthy = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            backend: backend.clone(),
+            healthy,
+            answering: AtomicBool::new(true),
+            subscribed: AtomicBool::new(false),
+            logged: AtomicBool::new(false),
+            timeout,
+            publish_timeout: timeout.saturating_mul(10),
+        });
+        let caches =
+            Self { inner: Arc::new(CachesInner { namespaces: Mutex::default(), shared: Some(shared), degraded_ttl }) };
+        let mut events = backend.subscribe();
+        let weak: Weak<CachesInner> = Arc::downgrade(&caches.inner);
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    // Missed events: drop everything rather than keep what may be stale.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => CacheEvent::Resync,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                Caches { inner }.apply(event).await;
+            }
+        });
+        caches
+    }
+
+    /// Applies an event from the backend to this process's namespaces.
+    async fn apply(&self, event: CacheEvent) {
+        match event {
+            CacheEvent::Invalidate { namespace, key } => {
+                for ns in self.controls().iter().filter(|ns| ns.name() == namespace) {
+                    ns.drop_local(&key);
+                }
+            }
+            CacheEvent::Clear { namespace, generation } => {
+                for ns in self.controls().iter().filter(|ns| ns.name() == namespace) {
+                    ns.set_shared_generation(generation);
+                    ns.clear_local();
+                }
+            }
+            CacheEvent::Resync => self.resync().await,
+            CacheEvent::Down => {
+                let Some(shared) = &self.inner.shared else { return };
+                if shared.subscribed.load(Ordering::Relaxed) {
+                    // From now on invalidations of other instances may be missed: drop what is held, so that
+                    // everything is reloaded with the short TTL of the degraded mode.
+                    shared.mark_subscribed(false);
+                    for ns in self.controls() {
+                        ns.clear_local();
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a reconnect (invalidations may have been missed): drops every local entry and adopts the
+    /// shared generations.
+    async fn resync(&self) {
+        let Some(shared) = &self.inner.shared else { return };
+        shared.mark_subscribed(true);
+        for ns in self.controls() {
+            ns.clear_local();
+            if let Some(generation) =
+                shared.bounded("read a generation", shared.publish_timeout, shared.backend.generation(ns.name())).await
+            {
+                ns.set_shared_generation(generation);
+            }
+        }
+    }
+
+    fn controls(&self) -> Vec<Arc<dyn Control>> {
+        self.inner.namespaces.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// A new namespace, registered for stats and clears.
+    pub fn namespace<K: CacheKey, V: CacheValue>(&self, spec: NamespaceSpec) -> Namespace<K, V> {
+        self.build(spec, None)
+    }
+
+    /// A new namespace whose capacity is a total weight, each value weighing `weigher(value)`.
+    pub fn weighed_namespace<K: CacheKey, V: CacheValue>(
+        &self,
+        spec: NamespaceSpec,
+        weigher: fn(&V) -> u32,
+    ) -> Namespace<K, V> {
+        self.build(spec, Some(weigher))
+    }
+
+    fn build<K: CacheKey, V: CacheValue>(
+        &self,
+        spec: NamespaceSpec,
+        weigher: Option<fn(&V) -> u32>,
+    ) -> Namespace<K, V> {
+        let counters = Arc::new(Counters::default());
+        let evictions = counters.clone();
+        let lifetime = Lifetime {
+            ttl: spec.ttl,
+            degraded_ttl: self.inner.degraded_ttl,
+            healthy: self.inner.shared.as_ref().map(|s| s.healthy.clone()),
+        };
+        let mut builder = moka::future::Cache::builder()
+            .name(spec.name)
+            .max_capacity(spec.capacity)
+            .expire_after(lifetime)
+            .eviction_listener(move |_key, _value, cause| {
+                if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
+                    bump(&evictions.evictions);
+                }
+            });
+        if let Some(weigher) = weigher {
+            builder = builder.weigher(move |_key: &(u64, K), value: &V| weigher(value));
+        }
+        let namespace = Namespace {
+            inner: Arc::new(NamespaceInner {
+                spec,
+                local: builder.build(),
+                generation: AtomicU64::new(0),
+                shared_generation: AtomicU64::new(0),
+                invalidations: AtomicU64::new(0),
+                counters,
+                shared: self.inner.shared.clone(),
+            }),
+        };
+        self.inner.namespaces.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::new(namespace.clone()));
+        namespace
+    }
+
+    /// The names of every namespace.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.controls().iter().map(|ns| ns.name()).collect()
+    }
+
+    /// What every namespace did since start, per tier.
+    pub fn stats(&self) -> Vec<CacheStats> {
+        self.controls().iter().flat_map(|ns| ns.stats()).collect()
+    }
+
+    /// Whether there is a shared tier and whether it answers.
+    pub fn shared_tier(&self) -> SharedTier {
+        match &self.inner.shared {
+            None => SharedTier::None,
+            Some(shared) if shared.healthy.load(Ordering::Relaxed) => SharedTier::Up,
+            Some(_) => SharedTier::Degraded,
+        }
+    }
+
+    /// Clears one namespace by name, or all of them, here and on every instance; returns the names cleared.
+    ///
+    /// # Errors
+    /// [`UnknownNamespace`] when `name` names none.
+    pub async fn clear(&self, name: Option<&str>) -> Result<Vec<&'static str>, UnknownNamespace> {
+        let controls = self.controls();
+        let chosen: Vec<_> = controls.iter().filter(|ns| name.is_none_or(|n| n == ns.name())).collect();
+        if chosen.is_empty() {
+            return Err(UnknownNamespace(name.unwrap_or_default().to_owned()));
+        }
+        let mut cleared = Vec::with_capacity(chosen.len());
+        for ns in chosen {
+            ns.clear_local();
+            if let Some(shared) = &self.inner.shared {
+                let ns_name = ns.name();
+                let work = async {
+                    let generation = shared.backend.bump_generation(ns_name).await?;
+                    ns.set_shared_generation(generation);
+                    shared.backend.publish(&CacheEvent::Clear { namespace: ns_name.into(), generation }).await
+                };
+                shared.bounded("publish a clear", shared.publish_timeout, work).await;
+            }
+            cleared.push(ns.name());
+        }
+        Ok(cleared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn spec(name: &'static str) -> NamespaceSpec {
+        NamespaceSpec { name, ttl: Duration::from_secs(3600), capacity: 1_000 }
+    }
+
+    async fn load(ns: &Namespace<String, JsonBytes>, key: &str, value: &'static str, loads: &AtomicUsize) -> String {
+        let got = ns
+            .get_or_load(key.to_owned(), async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ()>(JsonBytes(Arc::from(value.as_bytes())))
+            })
+            .await
+            .unwrap();
+        String::from_utf8(got.0.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keys_are_invalidated_one_by_one_and_namespaces_by_generation() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(spec("things"));
+        let loads = AtomicUsize::new(0);
+        assert_eq!(load(&ns, "a", "1", &loads).await, "1");
+        assert_eq!(load(&ns, "a", "2", &loads).await, "1", "a hit");
+        assert_eq!(load(&ns, "b", "3", &loads).await, "3");
+        ns.invalidate(&"a".to_owned()).await;
+        assert_eq!(load(&ns, "a", "4", &loads).await, "4");
+        assert_eq!(load(&ns, "b", "5", &loads).await, "3", "other keys stay");
+        ns.clear().await;
+        assert_eq!(load(&ns, "a", "6", &loads).await, "6");
+        assert_eq!(load(&ns, "b", "7", &loads).await, "7");
+        assert_eq!(loads.load(Ordering::SeqCst), 5);
+        let stats = caches.stats();
+        assert_eq!(stats.len(), 1);
+        assert_eq!(
+            (stats[0].name, stats[0].tier, stats[0].hits, stats[0].misses, stats[0].loads),
+            ("things", "local", 2, 5, 5)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_load_that_overlaps_an_invalidation_is_not_kept() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(spec("things"));
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let slow = {
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                ns.get_or_load("k".to_owned(), async move {
+                    let _ = started_tx.send(());
+                    let _ = go_rx.await;
+                    Ok::<_, ()>(JsonBytes(Arc::from(&b"old"[..])))
+                })
+                .await
+            })
+        };
+        started_rx.await.unwrap();
+        ns.invalidate(&"k".to_owned()).await;
+        go_tx.send(()).unwrap();
+        assert_eq!(&*slow.await.unwrap().unwrap().0, b"old", "the racing caller gets what it read");
+        let loads = AtomicUsize::new(0);
+        assert_eq!(load(&ns, "k", "new", &loads).await, "new", "the cache did not keep it");
+    }
+
+    #[tokio::test]
+    async fn clearing_names_one_namespace_or_all_and_refuses_unknown_names() {
+        let caches = Caches::local_only();
+        let first: Namespace<String, JsonBytes> = caches.namespace(spec("first"));
+        let _second: Namespace<Singleton, JsonBytes> = caches.namespace(spec("second"));
+        let loads = AtomicUsize::new(0);
+        load(&first, "a", "1", &loads).await;
+        assert_eq!(caches.clear(Some("first")).await, Ok(vec!["first"]));
+        assert_eq!(load(&first, "a", "2", &loads).await, "2");
+        assert_eq!(caches.clear(None).await, Ok(vec!["first", "second"]));
+        assert_eq!(load(&first, "a", "3", &loads).await, "3");
+        assert_eq!(caches.clear(Some("nope")).await, Err(UnknownNamespace("nope".into())));
+        assert_eq!(caches.shared_tier(), SharedTier::None);
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_canonical_form() {
+        let id = UserId::new();
+        assert_eq!(UserId::from_canonical(&id.canonical()), Some(id));
+        assert_eq!(Singleton::from_canonical(&Singleton.canonical()), Some(Singleton));
+        assert_eq!(String::from_canonical("o:1:20|s:name:asc").as_deref(), Some("o:1:20|s:name:asc"));
+    }
+}

@@ -19,10 +19,21 @@ let browser;
 let smtpPort;
 const seeded = {};
 
+// The pages run in a time zone where it is now between 01:00 and 02:00, so that "today" (the desk's lists end
+// at the browser's next midnight) still has 22 hours to go whenever the tests run: an order ending in two hours
+// is due back today, one ending in 24 hours is not.
+function earlyMorningZone() {
+  let offset = 1 - new Date().getUTCHours();
+  if (offset < -12) offset += 24;
+  // Etc/GMT zones count the other way round: Etc/GMT-5 is UTC+5.
+  return offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+}
+const TIMEZONE = earlyMorningZone();
+
 // The page may never run a script it did not ship, nor break its own content security policy.
 const openPages = new Set();
 async function newPage() {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, timezoneId: TIMEZONE });
   openPages.add(page);
   page.on('close', () => openPages.delete(page));
   page.problems = [];
@@ -64,11 +75,12 @@ before(async () => {
   for (const p of [drill, saw]) await server.api(`/api/v1/products/${p.id}/stock/${location.id}`, { method: 'PUT', token: admin, body: { quantity: 50 } });
   seeded.drill = drill;
   // Today's pickups: the hostile customer's order (with a hostile note) and, for paging, 11 more of another customer.
-  const rent = (customerId, product, quantity, notes) => server.api('/api/v1/rentals', { method: 'POST', token: admin, body: {
-    customer_id: customerId, status: 'reserved', notes, lines: [{ product_id: product.id, quantity, start: at(60_000), end: at(86_400_000) }] } });
-  seeded.hostileOrder = await rent(customer.id, drill, 2, HOSTILE);
+  // The hostile one ends in two hours (due back today once picked up), the others in 24 hours (not today).
+  const rent = (customerId, product, quantity, notes, hours) => server.api('/api/v1/rentals', { method: 'POST', token: admin, body: {
+    customer_id: customerId, status: 'reserved', notes, lines: [{ product_id: product.id, quantity, start: at(60_000), end: at(hours * 3_600_000) }] } });
+  seeded.hostileOrder = await rent(customer.id, drill, 2, HOSTILE, 2);
   seeded.others = [];
-  for (let i = 0; i < 11; i++) seeded.others.push(await rent(other.id, i % 2 ? saw : drill, 1, null));
+  for (let i = 0; i < 11; i++) seeded.others.push(await rent(other.id, i % 2 ? saw : drill, 1, null, 24));
   // An order of next week, not due today.
   await server.api('/api/v1/rentals', { method: 'POST', token: admin, body: {
     customer_id: other.id, status: 'reserved', lines: [{ product_id: saw.id, quantity: 3, start: at(7 * 86_400_000), end: at(8 * 86_400_000) }] } });
@@ -103,6 +115,12 @@ describe('the console', () => {
     const etag = res.headers.get('etag');
     assert.ok(etag);
     assert.equal((await fetch(`${server.base}/console`, { headers: { 'If-None-Match': etag } })).status, 304);
+    // HEAD answers the same headers without a body.
+    const head = await fetch(`${server.base}/console`, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('etag'), etag);
+    assert.equal(head.headers.get('content-security-policy'), csp);
+    assert.equal(await head.text(), '');
     const js = await fetch(`${server.base}/console/console.js`);
     assert.match(js.headers.get('content-type'), /^text\/javascript/);
     assert.equal((await fetch(`${server.base}/console/nothing.js`)).status, 404);
@@ -132,10 +150,15 @@ describe('the console', () => {
     assert.deepEqual(shown, a.days.map((d) => String(d.available)));
     await page.screenshot({ path: join(ARTIFACTS, 'desk.png'), fullPage: true });
 
+    // Picked up elsewhere, an order due back tomorrow: it leaves the pickups and is not among today's returns.
+    const tomorrows = seeded.others[2];
+    await server.api(`/api/v1/rentals/${tomorrows.id}/pickup`, { method: 'POST', token: seeded.admin, body: {} });
     await row.locator('button[data-action=pickup]').click();
     await page.waitForSelector(`#returns tr[data-id="${seeded.hostileOrder.id}"]`);
     await page.locator(`#pickups tr[data-id="${seeded.hostileOrder.id}"]`).waitFor({ state: 'detached' });
-    assert.match(await page.locator('#pickups .pager').innerText(), /\(11 in all\)/);
+    assert.match(await page.locator('#pickups .pager').innerText(), /\(10 in all\)/);
+    assert.equal(await page.locator(`#returns tr[data-id="${tomorrows.id}"], #pickups tr[data-id="${tomorrows.id}"]`).count(), 0);
+    assert.deepEqual(await page.locator('#returns tbody tr').evaluateAll((rows) => rows.map((r) => r.dataset.id)), [seeded.hostileOrder.id]);
     assert.equal((await server.api(`/api/v1/rentals/${seeded.hostileOrder.id}`, { token: seeded.admin })).status, 'picked_up');
 
     // The API's rules and errors: a second pickup of the same order (from a stale page) is refused with its message.
@@ -162,6 +185,7 @@ describe('the console', () => {
     const page = await newPage();
     await logIn(page, STAFF);
     await page.waitForSelector('#view-desk:not([hidden])');
+    const statsAnswer = page.waitForResponse((r) => new URL(r.url()).pathname === '/api/v1/dashboard/stats');
     await page.click('#nav-business');
     await page.waitForSelector('#revenue-table tr[data-day]');
     await page.waitForSelector('#popular-table tr[data-product]');
@@ -189,11 +213,24 @@ describe('the console', () => {
     // Utilisation rows are the API's products.
     const util = await server.api(`/api/v1/analytics/utilization?from=${from}&to=${to}&limit=20`, { token: staff });
     assert.deepEqual(await page.locator('#util-table tr[data-product]').evaluateAll((rows) => rows.map((r) => r.dataset.product)), util.items.map((p) => p.product_id));
-    // The dashboard figures: shown when the server has the endpoint, a clear "not available" when it answers 404.
-    let statsStatus = 200;
-    try { await server.api('/api/v1/dashboard/stats', { token: staff }); } catch (e) { statsStatus = e.status; }
-    if (statsStatus === 404) await page.locator('#stats .unavailable', { hasText: 'not available on this server' }).waitFor();
-    else await page.locator('#stats dl.figures').waitFor();
+    // The dashboard figures: every figure shown is the number of the answer the page got, at the path it names,
+    // under a label.
+    const stats = await (await statsAnswer).json();
+    await page.locator('#stats dl.figures').first().waitFor();
+    const shown = await page.locator('#stats .figure').evaluateAll((fs) => fs.map((f) => [f.dataset.key, f.dataset.value, f.querySelector('dt').textContent]));
+    const at = (key) => {
+      const [head, ...rest] = key.split('.');
+      if (head === 'revenue') return stats.revenue.find((c) => c.currency === rest[0])[rest[1]];
+      if (head === 'rentals' && rest[0] === 'by_status') return stats.rentals.by_status.find((s) => s.status === rest[1]).count;
+      return rest.reduce((v, k) => v[k], stats[head]);
+    };
+    assert.ok(shown.length >= 6 + 6 + 3 + 3, JSON.stringify(shown));
+    for (const [key, value, label] of shown) {
+      assert.equal(value, String(at(key)), key);
+      assert.ok(label && !label.includes('_'), `${key} has a label: ${label}`);
+    }
+    assert.equal(shown.filter(([k]) => k.startsWith('rentals.by_status.')).length, 6);
+    for (const c of stats.revenue) assert.ok(shown.some(([k]) => k === `revenue.${c.currency}.today_minor`), c.currency);
     // The CSV export links hand over the API's file.
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-orders')]);
     const { readFile } = await import('node:fs/promises');

@@ -322,9 +322,9 @@
       rowActions: (o) => [transitionButton(o, 'Pick up', 'pickup'), ' ', transitionButton(o, 'Cancel', 'cancel')],
     }));
     deskLists.push(pagedList($('returns'), {
-      load: (page) => api(q({ status: 'picked_up' }, page)),
+      load: (page) => api(q({ status: 'picked_up', ends_before: tomorrow, overdue: 'false' }, page)),
       columns: { head: ORDER_HEAD, row: orderRow },
-      empty: 'Nothing is out on rent.',
+      empty: 'No returns due today.',
       rowActions: (o) => [transitionButton(o, 'Return', 'return')],
     }));
     deskLists.push(pagedList($('overdue'), {
@@ -419,23 +419,51 @@
     loadBusiness();
   }
 
-  function flatten(prefix, value, out) {
-    if (value && typeof value === 'object' && !Array.isArray(value)) {
-      for (const [k, v] of Object.entries(value)) flatten(prefix ? `${prefix} · ${k}` : k, v, out);
-    } else if (Array.isArray(value)) {
-      value.forEach((v, i) => flatten(`${prefix} ${i + 1}`, v, out));
-    } else {
-      out.push([prefix.replaceAll('_', ' '), value]);
-    }
-    return out;
+  // The dashboard's figures, labelled. Each figure carries the API's raw value and its path in the answer
+  // (`data-key`, `data-value`): the text is that value formatted, never a figure computed here.
+  const STATUS_LABELS = { quote: 'Quotes', reserved: 'Reserved', picked_up: 'Picked up', returned: 'Returned', closed: 'Closed', cancelled: 'Cancelled' };
+  function figure(key, label, value, text) {
+    return el('div', { class: 'figure', 'data-key': key, 'data-value': value === null || value === undefined ? '' : String(value) },
+      el('dt', { text: label }), el('dd', { text }));
+  }
+  function figureGroup(title, figures) {
+    return el('section', { class: 'figure-group', 'aria-label': title }, el('h4', { text: title }), el('dl', { class: 'figures' }, figures));
+  }
+  function dashboardFigures(stats) {
+    const u = stats.users || {};
+    const r = stats.rentals || {};
+    const t = stats.utilization || {};
+    const count = (key, label, value) => figure(key, label, value, num(value, 0));
+    const groups = [
+      figureGroup('Users', [
+        count('users.total', 'All users', u.total), count('users.active', 'Active', u.active),
+        count('users.inactive', 'Deactivated', u.inactive), count('users.superusers', 'Superusers', u.superusers),
+        count('users.new_today', 'New today (UTC)', u.new_today), count('users.new_this_week', 'New in the last 7 days', u.new_this_week),
+      ]),
+      figureGroup('Rentals', [
+        ...(r.by_status || []).map((s) => count(`rentals.by_status.${s.status}`, STATUS_LABELS[s.status] || s.status, s.count)),
+        count('rentals.active_now', 'Out with customers now', r.active_now), count('rentals.overdue', 'Overdue', r.overdue),
+        count('rentals.due_back_today', 'Due back today (UTC)', r.due_back_today),
+      ]),
+      ...(stats.revenue || []).map((c) => figureGroup(`Revenue in ${c.currency} (open and paid invoices)`, [
+        figure(`revenue.${c.currency}.today_minor`, 'Issued today (UTC)', c.today_minor, money(c.today_minor, c.currency)),
+        figure(`revenue.${c.currency}.this_month_minor`, 'This month', c.this_month_minor, money(c.this_month_minor, c.currency)),
+        figure(`revenue.${c.currency}.last_30_days_minor`, 'Last 30 days', c.last_30_days_minor, money(c.last_30_days_minor, c.currency)),
+      ])),
+      figureGroup('Utilisation now', [
+        count('utilization.held_now', 'Units held now', t.held_now), count('utilization.capacity', 'Capacity (units)', t.capacity),
+        figure('utilization.utilization_now', 'Share held', t.utilization_now, pct(t.utilization_now)),
+      ]),
+    ];
+    if (!(stats.revenue || []).length) groups.splice(2, 0, el('p', { class: 'empty', text: 'No revenue recorded yet.' }));
+    return [el('p', { class: 'status', 'data-generated-at': stats.generated_at, text: `Figures as of ${dateTime(stats.generated_at)} (cached by the server for up to a minute).` }), ...groups];
   }
 
   async function loadStats() {
     const target = $('stats');
     try {
       const stats = await api('/api/v1/dashboard/stats');
-      target.replaceChildren(el('dl', { class: 'figures' }, flatten('', stats, []).map(([k, v]) =>
-        el('div', { class: 'figure' }, el('dt', { text: k }), el('dd', { text: v === null ? '—' : typeof v === 'number' ? num(v, 4) : String(v) })))));
+      target.replaceChildren(...dashboardFigures(stats));
     } catch (e) {
       target.replaceChildren(el('p', { class: e.status === 404 ? 'unavailable' : 'error', role: 'status',
         text: e.status === 404 ? 'Dashboard figures are not available on this server (GET /api/v1/dashboard/stats is not there).' : `Error: ${e.message}` }));

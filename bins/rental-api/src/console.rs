@@ -106,11 +106,14 @@ async fn file(req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse,
     serve(&req, &path)
 }
 
-/// Registers `/console` (the page), `/console/` (a redirect to it) and `/console/{file}` (its files).
+/// Registers `/console` (the page), `/console/` (a redirect to it) and `/console/{file}` (its files), each
+/// for `GET` and `HEAD` (the same headers without the body: actix leaves the body out of a `HEAD` answer).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::redirect("/console/", "/console"))
         .route("/console", web::get().to(page))
-        .route("/console/{file:.+}", web::get().to(file));
+        .route("/console", web::head().to(page))
+        .route("/console/{file:.+}", web::get().to(file))
+        .route("/console/{file:.+}", web::head().to(file));
 }
 
 #[cfg(test)]

@@ -61,10 +61,15 @@ fn rental(product_id: Uuid, quantity: i64, start: DateTime<Utc>, days: i64, stat
     }
 }
 
+/// The ids of the orders staff see with the list's `params`.
+async fn listed(services: &Services, staff: &Principal, params: &[(&str, String)]) -> Vec<Uuid> {
+    let params: Vec<(String, String)> = params.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    services.rentals.list(staff, &params).await.unwrap().items().iter().map(|o| o.id).collect()
+}
+
 /// The ids of the overdue orders, as staff list them.
 async fn overdue(services: &Services, staff: &Principal) -> Vec<Uuid> {
-    let params = [("overdue".to_owned(), "true".to_owned())];
-    services.rentals.list(staff, &params).await.unwrap().items().iter().map(|o| o.id).collect()
+    listed(services, staff, &[("overdue", "true".to_owned())]).await
 }
 
 fn field_errors(err: ServiceError) -> Vec<String> {
@@ -227,6 +232,16 @@ async fn a_late_return_is_charged_per_started_day_and_item_with_damage() {
     f.clock.set(start);
     let picked = f.services.rentals.pickup(&staff, order.id, Vec::<PickupLine>::new(), None).await.unwrap();
     assert_eq!(picked.status, OrderStatus::PickedUp);
+
+    // A desk's returns: picked up, ending before an instant (strictly), not late yet.
+    let end = start + Duration::days(2);
+    let due_before = |at: DateTime<Utc>| {
+        [("status", "picked_up".to_owned()), ("ends_before", at.to_rfc3339()), ("overdue", "false".to_owned())]
+    };
+    assert_eq!(listed(&f.services, &staff, &due_before(end + Duration::seconds(1))).await, [order.id]);
+    assert!(listed(&f.services, &staff, &due_before(end)).await.is_empty());
+    let bad = f.services.rentals.list(&staff, &[("ends_before".to_owned(), "tomorrow".to_owned())]).await;
+    assert!(matches!(bad, Err(ServiceError::InvalidQuery { ref field, .. }) if field == "ends_before"), "{bad:?}");
 
     // Overdue is judged by the clock: not before the end, yes after it.
     assert!(overdue(&f.services, &staff).await.is_empty());

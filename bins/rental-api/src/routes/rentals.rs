@@ -185,6 +185,9 @@ pub struct RentalListParams {
     /// Orders whose period starts before this time (a condition of its own: with `from`, the orders that
     /// overlap `[from, to)`, or span both instants when `to` is not after `from`).
     pub to: Option<DateTime<Utc>>,
+    /// Orders whose period ends before this time (with `status=picked_up` and `overdue=false`: the returns due
+    /// before it and not late yet).
+    pub ends_before: Option<DateTime<Utc>>,
     /// `true`: picked up and past their end.
     pub overdue: Option<bool>,
 }

@@ -38,7 +38,16 @@ async fn the_page_and_its_files_are_served_with_the_console_policy() {
     assert!(!csp.contains("unsafe"), "{csp}");
     assert_eq!(header(&res, "x-content-type-options"), "nosniff");
     assert_eq!(header(&res, "cache-control"), "no-cache");
+    let etag = header(&res, "etag");
     let page = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+    // HEAD has the page's headers (the server leaves the body out on the wire: the browser tests check that).
+    let head = test::call_service(
+        &app,
+        TestRequest::default().method(actix_web::http::Method::HEAD).uri("/console").to_request(),
+    )
+    .await;
+    assert_eq!(head.status(), 200);
+    assert_eq!((header(&head, "etag"), header(&head, "content-security-policy")), (etag, csp.clone()));
     // Nothing inline: the policy would refuse it.
     assert!(!page.contains("<script>") && !page.contains("<style") && !page.contains(" style="), "inline code");
     assert!(!page.contains("http://") && !page.contains("https://"), "nothing from another host");

@@ -172,6 +172,9 @@ fn order_condition(query: &ListQuery, now: DateTime<Utc>) -> Condition {
     if let Some(to) = query.datetime_filter(OrderFilter::TO) {
         condition = condition.add(rental_order::Column::StartsAt.lt(to));
     }
+    if let Some(ends_before) = query.datetime_filter(OrderFilter::ENDS_BEFORE) {
+        condition = condition.add(rental_order::Column::EndsAt.lt(ends_before));
+    }
     if let Some(overdue) = query.bool_filter(OrderFilter::OVERDUE) {
         let is_overdue = Condition::all()
             .add(rental_order::Column::Status.eq(OrderStatus::PickedUp.as_str()))

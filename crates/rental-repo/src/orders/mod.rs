@@ -51,6 +51,8 @@ impl OrderFilter {
     pub const FROM: &'static str = "from";
     /// `to=<time>`: orders whose period starts before it.
     pub const TO: &'static str = "to";
+    /// `ends_before=<time>`: orders whose period ends before it (a desk's returns due today).
+    pub const ENDS_BEFORE: &'static str = "ends_before";
     /// `overdue=true`: picked up and past their end (false: all others).
     pub const OVERDUE: &'static str = "overdue";
 }
@@ -66,6 +68,7 @@ pub(super) static ORDER_LIST_SPEC: ListSpec = ListSpec {
         (OrderFilter::PRODUCT, FilterKind::Uuid),
         (OrderFilter::FROM, FilterKind::DateTime),
         (OrderFilter::TO, FilterKind::DateTime),
+        (OrderFilter::ENDS_BEFORE, FilterKind::DateTime),
         (OrderFilter::OVERDUE, FilterKind::Bool),
     ],
     sorts: &[("created_at", SortKind::DateTime), ("starts_at", SortKind::DateTime)],
@@ -75,7 +78,7 @@ pub(super) static ORDER_LIST_SPEC: ListSpec = ListSpec {
 };
 
 /// The whitelist of the order list: filters `status`, `customer`, `product`, `from`/`to` (period overlap),
-/// `overdue`; sorts `created_at` (default, newest first) and `starts_at`.
+/// `ends_before`, `overdue`; sorts `created_at` (default, newest first) and `starts_at`.
 pub fn order_list_spec() -> &'static ListSpec {
     &ORDER_LIST_SPEC
 }

@@ -10,9 +10,9 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::error::ApiError;
-use crate::methods::{self, AllowedMethods};
-use crate::middleware::body_limit::{self, BodyLimits};
-use crate::middleware::{HttpLayers, compress, cors, headers, rate_limit, timeout};
+use crate::methods::AllowedMethods;
+use crate::middleware::body_limit::BodyLimits;
+use crate::middleware::{HttpLayers, stack};
 use crate::request_id::request_context;
 use crate::routes::{analytics, auth, cache, catalogue, health, jobs, monitoring, payments, rentals, users};
 use crate::settings::ServerConfig;
@@ -201,28 +201,7 @@ pub fn build_with(
         // The staff and operator page, also compiled in; not an API operation, so not in the document.
         .configure(crate::console::configure)
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::route_not_found()) }))
-        .wrap(from_fn(methods::enforce))
-        .wrap(from_fn(move |req, next| body_limit::enforce(body_limits.clone(), req, next)))
-        .wrap(from_fn({
-            let layers = layers.clone();
-            move |req, next| rate_limit::limit(layers.clone(), req, next)
-        }))
-        .wrap(from_fn({
-            let layers = layers.clone();
-            move |req, next| compress::compress(layers.clone(), req, next)
-        }))
-        .wrap(from_fn({
-            let layers = layers.clone();
-            move |req, next| cors::handle(layers.clone(), req, next)
-        }))
-        .wrap(from_fn({
-            let layers = layers.clone();
-            move |req, next| headers::add(layers.clone(), req, next)
-        }))
-        .wrap(from_fn({
-            let layers = layers.clone();
-            move |req, next| timeout::enforce(layers.clone(), req, next)
-        }))
+        .wrap(from_fn(move |req, next| stack::handle(layers.clone(), body_limits.clone(), req, next)))
         .wrap(from_fn(request_context));
     (app, openapi)
 }

@@ -7,12 +7,10 @@
 //! (a literal segment beats a parameter) decides, and a method it does not declare is answered 405 with an
 //! `Allow` header and the JSON error envelope. Paths the document does not know are left to the router.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{ALLOW, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::{HttpResponse, ResponseError, web};
 use utoipa::openapi::OpenApi;
 
 use crate::error::ApiError;
@@ -42,7 +40,8 @@ struct Route {
 /// The methods of every documented path.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedMethods {
-    routes: Vec<Route>,
+    /// The routes by their number of segments: a path is compared only with templates of its length.
+    by_length: Vec<Vec<Route>>,
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
@@ -52,7 +51,7 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 impl AllowedMethods {
     /// The table of `document`'s paths.
     pub fn from_openapi(document: &OpenApi) -> Self {
-        let routes = document
+        let routes: Vec<Route> = document
             .paths
             .paths
             .iter()
@@ -90,7 +89,15 @@ impl AllowedMethods {
                 Some(Route { segments, specificity, methods, allow })
             })
             .collect();
-        Self { routes }
+        let mut by_length: Vec<Vec<Route>> = Vec::new();
+        for route in routes {
+            let length = route.segments.len();
+            if by_length.len() <= length {
+                by_length.resize_with(length + 1, Vec::new);
+            }
+            by_length[length].push(route);
+        }
+        Self { by_length }
     }
 
     /// The most specific documented route matching `path`: among the templates of the same length whose
@@ -106,14 +113,14 @@ impl AllowedMethods {
             len += 1;
         }
         let parts = &parts[..len];
-        self.routes
+        self.by_length
+            .get(len)?
             .iter()
             .filter(|route| {
-                route.segments.len() == len
-                    && route.segments.iter().zip(parts).all(|(segment, part)| match segment {
-                        Segment::Literal(literal) => literal == part,
-                        Segment::Param => true,
-                    })
+                route.segments.iter().zip(parts).all(|(segment, part)| match segment {
+                    Segment::Literal(literal) => literal == part,
+                    Segment::Param => true,
+                })
             })
             .max_by_key(|route| route.specificity)
     }
@@ -126,22 +133,14 @@ impl AllowedMethods {
     }
 }
 
-/// Middleware: with the [`AllowedMethods`] of the app data, answers 405 with `Allow` for a method the matched documented path does not declare.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn enforce(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let refused = req.app_data::<web::Data<AllowedMethods>>().and_then(|t| t.refuse(req.method(), req.path()));
-    let Some(allow) = refused else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
-    };
+/// The 405 answer, with `Allow`, when the [`AllowedMethods`] of the app data do not declare the request's
+/// method for its path; `None` otherwise (the router decides).
+pub fn refusal(req: &ServiceRequest) -> Option<HttpResponse> {
+    let allow = req.app_data::<web::Data<AllowedMethods>>()?.refuse(req.method(), req.path())?;
     let message = format!("{} is not allowed here; allowed: {}", req.method(), allow.to_str().unwrap_or_default());
     let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", message).error_response();
     response.headers_mut().insert(ALLOW, allow);
-    Ok(req.into_response(response).map_into_right_body())
+    Some(response)
 }
 
 #[cfg(test)]

@@ -9,14 +9,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use futures_util::Stream;
 
 use super::routes::RoutePattern;
@@ -59,31 +57,24 @@ fn too_large(limit: usize) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {limit} bytes"))
 }
 
-/// Middleware: refuses a body larger than its route's limit.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn enforce(
-    limits: BodyLimits,
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+/// The 413 answer for a body whose declared length is above its route's limit. A body of unknown length
+/// (chunked) is let through, counted as it arrives and cut off at the limit.
+pub fn check(limits: &BodyLimits, req: &mut ServiceRequest) -> Option<HttpResponse> {
     let headers = req.headers();
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let chunked = headers.contains_key(TRANSFER_ENCODING);
     if declared.is_none_or(|length| length == 0) && !chunked {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return None;
     }
     let limit = limits.of(req.method(), req.path());
     if declared.is_some_and(|length| length > limit as u64) {
-        let response = too_large(limit).error_response();
-        return Ok(req.into_response(response).map_into_right_body());
+        return Some(too_large(limit).error_response());
     }
     if chunked {
         let inner = req.take_payload();
         req.set_payload(Payload::Stream { payload: Box::pin(Bounded { inner, left: limit }) });
     }
-    next.call(req).await.map(ServiceResponse::map_into_left_body)
+    None
 }
 
 /// A body stream that fails with [`PayloadError::Overflow`] once more than `left` bytes have come.

@@ -7,13 +7,10 @@
 //! (gzip at level 1, brotli at quality 3: fast settings, chosen by actix for dynamic content).
 
 use actix_http::encoding::Encoder;
-use actix_web::Error;
-use actix_web::body::{BodySize, EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{ACCEPT_ENCODING, CONTENT_TYPE, ContentEncoding, HeaderValue, VARY};
-use actix_web::middleware::Next;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::header::{CONTENT_TYPE, ContentEncoding, HeaderValue, VARY};
 
-use super::HttpLayers;
 use super::config::CompressionConfig;
 
 /// The q-value of `coding` in an `Accept-Encoding` value (`*` standing for any coding not named), 0 if not
@@ -75,31 +72,16 @@ fn compressed_already(content_type: &str) -> bool {
     }
 }
 
-/// Middleware: compresses the answer when the client accepts it and it is worth it.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn compress<B: MessageBody>(
-    layers: HttpLayers,
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<Encoder<B>, B>>, Error> {
-    let config = &layers.config().compression;
-    let wanted = if config.enabled { negotiate(req.headers().get(ACCEPT_ENCODING)) } else { None };
-    let response = next.call(req).await?;
-    // A client that accepts no encoding gets the body untouched, without the encoder's wrapper.
-    let Some(wanted) = wanted else { return Ok(response.map_into_right_body()) };
-    Ok(response.map_body(|head, body| {
-        let encoding = if worth(config, head.headers.get(CONTENT_TYPE), body.size()) {
-            wanted
-        } else {
-            // This answer is sent plain, but a bigger one of the same resource may not be: caches must still
-            // keep the variants apart.
-            head.headers.append(VARY, HeaderValue::from_static("accept-encoding"));
-            ContentEncoding::Identity
-        };
-        EitherBody::left(Encoder::response(encoding, head, body))
-    }))
+/// Compresses `response` with `wanted` (the client's choice, from [`negotiate`]) when it is worth it; otherwise
+/// sends it as it is, with `Vary: accept-encoding` (a bigger answer of the same resource may be compressed, so
+/// caches must keep the variants apart).
+pub fn encode(config: &CompressionConfig, response: ServiceResponse, wanted: ContentEncoding) -> ServiceResponse {
+    let mut response = response;
+    if !worth(config, response.headers().get(CONTENT_TYPE), response.response().body().size()) {
+        response.headers_mut().append(VARY, HeaderValue::from_static("accept-encoding"));
+        return response;
+    }
+    response.map_body(|head, body| Encoder::response(wanted, head, body)).map_into_boxed_body()
 }
 
 #[cfg(test)]

@@ -12,18 +12,15 @@
 //!
 //! Credentials are allowed only with an explicit list: `*` with `allow_credentials` is refused at start-up.
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_METHOD, HeaderMap, HeaderValue, VARY,
 };
 use actix_web::http::{Method, StatusCode, Uri};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 
-use super::HttpLayers;
 use super::config::CorsConfig;
 use crate::error::ApiError;
 
@@ -135,49 +132,39 @@ fn headers_allowed(requested: Option<&HeaderValue>) -> Result<(), String> {
     Ok(())
 }
 
-/// Middleware: answers preflights and marks the answers to allowed origins.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn handle<B: MessageBody>(
-    layers: HttpLayers,
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    let (Some(policy), Some(origin)) = (layers.cors(), req.headers().get(ORIGIN).cloned()) else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
-    };
-    let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight {
-        let method =
-            req.headers().get(ACCESS_CONTROL_REQUEST_METHOD).and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-        let verdict = if !policy.allows(&origin) {
+impl CorsPolicy {
+    /// The answer to `req` from `origin` when it is a preflight (`OPTIONS` with
+    /// `Access-Control-Request-Method`): 204 with the allowed methods and headers, or 403 `cors_denied`.
+    /// `None` for any other request, which goes on (and is marked with [`CorsPolicy::mark`] on its way out).
+    pub fn preflight(&self, req: &ServiceRequest, origin: &HeaderValue) -> Option<HttpResponse> {
+        let requested = req.headers().get(ACCESS_CONTROL_REQUEST_METHOD);
+        if req.method() != Method::OPTIONS || requested.is_none() {
+            return None;
+        }
+        let method = requested.and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        let verdict = if !self.allows(origin) {
             Err(format!("the origin {} may not call this API", origin.to_str().unwrap_or("<malformed>")))
         } else if !method.as_ref().is_some_and(|m| ALLOWED_METHODS.contains(m)) {
             Err(format!("cross-origin requests may use {METHODS} only"))
         } else {
             headers_allowed(req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS))
         };
-        let response = match verdict {
+        Some(match verdict {
             Err(message) => preflight_refusal(message),
             Ok(()) => {
                 let mut response = HttpResponse::NoContent().finish();
                 let headers = response.headers_mut();
-                policy.allow_origin(&origin, headers);
+                self.allow_origin(origin, headers);
                 headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(METHODS));
                 headers.insert(
                     ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("Authorization, Content-Type, Accept, Accept-Language, X-Request-Id"),
                 );
-                headers.insert(ACCESS_CONTROL_MAX_AGE, policy.max_age.clone());
+                headers.insert(ACCESS_CONTROL_MAX_AGE, self.max_age.clone());
                 response
             }
-        };
-        return Ok(req.into_response(response).map_into_right_body());
+        })
     }
-    let mut response = next.call(req).await?;
-    policy.mark(&origin, response.headers_mut());
-    Ok(response.map_into_left_body())
 }
 
 #[cfg(test)]

@@ -1,17 +1,11 @@
 //! Security headers on every answer: `nosniff`, no framing, no referrer, a content security policy, and
 //! `Strict-Transport-Security` when clients come over TLS. A header the handler set itself is kept.
 
-use actix_web::Error;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use super::config::HeadersConfig;
 use actix_web::http::header::{
     CONTENT_SECURITY_POLICY, HeaderMap, HeaderName, HeaderValue, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use actix_web::middleware::Next;
-
-use super::HttpLayers;
-use super::config::HeadersConfig;
 
 /// The headers, rendered once.
 #[derive(Debug, Clone, Default)]
@@ -50,18 +44,4 @@ impl SecurityHeaders {
             }
         }
     }
-}
-
-/// Middleware: adds the security headers to every answer.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn add<B: MessageBody>(
-    layers: HttpLayers,
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<B>, Error> {
-    let mut response = next.call(req).await?;
-    layers.headers().apply(response.headers_mut());
-    Ok(response)
 }

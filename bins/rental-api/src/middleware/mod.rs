@@ -4,10 +4,9 @@
 //! [`HttpLayers`] is built once per process (in `serve`) and shared by every actix worker, so that the rate
 //! limiter's counters are per process, not per worker. Order, outermost first (see `app::build_with`):
 //! request context → timeout → security headers → CORS → compression → rate limit → body limit → 405 →
-//! routes. The timeout
-//! is outermost so that it bounds everything the request waits for, the token check of the rate limiter
-//! included; CORS is outside the rate limiter so that preflights are never counted and 429s carry the CORS
-//! headers a browser needs to read them.
+//! routes, all but the request context in one layer ([`stack`]). The timeout is outermost so that it bounds
+//! everything the request waits for, the token check of the rate limiter included; CORS is outside the rate
+//! limiter so that preflights are never counted and 429s carry the CORS headers a browser needs to read them.
 
 pub mod body_limit;
 pub mod client_ip;
@@ -17,6 +16,7 @@ pub mod cors;
 pub mod headers;
 pub mod rate_limit;
 pub mod routes;
+pub mod stack;
 pub mod timeout;
 
 use std::sync::Arc;

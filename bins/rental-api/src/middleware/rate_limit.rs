@@ -17,11 +17,10 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{Error, HttpMessage, ResponseError, web};
+use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -102,7 +101,8 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn write_headers(&self, headers: &mut HeaderMap) {
+    /// Adds `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
         let secs = self.reset.as_secs() + u64::from(self.reset.subsec_nanos() > 0);
         headers.insert(RATELIMIT_LIMIT, HeaderValue::from(self.limit));
         headers.insert(RATELIMIT_REMAINING, HeaderValue::from(self.remaining));
@@ -306,40 +306,33 @@ async fn authenticate(req: &ServiceRequest) -> Option<UserId> {
     Some(user)
 }
 
-/// Middleware: counts the request under its class and answers 429 when the quota is spent.
-///
-/// # Errors
-/// Whatever the wrapped service fails with.
-pub async fn limit<B: MessageBody>(
-    layers: HttpLayers,
-    req: ServiceRequest,
-    next: actix_web::middleware::Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, Error> {
+/// Counts `req` under its class. `None` when limits are off; a decision with `retry_after` means 429: answer
+/// with [`refusal`]. Either way the decision's headers go on the answer ([`Decision::write_headers`]).
+pub async fn decide(layers: &HttpLayers, req: &ServiceRequest) -> Option<Decision> {
     let limiter = layers.limiter();
     if !limiter.enabled() {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return None;
     }
-    let ip = layers.proxies().client_ip(&req);
+    let ip = layers.proxies().client_ip(req);
     let (class, key) = if is_auth_route(req.method(), req.path()) {
         (Class::Auth, Key::Ip(ip))
-    } else if let Some(user) = authenticate(&req).await {
+    } else if let Some(user) = authenticate(req).await {
         (Class::User, Key::User(user))
     } else {
         (Class::Anonymous, Key::Ip(ip))
     };
     let decision = limiter.check(class, key).await;
-    if let Some(wait) = decision.retry_after {
+    if decision.retry_after.is_some() {
         tracing::debug!(class = class.name(), key = %key, "rate limited");
-        let mut response =
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; try again later")
-                .with_retry_after(wait)
-                .error_response();
-        decision.write_headers(response.headers_mut());
-        return Ok(req.into_response(response).map_into_right_body());
     }
-    let mut response = next.call(req).await?;
-    decision.write_headers(response.headers_mut());
-    Ok(response.map_into_left_body())
+    Some(decision)
+}
+
+/// The 429 `rate_limited` answer of a refused `decision`, with `Retry-After`.
+pub fn refusal(decision: &Decision) -> HttpResponse {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; try again later")
+        .with_retry_after(decision.retry_after.unwrap_or_default())
+        .error_response()
 }
 
 #[cfg(test)]

@@ -12,12 +12,9 @@
 
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
-use actix_web::http::StatusCode;
-use actix_web::http::header::{HeaderValue, ORIGIN};
-use actix_web::middleware::Next;
+use actix_web::http::header::HeaderValue;
+use actix_web::http::{Method, StatusCode, Uri};
 use actix_web::{Error, ResponseError};
 
 use super::HttpLayers;
@@ -54,50 +51,29 @@ impl Timeouts {
     }
 
     /// The timeout of a request, `None` for none.
-    pub fn of(&self, method: &actix_web::http::Method, path: &str) -> Option<Duration> {
+    pub fn of(&self, method: &Method, path: &str) -> Option<Duration> {
         self.routes.iter().find(|(pattern, _)| pattern.matches(method, path)).map(|(_, limit)| *limit).or(self.default)
     }
 }
 
-/// Middleware: bounds the time until the response starts.
-///
-/// # Errors
-/// The 504 answer (as an error carrying its response), or whatever the wrapped service fails with.
-pub async fn enforce<B: MessageBody>(
-    layers: HttpLayers,
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<B>, Error> {
-    let Some(limit) = layers.timeouts().of(req.method(), req.path()) else {
-        return next.call(req).await;
-    };
-    // Cheap: the method is a small value and the URI shares its bytes; only the expiry path formats them. The
-    // origin is kept only when cross-origin calls are allowed at all.
-    let method = req.method().clone();
-    let uri = req.uri().clone();
-    let origin = layers.cors().and_then(|_| req.headers().get(ORIGIN).cloned());
-    match tokio::time::timeout(limit, next.call(req)).await {
-        Ok(result) => result,
-        Err(_elapsed) => {
-            let message = format!("{method} {} took longer than {} ms", uri.path(), limit.as_millis());
-            let mut response =
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request_timeout", message.clone()).error_response();
-            if let Some(id) = request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
-                response.headers_mut().insert(X_REQUEST_ID, id);
-            }
-            layers.headers().apply(response.headers_mut());
-            if let (Some(policy), Some(origin)) = (layers.cors(), origin) {
-                policy.mark(&origin, response.headers_mut());
-            }
-            Err(InternalError::from_response(message, response).into())
-        }
+/// The 504 of a request that ran out of time: the envelope, `X-Request-Id` (from the request's scope), the
+/// security headers and, for an allowed `origin`, the CORS marks, carried as an error since the request itself
+/// is gone with the dropped future.
+pub fn expired(layers: &HttpLayers, method: &Method, uri: &Uri, limit: Duration, origin: Option<HeaderValue>) -> Error {
+    let message = format!("{method} {} took longer than {} ms", uri.path(), limit.as_millis());
+    let mut response = ApiError::new(StatusCode::GATEWAY_TIMEOUT, "request_timeout", message.clone()).error_response();
+    if let Some(id) = request_id::current().and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(X_REQUEST_ID, id);
     }
+    layers.headers().apply(response.headers_mut());
+    if let (Some(policy), Some(origin)) = (layers.cors(), origin) {
+        policy.mark(&origin, response.headers_mut());
+    }
+    InternalError::from_response(message, response).into()
 }
 
 #[cfg(test)]
 mod tests {
-    use actix_web::http::Method;
-
     use super::*;
     use crate::middleware::config::RouteTimeout;
 

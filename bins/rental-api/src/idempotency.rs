@@ -44,9 +44,10 @@ pub const REPLAYED: &str = "Idempotent-Replayed";
 #[into_params(parameter_in = Header)]
 pub struct IdempotencyKeyHeader {
     /// Makes the request safe to retry: the same key and request within 24 hours answers the first response
-    /// again (with `Idempotent-Replayed: true`) and has its effect once. 1 to 255 printable ASCII characters;
-    /// a key is private to its caller and operation.
-    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = r"^[!-~]([ -~]*[!-~])?$")]
+    /// again (with `Idempotent-Replayed: true`) and has its effect once. 1 to 255 printable ASCII characters,
+    /// not all spaces (HTTP drops spaces around a header's value); a key is private to its caller and
+    /// operation.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = r"^[ -~]*[!-~][ -~]*$")]
     pub idempotency_key: Option<String>,
 }
 

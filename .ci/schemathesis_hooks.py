@@ -29,6 +29,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -322,12 +323,26 @@ def complete_availability_window(case: schemathesis.Case) -> None:
             query["available_from"], query["available_to"] = window
 
 
+def _fresh_idempotency_key(case: schemathesis.Case) -> None:
+    """An `Idempotency-Key` names one request: the same key with another body is a 422 `idempotency_mismatch`,
+    which the generator, reusing short strings across cases, would run into. A positive case that sends the
+    header gets a key of its own (a UUID: printable ASCII, within the schema's pattern and length)."""
+    headers = case.headers
+    if not headers:
+        return
+    for name in list(headers):
+        if name.lower() == "idempotency-key":
+            headers[name] = str(uuid.uuid4())
+
+
 def _follow_rules(ctx: schemathesis.HookContext, case: schemathesis.Case) -> None:
     """Applies the operation's rule to a positive case; a negative one is left as generated."""
     fix = RULES.get(ctx.operation.label) if ctx.operation is not None else None
     meta = case.meta
-    if fix is not None and meta is not None and meta.generation.mode.is_positive:
-        fix(case)
+    if meta is not None and meta.generation.mode.is_positive:
+        _fresh_idempotency_key(case)
+        if fix is not None:
+            fix(case)
 
 
 @schemathesis.hook

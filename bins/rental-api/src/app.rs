@@ -188,6 +188,7 @@ pub fn build_with(
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
     crate::documented_errors::add_shared_errors(&mut openapi);
+    crate::idempotency::document(&mut openapi);
 
     let document = web::Data::new(OpenApiJson(serde_json::to_string(&openapi).unwrap_or_default()));
     let methods = web::Data::new(AllowedMethods::from_openapi(&openapi));

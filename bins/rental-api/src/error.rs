@@ -240,6 +240,16 @@ impl From<ServiceError> for ApiError {
                 err.lines = lines;
                 err
             }
+            ServiceError::IdempotencyMismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_mismatch",
+                "the Idempotency-Key was used with another request (method, path or body); use a new key",
+            ),
+            ServiceError::IdempotencyKeyInUse => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "a request with this Idempotency-Key is in progress; try again",
+            ),
             ServiceError::Unauthorized(message) => Self::unauthorized(message),
             ServiceError::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
             ServiceError::NotFound(what) => Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found")),

@@ -12,6 +12,7 @@ pub mod documented_errors;
 pub mod error;
 pub mod extract;
 pub mod http_cache;
+pub mod idempotency;
 pub mod json;
 pub mod methods;
 pub mod middleware;

@@ -8,7 +8,7 @@ use config::{Config, Environment, File};
 use rental_monitor::MonitorConfig;
 use rental_payments::StripeConfig;
 use rental_repo::DatabaseConfig;
-use rental_service::{AuthConfig, CacheConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
+use rental_service::{AuthConfig, CacheConfig, IdempotencyConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
 use rental_tasks::app::NotifyConfig;
 use rental_tasks::mail::MailConfig;
 use rental_tasks::{SchedulerConfig, WorkerConfig};
@@ -22,6 +22,9 @@ use crate::redis::RedisConfig;
 pub const ENV_VAR: &str = "RENTAL_ENV";
 /// The profile used when `RENTAL_ENV` is unset.
 pub const DEFAULT_ENV: &str = "development";
+
+/// Longest lifetime of an idempotency record: 30 days.
+const MAX_IDEMPOTENCY_TTL_SECS: u64 = 30 * 86_400;
 
 /// HTTP server settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +109,8 @@ pub struct Settings {
     pub rentals: RentalConfig,
     /// The jobs the services enqueue (attempts, settlement delay).
     pub jobs: JobsConfig,
+    /// `Idempotency-Key` records: how long a key answers replays.
+    pub idempotency: IdempotencyConfig,
     /// The background worker.
     pub worker: WorkerConfig,
     /// Periodic jobs.
@@ -139,6 +144,7 @@ impl Default for Settings {
             cache: CacheConfig::default(),
             rentals: RentalConfig::default(),
             jobs: JobsConfig::default(),
+            idempotency: IdempotencyConfig::default(),
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
             mail: MailConfig::default(),
@@ -261,6 +267,12 @@ impl Settings {
         if self.jobs.max_attempts == 0 {
             return invalid("jobs.max_attempts must be at least 1".into());
         }
+        if !(60..=MAX_IDEMPOTENCY_TTL_SECS).contains(&self.idempotency.ttl_secs) {
+            return invalid(format!(
+                "idempotency.ttl_secs must be 60 to {MAX_IDEMPOTENCY_TTL_SECS} (a minute to 30 days), not {}",
+                self.idempotency.ttl_secs
+            ));
+        }
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
         self.http.validate().map_err(SettingsError::Invalid)?;
         self.redis.validate().map_err(SettingsError::Invalid)?;
@@ -276,6 +288,7 @@ impl Settings {
             cache: self.cache.clone(),
             rentals: self.rentals.clone(),
             jobs: self.jobs.clone(),
+            idempotency: self.idempotency.clone(),
         }
     }
 

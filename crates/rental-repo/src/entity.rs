@@ -1,6 +1,7 @@
 //! sea-orm entities. Private to this crate: the repositories translate them into plain records.
 
 pub(crate) mod category;
+pub(crate) mod idempotency_key;
 pub(crate) mod invoice;
 pub(crate) mod invoice_counter;
 pub(crate) mod invoice_line;

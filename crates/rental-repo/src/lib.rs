@@ -16,6 +16,7 @@ pub mod conformance;
 mod db;
 mod entity;
 mod error;
+mod idempotency;
 mod import;
 mod jobs;
 mod orders;
@@ -44,6 +45,7 @@ pub use db::probe::{Availability, Probe, ProbeSettings};
 pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{DatabaseError, RepoError, RepoResult};
+pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use import::{
     ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter,
 };

@@ -145,6 +145,8 @@ pub struct ServiceConfig {
     pub rentals: crate::RentalConfig,
     /// The jobs the services enqueue: attempts, the settlement's delay.
     pub jobs: crate::JobsConfig,
+    /// `Idempotency-Key` records: how long they answer replays.
+    pub idempotency: crate::IdempotencyConfig,
 }
 
 #[cfg(test)]

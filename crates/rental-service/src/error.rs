@@ -14,6 +14,8 @@
 //! | [`Forbidden`](ServiceError::Forbidden) | 403 | `forbidden` | the reason | no |
 //! | [`NotFound`](ServiceError::NotFound) | 404 | `not_found` | what was not found | no |
 //! | [`Conflict`](ServiceError::Conflict) | 409 | `conflict` | what clashed (named by constraint), the row of a batch | no |
+//! | [`IdempotencyMismatch`](ServiceError::IdempotencyMismatch) | 422 | `idempotency_mismatch` | the key was used with another request | no |
+//! | [`IdempotencyKeyInUse`](ServiceError::IdempotencyKeyInUse) | 409 | `idempotency_conflict` | a request with the key is in progress | no |
 //! | [`InsufficientStock`](ServiceError::InsufficientStock) | 409 | `unavailable` | each short line, what is free, nearest free periods | no |
 //! | [`RateLimited`](ServiceError::RateLimited) | 429 + `Retry-After` | `rate_limited` | when to try again | no |
 //! | [`Busy`](ServiceError::Busy) | 503 + `Retry-After` | `busy` | a generic "try again" message | warn, with the chain |
@@ -84,6 +86,12 @@ pub enum ServiceError {
         /// For a batch, the index of the offending row.
         index: Option<usize>,
     },
+    /// The `Idempotency-Key` was used before with another request (method, path or body). 422.
+    #[error("the idempotency key was used with another request")]
+    IdempotencyMismatch,
+    /// Another request holds the `Idempotency-Key` (in progress, or committed meanwhile: look it up again). 409.
+    #[error("a request with this idempotency key is in progress")]
+    IdempotencyKeyInUse,
     /// Not enough stock is free: the lines that failed, with the nearest free periods. 409 `unavailable`.
     #[error("not enough stock is free for {} line(s)", .0.len())]
     InsufficientStock(Vec<crate::orders::ShortageView>),

@@ -12,6 +12,7 @@ mod catalogue;
 mod config;
 pub mod context;
 mod error;
+pub mod idempotency;
 pub mod jobs;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -39,6 +40,7 @@ pub use catalogue::{
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult, UNAVAILABLE_RETRY_AFTER};
+pub use idempotency::{Idempotency, IdempotencyClaim, IdempotencyConfig, IdempotencyKey, StoredResponse};
 pub use jobs::{JobService, JobsConfig, Outbox};
 pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
@@ -75,6 +77,8 @@ pub struct Services {
     pub analytics: AnalyticsService,
     /// The job queue for admins; its store is the one the services enqueue in, for the workers.
     pub jobs: JobService,
+    /// `Idempotency-Key` records: look-ups and replays before an idempotent operation, the purge.
+    pub idempotency: Idempotency,
     /// The time every service judges its rules by (background jobs too).
     pub clock: Arc<dyn Clock>,
     /// Every cache namespace of the services, for stats and clears.
@@ -125,12 +129,26 @@ impl Services {
         let service_clock = clock.clone();
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache, &caches);
         let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache, &caches);
+        let idempotency = Idempotency::new(db.clone(), clock.clone(), &config.idempotency);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone())
-            .with_outbox(outbox.clone());
-        let billing = BillingService::new(db.clone(), billing_repo, clock.clone());
+            .with_outbox(outbox.clone())
+            .with_idempotency(idempotency.clone());
+        let billing =
+            BillingService::new(db.clone(), billing_repo, clock.clone()).with_idempotency(idempotency.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
-        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock, caches })
+        Ok(Self {
+            auth,
+            users,
+            catalogue,
+            rentals,
+            billing,
+            analytics,
+            jobs,
+            idempotency,
+            clock: service_clock,
+            caches,
+        })
     }
 }

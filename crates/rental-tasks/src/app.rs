@@ -83,6 +83,7 @@ pub fn registry(
         .register(kinds::PASSWORD_RECOVERY, handler(|app, job| Box::pin(app.password_recovery(job))))
         .register(kinds::PURGE_TOKENS, handler(|app, _| Box::pin(app.purge_tokens())))
         .register(kinds::PURGE_JOBS, handler(|app, _| Box::pin(app.purge_jobs())))
+        .register(kinds::PURGE_IDEMPOTENCY, handler(|app, _| Box::pin(app.purge_idempotency())))
         .register(kinds::MARK_OVERDUE, handler(|app, _| Box::pin(app.mark_overdue())))
         .register(kinds::RETURN_REMINDERS, handler(|app, _| Box::pin(app.return_reminders())))
         .register(kinds::PICKUP_REMINDERS, handler(|app, _| Box::pin(app.pickup_reminders())))
@@ -194,6 +195,12 @@ impl App {
     async fn purge_tokens(&self) -> Result<(), JobError> {
         let purged = self.services.auth.purge_expired_tokens().await?;
         tracing::info!(purged, "expired tokens purged");
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self) -> Result<(), JobError> {
+        let purged = self.services.idempotency.purge_expired().await?;
+        tracing::info!(purged, "expired idempotency keys purged");
         Ok(())
     }
 

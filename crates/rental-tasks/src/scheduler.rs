@@ -83,6 +83,7 @@ impl Default for SchedulerConfig {
         let schedules = BTreeMap::from([
             ("purge_expired_tokens".into(), schedule("17 3 * * *", kinds::PURGE_TOKENS, Missed::RunOnce)),
             ("purge_finished_jobs".into(), schedule("47 * * * *", kinds::PURGE_JOBS, Missed::RunOnce)),
+            ("purge_idempotency_keys".into(), schedule("23 * * * *", kinds::PURGE_IDEMPOTENCY, Missed::RunOnce)),
             ("mark_overdue".into(), schedule("*/15 * * * *", kinds::MARK_OVERDUE, Missed::RunOnce)),
             ("return_reminders".into(), schedule("5 * * * *", kinds::RETURN_REMINDERS, Missed::Skip)),
             ("pickup_reminders".into(), schedule("10 * * * *", kinds::PICKUP_REMINDERS, Missed::Skip)),

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 struct World {
     services: Services,
+    db: Database,
     sink: SmtpSink,
     stop: CancellationToken,
     worker: tokio::task::JoinHandle<()>,
@@ -54,8 +55,8 @@ async fn world_at(clock: Option<ManualClock>) -> World {
         ..ServiceConfig::default()
     };
     let services = match &clock {
-        Some(clock) => Services::with_clock(db, &service_config, Arc::new(clock.clone())).unwrap(),
-        None => Services::new(db, &service_config).unwrap(),
+        Some(clock) => Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap(),
+        None => Services::new(db.clone(), &service_config).unwrap(),
     };
     let sink = SmtpSink::start().await.unwrap();
     let mail_config = MailConfig {
@@ -86,7 +87,7 @@ async fn world_at(clock: Option<ManualClock>) -> World {
     }
     let stop = CancellationToken::new();
     let task = tokio::spawn(worker.run(stop.clone()));
-    World { services, sink, stop, worker: task, _db: test_db }
+    World { services, db, sink, stop, worker: task, _db: test_db }
 }
 
 impl World {
@@ -434,5 +435,32 @@ async fn the_daily_report_goes_to_every_active_admin_once_per_run() {
     let yesterday = (Utc::now() - chrono::Duration::days(1)).date_naive().to_string();
     assert!(reports.iter().all(|m| m.text.contains(&yesterday)), "{}", reports[0].text);
     assert_ne!(reports[0].message_id, reports[1].message_id, "one Message-ID per admin");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn the_purge_job_deletes_expired_idempotency_keys_only() {
+    let clock = ManualClock::new(Utc::now());
+    let world = world_at(Some(clock.clone())).await;
+    let idem = &world.services.idempotency;
+    let claim = |key: &str| {
+        let key = rental_service::IdempotencyKey::parse(key).unwrap();
+        rental_service::IdempotencyClaim::new(None, key, "POST", "/things", "/things", b"{}", 201)
+    };
+    let write = async |key: &str| {
+        let uow = idem.begin(&world.db, Some(&claim(key))).await.unwrap();
+        idem.complete(&uow, &claim(key), &json!({"key": key})).await.unwrap();
+        uow.commit().await.unwrap();
+    };
+    write("old").await;
+    // A day and a second later "old" has expired (lifetime 24 hours) and "young" is new.
+    clock.advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
+    write("young").await;
+    world.services.jobs.enqueue(kinds::PURGE_IDEMPOTENCY, &json!({}), None).await.unwrap();
+    world.settle().await;
+    assert!(idem.lookup(&claim("young")).await.unwrap().is_some(), "a live key survives the purge");
+    assert_eq!(idem.purge_expired().await.unwrap(), 0, "the job deleted the expired key");
+    clock.advance(chrono::Duration::hours(24) + chrono::Duration::seconds(1));
+    assert_eq!(idem.purge_expired().await.unwrap(), 1, "and left the live one");
     world.stop().await;
 }

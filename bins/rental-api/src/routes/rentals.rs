@@ -4,6 +4,7 @@
 //! Answers are the service's views serialised as they are; the OpenAPI document describes their fields in
 //! the schemas below.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::idempotency::{IdempotencyKeyHeader, Idempotent, respond};
 use crate::json::{Json, OptionalJson};
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
@@ -220,16 +222,17 @@ pub struct InvoiceListParams {
 /// Create a rental order: a quote, or a reservation that checks and holds the stock atomically and issues
 /// the invoice. When stock is short: 409 `unavailable` listing the failed lines with their nearest free
 /// periods. Prices are the cheapest month/week/day cover of each line's started days, snapshotted.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), request_body = CreateRentalRequest,
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(IdempotencyKeyHeader), request_body = CreateRentalRequest,
     responses((status = 201, body = OrderView, description = "The order"), (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 #[post("/rentals")]
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<CreateRentalRequest>,
+    body: Idempotent<Json<CreateRentalRequest>>,
 ) -> ApiResult<HttpResponse> {
-    let b = body.into_inner();
+    let claim = body.claim(&auth.0, StatusCode::CREATED);
+    let b = body.body.into_inner();
     let new = NewRental {
         customer_id: b.customer_id,
         status: b.status,
@@ -240,8 +243,10 @@ pub async fn create(
             .map(|l| NewRentalLine { product_id: l.product_id, quantity: l.quantity, start: l.start, end: l.end })
             .collect(),
     };
-    let order = state.services.rentals.create(&auth.0, new).await?;
-    Ok(HttpResponse::Created().json(order))
+    respond(&state, claim, StatusCode::CREATED, async |claim| {
+        state.services.rentals.idempotent(claim).create(&auth.0, new).await
+    })
+    .await
 }
 
 /// List rental orders: customers see their own, staff all. Filters, sort and both pagination styles.
@@ -287,7 +292,7 @@ pub async fn events(
 }
 
 /// `quote → reserved`: check and hold the stock at the quoted prices and issue the invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body = Option<TransitionRequest>,
     responses((status = 200, body = OrderView, description = "The order"), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope)))]
@@ -296,14 +301,19 @@ pub async fn confirm(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: OptionalJson<TransitionRequest>,
-) -> ApiResult<web::Json<OrderView>> {
+    req: Idempotent<OptionalJson<TransitionRequest>>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.confirm(&auth.0, id, req.unwrap_or_default().note).await?))
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let note = req.body.unwrap_or_default().note;
+    respond(&state, claim, StatusCode::OK, async |claim| {
+        state.services.rentals.idempotent(claim).confirm(&auth.0, id, note).await
+    })
+    .await
 }
 
 /// `quote|reserved → cancelled`: release the stock, void the invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body = Option<TransitionRequest>,
     responses((status = 200, body = OrderView, description = "The order"), (status = 404, body = ErrorEnvelope),
         (status = 409, body = ErrorEnvelope)))]
@@ -312,14 +322,19 @@ pub async fn cancel(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: OptionalJson<TransitionRequest>,
-) -> ApiResult<web::Json<OrderView>> {
+    req: Idempotent<OptionalJson<TransitionRequest>>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.cancel(&auth.0, id, req.unwrap_or_default().note).await?))
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let note = req.body.unwrap_or_default().note;
+    respond(&state, claim, StatusCode::OK, async |claim| {
+        state.services.rentals.idempotent(claim).cancel(&auth.0, id, note).await
+    })
+    .await
 }
 
 /// `reserved → picked_up` (staff): hand out tracked units.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body = Option<PickupRequest>,
     responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -328,17 +343,21 @@ pub async fn pickup(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: OptionalJson<PickupRequest>,
-) -> ApiResult<web::Json<OrderView>> {
+    req: Idempotent<OptionalJson<PickupRequest>>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "rental")?;
-    let b = req.unwrap_or_default();
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let b = req.body.unwrap_or_default();
     let units = b.units.into_iter().map(|u| PickupLine { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
-    Ok(web::Json(state.services.rentals.pickup(&auth.0, id, units, b.note).await?))
+    respond(&state, claim, StatusCode::OK, async |claim| {
+        state.services.rentals.idempotent(claim).pickup(&auth.0, id, units, b.note).await
+    })
+    .await
 }
 
 /// `picked_up → returned` (staff): record conditions and damage; late fees and damage charges go on the
 /// invoice.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body = Option<ReturnRequest>,
     responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -347,10 +366,11 @@ pub async fn return_items(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: OptionalJson<ReturnRequest>,
-) -> ApiResult<web::Json<OrderView>> {
+    req: Idempotent<OptionalJson<ReturnRequest>>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "rental")?;
-    let b = req.unwrap_or_default();
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let b = req.body.unwrap_or_default();
     let units = b
         .units
         .into_iter()
@@ -361,11 +381,14 @@ pub async fn return_items(
             damage_charge_minor: u.damage_charge_minor,
         })
         .collect();
-    Ok(web::Json(state.services.rentals.return_items(&auth.0, id, units, b.note).await?))
+    respond(&state, claim, StatusCode::OK, async |claim| {
+        state.services.rentals.idempotent(claim).return_items(&auth.0, id, units, b.note).await
+    })
+    .await
 }
 
 /// `returned → closed` (staff).
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body = Option<TransitionRequest>,
     responses((status = 200, body = OrderView, description = "The order"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
@@ -374,10 +397,15 @@ pub async fn close(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: OptionalJson<TransitionRequest>,
-) -> ApiResult<web::Json<OrderView>> {
+    req: Idempotent<OptionalJson<TransitionRequest>>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "rental")?;
-    Ok(web::Json(state.services.rentals.close(&auth.0, id, req.unwrap_or_default().note).await?))
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let note = req.body.unwrap_or_default().note;
+    respond(&state, claim, StatusCode::OK, async |claim| {
+        state.services.rentals.idempotent(claim).close(&auth.0, id, note).await
+    })
+    .await
 }
 
 /// Free quantity of a product over `[from, to)`, per day; when less than `quantity` is free, the nearest
@@ -446,7 +474,7 @@ pub async fn get_invoice(
 }
 
 /// Record a payment of an open invoice (staff); fully paid invoices become `paid`.
-#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id")),
+#[utoipa::path(tag = "rentals", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Invoice id"), IdempotencyKeyHeader),
     request_body = PaymentRequest,
     responses((status = 201, body = PaymentView, description = "The payment"), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -455,12 +483,15 @@ pub async fn record_payment(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    req: Json<PaymentRequest>,
+    req: Idempotent<Json<PaymentRequest>>,
 ) -> ApiResult<HttpResponse> {
     let id = parse_id(&id, "invoice")?;
-    let b = req.into_inner();
+    let claim = req.claim(&auth.0, StatusCode::CREATED);
+    let b = req.body.into_inner();
     let new =
         NewPayment { amount_minor: b.amount_minor, currency: b.currency, method: b.method, reference: b.reference };
-    let payment: PaymentView = state.services.billing.record_payment(&auth.0, id, new).await?;
-    Ok(HttpResponse::Created().json(payment))
+    respond(&state, claim, StatusCode::CREATED, async |claim| {
+        state.services.billing.idempotent(claim).record_payment(&auth.0, id, new).await
+    })
+    .await
 }

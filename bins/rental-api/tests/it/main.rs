@@ -9,6 +9,7 @@ mod catalogue;
 mod cli;
 mod console;
 mod errors;
+mod idempotency;
 mod jobs;
 mod middleware;
 mod monitoring;

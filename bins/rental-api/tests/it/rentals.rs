@@ -11,16 +11,22 @@ use serde_json::{Value, json};
 use crate::support::{Ctx, app, bearer, context, context_with_pool, customer_token, login, send, staff_token};
 
 /// Midnight `days` from now, as RFC 3339.
-fn day(days: i64) -> String {
+pub(crate) fn day(days: i64) -> String {
     at(days).to_rfc3339()
 }
 
-fn at(days: i64) -> DateTime<Utc> {
+pub(crate) fn at(days: i64) -> DateTime<Utc> {
     Utc::now().duration_trunc(Duration::days(1)).unwrap() + Duration::days(days)
 }
 
 /// Creates a category, a location and a product with `units` tracked units; returns (product id, unit ids).
-async fn product<S, B>(app: &S, staff: &str, sku: &str, currency: &str, units: usize) -> (String, Vec<String>)
+pub(crate) async fn product<S, B>(
+    app: &S,
+    staff: &str,
+    sku: &str,
+    currency: &str,
+    units: usize,
+) -> (String, Vec<String>)
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
@@ -64,11 +70,11 @@ where
     (id, unit_ids)
 }
 
-fn rental(product_id: &str, quantity: i64, from: i64, to: i64) -> Value {
+pub(crate) fn rental(product_id: &str, quantity: i64, from: i64, to: i64) -> Value {
     json!({"lines": [{"product_id": product_id, "quantity": quantity, "start": day(from), "end": day(to)}]})
 }
 
-async fn rentals_count(ctx: &Ctx) -> (i64, i64) {
+pub(crate) async fn rentals_count(ctx: &Ctx) -> (i64, i64) {
     let conn = ctx.state.db.connection();
     let backend = conn.get_database_backend();
     let count = |sql: &str| Statement::from_string(backend, sql.to_owned());

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::orders::prefixed_with;
-use crate::{Clock, Principal, ServiceError, ServiceResult};
+use crate::{Clock, Idempotency, IdempotencyClaim, IdempotencyConfig, Principal, ServiceError, ServiceResult};
 
 /// An invoice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -166,18 +166,42 @@ pub struct BillingService<B = BillingRepo> {
     db: Database,
     repo: Arc<B>,
     clock: Arc<dyn Clock>,
+    idempotency: Idempotency,
+    /// The idempotency key the next write claims (see [`BillingService::idempotent`]).
+    claim: Option<Arc<IdempotencyClaim>>,
 }
 
 impl<B> Clone for BillingService<B> {
     fn clone(&self) -> Self {
-        Self { db: self.db.clone(), repo: self.repo.clone(), clock: self.clock.clone() }
+        Self {
+            db: self.db.clone(),
+            repo: self.repo.clone(),
+            clock: self.clock.clone(),
+            idempotency: self.idempotency.clone(),
+            claim: self.claim.clone(),
+        }
     }
 }
 
 impl<B: BillingStore> BillingService<B> {
     /// The service over `repo`, writing in units of work of `db`, judging time by `clock`.
     pub fn new(db: Database, repo: Arc<B>, clock: Arc<dyn Clock>) -> Self {
-        Self { db, repo, clock }
+        let idempotency = Idempotency::new(db.clone(), clock.clone(), &IdempotencyConfig::default());
+        Self { db, repo, clock, idempotency, claim: None }
+    }
+
+    /// The same service keeping its idempotency records with `idempotency` (the services share one).
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// The same service for one idempotent request: its write claims `claim`'s key in the write's unit of work
+    /// and stores its answer there (see [`crate::idempotency`]). `None`: an ordinary request.
+    #[must_use]
+    pub fn idempotent(&self, claim: Option<IdempotencyClaim>) -> Self {
+        Self { claim: claim.map(Arc::new), ..self.clone() }
     }
 
     /// A page of invoices: the caller's own, or all for staff.
@@ -243,10 +267,12 @@ impl<B: BillingStore> BillingService<B> {
             reference,
             recorded_by: Some(principal.user_id.as_uuid()),
         };
-        let uow = self.db.begin().await?;
-        let result = self.repo.record_payment(&uow, payment, self.clock.now()).await;
+        let claim = self.claim.as_deref();
+        let uow = self.idempotency.begin(&self.db, claim).await?;
+        let result = self.repo.record_payment(&uow, payment, self.clock.now()).await.map(PaymentView::from);
+        let result = self.idempotency.completed(&uow, claim, result).await;
         match uow.finish(result).await {
-            Ok(p) => Ok(p.into()),
+            Ok(p) => Ok(p),
             Err(rental_repo::RepoError::NotFound) => Err(ServiceError::NotFound("invoice")),
             Err(e) => Err(e.into()),
         }

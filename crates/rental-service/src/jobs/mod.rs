@@ -38,6 +38,8 @@ pub mod kinds {
     pub const PASSWORD_RECOVERY: &str = "auth.password_recovery";
     /// Deletes expired refresh and password-reset tokens (periodic).
     pub const PURGE_TOKENS: &str = "auth.purge_expired_tokens";
+    /// Deletes expired `Idempotency-Key` records (periodic).
+    pub const PURGE_IDEMPOTENCY: &str = "idempotency.purge_expired";
     /// Deletes succeeded and cancelled jobs past their retention (periodic).
     pub const PURGE_JOBS: &str = "jobs.purge_finished";
     /// Finds rentals that are overdue, charges their late fee and mails a notice (periodic).

@@ -27,7 +27,9 @@ use rental_repo::{
 use uuid::Uuid;
 
 use crate::jobs::kinds;
-use crate::{Clock, JobsConfig, Outbox, Principal, ServiceError, ServiceResult};
+use crate::{
+    Clock, Idempotency, IdempotencyClaim, IdempotencyConfig, JobsConfig, Outbox, Principal, ServiceError, ServiceResult,
+};
 
 use crate::billing::{InvoiceView, PaymentView};
 pub use views::*;
@@ -45,6 +47,9 @@ pub struct RentalService<O = OrderRepo, B = BillingRepo> {
     outbox: Outbox,
     clock: Arc<dyn Clock>,
     config: RentalConfig,
+    idempotency: Idempotency,
+    /// The idempotency key the next write claims (see [`RentalService::idempotent`]).
+    claim: Option<Arc<IdempotencyClaim>>,
 }
 
 impl<O, B> Clone for RentalService<O, B> {
@@ -57,6 +62,8 @@ impl<O, B> Clone for RentalService<O, B> {
             outbox: self.outbox.clone(),
             clock: self.clock.clone(),
             config: self.config.clone(),
+            idempotency: self.idempotency.clone(),
+            claim: self.claim.clone(),
         }
     }
 }
@@ -79,7 +86,43 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         config: RentalConfig,
     ) -> Self {
         let outbox = Outbox::over(db.clone(), clock.clone(), JobsConfig::default());
-        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, outbox, clock, config }
+        let idempotency = Idempotency::new(db.clone(), clock.clone(), &IdempotencyConfig::default());
+        Self {
+            usage: UsageRecorder::new(db.clone()),
+            db,
+            orders,
+            billing,
+            outbox,
+            clock,
+            config,
+            idempotency,
+            claim: None,
+        }
+    }
+
+    /// The same service keeping its idempotency records with `idempotency` (the services share one).
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// The same service for one idempotent request: its write (create, confirm, cancel, pickup, return, close)
+    /// claims `claim`'s key at the start of the write's unit of work and stores the answer it returns in that
+    /// unit (see [`crate::idempotency`]). `None`: an ordinary request.
+    #[must_use]
+    pub fn idempotent(&self, claim: Option<IdempotencyClaim>) -> Self {
+        Self { claim: claim.map(Arc::new), ..self.clone() }
+    }
+
+    /// Begins a write's unit of work, claiming the idempotency key of this request if it has one.
+    async fn begin(&self) -> ServiceResult<UnitOfWork> {
+        self.idempotency.begin(&self.db, self.claim.as_deref()).await
+    }
+
+    /// Stores the answer of a successful write for this request's idempotency key, in the write's unit.
+    async fn answered(&self, uow: &UnitOfWork, result: RepoResult<OrderRecord>) -> RepoResult<OrderView> {
+        self.idempotency.completed(uow, self.claim.as_deref(), result.map(OrderView::from)).await
     }
 
     /// The same service enqueueing its jobs through `outbox` (the services share one queue).
@@ -255,7 +298,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             lines,
         };
         let reserve = status == OrderStatus::Reserved;
-        let uow = self.db.begin().await?;
+        let uow = self.begin().await?;
         let result = async {
             let order = self.orders.create_order(&uow, &record, now).await?;
             let invoice = NewInvoiceRecord {
@@ -287,7 +330,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok(order)
         }
         .await;
-        Ok(self.finish_reserving(uow, result).await?.into())
+        let result = self.answered(&uow, result).await;
+        self.finish_reserving(uow, result).await
     }
 
     /// Loads an order the caller may see: their own, or any for staff. Others' orders are not found.
@@ -346,7 +390,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     ) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
-        let uow = self.db.begin().await?;
+        let uow = self.begin().await?;
         let result = async {
             let confirmed = self.orders.confirm(&uow, id, &change).await?;
             self.billing.issue_invoice(&uow, id, change.at).await?;
@@ -355,7 +399,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok(confirmed.order)
         }
         .await;
-        Ok(self.finish_reserving(uow, result).await?.into())
+        let result = self.answered(&uow, result).await;
+        self.finish_reserving(uow, result).await
     }
 
     /// `quote|reserved → cancelled` (the customer or staff).
@@ -365,7 +410,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     pub async fn cancel(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
-        let uow = self.db.begin().await?;
+        let uow = self.begin().await?;
         let result = async {
             let cancelled = self.orders.cancel(&uow, id, &change).await?;
             self.billing.void_invoice(&uow, id, change.at).await?;
@@ -373,7 +418,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok::<_, RepoError>(cancelled.order)
         }
         .await;
-        Ok(uow.finish(result).await?.into())
+        let result = self.answered(&uow, result).await;
+        Ok(uow.finish(result).await?)
     }
 
     /// `reserved → picked_up` (staff): hands out units, chosen or picked automatically.
@@ -392,9 +438,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let change = self.change(principal, checked_note(note_text)?);
         let chosen: Vec<LineUnits> =
             units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
-        let uow = self.db.begin().await?;
-        let result = self.orders.pickup(&uow, id, &chosen, &change).await;
-        Ok(uow.finish(result).await?.order.into())
+        let uow = self.begin().await?;
+        let result = self.orders.pickup(&uow, id, &chosen, &change).await.map(|picked| picked.order);
+        let result = self.answered(&uow, result).await;
+        Ok(uow.finish(result).await?)
     }
 
     /// `picked_up → returned` (staff): conditions, damage charges and late fees.
@@ -437,7 +484,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         errors.finish()?;
         let change = self.change(principal, note_text.flatten());
         let unit_returns: Vec<UnitReturn> = returns.iter().map(|(r, _)| r.clone()).collect();
-        let uow = self.db.begin().await?;
+        let uow = self.begin().await?;
         let result = async {
             let (returned, lines) = self.orders.return_items(&uow, id, &unit_returns, &change).await?;
             let currency = returned.order.totals.total.currency;
@@ -454,7 +501,8 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok::<_, RepoError>(returned.order)
         }
         .await;
-        Ok(uow.finish(result).await?.into())
+        let result = self.answered(&uow, result).await;
+        Ok(uow.finish(result).await?)
     }
 
     /// `returned → closed` (staff).
@@ -465,16 +513,17 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         principal.require_staff()?;
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
-        let uow = self.db.begin().await?;
+        let uow = self.begin().await?;
         let result = async {
             let closed = self.orders.close(&uow, id, &change).await?;
             // The final invoice goes to the customer with the close, once.
             let args = serde_json::json!({ "order_id": id });
             self.outbox.enqueue_value(&uow, kinds::INVOICE_MAIL, args, None, Some(format!("invoice:{id}"))).await?;
-            Ok::<_, RepoError>(closed)
+            Ok::<_, RepoError>(closed.order)
         }
         .await;
-        Ok(uow.finish(result).await?.order.into())
+        let result = self.answered(&uow, result).await;
+        Ok(uow.finish(result).await?)
     }
 
     /// Free quantity of a product over `[from, to)` per day, and when less than `quantity` is free, the nearest

@@ -4,6 +4,7 @@
 //! Customers rent for themselves and see only their own orders (another customer's order is "not found");
 //! staff rent on a customer's behalf, see everything and run the desk (pickup, return, close).
 
+mod availability;
 mod views;
 
 use std::collections::BTreeSet;
@@ -30,6 +31,8 @@ use crate::jobs::kinds;
 use crate::{Clock, JobsConfig, Outbox, Principal, ServiceError, ServiceResult};
 
 use crate::billing::{InvoiceView, PaymentView};
+pub(crate) use availability::AvailabilityCache;
+use availability::{AvailabilityKey, evict};
 pub use views::*;
 
 /// Rental orders, availability and maintenance, over any [`OrderStore`] and [`BillingStore`] (the sea-orm
@@ -45,6 +48,9 @@ pub struct RentalService<O = OrderRepo, B = BillingRepo> {
     outbox: Outbox,
     clock: Arc<dyn Clock>,
     config: RentalConfig,
+    /// Availability answers per product and window, evicted per product by every write of an order or a
+    /// maintenance block that names it (and by every catalogue write); none when not given.
+    availability: Option<AvailabilityCache>,
 }
 
 impl<O, B> Clone for RentalService<O, B> {
@@ -57,6 +63,7 @@ impl<O, B> Clone for RentalService<O, B> {
             outbox: self.outbox.clone(),
             clock: self.clock.clone(),
             config: self.config.clone(),
+            availability: self.availability.clone(),
         }
     }
 }
@@ -79,7 +86,28 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         config: RentalConfig,
     ) -> Self {
         let outbox = Outbox::over(db.clone(), clock.clone(), JobsConfig::default());
-        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, outbox, clock, config }
+        Self { usage: UsageRecorder::new(db.clone()), db, orders, billing, outbox, clock, config, availability: None }
+    }
+
+    /// The same service caching availability answers in `cache`.
+    #[must_use]
+    pub(crate) fn with_availability_cache(mut self, cache: AvailabilityCache) -> Self {
+        self.availability = Some(cache);
+        self
+    }
+
+    /// The products of order `id`, read only when availability is cached (for the eviction after a write).
+    async fn products_of(&self, id: Uuid) -> ServiceResult<BTreeSet<Uuid>> {
+        match self.availability {
+            Some(_) => Ok(self.orders.order_product_ids(id).await?),
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
+    /// Evicts the cached availability of `products` after a write, whatever its outcome (a failed write
+    /// evicts needlessly, which is harmless).
+    async fn evict_availability(&self, products: &BTreeSet<Uuid>) {
+        evict(self.availability.as_ref(), products).await;
     }
 
     /// The same service enqueueing its jobs through `outbox` (the services share one queue).
@@ -255,6 +283,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             lines,
         };
         let reserve = status == OrderStatus::Reserved;
+        let products: BTreeSet<Uuid> = record.lines.iter().map(|l| l.product_id).collect();
         let uow = self.db.begin().await?;
         let result = async {
             let order = self.orders.create_order(&uow, &record, now).await?;
@@ -287,7 +316,11 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok(order)
         }
         .await;
-        Ok(self.finish_reserving(uow, result).await?.into())
+        let finished = self.finish_reserving(uow, result).await;
+        if reserve {
+            self.evict_availability(&products).await;
+        }
+        Ok(finished?.into())
     }
 
     /// Loads an order the caller may see: their own, or any for staff. Others' orders are not found.
@@ -346,6 +379,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     ) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.db.begin().await?;
         let result = async {
             let confirmed = self.orders.confirm(&uow, id, &change).await?;
@@ -355,7 +389,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok(confirmed.order)
         }
         .await;
-        Ok(self.finish_reserving(uow, result).await?.into())
+        let finished = self.finish_reserving(uow, result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?.into())
     }
 
     /// `quote|reserved → cancelled` (the customer or staff).
@@ -365,6 +401,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     pub async fn cancel(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.db.begin().await?;
         let result = async {
             let cancelled = self.orders.cancel(&uow, id, &change).await?;
@@ -373,7 +410,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok::<_, RepoError>(cancelled.order)
         }
         .await;
-        Ok(uow.finish(result).await?.into())
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?.into())
     }
 
     /// `reserved → picked_up` (staff): hands out units, chosen or picked automatically.
@@ -392,9 +431,12 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let change = self.change(principal, checked_note(note_text)?);
         let chosen: Vec<LineUnits> =
             units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
+        let products = self.products_of(id).await?;
         let uow = self.db.begin().await?;
         let result = self.orders.pickup(&uow, id, &chosen, &change).await;
-        Ok(uow.finish(result).await?.order.into())
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?.order.into())
     }
 
     /// `picked_up → returned` (staff): conditions, damage charges and late fees.
@@ -437,6 +479,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         errors.finish()?;
         let change = self.change(principal, note_text.flatten());
         let unit_returns: Vec<UnitReturn> = returns.iter().map(|(r, _)| r.clone()).collect();
+        let products = self.products_of(id).await?;
         let uow = self.db.begin().await?;
         let result = async {
             let (returned, lines) = self.orders.return_items(&uow, id, &unit_returns, &change).await?;
@@ -454,7 +497,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok::<_, RepoError>(returned.order)
         }
         .await;
-        Ok(uow.finish(result).await?.into())
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?.into())
     }
 
     /// `returned → closed` (staff).
@@ -465,6 +510,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         principal.require_staff()?;
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.db.begin().await?;
         let result = async {
             let closed = self.orders.close(&uow, id, &change).await?;
@@ -474,7 +520,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             Ok::<_, RepoError>(closed)
         }
         .await;
-        Ok(uow.finish(result).await?.order.into())
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?.order.into())
     }
 
     /// Free quantity of a product over `[from, to)` per day, and when less than `quantity` is free, the nearest
@@ -503,8 +551,26 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             errors.take::<()>(Err(DomainError::field("quantity", format!("must be 1 to {MAX_QUANTITY}"))));
         }
         errors.finish()?;
+        let Some(cache) = &self.availability else {
+            let view = self.compute_availability(product_id, from, to, quantity).await?;
+            return view.ok_or(ServiceError::NotFound("product"));
+        };
+        let key = AvailabilityKey::window(product_id, from, to, quantity);
+        let load = async { self.compute_availability(product_id, from, to, quantity).await.map(Arc::new) };
+        cache.get_or_load(key, load).await?.as_ref().clone().ok_or(ServiceError::NotFound("product"))
+    }
+
+    /// [`Self::availability`] read now from the database, for a validated window; `None` for an unknown or
+    /// inactive product.
+    async fn compute_availability(
+        &self,
+        product_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        quantity: i64,
+    ) -> RepoResult<Option<AvailabilityView>> {
         let products = self.orders.product_terms(&BTreeSet::from([product_id])).await?;
-        let product = products.first().filter(|p| p.is_active).ok_or(ServiceError::NotFound("product"))?;
+        let Some(product) = products.first().filter(|p| p.is_active) else { return Ok(None) };
         let buffer = Duration::minutes(i64::from(product.terms.buffer_minutes));
         let now = self.clock.now();
         let horizon = Duration::days(rental_repo::SUGGESTION_HORIZON_DAYS);
@@ -524,7 +590,16 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         } else {
             Vec::new()
         };
-        Ok(AvailabilityView { product_id, from, to, capacity: stock.capacity, quantity, available, days, nearest_free })
+        Ok(Some(AvailabilityView {
+            product_id,
+            from,
+            to,
+            capacity: stock.capacity,
+            quantity,
+            available,
+            days,
+            nearest_free,
+        }))
     }
 
     /// Takes a unit out of service for a period (staff). Refused with `unavailable` when reservations need the
@@ -558,7 +633,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let uow = self.db.begin().await?;
         let result = self.orders.add_maintenance(&uow, new, now).await;
         match self.finish_reserving(uow, result).await {
-            Ok(block) => Ok(block.into()),
+            Ok(block) => {
+                self.evict_availability(&BTreeSet::from([block.product_id])).await;
+                Ok(block.into())
+            }
             Err(ServiceError::NotFound(_)) => Err(ServiceError::NotFound("unit")),
             Err(e) => Err(e),
         }

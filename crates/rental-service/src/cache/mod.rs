@@ -203,6 +203,9 @@ trait Control: Send + Sync {
     fn drop_local(&self, canonical: &str);
     /// Adopts the shared generation of the namespace (from the backend).
     fn set_shared_generation(&self, generation: u64);
+    /// Takes the backend's generation as it is, even when lower (after a resync: a Redis restarted with its
+    /// data gone counts from 0 again, and a higher local generation would point at keys no clear reaches).
+    fn reset_shared_generation(&self, generation: u64);
 }
 
 /// One kind of cached data: typed keys, typed values. Cheap to clone.
@@ -433,6 +436,10 @@ impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
     fn set_shared_generation(&self, generation: u64) {
         self.adopt_shared_generation(generation);
     }
+
+    fn reset_shared_generation(&self, generation: u64) {
+        self.inner.shared_generation.store(generation, Ordering::Release);
+    }
 }
 
 /// Every namespace of the services, and the shared tier they use. Built once with the services; cheap to
@@ -575,8 +582,8 @@ impl Caches {
         }
     }
 
-    /// After a reconnect (invalidations may have been missed): drops every local entry and adopts the
-    /// shared generations.
+    /// After a reconnect (invalidations may have been missed, Redis may have restarted without its data):
+    /// drops every local entry and takes the shared generations as Redis has them now.
     async fn resync(&self) {
         let Some(shared) = &self.inner.shared else { return };
         shared.mark_subscribed(true);
@@ -585,7 +592,7 @@ impl Caches {
             if let Some(generation) =
                 shared.bounded("read a generation", shared.publish_timeout, shared.backend.generation(ns.name())).await
             {
-                ns.set_shared_generation(generation);
+                ns.reset_shared_generation(generation);
             }
         }
     }

@@ -1,14 +1,14 @@
 -- Seeds a MIGRATED, EMPTY PostgreSQL database for the dashboard measurement of docs/PERFORMANCE.md
 -- (issue 11): 1,000,000 users, 10,000 products (2 units + 5 in stock each), 1,000,000 rental orders with one
 -- line and one invoice each, spread over the two years before now and the four months after.
--- Run by `cargo xtask dashboard-bench`; never against a database that holds anything else.
-\set ON_ERROR_STOP on
+-- Run by `cargo xtask dashboard-bench --seed` (statement by statement; no psql meta-commands here); never
+-- against a database that holds anything else.
 SET synchronous_commit = off;
 
 INSERT INTO users (id, email, full_name, password_hash, is_active, is_superuser, created_at, updated_at)
 SELECT gen_random_uuid(), 'bench-' || i || '@example.com', 'Bench User ' || i, NULL,
        i % 10 <> 0, i <= 5,
-       now() - make_interval(secs => (i % 63072000)), now()
+       now() - make_interval(secs => i * 63), now()
 FROM generate_series(1, 1000000) AS i;
 
 INSERT INTO categories (id, slug, name, created_at, updated_at)

@@ -36,9 +36,7 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<()> {
         min_connections: Some(1),
         ..DatabaseConfig::with_url(&args.database_url)
     };
-    let db = Database::connect(&config)
-        .await
-        .context("cannot connect to the bench database")?;
+    let db = Database::connect(&config).await.context("cannot connect to the bench database")?;
     if db.backend() != Backend::Postgres {
         bail!("the dashboard bench seeds with generate_series: PostgreSQL only");
     }

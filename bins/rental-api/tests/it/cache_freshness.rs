@@ -159,7 +159,7 @@ fn free_port() -> u16 {
 
 fn fault_config(url: &str, prefix: &str) -> ServiceConfig {
     let mut config = config(url, prefix);
-    config.cache = CacheConfig { degraded_ttl_ms: 300, redis_heartbeat_ms: 100, ..config.cache };
+    config.cache = CacheConfig { degraded_ttl_ms: 300, redis_heartbeat_ms: 500, ..config.cache };
     config
 }
 

@@ -8,6 +8,7 @@
 //! depend on it.
 
 pub mod ci;
+pub mod dashboard_bench;
 pub mod layering;
 pub mod loadtest;
 pub mod public_api;

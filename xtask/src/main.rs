@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: see the crate documentation of the `xtask` library.
 
 use clap::{Parser, Subcommand};
-use xtask::{ci, layering, loadtest, queue_bench, runtime, seed};
+use xtask::{ci, dashboard_bench, layering, loadtest, queue_bench, runtime, seed};
 
 /// Automation for the rental backend.
 #[derive(Debug, Parser)]
@@ -34,6 +34,9 @@ enum Task {
     ///
     /// Wants a fresh database (it deletes its own `bench.*` jobs and refuses a queue holding other jobs).
     QueueBench(queue_bench::QueueBenchArgs),
+    /// Time the uncached staff dashboard on PostgreSQL, after seeding (with --seed) 1,000,000 users and
+    /// 1,000,000 orders by generate_series into a database of its own.
+    DashboardBench(dashboard_bench::DashboardBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Task::Seed(args) => runtime()?.block_on(seed::run(args)),
         Task::Loadtest(args) => runtime()?.block_on(loadtest::run(args)),
         Task::QueueBench(args) => runtime()?.block_on(queue_bench::run(args)),
+        Task::DashboardBench(args) => runtime()?.block_on(dashboard_bench::run(args)),
     }
 }

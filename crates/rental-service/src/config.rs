@@ -109,6 +109,25 @@ pub struct CacheConfig {
     pub redis_timeout_ms: u64,
     /// Bound on each attempt to connect to Redis, in milliseconds.
     pub redis_connect_timeout_ms: u64,
+    /// How often each instance publishes a heartbeat on the invalidation channel, in milliseconds; a
+    /// subscription that hears nothing for three heartbeats (a silent hang) is dropped and renewed, and the
+    /// tier is `degraded` meanwhile.
+    pub redis_heartbeat_ms: u64,
+    /// How long one product's availability over a window is cached, in seconds (at least 1); every
+    /// reservation, confirmation, cancellation, pickup, return or maintenance block of the product evicts it
+    /// at once on every instance, and so does every catalogue write. The TTL only bounds how far "now" (the
+    /// earliest suggested start) may lag.
+    pub availability_ttl_secs: u64,
+    /// Most availability answers kept.
+    pub availability_capacity: u64,
+    /// How long a product's detail is cached, in seconds (at least 1); every catalogue write clears it on
+    /// every instance.
+    pub product_ttl_secs: u64,
+    /// Most product details kept.
+    pub product_capacity: u64,
+    /// How long an analytics report (revenue, popular products, status distribution, utilization) for one
+    /// range is served from the cache, in seconds (at least 1); reports are not evicted by writes.
+    pub analytics_ttl_secs: u64,
     /// Longest life of a local entry while Redis is unreachable (invalidations of other instances may be
     /// missed then), in milliseconds.
     pub degraded_ttl_ms: u64,
@@ -129,6 +148,12 @@ impl Default for CacheConfig {
             redis_timeout_ms: 10,
             redis_connect_timeout_ms: 500,
             degraded_ttl_ms: 1_000,
+            redis_heartbeat_ms: 1_000,
+            availability_ttl_secs: 30,
+            availability_capacity: 10_000,
+            product_ttl_secs: 300,
+            product_capacity: 10_000,
+            analytics_ttl_secs: 60,
         }
     }
 }

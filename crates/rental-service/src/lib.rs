@@ -128,12 +128,20 @@ impl Services {
         let jobs = JobService::new(db.clone(), queue, clock.clone(), &config.jobs);
         let service_clock = clock.clone();
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache, &caches);
-        let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache, &caches);
+        // Availability answers: evicted per product by the rentals' writes, cleared by the catalogue's.
+        let availability = caches.grouped_namespace(cache::NamespaceSpec {
+            name: "availability",
+            ttl: std::time::Duration::from_secs(config.cache.availability_ttl_secs.max(1)),
+            capacity: config.cache.availability_capacity,
+        });
+        let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache, &caches)
+            .with_availability_cache(availability.clone());
         let idempotency = Idempotency::new(db.clone(), clock.clone(), &config.idempotency);
         let billing_repo = Arc::new(BillingRepo::new(db.clone()));
         let rentals = RentalService::new(db.clone(), billing_repo.clone(), clock.clone(), config.rentals.clone())
             .with_outbox(outbox.clone())
-            .with_idempotency(idempotency.clone());
+            .with_idempotency(idempotency.clone())
+            .with_availability_cache(availability);
         let billing =
             BillingService::new(db.clone(), billing_repo, clock.clone()).with_idempotency(idempotency.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);

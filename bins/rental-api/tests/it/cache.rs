@@ -14,9 +14,9 @@ use rental_testkit::TestDb;
 use crate::support::SECRET;
 
 /// The bound the issue sets on cross-instance invalidation.
-const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
+pub(crate) const VISIBLE_WITHIN: Duration = Duration::from_secs(1);
 
-fn config(redis_url: &str, prefix: &str) -> ServiceConfig {
+pub(crate) fn config(redis_url: &str, prefix: &str) -> ServiceConfig {
     ServiceConfig {
         auth: AuthConfig {
             jwt_secret: Secret::new(SECRET),
@@ -36,14 +36,14 @@ fn config(redis_url: &str, prefix: &str) -> ServiceConfig {
     }
 }
 
-async fn instance(db: &TestDb, config: &ServiceConfig) -> Services {
+pub(crate) async fn instance(db: &TestDb, config: &ServiceConfig) -> Services {
     let pool =
         DatabaseConfig { max_connections: Some(5), min_connections: Some(0), ..DatabaseConfig::with_url(db.url()) };
     Services::new(Database::connect(&pool).await.unwrap(), config).unwrap()
 }
 
 /// Waits (at most 10 s) until the instance's subscription to invalidations is live.
-async fn until_up(services: &Services) {
+pub(crate) async fn until_up(services: &Services) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while services.caches.shared_tier() != SharedTier::Up {
         assert!(Instant::now() < deadline, "the shared tier never came up: {:?}", services.caches);
@@ -52,7 +52,7 @@ async fn until_up(services: &Services) {
 }
 
 /// Polls `check` until it holds, failing after [`VISIBLE_WITHIN`].
-async fn within_a_second(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub(crate) async fn within_a_second(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + VISIBLE_WITHIN;
     loop {
         if check().await {
@@ -63,7 +63,7 @@ async fn within_a_second(what: &str, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-fn redis_url() -> Option<String> {
+pub(crate) fn redis_url() -> Option<String> {
     let url = std::env::var("TEST_REDIS_URL").ok();
     if url.is_none() {
         eprintln!("TEST_REDIS_URL is unset: the caches' Redis tier is not tested");
@@ -72,7 +72,7 @@ fn redis_url() -> Option<String> {
 }
 
 /// Two instances on one database and one Redis, with key prefixes of their own test run.
-async fn two_instances(url: &str) -> (Services, Services, TestDb) {
+pub(crate) async fn two_instances(url: &str) -> (Services, Services, TestDb) {
     let prefix = format!("rental-test-{}", uuid::Uuid::now_v7().simple());
     let db = TestDb::new().await;
     let config = config(url, &prefix);
@@ -82,7 +82,7 @@ async fn two_instances(url: &str) -> (Services, Services, TestDb) {
     (a, b, db)
 }
 
-async fn login(services: &Services, email: &str, password: &str) -> (String, Principal) {
+pub(crate) async fn login(services: &Services, email: &str, password: &str) -> (String, Principal) {
     let token = services.auth.login(email, password).await.unwrap().access_token;
     let principal = services.auth.authenticate(&token).await.unwrap();
     (token, principal)
@@ -212,14 +212,14 @@ async fn catalogue_answers_carry_an_etag_and_a_matching_if_none_match_gets_a_304
 }
 
 /// A TCP relay to Redis that the test can cut and restore on the same port, standing for a Redis outage.
-struct Relay {
+pub(crate) struct Relay {
     port: u16,
     target: String,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Relay {
-    async fn start(target: &str) -> Self {
+    pub(crate) async fn start(target: &str) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay =
             Self { port: listener.local_addr().unwrap().port(), target: target.to_owned(), tasks: Default::default() };
@@ -244,20 +244,20 @@ impl Relay {
     }
 
     /// Closes the listener and every relayed connection.
-    fn cut(&self) {
+    pub(crate) fn cut(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
     }
 
     /// Listens again on the same port.
-    async fn restore(&self) {
+    pub(crate) async fn restore(&self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
         self.serve(listener);
     }
 }
 
-async fn until_tier(services: &Services, tier: SharedTier) {
+pub(crate) async fn until_tier(services: &Services, tier: SharedTier) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while services.caches.shared_tier() != tier {
         assert!(Instant::now() < deadline, "the shared tier never became {tier:?}");

@@ -5,6 +5,7 @@ mod admin;
 mod analytics;
 mod auth;
 mod cache;
+mod cache_freshness;
 mod catalogue;
 mod cli;
 mod console;

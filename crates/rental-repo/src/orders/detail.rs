@@ -18,6 +18,22 @@ use crate::query::{ListColumns, ListQuery, Listing};
 use crate::{OrderRepo, RepoResult};
 
 impl OrderRepo {
+    /// The products an order's lines name (one statement; none for an unknown order). They never change over
+    /// the order's life, so callers may read them before or after a transition.
+    ///
+    /// # Errors
+    /// [`crate::RepoError::Database`] when the query fails.
+    pub async fn order_product_ids(&self, id: Uuid) -> RepoResult<BTreeSet<Uuid>> {
+        let ids: Vec<Uuid> = order_line::Entity::find()
+            .select_only()
+            .column(order_line::Column::ProductId)
+            .filter(order_line::Column::OrderId.eq(id))
+            .into_tuple()
+            .all(self.db.connection())
+            .await?;
+        Ok(ids.into_iter().collect())
+    }
+
     /// An order without its lines.
     ///
     /// # Errors

@@ -79,6 +79,8 @@ pub trait OrderStore: Send + Sync {
     fn find_order(&self, id: Uuid) -> impl Future<Output = RepoResult<Option<OrderRecord>>> + Send;
     /// See [`OrderRepo::order_detail`].
     fn order_detail(&self, id: Uuid) -> impl Future<Output = RepoResult<Option<OrderDetail>>> + Send;
+    /// See [`OrderRepo::order_product_ids`].
+    fn order_product_ids(&self, id: Uuid) -> impl Future<Output = RepoResult<BTreeSet<Uuid>>> + Send;
     /// See [`OrderRepo::events`].
     fn events(&self, id: Uuid) -> impl Future<Output = RepoResult<Vec<OrderEventRecord>>> + Send;
     /// See [`OrderRepo::list_orders`].
@@ -163,6 +165,9 @@ impl OrderStore for OrderRepo {
         until: DateTime<Utc>,
     ) -> RepoResult<StockHolds> {
         OrderRepo::product_holds(self, product_id, from, until).await
+    }
+    async fn order_product_ids(&self, id: Uuid) -> RepoResult<BTreeSet<Uuid>> {
+        OrderRepo::order_product_ids(self, id).await
     }
     async fn product_terms(&self, ids: &BTreeSet<Uuid>) -> RepoResult<Vec<ProductTermsRecord>> {
         OrderRepo::product_terms(self, ids).await

@@ -20,7 +20,7 @@ use rental_repo::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::cache::{Caches, JsonBytes, Namespace, NamespaceSpec, Singleton};
+use crate::cache::{CacheValue, Caches, JsonBytes, Namespace, NamespaceSpec, Singleton};
 use crate::{CacheConfig, Clock, Principal, ServiceError, ServiceResult};
 
 pub use dashboard::{DashboardRentals, DashboardRevenue, DashboardStats, DashboardUsers, DashboardUtilization};
@@ -217,6 +217,23 @@ fn average(total: i64, count: i64) -> i64 {
     i64::try_from(rounded).unwrap_or(i64::MAX)
 }
 
+/// A report cached for one range in namespace `analytics` (`cache.analytics_ttl_secs`; not evicted by writes).
+#[derive(Debug)]
+enum Report {
+    Revenue(RevenueReport),
+    Popular(PopularProducts),
+    Status(StatusDistribution),
+    Utilization(UtilizationReport),
+}
+
+/// Reports stay in the process that read them.
+impl CacheValue for Arc<Report> {}
+
+/// An optional instant in a cache key: microseconds since the epoch, or `-`.
+fn key_instant(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(|| "-".to_owned(), |at| at.timestamp_micros().to_string())
+}
+
 /// Reports for staff over the orders and invoices, from an [`AnalyticsStore`] (the sea-orm [`AnalyticsRepo`]
 /// unless another is given). Cheap to clone.
 #[derive(Debug)]
@@ -225,11 +242,19 @@ pub struct AnalyticsService<A = AnalyticsRepo> {
     clock: Arc<dyn Clock>,
     /// The dashboard's JSON, for `cache.dashboard_ttl_secs`.
     dashboard: Namespace<Singleton, JsonBytes>,
+    /// Reports per kind and range (`revenue|…`, `popular|…`, `status`, `utilization|…`), for
+    /// `cache.analytics_ttl_secs`.
+    reports: Namespace<String, Arc<Report>>,
 }
 
 impl<A> Clone for AnalyticsService<A> {
     fn clone(&self) -> Self {
-        Self { repo: self.repo.clone(), clock: self.clock.clone(), dashboard: self.dashboard.clone() }
+        Self {
+            repo: self.repo.clone(),
+            clock: self.clock.clone(),
+            dashboard: self.dashboard.clone(),
+            reports: self.reports.clone(),
+        }
     }
 }
 
@@ -248,7 +273,21 @@ impl<A: AnalyticsStore> AnalyticsService<A> {
             ttl: Duration::from_secs(config.dashboard_ttl_secs.max(1)),
             capacity: 1,
         });
-        Self { repo, clock, dashboard }
+        let reports = caches.namespace(NamespaceSpec {
+            name: "analytics",
+            ttl: Duration::from_secs(config.analytics_ttl_secs.max(1)),
+            capacity: 1_000,
+        });
+        Self { repo, clock, dashboard, reports }
+    }
+
+    /// The report under `key`, from the cache or from `load`; concurrent misses share one load.
+    async fn report(
+        &self,
+        key: String,
+        load: impl Future<Output = rental_repo::RepoResult<Report>>,
+    ) -> ServiceResult<Arc<Report>> {
+        Ok(self.reports.get_or_load(key, async { load.await.map(Arc::new) }).await?)
     }
 
     /// The dashboard (staff), read now from the database: one aggregate statement per table.
@@ -301,6 +340,14 @@ impl<A: AnalyticsStore> AnalyticsService<A> {
         if window.is_empty() {
             return Ok(RevenueReport { from, to: from, currencies: Vec::new() });
         }
+        let key = format!("revenue|{from}|{to}");
+        match &*self.report(key, async { self.read_revenue(from, to).await.map(Report::Revenue) }).await? {
+            Report::Revenue(report) => Ok(report.clone()),
+            _ => Err(ServiceError::Internal("analytics cache: a revenue key holds another report".into())),
+        }
+    }
+
+    async fn read_revenue(&self, from: NaiveDate, to: NaiveDate) -> rental_repo::RepoResult<RevenueReport> {
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
         for row in self.repo.revenue_by_day(from, to).await? {
             let day = RevenueDay { date: row.day, total_minor: row.total.amount_minor, count: row.count };
@@ -347,8 +394,15 @@ impl<A: AnalyticsStore> AnalyticsService<A> {
         {
             return Ok(PopularProducts { items: Vec::new() });
         }
-        let items = self.repo.popular_products(limit, from, to).await?;
-        Ok(PopularProducts { items: items.into_iter().map(Into::into).collect() })
+        let key = format!("popular|{limit}|{}|{}", key_instant(from), key_instant(to));
+        let load = async {
+            let items = self.repo.popular_products(limit, from, to).await?;
+            Ok(Report::Popular(PopularProducts { items: items.into_iter().map(Into::into).collect() }))
+        };
+        match &*self.report(key, load).await? {
+            Report::Popular(report) => Ok(report.clone()),
+            _ => Err(ServiceError::Internal("analytics cache: a popular key holds another report".into())),
+        }
     }
 
     /// Orders per status, all six, zeros included, in lifecycle order, with their total.
@@ -358,9 +412,16 @@ impl<A: AnalyticsStore> AnalyticsService<A> {
     #[tracing::instrument(skip_all)]
     pub async fn status_distribution(&self, principal: &Principal) -> ServiceResult<StatusDistribution> {
         principal.require_staff()?;
-        let counts = self.repo.status_counts().await?;
-        let items: Vec<StatusCount> = counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect();
-        Ok(StatusDistribution { total: items.iter().map(|c| c.count).sum(), items })
+        let load = async {
+            let counts = self.repo.status_counts().await?;
+            let items: Vec<StatusCount> =
+                counts.into_iter().map(|(status, count)| StatusCount { status, count }).collect();
+            Ok(Report::Status(StatusDistribution { total: items.iter().map(|c| c.count).sum(), items }))
+        };
+        match &*self.report("status".to_owned(), load).await? {
+            Report::Status(report) => Ok(report.clone()),
+            _ => Err(ServiceError::Internal("analytics cache: the status key holds another report".into())),
+        }
     }
 
     /// The `limit` products whose capacity was most used over the window; none over an empty window.
@@ -382,8 +443,15 @@ impl<A: AnalyticsStore> AnalyticsService<A> {
         if window.is_empty() {
             return Ok(UtilizationReport { from, to, items: Vec::new() });
         }
-        let items = self.repo.utilization(window.from, window.to, limit).await?;
-        Ok(UtilizationReport { from, to, items: items.into_iter().map(Into::into).collect() })
+        let key = format!("utilization|{}|{}|{limit}", key_instant(Some(from)), key_instant(Some(to)));
+        let load = async {
+            let items = self.repo.utilization(window.from, window.to, limit).await?;
+            Ok(Report::Utilization(UtilizationReport { from, to, items: items.into_iter().map(Into::into).collect() }))
+        };
+        match &*self.report(key, load).await? {
+            Report::Utilization(report) => Ok(report.clone()),
+            _ => Err(ServiceError::Internal("analytics cache: a utilization key holds another report".into())),
+        }
     }
 
     /// Checks that `principal` may export, before a response starts, and gives the window (empty when `to` is

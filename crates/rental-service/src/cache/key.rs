@@ -15,6 +15,15 @@ pub trait CacheKey: Clone + Eq + Hash + Send + Sync + 'static {
     fn canonical(&self) -> Cow<'_, str>;
     /// The key back from its canonical form (for invalidations received from other instances).
     fn from_canonical(text: &str) -> Option<Self>;
+    /// Whether invalidating `self` drops `other` too: a key may stand for a group of keys (every window of
+    /// one product's availability). Equality unless the key type has groups.
+    fn covers(&self, other: &Self) -> bool {
+        self == other
+    }
+    /// Whether this key stands for a group of keys (see [`CacheKey::covers`]).
+    fn is_group(&self) -> bool {
+        false
+    }
 }
 
 impl CacheKey for UserId {

@@ -203,6 +203,9 @@ trait Control: Send + Sync {
     fn drop_local(&self, canonical: &str);
     /// Adopts the shared generation of the namespace (from the backend).
     fn set_shared_generation(&self, generation: u64);
+    /// Takes the backend's generation as it is, even when lower (after a resync: a Redis restarted with its
+    /// data gone counts from 0 again, and a higher local generation would point at keys no clear reaches).
+    fn reset_shared_generation(&self, generation: u64);
 }
 
 /// One kind of cached data: typed keys, typed values. Cheap to clone.
@@ -320,12 +323,18 @@ impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
         let inner = &self.inner;
         inner.invalidations.fetch_add(1, Ordering::AcqRel);
         let generation = inner.generation.load(Ordering::Acquire);
-        inner.local.invalidate(&(generation, key.clone())).await;
+        if key.is_group() {
+            self.drop_group(key.clone());
+        } else {
+            inner.local.invalidate(&(generation, key.clone())).await;
+        }
         if let Some(shared) = &inner.shared {
             let event = CacheEvent::Invalidate { namespace: inner.spec.name.into(), key: key.canonical().into_owned() };
             let shared_key = inner.shared_key(key);
             let work = async {
-                if V::SHARED {
+                // A group's members are not in the shared tier one by one: namespaces with group keys keep
+                // their values local (`CacheValue::SHARED` is false for them).
+                if V::SHARED && !key.is_group() {
                     shared.backend.delete(&shared_key).await?;
                 }
                 shared.backend.publish(&event).await
@@ -347,6 +356,16 @@ impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
                 shared.backend.publish(&CacheEvent::Clear { namespace: name.into(), generation }).await
             };
             shared.bounded("publish a clear", shared.publish_timeout, work).await;
+        }
+    }
+
+    /// Drops every local entry `group` covers (moka applies the predicate lazily; no lookup sees them after
+    /// this returns). Without invalidation closures (a namespace not built by
+    /// [`Caches::grouped_namespace`]) the whole namespace is dropped, which is never stale either.
+    fn drop_group(&self, group: K) {
+        let dropped = self.inner.local.invalidate_entries_if(move |(_, key), _| group.covers(key));
+        if dropped.is_err() {
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -398,6 +417,10 @@ impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
     fn drop_local(&self, canonical: &str) {
         let Some(key) = K::from_canonical(canonical) else { return };
         self.inner.invalidations.fetch_add(1, Ordering::AcqRel);
+        if key.is_group() {
+            self.drop_group(key);
+            return;
+        }
         let generation = self.inner.generation.load(Ordering::Acquire);
         // `invalidate` of moka's sync-style API is enough here: the entry is gone for every later lookup.
         let local = self.inner.local.clone();
@@ -412,6 +435,10 @@ impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
 
     fn set_shared_generation(&self, generation: u64) {
         self.adopt_shared_generation(generation);
+    }
+
+    fn reset_shared_generation(&self, generation: u64) {
+        self.inner.shared_generation.store(generation, Ordering::Release);
     }
 }
 
@@ -461,9 +488,14 @@ impl Caches {
         if config.redis_url.is_empty() {
             return Ok(Self::local_only());
         }
-        if config.redis_timeout_ms == 0 || config.redis_connect_timeout_ms == 0 || config.degraded_ttl_ms == 0 {
+        if config.redis_timeout_ms == 0
+            || config.redis_connect_timeout_ms == 0
+            || config.degraded_ttl_ms == 0
+            || config.redis_heartbeat_ms == 0
+        {
             return Err(crate::ServiceError::Config(
-                "cache.redis_timeout_ms, cache.redis_connect_timeout_ms and cache.degraded_ttl_ms must be positive"
+                "cache.redis_timeout_ms, cache.redis_connect_timeout_ms, cache.redis_heartbeat_ms and \
+                 cache.degraded_ttl_ms must be positive"
                     .into(),
             ));
         }
@@ -473,6 +505,7 @@ impl Caches {
                 config.redis_url.expose(),
                 &config.redis_key_prefix,
                 Duration::from_millis(config.redis_connect_timeout_ms),
+                Duration::from_millis(config.redis_heartbeat_ms),
             )
             .map_err(|err| crate::ServiceError::Config(format!("cache.redis_url: {err}")))?;
             Ok(Self::with_backend(
@@ -549,8 +582,8 @@ impl Caches {
         }
     }
 
-    /// After a reconnect (invalidations may have been missed): drops every local entry and adopts the
-    /// shared generations.
+    /// After a reconnect (invalidations may have been missed, Redis may have restarted without its data):
+    /// drops every local entry and takes the shared generations as Redis has them now.
     async fn resync(&self) {
         let Some(shared) = &self.inner.shared else { return };
         shared.mark_subscribed(true);
@@ -559,7 +592,7 @@ impl Caches {
             if let Some(generation) =
                 shared.bounded("read a generation", shared.publish_timeout, shared.backend.generation(ns.name())).await
             {
-                ns.set_shared_generation(generation);
+                ns.reset_shared_generation(generation);
             }
         }
     }
@@ -571,6 +604,12 @@ impl Caches {
     /// A new namespace, registered for stats and clears.
     pub fn namespace<K: CacheKey, V: CacheValue>(&self, spec: NamespaceSpec) -> Namespace<K, V> {
         self.build(spec, None)
+    }
+
+    /// A new namespace whose keys may stand for groups ([`CacheKey::is_group`]): invalidating a group drops
+    /// every entry it covers, here and on every instance. Its values stay in this process.
+    pub fn grouped_namespace<K: CacheKey, V: CacheValue>(&self, spec: NamespaceSpec) -> Namespace<K, V> {
+        self.build_with(spec, None, true)
     }
 
     /// A new namespace whose capacity is a total weight, each value weighing `weigher(value)`.
@@ -586,6 +625,15 @@ impl Caches {
         &self,
         spec: NamespaceSpec,
         weigher: Option<fn(&V) -> u32>,
+    ) -> Namespace<K, V> {
+        self.build_with(spec, weigher, false)
+    }
+
+    fn build_with<K: CacheKey, V: CacheValue>(
+        &self,
+        spec: NamespaceSpec,
+        weigher: Option<fn(&V) -> u32>,
+        groups: bool,
     ) -> Namespace<K, V> {
         let counters = Arc::new(Counters::default());
         let evictions = counters.clone();
@@ -603,6 +651,9 @@ impl Caches {
                     bump(&evictions.evictions);
                 }
             });
+        if groups {
+            builder = builder.support_invalidation_closures();
+        }
         if let Some(weigher) = weigher {
             builder = builder.weigher(move |_key: &(u64, K), value: &V| weigher(value));
         }

@@ -6,6 +6,10 @@
 //! connection in a background task that resubscribes with backoff after a loss, reporting
 //! [`CacheEvent::Down`] and then [`CacheEvent::Resync`] so that the caches drop what they may have missed.
 //! An instance ignores its own messages (each carries the sender's random id).
+//!
+//! A subscription can also hang without closing (a half-open TCP connection, a frozen proxy): each instance
+//! publishes a heartbeat on the channel every `heartbeat`, which comes back to its own subscription, and a
+//! subscription that hears nothing at all for three heartbeats is treated as lost (Down, then resubscribe).
 
 use std::fmt;
 use std::time::Duration;
@@ -48,7 +52,9 @@ impl RedisCacheBackend {
     ///
     /// # Errors
     /// [`PortError::Rejected`] when the URL cannot be used.
-    pub fn new(url: &str, prefix: &str, connect_timeout: Duration) -> Result<Self, PortError> {
+    /// Every `heartbeat` the backend publishes a heartbeat; three heartbeats of silence on the subscription
+    /// count as a lost subscription.
+    pub fn new(url: &str, prefix: &str, connect_timeout: Duration, heartbeat: Duration) -> Result<Self, PortError> {
         let client =
             redis::Client::open(url).map_err(|e| PortError::Rejected(format!("bad Redis URL: {:?}", e.kind())))?;
         let config = ConnectionManagerConfig::new()
@@ -65,13 +71,16 @@ impl RedisCacheBackend {
             origin: rand::random(),
             events,
         };
+        let heartbeat = heartbeat.max(Duration::from_millis(10));
         tokio::spawn(subscribe_forever(
             client,
             backend.channel.clone(),
             backend.origin,
             backend.events.clone(),
             connect_timeout,
+            heartbeat.saturating_mul(3),
         ));
+        tokio::spawn(beat_forever(backend.clone(), heartbeat));
         Ok(backend)
     }
 
@@ -91,6 +100,21 @@ impl RedisCacheBackend {
             }
             _ => None,
         }
+    }
+}
+
+/// Publishes a heartbeat every `interval` (each bounded by `interval`; a failed one is simply skipped: the
+/// silence it leaves is what the subscription detects). Ends when nobody listens to the events any more.
+async fn beat_forever(backend: RedisCacheBackend, interval: Duration) {
+    let message = format!("{:x}\th\t-\t-", backend.origin);
+    loop {
+        tokio::time::sleep(interval).await;
+        if backend.events.receiver_count() == 0 {
+            return;
+        }
+        let mut connection = backend.connection.clone();
+        let beat = connection.publish::<_, _, ()>(&backend.channel, &message);
+        let _ = tokio::time::timeout(interval, beat).await;
     }
 }
 
@@ -116,6 +140,7 @@ async fn subscribe_forever(
     origin: u64,
     events: broadcast::Sender<CacheEvent>,
     connect_timeout: Duration,
+    silence: Duration,
 ) {
     let mut delay = Duration::from_millis(50);
     loop {
@@ -130,7 +155,8 @@ async fn subscribe_forever(
                 delay = Duration::from_millis(50);
                 let _ = events.send(CacheEvent::Resync);
                 let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
+                // Any message, this instance's own heartbeats included, proves the subscription alive.
+                while let Ok(Some(message)) = tokio::time::timeout(silence, messages.next()).await {
                     let Ok(text) = std::str::from_utf8(message.get_payload_bytes()) else { continue };
                     if let Some(event) = decode(text, origin) {
                         let _ = events.send(event);
@@ -223,5 +249,6 @@ mod tests {
         );
         assert_eq!(decode("a\tc\tdashboard\tseven", 1), None);
         assert_eq!(decode("garbage", 1), None);
+        assert_eq!(decode("a\th\t-\t-", 1), None, "heartbeats carry no event");
     }
 }

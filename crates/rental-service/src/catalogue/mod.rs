@@ -82,7 +82,16 @@ pub struct CatalogueService<C = CatalogueRepo> {
     pages: Option<Namespace<String, Arc<ProductPage>>>,
     /// The category list; every catalogue write clears it, on every instance.
     categories: Namespace<Singleton, Arc<Vec<CategoryView>>>,
+    /// Product details by id, inactive ones and unknown ids (`None`) included; every catalogue write clears
+    /// them, on every instance (a category or location rename shows in many details).
+    products: Namespace<Uuid, Arc<Option<ProductDetailView>>>,
+    /// The rentals' availability answers: units, stock levels, buffers and activity decide them too, so every
+    /// catalogue write clears them (when the services share one).
+    availability: Option<crate::orders::AvailabilityCache>,
 }
+
+/// Product details stay in the process that read them (clears reach every instance).
+impl CacheValue for Arc<Option<ProductDetailView>> {}
 
 /// The category list stays in the process that read it (clears reach every instance).
 impl CacheValue for Arc<Vec<CategoryView>> {}
@@ -98,6 +107,8 @@ impl<C> Clone for CatalogueService<C> {
             clock: self.clock.clone(),
             pages: self.pages.clone(),
             categories: self.categories.clone(),
+            products: self.products.clone(),
+            availability: self.availability.clone(),
         }
     }
 }
@@ -132,7 +143,19 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             ttl: Duration::from_secs(config.catalogue_ttl_secs.max(1)),
             capacity: 1,
         });
-        Self { db, repo, clock, pages, categories }
+        let products = caches.namespace(NamespaceSpec {
+            name: "products",
+            ttl: Duration::from_secs(config.product_ttl_secs.max(1)),
+            capacity: config.product_capacity,
+        });
+        Self { db, repo, clock, pages, categories, products, availability: None }
+    }
+
+    /// The same service clearing `availability` after every catalogue write.
+    #[must_use]
+    pub(crate) fn with_availability_cache(mut self, availability: crate::orders::AvailabilityCache) -> Self {
+        self.availability = Some(availability);
+        self
     }
 
     /// Forgets every cached product page. Called after every catalogue write, whatever its outcome: a write
@@ -142,6 +165,10 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
             pages.clear().await;
         }
         self.categories.clear().await;
+        self.products.clear().await;
+        if let Some(availability) = &self.availability {
+            availability.clear().await;
+        }
     }
 
     /// Runs one catalogue write in a unit of its own, stamped by the clock, then clears the cached pages
@@ -295,14 +322,16 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
     }
 
     /// One product with its category and stock per location. Public; inactive products are not found for
-    /// callers who are not staff.
+    /// callers who are not staff. Cached for `cache.product_ttl_secs`, cleared by every catalogue write.
     ///
     /// # Errors
     /// [`ServiceError::NotFound`].
     pub async fn get_product(&self, principal: Option<&Principal>, id: Uuid) -> ServiceResult<ProductDetailView> {
         let staff = principal.is_some_and(Principal::is_staff);
-        match self.repo.product_detail(id).await? {
-            Some(detail) if staff || detail.product.is_active => Ok(detail.into()),
+        let repo = self.repo.clone();
+        let load = async move { Ok::<_, RepoError>(Arc::new(repo.product_detail(id).await?.map(Into::into))) };
+        match self.products.get_or_load(id, load).await?.as_ref() {
+            Some(detail) if staff || detail.product.is_active => Ok(detail.clone()),
             _ => Err(ServiceError::NotFound("product")),
         }
     }

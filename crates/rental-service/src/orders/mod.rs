@@ -4,6 +4,7 @@
 //! Customers rent for themselves and see only their own orders (another customer's order is "not found");
 //! staff rent on a customer's behalf, see everything and run the desk (pickup, return, close).
 
+mod availability;
 mod views;
 
 use std::collections::BTreeSet;
@@ -32,6 +33,8 @@ use crate::{
 };
 
 use crate::billing::{InvoiceView, PaymentView};
+pub(crate) use availability::AvailabilityCache;
+use availability::{AvailabilityKey, evict};
 pub use views::*;
 
 /// Rental orders, availability and maintenance, over any [`OrderStore`] and [`BillingStore`] (the sea-orm
@@ -50,6 +53,9 @@ pub struct RentalService<O = OrderRepo, B = BillingRepo> {
     idempotency: Idempotency,
     /// The idempotency key the next write claims (see [`RentalService::idempotent`]).
     claim: Option<Arc<IdempotencyClaim>>,
+    /// Availability answers per product and window, evicted per product by every write of an order or a
+    /// maintenance block that names it (and by every catalogue write); none when not given.
+    availability: Option<AvailabilityCache>,
 }
 
 impl<O, B> Clone for RentalService<O, B> {
@@ -64,6 +70,7 @@ impl<O, B> Clone for RentalService<O, B> {
             config: self.config.clone(),
             idempotency: self.idempotency.clone(),
             claim: self.claim.clone(),
+            availability: self.availability.clone(),
         }
     }
 }
@@ -97,6 +104,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             config,
             idempotency,
             claim: None,
+            availability: None,
         }
     }
 
@@ -123,6 +131,27 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     /// Stores the answer of a successful write for this request's idempotency key, in the write's unit.
     async fn answered(&self, uow: &UnitOfWork, result: RepoResult<OrderRecord>) -> RepoResult<OrderView> {
         self.idempotency.completed(uow, self.claim.as_deref(), result.map(OrderView::from)).await
+    }
+
+    /// The same service caching availability answers in `cache`.
+    #[must_use]
+    pub(crate) fn with_availability_cache(mut self, cache: AvailabilityCache) -> Self {
+        self.availability = Some(cache);
+        self
+    }
+
+    /// The products of order `id`, read only when availability is cached (for the eviction after a write).
+    async fn products_of(&self, id: Uuid) -> ServiceResult<BTreeSet<Uuid>> {
+        match self.availability {
+            Some(_) => Ok(self.orders.order_product_ids(id).await?),
+            None => Ok(BTreeSet::new()),
+        }
+    }
+
+    /// Evicts the cached availability of `products` after a write, whatever its outcome (a failed write
+    /// evicts needlessly, which is harmless).
+    async fn evict_availability(&self, products: &BTreeSet<Uuid>) {
+        evict(self.availability.as_ref(), products).await;
     }
 
     /// The same service enqueueing its jobs through `outbox` (the services share one queue).
@@ -298,6 +327,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             lines,
         };
         let reserve = status == OrderStatus::Reserved;
+        let products: BTreeSet<Uuid> = record.lines.iter().map(|l| l.product_id).collect();
         let uow = self.begin().await?;
         let result = async {
             let order = self.orders.create_order(&uow, &record, now).await?;
@@ -331,7 +361,11 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         .await;
         let result = self.answered(&uow, result).await;
-        self.finish_reserving(uow, result).await
+        let finished = self.finish_reserving(uow, result).await;
+        if reserve {
+            self.evict_availability(&products).await;
+        }
+        finished
     }
 
     /// Loads an order the caller may see: their own, or any for staff. Others' orders are not found.
@@ -390,6 +424,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     ) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.begin().await?;
         let result = async {
             let confirmed = self.orders.confirm(&uow, id, &change).await?;
@@ -400,7 +435,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         .await;
         let result = self.answered(&uow, result).await;
-        self.finish_reserving(uow, result).await
+        let finished = self.finish_reserving(uow, result).await;
+        self.evict_availability(&products).await;
+        finished
     }
 
     /// `quote|reserved → cancelled` (the customer or staff).
@@ -410,6 +447,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
     pub async fn cancel(&self, principal: &Principal, id: Uuid, note_text: Option<String>) -> ServiceResult<OrderView> {
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.begin().await?;
         let result = async {
             let cancelled = self.orders.cancel(&uow, id, &change).await?;
@@ -419,7 +457,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         .await;
         let result = self.answered(&uow, result).await;
-        Ok(uow.finish(result).await?)
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?)
     }
 
     /// `reserved → picked_up` (staff): hands out units, chosen or picked automatically.
@@ -438,10 +478,13 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let change = self.change(principal, checked_note(note_text)?);
         let chosen: Vec<LineUnits> =
             units.into_iter().map(|u| LineUnits { line_id: u.line_id, unit_ids: u.unit_ids }).collect();
+        let products = self.products_of(id).await?;
         let uow = self.begin().await?;
         let result = self.orders.pickup(&uow, id, &chosen, &change).await.map(|picked| picked.order);
         let result = self.answered(&uow, result).await;
-        Ok(uow.finish(result).await?)
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?)
     }
 
     /// `picked_up → returned` (staff): conditions, damage charges and late fees.
@@ -484,6 +527,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         errors.finish()?;
         let change = self.change(principal, note_text.flatten());
         let unit_returns: Vec<UnitReturn> = returns.iter().map(|(r, _)| r.clone()).collect();
+        let products = self.products_of(id).await?;
         let uow = self.begin().await?;
         let result = async {
             let (returned, lines) = self.orders.return_items(&uow, id, &unit_returns, &change).await?;
@@ -502,7 +546,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         .await;
         let result = self.answered(&uow, result).await;
-        Ok(uow.finish(result).await?)
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?)
     }
 
     /// `returned → closed` (staff).
@@ -513,6 +559,7 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         principal.require_staff()?;
         self.visible(principal, id).await?;
         let change = self.change(principal, checked_note(note_text)?);
+        let products = self.products_of(id).await?;
         let uow = self.begin().await?;
         let result = async {
             let closed = self.orders.close(&uow, id, &change).await?;
@@ -523,7 +570,9 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         }
         .await;
         let result = self.answered(&uow, result).await;
-        Ok(uow.finish(result).await?)
+        let finished = uow.finish(result).await;
+        self.evict_availability(&products).await;
+        Ok(finished?)
     }
 
     /// Free quantity of a product over `[from, to)` per day, and when less than `quantity` is free, the nearest
@@ -552,8 +601,26 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
             errors.take::<()>(Err(DomainError::field("quantity", format!("must be 1 to {MAX_QUANTITY}"))));
         }
         errors.finish()?;
+        let Some(cache) = &self.availability else {
+            let view = self.compute_availability(product_id, from, to, quantity).await?;
+            return view.ok_or(ServiceError::NotFound("product"));
+        };
+        let key = AvailabilityKey::window(product_id, from, to, quantity);
+        let load = async { self.compute_availability(product_id, from, to, quantity).await.map(Arc::new) };
+        cache.get_or_load(key, load).await?.as_ref().clone().ok_or(ServiceError::NotFound("product"))
+    }
+
+    /// [`Self::availability`] read now from the database, for a validated window; `None` for an unknown or
+    /// inactive product.
+    async fn compute_availability(
+        &self,
+        product_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        quantity: i64,
+    ) -> RepoResult<Option<AvailabilityView>> {
         let products = self.orders.product_terms(&BTreeSet::from([product_id])).await?;
-        let product = products.first().filter(|p| p.is_active).ok_or(ServiceError::NotFound("product"))?;
+        let Some(product) = products.first().filter(|p| p.is_active) else { return Ok(None) };
         let buffer = Duration::minutes(i64::from(product.terms.buffer_minutes));
         let now = self.clock.now();
         let horizon = Duration::days(rental_repo::SUGGESTION_HORIZON_DAYS);
@@ -573,7 +640,16 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         } else {
             Vec::new()
         };
-        Ok(AvailabilityView { product_id, from, to, capacity: stock.capacity, quantity, available, days, nearest_free })
+        Ok(Some(AvailabilityView {
+            product_id,
+            from,
+            to,
+            capacity: stock.capacity,
+            quantity,
+            available,
+            days,
+            nearest_free,
+        }))
     }
 
     /// Takes a unit out of service for a period (staff). Refused with `unavailable` when reservations need the
@@ -607,7 +683,10 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
         let uow = self.db.begin().await?;
         let result = self.orders.add_maintenance(&uow, new, now).await;
         match self.finish_reserving(uow, result).await {
-            Ok(block) => Ok(block.into()),
+            Ok(block) => {
+                self.evict_availability(&BTreeSet::from([block.product_id])).await;
+                Ok(block.into())
+            }
             Err(ServiceError::NotFound(_)) => Err(ServiceError::NotFound("unit")),
             Err(e) => Err(e),
         }

@@ -16,6 +16,7 @@ pub mod jobs;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod orders;
+pub mod payments;
 mod ports;
 mod principal;
 mod users;
@@ -45,6 +46,10 @@ pub use orders::{
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
 };
+pub use payments::{
+    CheckoutView, PaymentEvent, PaymentIntentView, PaymentService, ReconcileReport, ReconciledPayment, RefundView,
+    StripeCustomerView, StripePaymentView, WebhookEvent, WebhookOutcome,
+};
 pub use ports::{
     CacheBackend, CacheEvent, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment,
     GatewayPaymentStatus, MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError, PortFuture,
@@ -73,6 +78,8 @@ pub struct Services {
     pub billing: BillingService,
     /// Revenue, rankings, status counts, utilization and exports (staff).
     pub analytics: AnalyticsService,
+    /// Stripe payments (a gateway is set by the binary with [`PaymentService::with_gateway`]).
+    pub payments: PaymentService,
     /// The job queue for admins; its store is the one the services enqueue in, for the workers.
     pub jobs: JobService,
     /// The time every service judges its rules by (background jobs too).
@@ -130,7 +137,8 @@ impl Services {
             .with_outbox(outbox.clone());
         let billing = BillingService::new(db.clone(), billing_repo, clock.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
+        let payments = PaymentService::new(db.clone(), clock.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
-        Ok(Self { auth, users, catalogue, rentals, billing, analytics, jobs, clock: service_clock, caches })
+        Ok(Self { auth, users, catalogue, rentals, billing, analytics, payments, jobs, clock: service_clock, caches })
     }
 }

@@ -112,9 +112,9 @@ impl PaymentRepo {
         at: DateTime<Utc>,
     ) -> RepoResult<()> {
         webhook_event::Entity::update_many()
-            .col_expr(webhook_event::Column::Outcome, Expr::val("applied").into())
-            .col_expr(webhook_event::Column::PaymentId, Expr::val(payment_id).into())
-            .col_expr(webhook_event::Column::AppliedAt, Expr::val(at).into())
+            .col_expr(webhook_event::Column::Outcome, Expr::val("applied"))
+            .col_expr(webhook_event::Column::PaymentId, Expr::val(payment_id))
+            .col_expr(webhook_event::Column::AppliedAt, Expr::val(at))
             .filter(webhook_event::Column::EventId.eq(event_id))
             .exec(uow.conn())
             .await?;

@@ -227,13 +227,13 @@ impl PaymentRepo {
         at: DateTime<Utc>,
     ) -> RepoResult<()> {
         let mut update = stripe_payment::Entity::update_many()
-            .col_expr(stripe_payment::Column::UpdatedAt, Expr::val(at).into())
+            .col_expr(stripe_payment::Column::UpdatedAt, Expr::val(at))
             .filter(stripe_payment::Column::Id.eq(id));
         if let Some(session) = session {
-            update = update.col_expr(stripe_payment::Column::CheckoutSessionId, Expr::val(session).into());
+            update = update.col_expr(stripe_payment::Column::CheckoutSessionId, Expr::val(session));
         }
         if let Some(intent) = intent {
-            update = update.col_expr(stripe_payment::Column::PaymentIntentId, Expr::val(intent).into());
+            update = update.col_expr(stripe_payment::Column::PaymentIntentId, Expr::val(intent));
         }
         update.exec(uow.conn()).await?;
         Ok(())
@@ -320,9 +320,9 @@ impl PaymentRepo {
             other => other,
         };
         invoice::Entity::update_many()
-            .col_expr(invoice::Column::AmountPaidMinor, Expr::val(paid).into())
-            .col_expr(invoice::Column::Status, Expr::val(status.as_str()).into())
-            .col_expr(invoice::Column::UpdatedAt, Expr::val(at).into())
+            .col_expr(invoice::Column::AmountPaidMinor, Expr::val(paid))
+            .col_expr(invoice::Column::Status, Expr::val(status.as_str()))
+            .col_expr(invoice::Column::UpdatedAt, Expr::val(at))
             .filter(invoice::Column::Id.eq(invoice_id))
             .exec(uow.conn())
             .await?;
@@ -440,9 +440,9 @@ impl PaymentRepo {
     ) -> RepoResult<()> {
         let status = if stripe_refund_id.is_some() { "succeeded" } else { "failed" };
         stripe_refund::Entity::update_many()
-            .col_expr(stripe_refund::Column::Status, Expr::val(status).into())
-            .col_expr(stripe_refund::Column::StripeRefundId, Expr::val(stripe_refund_id.map(str::to_owned)).into())
-            .col_expr(stripe_refund::Column::UpdatedAt, Expr::val(at).into())
+            .col_expr(stripe_refund::Column::Status, Expr::val(status))
+            .col_expr(stripe_refund::Column::StripeRefundId, Expr::val(stripe_refund_id.map(str::to_owned)))
+            .col_expr(stripe_refund::Column::UpdatedAt, Expr::val(at))
             .filter(stripe_refund::Column::Id.eq(refund_id))
             .exec(uow.conn())
             .await?;

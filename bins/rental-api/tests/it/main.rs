@@ -12,6 +12,7 @@ mod errors;
 mod jobs;
 mod middleware;
 mod monitoring;
+mod payment_flows;
 mod payments;
 mod rentals;
 mod support;

@@ -74,6 +74,13 @@ impl Payments {
         self.stripe.as_deref().ok_or_else(ApiError::payments_not_configured)
     }
 
+    /// Gives `services` (and so the background jobs built over them: the reconciliation) this gateway.
+    pub fn attach(&self, services: &mut Services) {
+        if let Some(stripe) = &self.stripe {
+            services.payments = services.payments.clone().with_gateway(stripe.gateway.clone());
+        }
+    }
+
     /// The payment service of `services` calling Stripe through this gateway.
     pub(crate) fn service(&self, services: &Services) -> ApiResult<PaymentService> {
         let stripe = self.stripe()?;

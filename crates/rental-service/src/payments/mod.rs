@@ -198,6 +198,11 @@ impl PaymentService {
         self
     }
 
+    /// Whether a gateway is set (payments are configured).
+    pub fn has_gateway(&self) -> bool {
+        self.gateway.is_some()
+    }
+
     fn gateway(&self) -> ServiceResult<&dyn PaymentGateway> {
         self.gateway.as_deref().ok_or_else(|| gateway_error(PortError::NotConfigured))
     }

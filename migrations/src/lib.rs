@@ -12,6 +12,7 @@ mod m20261122_000004_analytics;
 mod m20261122_000005_usage_marks;
 mod m20261128_000006_jobs;
 mod m20261128_000007_job_request_id;
+mod m20261129_000008_stripe_payments;
 mod m20261129_000020_idempotency;
 
 /// Every migration of the project, in order.
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_usage_marks::Migration),
             Box::new(m20261128_000006_jobs::Migration),
             Box::new(m20261128_000007_job_request_id::Migration),
+            Box::new(m20261129_000008_stripe_payments::Migration),
             Box::new(m20261129_000020_idempotency::Migration),
         ]
     }

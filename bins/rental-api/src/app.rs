@@ -14,7 +14,9 @@ use crate::methods::AllowedMethods;
 use crate::middleware::body_limit::BodyLimits;
 use crate::middleware::{HttpLayers, stack};
 use crate::request_id::request_context;
-use crate::routes::{analytics, auth, cache, catalogue, health, jobs, monitoring, payments, rentals, users};
+use crate::routes::{
+    analytics, auth, cache, catalogue, health, jobs, monitoring, payments, payments_webhook, rentals, users,
+};
 use crate::settings::ServerConfig;
 use crate::state::AppState;
 
@@ -28,7 +30,7 @@ use crate::state::AppState;
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
-        (name = "payments", description = "Stripe payments: configuration for Stripe.js; 503 payments_not_configured without keys"),
+        (name = "payments", description = "Stripe payments: checkout sessions, payment intents, refunds, customers, the signed webhook; 503 payments_not_configured without keys"),
         (name = "jobs", description = "The background job queue: inspect, retry and cancel jobs; admins only"),
         (name = "health", description = "Liveness and readiness"),
         (name = "monitoring", description = "Health with components, admin metrics, alerts and system views, Prometheus exposition")
@@ -183,7 +185,14 @@ pub fn build_with(
                 .service(jobs::get)
                 .service(jobs::retry)
                 .service(jobs::cancel)
-                .service(payments::payments_config),
+                .service(payments::payments_config)
+                .service(payments::checkout_session)
+                .service(payments::payment_intent)
+                .service(payments::customer)
+                .service(payments_webhook::webhook)
+                .service(payments::list)
+                .service(payments::get_payment)
+                .service(payments::refund),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

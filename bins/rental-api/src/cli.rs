@@ -138,7 +138,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         pool_max = pool.max_connections,
         "database ready"
     );
-    let services = Services::new(db.clone(), &settings.service_config())?;
+    let mut services = Services::new(db.clone(), &settings.service_config())?;
+    let payments = crate::routes::payments::Payments::from_config(&settings.stripe).context("stripe settings")?;
+    payments.attach(&mut services);
     match services.users.admin_exists().await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(
@@ -156,7 +158,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
         Monitoring::new(&settings.monitor, &services, Some(background.mail_stats()), effective_settings(&settings))
             .context("monitor settings")?,
     );
-    let payments = crate::routes::payments::Payments::from_config(&settings.stripe).context("stripe settings")?;
     monitoring.monitor.components.register(Arc::new(payments.component()));
     // The process-wide `metrics` recorder: whatever else in the process records through the facade is served
     // by `/metrics` beside our own metrics.
@@ -262,7 +263,10 @@ fn log_start(settings: &Settings) {
 pub async fn work(settings: Settings) -> anyhow::Result<()> {
     log_start(&settings);
     let db = connect(&settings).await?;
-    let services = Services::new(db, &settings.service_config())?;
+    let mut services = Services::new(db, &settings.service_config())?;
+    let payments = crate::routes::payments::Payments::from_config(&settings.stripe).context("stripe settings")?;
+    // The worker's reconciliation of payments calls Stripe through the gateway.
+    payments.attach(&mut services);
     let grace = Duration::from_secs(settings.worker.shutdown_grace_secs);
     // A dedicated worker instance works whatever `worker.enabled` says (that switch is for `serve`).
     let mut settings = settings;

@@ -7,7 +7,7 @@
 //! days, so the operator has that long to set the endpoint's version right; the refusal is logged by the
 //! caller with the version found.
 
-use rental_service::{GatewayPayment, Secret};
+use rental_service::{GatewayPayment, PaymentEvent, Secret, WebhookEvent};
 use stripe_shared::CheckoutSessionPaymentStatus;
 use stripe_types::Expandable;
 use stripe_webhook::{EventObject, Webhook, WebhookError as CrateError};
@@ -103,8 +103,40 @@ pub struct StripeEvent {
     pub kind: String,
     /// When Stripe created it (Unix seconds).
     pub created: i64,
+    /// Its API version (always this build's [`API_VERSION`] or none: others are refused).
+    pub api_version: Option<String>,
     /// What it means for our records.
     pub effect: EventEffect,
+}
+
+impl StripeEvent {
+    /// The event in the payment service's terms.
+    pub fn into_service_event(self) -> WebhookEvent {
+        let reference = |p: &GatewayPayment| p.reference.clone();
+        let effect = match self.effect {
+            EventEffect::CheckoutCompleted { session, payment_intent, reference, paid } => {
+                PaymentEvent::CheckoutCompleted { session, payment_intent, reference, paid }
+            }
+            EventEffect::PaymentSucceeded(p) => PaymentEvent::IntentSucceeded {
+                reference: reference(&p),
+                amount_received_minor: p.amount_received_minor,
+                intent: p.id,
+            },
+            EventEffect::PaymentFailed { payment: p, reason } => {
+                PaymentEvent::IntentFailed { reference: reference(&p), intent: p.id, reason }
+            }
+            EventEffect::PaymentCanceled(p) => PaymentEvent::IntentCanceled { reference: reference(&p), intent: p.id },
+            EventEffect::HoldPlaced(p) => PaymentEvent::HoldPlaced { reference: reference(&p), intent: p.id },
+            EventEffect::ChargeRefunded { charge, payment_intent, amount_refunded_minor } => {
+                PaymentEvent::ChargeRefunded { charge, payment_intent, amount_refunded_minor }
+            }
+            EventEffect::DisputeCreated { charge, payment_intent, .. } => {
+                PaymentEvent::DisputeCreated { charge, payment_intent }
+            }
+            EventEffect::Ignored => PaymentEvent::Ignored,
+        };
+        WebhookEvent { id: self.id, kind: self.kind, api_version: self.api_version, created: self.created, effect }
+    }
 }
 
 /// Checks and reads the events of one webhook endpoint.
@@ -160,6 +192,7 @@ impl WebhookVerifier {
             id: event.id.as_str().to_owned(),
             kind: event.type_.as_str().to_owned(),
             created: event.created,
+            api_version: event.api_version.map(|v| v.as_str().to_owned()),
             effect,
         })
     }
@@ -189,13 +222,19 @@ fn read_loosely(payload: &str, reason: String) -> Result<StripeEvent, WebhookErr
         api_version: Option<String>,
     }
     let Ok(probe) = serde_json::from_str::<Probe>(payload) else { return Err(WebhookError::Malformed(reason)) };
-    if let Some(found) = probe.api_version.filter(|version| version != API_VERSION) {
-        return Err(WebhookError::ApiVersion { found });
+    if let Some(found) = probe.api_version.as_ref().filter(|version| *version != API_VERSION) {
+        return Err(WebhookError::ApiVersion { found: found.clone() });
     }
     if HANDLED_EVENTS.contains(&probe.kind.as_str()) {
         return Err(WebhookError::Malformed(reason));
     }
-    Ok(StripeEvent { id: probe.id, kind: probe.kind, created: probe.created, effect: EventEffect::Ignored })
+    Ok(StripeEvent {
+        id: probe.id,
+        kind: probe.kind,
+        created: probe.created,
+        api_version: probe.api_version,
+        effect: EventEffect::Ignored,
+    })
 }
 
 fn effect_of(object: &EventObject) -> Result<EventEffect, WebhookError> {

@@ -20,6 +20,7 @@ mod idempotency;
 mod import;
 mod jobs;
 mod orders;
+mod payments;
 pub mod query;
 mod stored;
 mod users;
@@ -57,6 +58,10 @@ pub use orders::{
     NewOrderRecord, OrderChange, OrderCustomerRecord, OrderDetail, OrderEventRecord, OrderFilter, OrderLineRecord,
     OrderProductRecord, OrderRecord, OrderRepo, OrderStore, ProductTermsRecord, ReturnedLine, SUGGESTION_HORIZON_DAYS,
     Shortage, StockHolds, Transitioned, UnitReturn, order_list_spec,
+};
+pub use payments::{
+    NewStripePayment, NewWebhookEvent, PAYMENT_STATUSES, PaymentFacts, PaymentKey, PaymentRepo, RefundRecord,
+    StripePaymentRecord, WebhookEventRecord, payment_list_spec,
 };
 pub use users::{
     NewPasswordReset, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore,

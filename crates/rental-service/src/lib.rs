@@ -17,6 +17,7 @@ pub mod jobs;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod orders;
+pub mod payments;
 mod ports;
 mod principal;
 mod users;
@@ -47,6 +48,10 @@ pub use orders::{
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
 };
+pub use payments::{
+    CheckoutView, PaymentEvent, PaymentIntentView, PaymentService, ReconcileReport, ReconciledPayment, RefundView,
+    StripeCustomerView, StripePaymentView, WebhookEvent, WebhookOutcome,
+};
 pub use ports::{
     CacheBackend, CacheEvent, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment,
     GatewayPaymentStatus, MailMessage, Mailer, ManualClock, PaymentGateway, PaymentRequest, PortError, PortFuture,
@@ -75,6 +80,8 @@ pub struct Services {
     pub billing: BillingService,
     /// Revenue, rankings, status counts, utilization and exports (staff).
     pub analytics: AnalyticsService,
+    /// Stripe payments (a gateway is set by the binary with [`PaymentService::with_gateway`]).
+    pub payments: PaymentService,
     /// The job queue for admins; its store is the one the services enqueue in, for the workers.
     pub jobs: JobService,
     /// `Idempotency-Key` records: look-ups and replays before an idempotent operation, the purge.
@@ -145,6 +152,7 @@ impl Services {
         let billing =
             BillingService::new(db.clone(), billing_repo, clock.clone()).with_idempotency(idempotency.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
+        let payments = PaymentService::new(db.clone(), clock.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
         Ok(Self {
             auth,
@@ -153,6 +161,7 @@ impl Services {
             rentals,
             billing,
             analytics,
+            payments,
             jobs,
             idempotency,
             clock: service_clock,

@@ -49,6 +49,10 @@ impl Default for NotifyConfig {
 
 /// Most orders one page of a periodic job reads.
 const PAGE: &str = "100";
+/// How far back the reconciliation looks (Stripe's card payments settle within days).
+const RECONCILE_DAYS: i64 = 3;
+/// Most payments one reconciliation run compares.
+const RECONCILE_BATCH: u64 = 500;
 /// Most jobs one purge statement deletes.
 const PURGE_BATCH: u32 = 5_000;
 
@@ -89,6 +93,7 @@ pub fn registry(
         .register(kinds::PICKUP_REMINDERS, handler(|app, _| Box::pin(app.pickup_reminders())))
         .register(kinds::INVOICE_MAIL, handler(|app, job| Box::pin(app.invoice(job))))
         .register(kinds::DAILY_REPORT, handler(|app, job| Box::pin(app.daily_report(job))))
+        .register(kinds::RECONCILE_PAYMENTS, handler(|app, _| Box::pin(app.reconcile_payments())))
 }
 
 fn when(at: chrono::DateTime<Utc>) -> String {
@@ -241,6 +246,27 @@ impl App {
     /// accrued so far by the domain's rule (the fee itself is charged when the items come back). The notice is
     /// a job of its own, enqueued with the order's id as its dedupe key, so each order gets one notice however
     /// often this runs.
+    /// Compares the Stripe payments of the last [`RECONCILE_DAYS`] days that are still pending or failed with
+    /// Stripe and repairs those Stripe settled; logs what it checked and changed. Without Stripe keys there is
+    /// nothing to compare with.
+    async fn reconcile_payments(&self) -> Result<(), JobError> {
+        let payments = &self.services.payments;
+        if !payments.has_gateway() {
+            tracing::debug!("payments are not configured: nothing to reconcile");
+            return Ok(());
+        }
+        let since = self.services.clock.now() - Duration::days(RECONCILE_DAYS);
+        let report = payments.reconcile(since, RECONCILE_BATCH).await?;
+        tracing::info!(
+            checked = report.checked,
+            changed = report.changed.len(),
+            failed = report.failed,
+            repaired = %serde_json::to_string(&report.changed).unwrap_or_default(),
+            "payments reconciled"
+        );
+        Ok(())
+    }
+
     async fn mark_overdue(&self) -> Result<(), JobError> {
         let now = self.services.clock.now();
         for order in self.orders(&[("status", "picked_up"), ("overdue", "true")]).await? {

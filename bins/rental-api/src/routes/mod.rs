@@ -8,6 +8,7 @@ pub mod health;
 pub mod jobs;
 pub mod monitoring;
 pub mod payments;
+pub mod payments_webhook;
 pub mod rentals;
 pub mod users;
 

@@ -3,13 +3,20 @@
 
 use std::sync::Arc;
 
-use actix_web::{get, web};
+use actix_web::{HttpResponse, get, post, web};
 use rental_monitor::ComponentHandle;
-use rental_payments::{API_VERSION, StripeConfig, StripeGateway, WebhookVerifier};
-use serde::Serialize;
-use utoipa::ToSchema;
+use rental_payments::{API_VERSION, StripeConfig, StripeEvent, StripeGateway, WebhookError, WebhookVerifier};
+use rental_service::{
+    CheckoutView, Listing, PaymentIntentView, PaymentService, Services, StripeCustomerView, StripePaymentView,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::extract::{Auth, QueryPairs};
+use crate::json::{Json, OptionalJson};
+use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
 
 /// The payment side of the process: the Stripe gateway and the webhook verifier when keys are configured.
@@ -21,10 +28,7 @@ pub struct Payments {
 #[derive(Debug)]
 struct Stripe {
     config: StripeConfig,
-    // Used by the payment flows and the webhook endpoint of the next slices.
-    #[expect(dead_code, reason = "the payment flows of the next slices call it")]
-    gateway: StripeGateway,
-    #[expect(dead_code, reason = "the webhook endpoint of the next slice uses it")]
+    gateway: Arc<StripeGateway>,
     verifier: WebhookVerifier,
 }
 
@@ -45,7 +49,11 @@ impl Payments {
         let gateway = StripeGateway::new(config.clone())?;
         let secret = config.webhook_secret.clone().unwrap_or_default();
         Ok(Self {
-            stripe: Some(Arc::new(Stripe { config: config.clone(), gateway, verifier: WebhookVerifier::new(secret) })),
+            stripe: Some(Arc::new(Stripe {
+                config: config.clone(),
+                gateway: Arc::new(gateway),
+                verifier: WebhookVerifier::new(secret),
+            })),
         })
     }
 
@@ -64,6 +72,28 @@ impl Payments {
 
     fn stripe(&self) -> ApiResult<&Stripe> {
         self.stripe.as_deref().ok_or_else(ApiError::payments_not_configured)
+    }
+
+    /// Gives `services` (and so the background jobs built over them: the reconciliation) this gateway.
+    pub fn attach(&self, services: &mut Services) {
+        if let Some(stripe) = &self.stripe {
+            services.payments = services.payments.clone().with_gateway(stripe.gateway.clone());
+        }
+    }
+
+    /// The payment service of `services` calling Stripe through this gateway.
+    pub(crate) fn service(&self, services: &Services) -> ApiResult<PaymentService> {
+        let stripe = self.stripe()?;
+        Ok(services.payments.clone().with_gateway(stripe.gateway.clone()))
+    }
+
+    /// Verifies and reads a webhook delivery.
+    pub(crate) fn verify(
+        &self,
+        payload: &str,
+        signature: Option<&str>,
+    ) -> ApiResult<Result<StripeEvent, WebhookError>> {
+        Ok(self.stripe()?.verifier.verify(payload, signature))
     }
 }
 
@@ -90,4 +120,169 @@ pub async fn payments_config(state: web::Data<AppState>) -> ApiResult<web::Json<
         currency: stripe.config.currency.to_ascii_uppercase(),
         api_version: API_VERSION,
     }))
+}
+
+/// A checkout session for what is due on an order's open invoice.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutSessionRequest {
+    /// The order whose open invoice is paid.
+    pub order_id: Uuid,
+    /// Where Stripe sends the customer after paying (http or https URL).
+    #[schema(max_length = 2048)]
+    pub success_url: String,
+    /// Where Stripe sends the customer who gives up (http or https URL).
+    #[schema(max_length = 2048)]
+    pub cancel_url: String,
+}
+
+/// A payment intent for a custom payment form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentIntentRequest {
+    /// The order whose open invoice is paid.
+    pub order_id: Uuid,
+    /// Amount in minor units, at most what is due; all that is due when absent.
+    pub amount_minor: Option<i64>,
+    /// Must be the invoice's currency when given.
+    pub currency: Option<String>,
+}
+
+/// A refund of a payment.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units; all that is left to refund when absent.
+    pub amount_minor: Option<i64>,
+}
+
+/// Query parameters of the payment list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PaymentListParams {
+    /// Offset pagination: page number, 1 to 1,000,000,000.
+    #[param(minimum = 1, maximum = 1000000000)]
+    pub page: Option<u64>,
+    /// Offset pagination: 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u64>,
+    /// Keyset pagination: `next_cursor` of the previous page. Empty: the first page.
+    pub cursor: Option<String>,
+    /// Keyset pagination: 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// `pending`, `failed`, `canceled`, `succeeded`.
+    #[param(pattern = r"^(pending|failed|canceled|succeeded)$")]
+    pub status: Option<String>,
+    /// Customer id (staff; customers always see their own).
+    pub customer: Option<Uuid>,
+    /// Invoice id.
+    pub invoice: Option<Uuid>,
+}
+
+/// Pay an order's open invoice with Stripe Checkout: a session for all that is due. The payment is `pending`
+/// until Stripe's webhook says it is paid. Stripe failing: 502/504 and the payment `failed`, nothing paid.
+#[utoipa::path(tag = "payments", security(("bearer" = [])), request_body = CheckoutSessionRequest,
+    responses((status = 201, body = CheckoutView, description = "The session and its payment"),
+        (status = 404, body = ErrorEnvelope, description = "No such order of the caller's"),
+        (status = 409, body = ErrorEnvelope, description = "The invoice is not open or nothing is due"),
+        (status = 422, body = ErrorEnvelope), (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),
+        (status = 504, body = ErrorEnvelope, description = "Stripe did not answer in time")))]
+#[post("/payments/checkout-session")]
+pub async fn checkout_session(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: Json<CheckoutSessionRequest>,
+) -> ApiResult<HttpResponse> {
+    let service = state.payments.service(&state.services)?;
+    let b = body.into_inner();
+    let view = service.checkout_session(&auth.0, b.order_id, &b.success_url, &b.cancel_url).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A payment intent for an amount of an order's open invoice (a custom form confirms it with Stripe.js).
+#[utoipa::path(tag = "payments", security(("bearer" = [])), request_body = PaymentIntentRequest,
+    responses((status = 201, body = PaymentIntentView, description = "The intent's client secret and its payment"),
+        (status = 404, body = ErrorEnvelope, description = "No such order of the caller's"),
+        (status = 409, body = ErrorEnvelope, description = "The invoice is not open or nothing is due"),
+        (status = 422, body = ErrorEnvelope, description = "Amount not above 0 or above what is due; another currency"),
+        (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),
+        (status = 504, body = ErrorEnvelope, description = "Stripe did not answer in time")))]
+#[post("/payments/payment-intent")]
+pub async fn payment_intent(
+    state: web::Data<AppState>,
+    auth: Auth,
+    body: Json<PaymentIntentRequest>,
+) -> ApiResult<HttpResponse> {
+    let service = state.payments.service(&state.services)?;
+    let b = body.into_inner();
+    let view = service.payment_intent(&auth.0, b.order_id, b.amount_minor, b.currency.as_deref()).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// List Stripe payments: customers see their own, staff all.
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(PaymentListParams),
+    responses((status = 200, body = PageOf<StripePaymentView>, description = "A page of payments"),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`")))]
+#[get("/payments")]
+pub async fn list(
+    state: web::Data<AppState>,
+    auth: Auth,
+    query: QueryPairs,
+) -> ApiResult<web::Json<Listing<StripePaymentView>>> {
+    let service = state.payments.service(&state.services)?;
+    Ok(web::Json(service.list(&auth.0, &query.0).await?))
+}
+
+/// One Stripe payment with its refunds.
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Payment id")),
+    responses((status = 200, body = StripePaymentView, description = "The payment"), (status = 404, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`")))]
+#[get("/payments/{id}")]
+pub async fn get_payment(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<StripePaymentView>> {
+    let service = state.payments.service(&state.services)?;
+    let id = parse_id(&id, "payment")?;
+    Ok(web::Json(service.get(&auth.0, id).await?))
+}
+
+/// Refund a succeeded payment, in full or in part (staff). More than is left to refund is refused before Stripe
+/// is called.
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Payment id")),
+    request_body(content = Option<RefundRequest>, description = "Optional: the amount; all that is left by default"),
+    responses((status = 200, body = StripePaymentView, description = "The payment with its refunds"),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "Not succeeded, or nothing left to refund"),
+        (status = 422, body = ErrorEnvelope, description = "Amount not above 0 or above what is left"),
+        (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),
+        (status = 504, body = ErrorEnvelope, description = "Stripe did not answer in time")))]
+#[post("/payments/{id}/refund")]
+pub async fn refund(
+    state: web::Data<AppState>,
+    auth: Auth,
+    id: web::Path<String>,
+    body: OptionalJson<RefundRequest>,
+) -> ApiResult<web::Json<StripePaymentView>> {
+    let service = state.payments.service(&state.services)?;
+    let id = parse_id(&id, "payment")?;
+    let amount = body.unwrap_or_default().amount_minor;
+    Ok(web::Json(service.refund(&auth.0, id, amount).await?))
+}
+
+/// The caller's Stripe customer, created at Stripe on first use.
+#[utoipa::path(tag = "payments", security(("bearer" = [])),
+    responses((status = 200, body = StripeCustomerView, description = "The customer"),
+        (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
+        (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),
+        (status = 504, body = ErrorEnvelope, description = "Stripe did not answer in time")))]
+#[post("/payments/customer")]
+pub async fn customer(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<StripeCustomerView>> {
+    let service = state.payments.service(&state.services)?;
+    Ok(web::Json(service.customer(&auth.0).await?))
 }

@@ -14,6 +14,7 @@ mod idempotency;
 mod jobs;
 mod middleware;
 mod monitoring;
+mod payment_flows;
 mod payments;
 mod rentals;
 mod support;

@@ -52,6 +52,8 @@ pub mod kinds {
     pub const INVOICE_MAIL: &str = "orders.invoice";
     /// Mails the day's figures to the admins (periodic).
     pub const DAILY_REPORT: &str = "reports.daily";
+    /// Compares recent unsettled Stripe payments with Stripe and repairs drift (periodic).
+    pub const RECONCILE_PAYMENTS: &str = "payments.reconcile";
 }
 
 /// Arguments of [`kinds::MAIL`]: a message rendered from `template` with `context` when the job runs.

@@ -11,12 +11,13 @@
 #   5. tail latency at 1,024 connections: the user list, /health/live and the hello world (run before the login
 #      storm, whose abandoned logins may keep hashing after the clients left).
 # Usage: cargo build --release -p rental-api --example hello --bin rental-api && scripts/measure-operations.sh
+# (BIN and HELLO may name other builds of the two binaries.)
 # Installs wrk (Debian's package) when missing. SQLite in a temporary directory; nothing else is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-BIN="$PWD/target/release/rental-api"
-HELLO="$PWD/target/release/examples/hello"
+BIN="${BIN:-$PWD/target/release/rental-api}"
+HELLO="${HELLO:-$PWD/target/release/examples/hello}"
 DURATION="${DURATION:-10}"
 WORK="$(mktemp -d)"
 PASSWORD="measure-password-1"

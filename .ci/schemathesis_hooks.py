@@ -23,9 +23,12 @@ from now or later. `.ci/schemathesis.toml` loads this file through its `hooks` s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,6 +54,11 @@ LOCATION_ID = _required("CONTRACT_LOCATION_ID")
 # The server under test and the administrator's token, to read an order that a case is about.
 BASE_URL = _required("CONTRACT_BASE_URL")
 TOKEN = _required("CONTRACT_TOKEN")
+
+# The webhook secret the server under test checks `Stripe-Signature` with, and the Stripe API version its events
+# must be rendered in (rental_payments::API_VERSION).
+WEBHOOK_SECRET = _required("CONTRACT_WEBHOOK_SECRET")
+STRIPE_API_VERSION = _required("CONTRACT_STRIPE_API_VERSION")
 
 # The longest period the API takes (`MAX_RENTAL_DAYS`, `AVAILABILITY_WINDOW_MAX_DAYS`).
 MAX_PERIOD = timedelta(days=366)
@@ -321,6 +329,32 @@ def complete_availability_window(case: schemathesis.Case) -> None:
         window = _window(start, end)
         if window is not None:
             query["available_from"], query["available_to"] = window
+
+
+@rule("POST /api/v1/payments/webhook")
+def signed_event(case: schemathesis.Case) -> None:
+    """A delivery is valid only when Stripe signed it: `Stripe-Signature` carries an HMAC-SHA256 of the exact body
+    under the endpoint's secret, which no generator can produce (without it: 400). A positive case becomes an
+    event of a type the server records and ignores, with an id of its own, in the API version the server reads,
+    signed here as Stripe signs (`t=<unix seconds>,v1=<hex HMAC of "t.body">`) over the bytes schemathesis sends
+    (its JSON serialisation is `json.dumps` with the default separators)."""
+    event = {
+        "id": f"evt_contract_{uuid.uuid4().hex}",
+        "object": "event",
+        "api_version": STRIPE_API_VERSION,
+        "created": int(time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "type": "contract.ping",
+        "data": {"object": {"id": "contract", "object": "contract"}},
+    }
+    case.body = event
+    at = int(time.time())
+    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{at}.{json.dumps(event)}".encode(), hashlib.sha256).hexdigest()
+    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "stripe-signature"}
+    headers["Stripe-Signature"] = f"t={at},v1={digest}"
+    case.headers = headers
 
 
 def _fresh_idempotency_key(case: schemathesis.Case) -> None:

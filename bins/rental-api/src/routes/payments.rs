@@ -129,10 +129,10 @@ pub struct CheckoutSessionRequest {
     /// The order whose open invoice is paid.
     pub order_id: Uuid,
     /// Where Stripe sends the customer after paying (http or https URL).
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = r"^https?://")]
     pub success_url: String,
     /// Where Stripe sends the customer who gives up (http or https URL).
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = r"^https?://")]
     pub cancel_url: String,
 }
 

@@ -9,11 +9,31 @@
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use rental_payments::WebhookError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::state::AppState;
+
+/// What the document says of the body: a Stripe event object (the handler reads the raw bytes, which the
+/// signature covers, and refuses anything that is not such an event with 400).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct StripeEventBody {
+    /// The event's id (`evt_…`).
+    pub id: String,
+    /// `event`.
+    pub object: String,
+    /// The API version the event was rendered in: this build's (`rental_payments::API_VERSION`), else 400.
+    pub api_version: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// E.g. `payment_intent.succeeded`; types not acted on are recorded and ignored.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `{"object": …}`: the object the event is about.
+    pub data: serde_json::Value,
+}
 
 /// The answer to a delivered event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,7 +60,7 @@ fn refusal(err: &WebhookError) -> ApiError {
 
 /// Stripe's webhook endpoint. The body must be exactly as Stripe sent it (the signature covers its bytes).
 #[utoipa::path(tag = "payments",
-    request_body(content = String, content_type = "application/json", description = "A Stripe event, signed in the `Stripe-Signature` header"),
+    request_body(content = StripeEventBody, content_type = "application/json", description = "A Stripe event, signed in the `Stripe-Signature` header"),
     params(("Stripe-Signature" = Option<String>, Header, description = "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"t.body\">`")),
     responses((status = 200, body = WebhookAck, description = "Received (applied, duplicate, ignored, deferred or unmatched)"),
         (status = 400, body = ErrorEnvelope, description = "Signature missing, malformed, wrong or older than 300 s; body not a readable event; another API version"),

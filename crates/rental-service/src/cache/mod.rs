@@ -19,6 +19,7 @@
 mod key;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -30,6 +31,8 @@ use moka::Expiry;
 use moka::notification::RemovalCause;
 
 pub use self::key::{CacheKey, CacheValue, JsonBytes, Singleton};
+pub use self::stats::CacheStats;
+use self::stats::{Counters, bump, read};
 use crate::ports::{CacheBackend, CacheEvent};
 
 /// How a namespace is sized and how long its entries live.
@@ -41,33 +44,6 @@ pub struct NamespaceSpec {
     pub ttl: Duration,
     /// Most entries kept, or most weight when the namespace is weighed.
     pub capacity: u64,
-}
-
-/// What one namespace did since start, per tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheStats {
-    /// The namespace: `users`, `user_lists`, `product_pages`, `dashboard`, ...
-    pub name: &'static str,
-    /// `local` (moka, in this process) or `shared` (the backend, Redis).
-    pub tier: &'static str,
-    /// Lookups answered by this tier.
-    pub hits: u64,
-    /// Lookups this tier could not answer.
-    pub misses: u64,
-    /// Values loaded from the database because no tier held them (for `local`; 0 for `shared`).
-    pub loads: u64,
-    /// Entries removed because of size or age (not invalidations).
-    pub evictions: u64,
-    /// Entries held now (moka's estimate; 0 for `shared`, which is not counted).
-    pub entries: u64,
-}
-
-impl CacheStats {
-    /// `hits / (hits + misses)`, `None` before the first lookup.
-    pub fn hit_rate(&self) -> Option<f64> {
-        let lookups = self.hits + self.misses;
-        (lookups > 0).then(|| self.hits as f64 / lookups as f64)
-    }
 }
 
 /// No namespace of that name.
@@ -84,24 +60,6 @@ pub enum SharedTier {
     Up,
     /// The backend is configured but unreachable or slow: local caches alone, with shortened TTLs.
     Degraded,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    loads: AtomicU64,
-    evictions: AtomicU64,
-    shared_hits: AtomicU64,
-    shared_misses: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-fn read(counter: &AtomicU64) -> u64 {
-    counter.load(Ordering::Relaxed)
 }
 
 /// The shared tier as the namespaces see it.

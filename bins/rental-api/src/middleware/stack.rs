@@ -33,14 +33,15 @@ pub async fn handle<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    // The origin matters only when some origin may call; it is read once, for the CORS marks and the 504.
+    let origin = layers.cors().and_then(|_| req.headers().get(ORIGIN).cloned());
     let Some(limit) = layers.timeouts().of(req.method(), req.path()) else {
-        return run(&layers, &limits, req, next).await;
+        return run(&layers, &limits, req, next, origin).await;
     };
     // Cheap: the method is a small value and the URI shares its bytes; only the expiry formats them.
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let origin = layers.cors().and_then(|_| req.headers().get(ORIGIN).cloned());
-    match tokio::time::timeout(limit, run(&layers, &limits, req, next)).await {
+    match tokio::time::timeout(limit, run(&layers, &limits, req, next, origin.clone())).await {
         Ok(result) => result,
         Err(_elapsed) => Err(timeout::expired(&layers, &method, &uri, limit, origin)),
     }
@@ -52,9 +53,8 @@ async fn run<B: MessageBody + 'static>(
     limits: &BodyLimits,
     mut req: ServiceRequest,
     next: Next<B>,
+    origin: Option<HeaderValue>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    // The origin matters only when some origin may call.
-    let origin = layers.cors().and_then(|_| req.headers().get(ORIGIN).cloned());
     if let (Some(policy), Some(origin)) = (layers.cors(), &origin)
         && let Some(answer) = policy.preflight(&req, origin)
     {

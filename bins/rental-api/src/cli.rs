@@ -228,6 +228,7 @@ fn effective_settings(settings: &Settings) -> serde_json::Value {
         "user_cache_capacity": settings.cache.user_capacity,
         "list_cache_capacity": settings.cache.list_capacity,
         "max_concurrent_hashes": settings.auth.max_concurrent_hashes,
+        "max_waiting_hashes": settings.auth.max_waiting_hashes,
         "job_concurrency": settings.worker.concurrency,
         "job_claim_batch": settings.worker.claim_batch,
     })

@@ -57,6 +57,11 @@ pub struct AuthConfig {
     /// Hashes computed at once; unset means half the CPU cores (at least one), which leaves the other half
     /// to serve requests while a burst of logins queues.
     pub max_concurrent_hashes: Option<usize>,
+    /// Requests that may wait for a hashing permit; past it a login (or password change) is refused at once with
+    /// 503 and `Retry-After` instead of queueing. Unset means 64 per permit, about two seconds of argon2 work at
+    /// the default cost: a storm of logins cannot pile up thousands of pending requests that go on hashing long
+    /// after their clients gave up.
+    pub max_waiting_hashes: Option<usize>,
 }
 
 impl Default for AuthConfig {
@@ -70,6 +75,7 @@ impl Default for AuthConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: None,
+            max_waiting_hashes: None,
         }
     }
 }

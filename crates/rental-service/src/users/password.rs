@@ -1,4 +1,6 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -10,6 +12,9 @@ use crate::{AuthConfig, ServiceError, ServiceResult};
 /// Bytes of salt in a new hash (the PHC recommendation).
 const SALT_LEN: usize = 16;
 
+/// Requests allowed to wait per hashing permit when `auth.max_waiting_hashes` is unset.
+const WAITING_PER_PERMIT: usize = 64;
+
 /// Argon2id hashing and verification, run on tokio's blocking pool so async workers never stall on it, and
 /// bounded by a semaphore so a burst of logins cannot take every core.
 ///
@@ -19,10 +24,16 @@ const SALT_LEN: usize = 16;
 /// mmap threshold above the block's size, so later blocks came from each thread's malloc arena and stayed there
 /// (measured: 45 MiB → 525 MiB after a login storm, never given back). With the pool the memory for hashing
 /// is bounded by `max_concurrent_hashes × argon2_memory_kib`.
+///
+/// The queue in front of the permits is bounded too (`max_waiting_hashes`): past it a hash is refused at once
+/// with [`ServiceError::Busy`]. actix-web does not drop a handler whose client has gone, so without the bound a
+/// storm of logins left a thousand requests queued that went on hashing for twenty seconds after their clients
+/// had given up, each holding its request and connection buffers meanwhile.
 #[derive(Clone)]
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    queue: Arc<Queue>,
     scratch: Arc<Scratch>,
     /// Hash of a random password with the same parameters: verifying against it when the user is unknown
     /// costs exactly the work of a real check, so timing does not reveal which e-mails exist.
@@ -34,6 +45,33 @@ pub struct PasswordHasher {
 struct Scratch {
     buffers: Mutex<Vec<Vec<Block>>>,
     keep_blocks: usize,
+}
+
+/// The requests waiting for a permit, and how many may.
+#[derive(Debug)]
+struct Queue {
+    waiting: AtomicUsize,
+    limit: usize,
+    /// What a refused caller is told: about how long the queue takes to drain.
+    retry_after: Duration,
+}
+
+/// One place in the [`Queue`], given back when the wait ends (or its future is dropped).
+struct Place<'a>(&'a Queue);
+
+impl Queue {
+    fn enter(&self) -> Option<Place<'_>> {
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.limit).then_some(n + 1))
+            .ok()
+            .map(|_| Place(self))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Scratch {
@@ -75,10 +113,15 @@ impl PasswordHasher {
             .max_concurrent_hashes
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1))
             .max(1);
+        let queue = Arc::new(Queue {
+            waiting: AtomicUsize::new(0),
+            limit: config.max_waiting_hashes.unwrap_or(permits * WAITING_PER_PERMIT),
+            retry_after: Duration::from_secs(1),
+        });
         let random: [u8; 16] = rand::random();
         let dummy_hash = hash_with(&argon2, &scratch, &random)
             .map_err(|e| ServiceError::Config(format!("argon2 cannot hash: {e}")))?;
-        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), scratch, dummy_hash: dummy_hash.into() })
+        Ok(Self { argon2, permits: Arc::new(Semaphore::new(permits)), queue, scratch, dummy_hash: dummy_hash.into() })
     }
 
     /// Hashes a new password into a PHC string.
@@ -124,9 +167,20 @@ impl PasswordHasher {
         .await
     }
 
+    /// Runs `work` on the blocking pool under a permit: at once when one is free, after a wait when the queue
+    /// has room, otherwise not at all ([`ServiceError::Busy`]).
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| ServiceError::Internal("password hasher closed".into()))?;
+        let closed = || ServiceError::Internal("password hasher closed".into());
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let Some(_place) = self.queue.enter() else {
+                    return Err(ServiceError::Busy { retry_after: self.queue.retry_after, source: None });
+                };
+                self.permits.acquire().await.map_err(|_| closed())?
+            }
+        };
         tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Internal(format!("hashing thread: {e}")))
     }
 }
@@ -226,6 +280,44 @@ mod tests {
         assert!(hasher.verify(Some(stored), Password::unchecked("pw")).await.unwrap());
         assert_eq!(hasher.scratch.pooled(), pooled);
         assert!(hasher.scratch.buffers.lock().unwrap().iter().all(|b| b.len() == 1024));
+    }
+
+    /// Waits until `n` callers wait for a permit.
+    async fn until_waiting(hasher: &PasswordHasher, n: usize) {
+        while hasher.queue.waiting.load(Ordering::Acquire) != n {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn past_the_waiting_bound_hashes_are_refused_at_once_and_places_come_back() {
+        let config = AuthConfig { max_concurrent_hashes: Some(1), max_waiting_hashes: Some(2), ..cheap() };
+        let hasher = PasswordHasher::new(&config).unwrap();
+        // The one permit is taken, as by a hash in progress.
+        let busy = hasher.permits.acquire().await.unwrap();
+        let spawn = |i: usize| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(Password::parse(&format!("password {i}")).unwrap()).await })
+        };
+        let (first, second) = (spawn(1), spawn(2));
+        until_waiting(&hasher, 2).await;
+        let refused = hasher.verify(None, Password::unchecked("x")).await;
+        assert!(
+            matches!(refused, Err(ServiceError::Busy { retry_after, .. }) if retry_after.as_secs() >= 1),
+            "{refused:?}"
+        );
+        // A caller that gives up while waiting leaves its place.
+        second.abort();
+        assert!(second.await.unwrap_err().is_cancelled());
+        until_waiting(&hasher, 1).await;
+        let third = spawn(3);
+        until_waiting(&hasher, 2).await;
+        drop(busy);
+        assert!(first.await.unwrap().is_ok());
+        assert!(third.await.unwrap().is_ok());
+        assert_eq!(hasher.queue.waiting.load(Ordering::Acquire), 0);
+        // With a permit free nothing waits, so nothing is refused.
+        assert!(hasher.hash(Password::parse("password 4").unwrap()).await.is_ok());
     }
 
     #[test]

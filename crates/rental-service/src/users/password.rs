@@ -18,12 +18,14 @@ const WAITING_PER_PERMIT: usize = 64;
 /// Argon2id hashing and verification, run on tokio's blocking pool so async workers never stall on it, and
 /// bounded by a semaphore so a burst of logins cannot take every core.
 ///
-/// Argon2's working memory (`argon2_memory_kib`, 19 MiB by default) comes from a small pool of buffers,
-/// allocated once and reused, at most one per permit. Letting argon2 allocate it per hash made the process grow
-/// by that much per blocking-pool thread that ever hashed: after the first block was freed, glibc raised its
-/// mmap threshold above the block's size, so later blocks came from each thread's malloc arena and stayed there
-/// (measured: 45 MiB → 525 MiB after a login storm, never given back). With the pool the memory for hashing
-/// is bounded by `max_concurrent_hashes × argon2_memory_kib`.
+/// Argon2's working memory (`argon2_memory_kib`, 19 MiB by default) comes from a small pool of buffers, at most
+/// one per permit, reused while hashes follow each other and given back to the system when the last one ends.
+/// Letting argon2 allocate it per hash made the process grow by that much per blocking-pool thread that ever
+/// hashed: after the first block was freed, glibc raised its mmap threshold above the block's size, so later
+/// blocks came from each thread's malloc arena and stayed there (measured: 45 MiB → 525 MiB after a login storm,
+/// never given back). Keeping the pool's buffers for good cost 19 MiB of an idle process instead. Each buffer
+/// now reserves more address space than glibc's largest mmap threshold (32 MiB), so whatever the allocator it is
+/// its own mapping, returned to the system when dropped; only the blocks argon2 uses are ever touched.
 ///
 /// The queue in front of the permits is bounded too (`max_waiting_hashes`): past it a hash is refused at once
 /// with [`ServiceError::Busy`]. actix-web does not drop a handler whose client has gone, so without the bound a
@@ -45,6 +47,34 @@ pub struct PasswordHasher {
 struct Scratch {
     buffers: Mutex<Vec<Vec<Block>>>,
     keep_blocks: usize,
+    /// Hashes asked for and not finished (waiting for a permit or running); the pool empties when it drops to 0.
+    demand: AtomicUsize,
+    /// Buffers allocated so far (for the tests: reuse is what keeps this low).
+    allocated: AtomicUsize,
+}
+
+/// Blocks reserved per buffer: 33 MiB of address space, above glibc's largest dynamic mmap threshold
+/// (`DEFAULT_MMAP_THRESHOLD_MAX`, 32 MiB on 64-bit), so that glibc always maps such a buffer on its own and
+/// unmaps it when it is freed instead of keeping it in an arena.
+const MAPPED_BLOCKS: usize = 33 * 1024 * 1024 / Block::SIZE;
+
+/// One hash asked of the [`Scratch`]: counted from the request until its work has run (or was never started).
+struct Demand(Arc<Scratch>);
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        if self.0.demand.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Nothing waits or runs: give the buffers back to the system.
+            self.0.buffers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+}
+
+/// `blocks` zeroed blocks in an allocation of at least [`MAPPED_BLOCKS`] (the rest is reserved, never touched).
+fn mapped(blocks: usize) -> Vec<Block> {
+    let mut buffer = Vec::with_capacity(blocks.max(MAPPED_BLOCKS));
+    buffer.resize(blocks, Block::new());
+    buffer
 }
 
 /// The requests waiting for a permit, and how many may.
@@ -75,14 +105,34 @@ impl Drop for Place<'_> {
 }
 
 impl Scratch {
+    fn new(keep_blocks: usize) -> Self {
+        Self {
+            buffers: Mutex::new(Vec::new()),
+            keep_blocks,
+            demand: AtomicUsize::new(0),
+            allocated: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one more hash in demand until the returned guard is dropped.
+    fn demand(scratch: &Arc<Self>) -> Demand {
+        scratch.demand.fetch_add(1, Ordering::AcqRel);
+        Demand(Arc::clone(scratch))
+    }
+
     fn with_buffer<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
         if blocks > self.keep_blocks {
-            return work(&mut vec![Block::new(); blocks]);
+            return work(&mut mapped(blocks));
         }
         let taken = self.buffers.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut buffer = taken.unwrap_or_else(|| vec![Block::new(); self.keep_blocks]);
+        let mut buffer = taken.unwrap_or_else(|| {
+            self.allocated.fetch_add(1, Ordering::Relaxed);
+            mapped(self.keep_blocks)
+        });
         let result = work(&mut buffer[..blocks]);
-        self.buffers.lock().unwrap_or_else(PoisonError::into_inner).push(buffer);
+        if self.demand.load(Ordering::Acquire) > 0 {
+            self.buffers.lock().unwrap_or_else(PoisonError::into_inner).push(buffer);
+        }
         result
     }
 
@@ -107,7 +157,7 @@ impl PasswordHasher {
     pub fn new(config: &AuthConfig) -> ServiceResult<Self> {
         let params = Params::new(config.argon2_memory_kib, config.argon2_iterations, config.argon2_parallelism, None)
             .map_err(|e| ServiceError::Config(format!("argon2 parameters: {e}")))?;
-        let scratch = Arc::new(Scratch { buffers: Mutex::new(Vec::new()), keep_blocks: params.block_count() });
+        let scratch = Arc::new(Scratch::new(params.block_count()));
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let permits = config
             .max_concurrent_hashes
@@ -171,6 +221,7 @@ impl PasswordHasher {
     /// has room, otherwise not at all ([`ServiceError::Busy`]).
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
         let closed = || ServiceError::Internal("password hasher closed".into());
+        let demand = Scratch::demand(&self.scratch);
         let _permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
@@ -181,7 +232,13 @@ impl PasswordHasher {
                 self.permits.acquire().await.map_err(|_| closed())?
             }
         };
-        tokio::task::spawn_blocking(work).await.map_err(|e| ServiceError::Internal(format!("hashing thread: {e}")))
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(demand);
+            result
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing thread: {e}")))
     }
 }
 
@@ -260,26 +317,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn working_memory_is_reused_and_bounded_by_the_permits() {
+    async fn working_memory_is_reused_while_hashes_follow_and_given_back_when_they_stop() {
         let config = AuthConfig { max_concurrent_hashes: Some(2), ..cheap() };
         let hasher = PasswordHasher::new(&config).unwrap();
-        assert_eq!(hasher.scratch.pooled(), 1, "the dummy hash left its buffer for reuse");
+        let allocated = || hasher.scratch.allocated.load(Ordering::Relaxed);
+        assert_eq!((hasher.scratch.pooled(), allocated()), (0, 1), "the dummy hash's buffer was not kept");
+        // 16 hashes queued behind the 2 permits, then let go: they share the buffers of the permits.
+        let busy = hasher.permits.acquire_many(2).await.unwrap();
         let mut hashes = tokio::task::JoinSet::new();
         for i in 0..16 {
             let hasher = hasher.clone();
             hashes.spawn(async move { hasher.hash(Password::parse(&format!("password {i}")).unwrap()).await });
         }
+        until_waiting(&hasher, 16).await;
+        drop(busy);
         while let Some(hash) = hashes.join_next().await {
             assert!(hash.unwrap().is_ok());
         }
-        let pooled = hasher.scratch.pooled();
-        assert!((1..=2).contains(&pooled), "16 hashes, 2 permits: {pooled} buffers");
-        // A stored hash costlier than configured is verified in a buffer that is not kept.
+        assert!((2..=3).contains(&allocated()), "the dummy hash's buffer and at most one per permit: {}", allocated());
+        assert_eq!(hasher.scratch.pooled(), 0, "nothing waits: the buffers went back");
+        assert!(hasher.scratch.buffers.lock().unwrap().is_empty());
+        // Each buffer is its own mapping: more address space than glibc's largest mmap threshold.
+        let buffer = mapped(1024);
+        assert_eq!(buffer.len(), 1024);
+        assert!(buffer.capacity() * Block::SIZE > 32 * 1024 * 1024);
+        // A stored hash costlier than configured is verified in a buffer of its own.
         let costly = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap());
         let stored = argon2::password_hash::PasswordHasher::hash_password(&costly, b"pw").unwrap().to_string();
         assert!(hasher.verify(Some(stored), Password::unchecked("pw")).await.unwrap());
-        assert_eq!(hasher.scratch.pooled(), pooled);
-        assert!(hasher.scratch.buffers.lock().unwrap().iter().all(|b| b.len() == 1024));
+        assert_eq!(hasher.scratch.pooled(), 0);
     }
 
     /// Waits until `n` callers wait for a permit.

@@ -3,11 +3,12 @@
 use clap::Parser;
 use rental_api::cli::{Cli, run};
 
-/// mimalloc returns freed memory to the system after a short delay, so a burst (a login storm, a big export)
-/// does not stay in the process's RSS as glibc's malloc kept it.
-#[cfg(feature = "mimalloc")]
+/// jemalloc, built with its background threads on: they give freed memory back to the system after its decay
+/// time even while every request thread is idle, so a burst (a thousand connections, a login storm) does not
+/// stay in the process's RSS as glibc's malloc kept it.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {

@@ -1,11 +1,14 @@
 //! `cargo xtask dashboard-bench`: the uncached dashboard (`AnalyticsStore::dashboard`, the code the API runs)
 //! timed on a PostgreSQL database of its own, seeded with `generate_series` (xtask/sql/dashboard_bench_seed.sql:
 //! 1,000,000 users, 10,000 products, 1,000,000 orders with a line and an invoice each) when `--seed` is given.
+//! The seed writes beside the repositories, so it ends with the counters' repair
+//! (`DashboardCounters::repair`). Both the dashboard the API runs (counters plus range statements) and the
+//! aggregates over the tables it replaced (`dashboard_from_tables`) are timed.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rental_repo::{AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, Database, DatabaseConfig};
+use rental_repo::{AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, DashboardCounters, Database, DatabaseConfig};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 /// The seed, split into statements at `;` + newline.
@@ -23,6 +26,12 @@ pub struct DashboardBenchArgs {
     /// Timed runs of the dashboard, after one warm-up.
     #[arg(long, default_value_t = 10)]
     pub runs: u32,
+    /// Recompute the dashboard's counters from the tables first (done after every seed anyway).
+    #[arg(long)]
+    pub repair: bool,
+    /// Time only the dashboard the API runs, not also the aggregates over the tables.
+    #[arg(long)]
+    pub skip_tables: bool,
 }
 
 /// Seeds (optionally) and prints the min, median and max of `--runs` uncached dashboards.
@@ -42,7 +51,13 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<()> {
     }
     let conn = db.connection();
     if args.seed {
-        db.migrate(&BackoffPolicy::default()).await.context("cannot apply migrations")?;
+        // The migrations hold an advisory lock on one connection while they run on another: not on the
+        // single connection of the seed.
+        let migrator = Database::connect(&DatabaseConfig::with_url(&args.database_url))
+            .await
+            .context("cannot connect to the bench database")?;
+        migrator.migrate(&BackoffPolicy::default()).await.context("cannot apply migrations")?;
+        drop(migrator);
         let users = conn
             .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) AS n FROM users"))
             .await?
@@ -60,21 +75,45 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<()> {
         }
         println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
     }
+    if args.seed || args.repair {
+        let started = Instant::now();
+        let rows = DashboardCounters::new(db.clone()).repair().await.context("the counters' repair failed")?;
+        println!("counters repaired ({rows} rows) in {:.1} s", started.elapsed().as_secs_f64());
+    }
     let repo = AnalyticsRepo::new(db.clone());
     let record = repo.dashboard(chrono::Utc::now()).await.context("the dashboard failed")?;
     println!(
         "users {} (active {}), orders by status {:?}, held now {} of {}",
         record.users_total, record.users_active, record.orders_by_status, record.held_now, record.capacity
     );
+    time("dashboard (counters + ranges)", args.runs, async || repo.dashboard(chrono::Utc::now()).await).await?;
+    if !args.skip_tables {
+        let at = chrono::Utc::now();
+        let (counted, aggregated) = (repo.dashboard(at).await?, repo.dashboard_from_tables(at).await?);
+        if counted != aggregated {
+            bail!("the counters disagree with the tables:\n{counted:?}\n{aggregated:?}");
+        }
+        println!("the counters' dashboard equals the aggregates' at {at}");
+        time("dashboard_from_tables (aggregates)", args.runs, async || {
+            repo.dashboard_from_tables(chrono::Utc::now()).await
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs `dashboard` once to warm up, then `runs` times, and prints the min, median and max.
+async fn time<T>(what: &str, runs: u32, dashboard: impl AsyncFn() -> rental_repo::RepoResult<T>) -> anyhow::Result<()> {
+    dashboard().await.context("the dashboard failed")?;
     let mut times: Vec<Duration> = Vec::new();
-    for _ in 0..args.runs.max(1) {
+    for _ in 0..runs.max(1) {
         let started = Instant::now();
-        repo.dashboard(chrono::Utc::now()).await.context("the dashboard failed")?;
+        dashboard().await.context("the dashboard failed")?;
         times.push(started.elapsed());
     }
     times.sort();
     println!(
-        "uncached dashboard, {} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        "{what}, uncached, {} runs: min {:.1} ms, median {:.1} ms, max {:.1} ms",
         times.len(),
         ms(times[0]),
         ms(times[times.len() / 2]),

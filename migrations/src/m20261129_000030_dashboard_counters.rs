@@ -7,16 +7,25 @@
 //! counters from the tables as they are (everything in slot 0); `DashboardCounters::repair` in rental-repo
 //! recomputes them the same way.
 //!
-//! Two indexes serve the dashboard's time-dependent figures: the orders that hold stock now (reserved or picked
-//! up, partial on those statuses, keyed by the period's start and carrying its end), and the users' creation
-//! time exists already (`idx_users_created_at`), as do overdue and due today (`idx_rental_orders_status_ends_at`)
-//! and revenue (`idx_invoices_revenue`).
+//! Held now (the units of reserved or picked-up orders whose line's period contains the instant) needs the
+//! order's status on the line: `order_lines.order_holding`, true while the line's order is reserved or picked
+//! up, kept by the order repository's transitions, with a partial index of those lines by start that carries
+//! the end and the quantity. The statement then reads one range of that index instead of looking up the lines of
+//! every running order (34 ms at 5,500 running orders, docs/PERFORMANCE.md). The other time-dependent figures
+//! have their indexes already: `idx_users_created_at`, `idx_rental_orders_status_ends_at` (overdue, due today)
+//! and `idx_invoices_revenue`.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
+
+#[derive(DeriveIden)]
+enum OrderLines {
+    Table,
+    OrderHolding,
+}
 
 #[derive(DeriveIden)]
 enum DashboardCounters {
@@ -55,16 +64,26 @@ impl MigrationTrait for Migration {
         for statement in FILL {
             conn.execute_unprepared(statement).await?;
         }
-        // Held now: the orders holding stock whose period has started; the end is in the key too, so the
-        // test of the end is made in the index (and, on PostgreSQL, the join reads the order id from it).
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(OrderLines::Table)
+                    .add_column(ColumnDef::new(OrderLines::OrderHolding).boolean().not_null().default(false))
+                    .to_owned(),
+            )
+            .await?;
+        conn.execute_unprepared(
+            "UPDATE order_lines SET order_holding = TRUE WHERE order_id IN \
+             (SELECT id FROM rental_orders WHERE status IN ('reserved', 'picked_up'))",
+        )
+        .await?;
         let holding = match manager.get_database_backend() {
             DbBackend::Postgres => {
-                "CREATE INDEX idx_rental_orders_holding ON rental_orders (starts_at, ends_at) INCLUDE (id) \
-                 WHERE status IN ('reserved', 'picked_up')"
+                "CREATE INDEX idx_order_lines_holding ON order_lines (starts_at) INCLUDE (ends_at, quantity) \
+                 WHERE order_holding"
             }
             _ => {
-                "CREATE INDEX idx_rental_orders_holding ON rental_orders (starts_at, ends_at) \
-                 WHERE status IN ('reserved', 'picked_up')"
+                "CREATE INDEX idx_order_lines_holding ON order_lines (starts_at, ends_at, quantity) WHERE order_holding"
             }
         };
         conn.execute_unprepared(holding).await?;
@@ -72,7 +91,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared("DROP INDEX idx_rental_orders_holding").await?;
+        manager.get_connection().execute_unprepared("DROP INDEX idx_order_lines_holding").await?;
+        manager
+            .alter_table(Table::alter().table(OrderLines::Table).drop_column(OrderLines::OrderHolding).to_owned())
+            .await?;
         manager.drop_table(Table::drop().table(DashboardCounters::Table).to_owned()).await
     }
 }

@@ -207,6 +207,14 @@ async fn the_counters_follow_every_kind_of_write() {
         // quote, reserved, picked_up, returned, closed, cancelled
         [0, 1, 2, 0, 1, 1]
     );
+    // What is held now follows the transitions that start and end a hold: a reservation running now, its
+    // cancellation, and the return of the order picked up now.
+    let second = shop.place(OrderStatus::Reserved, now() - Duration::hours(2), 1).await;
+    assert_eq!(assert_counted_right(db, "after a second running reservation").await.held_now, 2);
+    db.write(async |uow| orders.cancel(uow, second, &shop.change()).await).await.unwrap();
+    assert_eq!(assert_counted_right(db, "after cancelling it").await.held_now, 1);
+    db.write(async |uow| orders.return_items(uow, running, &[], &shop.change()).await).await.unwrap();
+    assert_eq!(assert_counted_right(db, "after returning the running order").await.held_now, 0);
 
     // The importer: historical orders in every status, one batch.
     let line = |days_ago: i64| ImportedLine {
@@ -247,6 +255,7 @@ async fn the_counters_follow_every_kind_of_write() {
     db.write(async |uow| importer.import(uow, batch).await).await.unwrap();
     let record = assert_counted_right(db, "after an import").await;
     assert_eq!(orders_in(&record, OrderStatus::Closed), 3);
+    assert_eq!(record.held_now, 0, "the imported orders ended long ago");
     assert!(!record.revenue.is_empty(), "the imported invoices are revenue of today");
 }
 

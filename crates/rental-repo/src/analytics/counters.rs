@@ -43,6 +43,12 @@ pub(crate) fn orders_in(status: OrderStatus) -> &'static str {
     }
 }
 
+/// Whether an order in `status` holds its stock now, as `order_lines.order_holding` records it for its lines
+/// (what the dashboard's "held now" counts).
+pub(crate) fn holding(status: OrderStatus) -> bool {
+    matches!(status, OrderStatus::Reserved | OrderStatus::PickedUp)
+}
+
 /// The slot of the counters a write of the row `id` changes: from the id's last byte, which is random in the
 /// time-ordered (v7) ids of this project.
 pub(crate) fn slot_of(id: Uuid) -> i16 {

@@ -38,8 +38,8 @@ impl AnalyticsRepo {
     /// The dashboard's figures at `at` in three statements: the counters summed over their slots (users total,
     /// active, superusers; orders per status); one statement of range counts (users created since midnight and
     /// in the last seven days on `idx_users_created_at`, picked-up orders overdue and due back today on
-    /// `idx_rental_orders_status_ends_at`, units held now from the orders holding stock that have started, on
-    /// the partial `idx_rental_orders_holding`, and the capacity); and revenue per currency on
+    /// `idx_rental_orders_status_ends_at`, units held now by the lines of reserved and picked-up orders, on the
+    /// partial `idx_order_lines_holding`, and the capacity); and revenue per currency on
     /// `idx_invoices_revenue`. The figures mean what [`AnalyticsRepo::dashboard_from_tables`] computes.
     ///
     /// # Errors
@@ -65,18 +65,13 @@ impl AnalyticsRepo {
             .bind(at)
             .push(" AND ends_at < ")
             .bind(tomorrow);
-        // Held now: a line's period lies inside its order's, so the orders holding stock whose own period
-        // contains the instant (few, found on the partial index) are the only ones whose lines can.
+        // Held now: one range of the partial index of the lines whose order holds stock.
         q.push(
-            ") AS due_today, (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM rental_orders o \
-             JOIN order_lines l ON l.order_id = o.id WHERE o.status IN ('reserved', 'picked_up') AND o.starts_at <= ",
+            ") AS due_today, (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_lines \
+             WHERE order_holding AND starts_at <= ",
         )
         .bind(at)
-        .push(" AND o.ends_at > ")
-        .bind(at)
-        .push(" AND l.starts_at <= ")
-        .bind(at)
-        .push(" AND l.ends_at > ")
+        .push(" AND ends_at > ")
         .bind(at)
         .push(
             ") AS held, (SELECT COUNT(*) FROM units) + \

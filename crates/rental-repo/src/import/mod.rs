@@ -345,6 +345,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 line_total_minor: ActiveValue::Set(line_total),
                 // Recorded below, in this transaction.
                 usage_pending: ActiveValue::Set(0),
+                order_holding: ActiveValue::Set(counters::holding(status)),
             });
             if status.is_rented() {
                 rows.usage.push(UsageLine {

@@ -52,6 +52,13 @@ impl OrderRepo {
         insert_event(txn, id, change.actor, Some(from), to, change.note.as_deref(), at).await?;
         uow.count(counters::orders_in(from), id, -1);
         uow.count(counters::orders_in(to), id, 1);
+        if counters::holding(from) != counters::holding(to) {
+            order_line::Entity::update_many()
+                .col_expr(order_line::Column::OrderHolding, Expr::val(counters::holding(to)))
+                .filter(order_line::Column::OrderId.eq(id))
+                .exec(txn)
+                .await?;
+        }
         Ok((order, from))
     }
 

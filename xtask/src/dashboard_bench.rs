@@ -8,8 +8,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rental_repo::{AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, DashboardCounters, Database, DatabaseConfig};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use rental_domain::{Email, FullName, Role};
+use rental_repo::{
+    AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, DashboardCounters, Database, DatabaseConfig, NewUserRecord,
+    UserRepo, UserStore,
+};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
 /// The seed, split into statements at `;` + newline.
 const SEED_SQL: &str = include_str!("../sql/dashboard_bench_seed.sql");
@@ -32,6 +36,11 @@ pub struct DashboardBenchArgs {
     /// Time only the dashboard the API runs, not also the aggregates over the tables.
     #[arg(long)]
     pub skip_tables: bool,
+    /// Also time this many user creations through the repository (with the counters' upsert) against the
+    /// same two INSERTs in a bare transaction (without it), one at a time and from 16 tasks at once; the
+    /// users are deleted afterwards and the counters repaired.
+    #[arg(long, default_value_t = 0)]
+    pub write_cost: u32,
 }
 
 /// Seeds (optionally) and prints the min, median and max of `--runs` uncached dashboards.
@@ -98,6 +107,88 @@ pub async fn run(args: DashboardBenchArgs) -> anyhow::Result<()> {
             repo.dashboard_from_tables(chrono::Utc::now()).await
         })
         .await?;
+    }
+    if args.write_cost > 0 {
+        write_cost(&args.database_url, args.write_cost).await?;
+    }
+    Ok(())
+}
+
+/// Prints what the counters cost a user creation: `n` creations with and without them, alternated in rounds
+/// so that both see the same machine, one at a time and from 16 tasks at once.
+async fn write_cost(url: &str, n: u32) -> anyhow::Result<()> {
+    let config =
+        DatabaseConfig { max_connections: Some(20), min_connections: Some(0), ..DatabaseConfig::with_url(url) };
+    let db = Database::connect(&config).await.context("cannot connect to the bench database")?;
+    let users = UserRepo::new(db.clone());
+    for tasks in [1_u32, 16] {
+        let (mut with, mut without) = (Duration::ZERO, Duration::ZERO);
+        for round in 0..4 {
+            for counted in [true, false] {
+                let started = Instant::now();
+                let workers: Vec<_> = (0..tasks)
+                    .map(|task| {
+                        let (db, users) = (db.clone(), users.clone());
+                        tokio::spawn(async move {
+                            for i in (task..n / 4).step_by(tasks as usize) {
+                                let email = format!("wc-{counted}-{tasks}-{round}-{i}@example.com");
+                                create_user(&db, &users, &email, counted).await?;
+                            }
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
+                for worker in workers {
+                    worker.await??;
+                }
+                *(if counted { &mut with } else { &mut without }) += started.elapsed();
+            }
+        }
+        let per = |d: Duration| ms(d) / f64::from(n);
+        println!(
+            "{n} user creations from {tasks} task(s): with the counters {:.3} ms each, without {:.3} ms each \
+             (ratio {:.2})",
+            per(with),
+            per(without),
+            with.as_secs_f64() / without.as_secs_f64()
+        );
+    }
+    db.connection().execute_unprepared("DELETE FROM users WHERE email LIKE 'wc-%'").await?;
+    DashboardCounters::new(db).repair().await.context("the counters' repair failed")?;
+    Ok(())
+}
+
+/// One user with the customer role, through the repository (`counted`) or as the same two INSERTs in a bare
+/// transaction.
+async fn create_user(db: &Database, users: &UserRepo, email: &str, counted: bool) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    if counted {
+        let new = NewUserRecord {
+            email: Email::parse(email)?,
+            full_name: FullName::parse("Write Cost")?,
+            password_hash: None,
+            is_active: true,
+            is_superuser: false,
+            roles: vec![Role::Customer],
+        };
+        db.write(async |uow| users.create(uow, new, now).await).await?;
+    } else {
+        let id = uuid::Uuid::now_v7();
+        let txn = db.connection().begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO users (id, email, full_name, password_hash, is_active, is_superuser, created_at, updated_at) \
+             VALUES ($1, $2, 'Write Cost', NULL, TRUE, FALSE, $3, $3)",
+            [id.into(), email.into(), now.into()],
+        ))
+        .await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO user_roles (user_id, role, created_at) VALUES ($1, 'customer', $2)",
+            [id.into(), now.into()],
+        ))
+        .await?;
+        txn.commit().await?;
     }
     Ok(())
 }

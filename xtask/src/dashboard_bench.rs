@@ -8,11 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rental_domain::{Email, FullName, Role};
-use rental_repo::{
-    AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, DashboardCounters, Database, DatabaseConfig, NewUserRecord,
-    UserRepo, UserStore,
-};
+use rental_repo::{AnalyticsRepo, AnalyticsStore, Backend, BackoffPolicy, DashboardCounters, Database, DatabaseConfig};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
 /// The seed, split into statements at `;` + newline.
@@ -36,9 +32,9 @@ pub struct DashboardBenchArgs {
     /// Time only the dashboard the API runs, not also the aggregates over the tables.
     #[arg(long)]
     pub skip_tables: bool,
-    /// Also time this many user creations through the repository (with the counters' upsert) against the
-    /// same two INSERTs in a bare transaction (without it), one at a time and from 16 tasks at once; the
-    /// users are deleted afterwards and the counters repaired.
+    /// Also time this many user creations with the counters' upsert against as many without it (the same
+    /// statements as `UserRepo::create` and `UnitOfWork::commit`), one at a time and from 16 tasks at once;
+    /// the users are deleted afterwards and the counters repaired.
     #[arg(long, default_value_t = 0)]
     pub write_cost: u32,
 }
@@ -120,7 +116,6 @@ async fn write_cost(url: &str, n: u32) -> anyhow::Result<()> {
     let config =
         DatabaseConfig { max_connections: Some(20), min_connections: Some(0), ..DatabaseConfig::with_url(url) };
     let db = Database::connect(&config).await.context("cannot connect to the bench database")?;
-    let users = UserRepo::new(db.clone());
     for tasks in [1_u32, 16] {
         let (mut with, mut without) = (Duration::ZERO, Duration::ZERO);
         for round in 0..4 {
@@ -128,11 +123,11 @@ async fn write_cost(url: &str, n: u32) -> anyhow::Result<()> {
                 let started = Instant::now();
                 let workers: Vec<_> = (0..tasks)
                     .map(|task| {
-                        let (db, users) = (db.clone(), users.clone());
+                        let db = db.clone();
                         tokio::spawn(async move {
                             for i in (task..n / 4).step_by(tasks as usize) {
                                 let email = format!("wc-{counted}-{tasks}-{round}-{i}@example.com");
-                                create_user(&db, &users, &email, counted).await?;
+                                create_user(&db, &email, counted).await?;
                             }
                             anyhow::Ok(())
                         })
@@ -158,38 +153,38 @@ async fn write_cost(url: &str, n: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One user with the customer role, through the repository (`counted`) or as the same two INSERTs in a bare
-/// transaction.
-async fn create_user(db: &Database, users: &UserRepo, email: &str, counted: bool) -> anyhow::Result<()> {
+/// One user with the customer role: the two INSERTs `UserRepo::create` sends, in a transaction, and with
+/// `counted` also the counters' upsert `UnitOfWork::commit` sends for it (users_active and users_total in the
+/// user's slot), so that the difference is the counters' alone (no query building on either side).
+async fn create_user(db: &Database, email: &str, counted: bool) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
+    let id = uuid::Uuid::now_v7();
+    let txn = db.connection().begin().await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO users (id, email, full_name, password_hash, is_active, is_superuser, created_at, updated_at) \
+         VALUES ($1, $2, 'Write Cost', NULL, TRUE, FALSE, $3, $3)",
+        [id.into(), email.into(), now.into()],
+    ))
+    .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO user_roles (user_id, role, created_at) VALUES ($1, 'customer', $2)",
+        [id.into(), now.into()],
+    ))
+    .await?;
     if counted {
-        let new = NewUserRecord {
-            email: Email::parse(email)?,
-            full_name: FullName::parse("Write Cost")?,
-            password_hash: None,
-            is_active: true,
-            is_superuser: false,
-            roles: vec![Role::Customer],
-        };
-        db.write(async |uow| users.create(uow, new, now).await).await?;
-    } else {
-        let id = uuid::Uuid::now_v7();
-        let txn = db.connection().begin().await?;
+        // The slot as rental_repo's slot_of picks it: the id's last byte modulo the 64 slots.
+        let slot = i16::from(id.as_bytes()[15] % 64);
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO users (id, email, full_name, password_hash, is_active, is_superuser, created_at, updated_at) \
-             VALUES ($1, $2, 'Write Cost', NULL, TRUE, FALSE, $3, $3)",
-            [id.into(), email.into(), now.into()],
+            "INSERT INTO dashboard_counters (name, slot, value) VALUES ($1, $2, $3), ($4, $5, $6) \
+             ON CONFLICT (name, slot) DO UPDATE SET value = dashboard_counters.value + excluded.value",
+            ["users_active".into(), slot.into(), 1_i64.into(), "users_total".into(), slot.into(), 1_i64.into()],
         ))
         .await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO user_roles (user_id, role, created_at) VALUES ($1, 'customer', $2)",
-            [id.into(), now.into()],
-        ))
-        .await?;
-        txn.commit().await?;
     }
+    txn.commit().await?;
     Ok(())
 }
 

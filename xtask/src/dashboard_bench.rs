@@ -39,6 +39,32 @@ pub struct DashboardBenchArgs {
     pub write_cost: u32,
 }
 
+/// Options of `cargo xtask repair-counters`.
+#[derive(Debug, clap::Args)]
+pub struct RepairCountersArgs {
+    /// The database (`sqlite://…` or `postgres://…`), migrated.
+    #[arg(long)]
+    pub database_url: String,
+}
+
+/// Recomputes the dashboard's counters from the tables and prints each figure.
+///
+/// # Errors
+/// When the database cannot be reached or a statement fails (nothing changes then).
+pub async fn repair_counters(args: RepairCountersArgs) -> anyhow::Result<()> {
+    let db = Database::connect(&DatabaseConfig::with_url(&args.database_url))
+        .await
+        .context("cannot connect to the database")?;
+    let counters = DashboardCounters::new(db);
+    let started = Instant::now();
+    let rows = counters.repair().await.context("the counters' repair failed")?;
+    println!("counters repaired ({rows} rows) in {:.1} s", started.elapsed().as_secs_f64());
+    for (name, value) in counters.totals().await? {
+        println!("{name} {value}");
+    }
+    Ok(())
+}
+
 /// Seeds (optionally) and prints the min, median and max of `--runs` uncached dashboards.
 ///
 /// # Errors

@@ -289,6 +289,16 @@ async fn a_unit_that_rolls_back_leaves_the_counters_as_they_were() {
     assert!(illegal.is_err(), "closing a quote is illegal: {illegal:?}");
     assert_eq!(assert_counted_right(db, "after the refused writes").await, before);
     assert_eq!(orders_in(&before, OrderStatus::Quote), 1);
+
+    // A failed insert (a taken e-mail) in a unit that is committed anyway: SQLite goes on after the error,
+    // PostgreSQL refuses the rest of the transaction; either way the failed user is not counted.
+    let uow = db.begin().await.unwrap();
+    let taken = users.create(&uow, new_user("customer", true, true), now()).await;
+    assert!(matches!(taken, Err(RepoError::Conflict { .. })), "{taken:?}");
+    let taken = users.bulk_import(&uow, vec![new_user("customer", true, true)], now()).await;
+    assert!(taken.is_err(), "{taken:?}");
+    let _ = uow.commit().await;
+    assert_eq!(assert_counted_right(db, "after failed inserts in a committed unit").await, before);
 }
 
 #[tokio::test]

@@ -179,10 +179,12 @@ impl UserStore for UserRepo {
     async fn create(&self, uow: &UnitOfWork, new: NewUserRecord, at: DateTime<Utc>) -> RepoResult<UserRecord> {
         let (id, at) = (UserId::new(), stamp(at));
         let record = new_record(id, &new, at);
-        uow.count_user(id.as_uuid(), new.is_active, new.is_superuser, 1);
         let (model, roles) = to_models(id, new, at);
         let txn = uow.conn();
         user::Entity::insert(model).exec_without_returning(txn).await?;
+        // Counted once the row is in: a failed insert (a taken e-mail) counts nothing, even in a unit that
+        // goes on after the error.
+        uow.count_user(id.as_uuid(), record.is_active, record.is_superuser, 1);
         if !roles.is_empty() {
             user_role::Entity::insert_many(roles).exec_without_returning(txn).await?;
         }
@@ -365,14 +367,19 @@ async fn insert_batch(
     let created = stamp(at);
     let mut users = Vec::with_capacity(count);
     let mut roles = Vec::with_capacity(count);
+    let mut counted = Vec::with_capacity(count);
     for row in rows {
         let id = UserId::new();
-        uow.count_user(id.as_uuid(), row.is_active, row.is_superuser, 1);
+        counted.push((id.as_uuid(), row.is_active, row.is_superuser));
         let (model, mut row_roles) = to_models(id, row, created);
         users.push(model);
         roles.append(&mut row_roles);
     }
     insert_chunked_by(uow.conn(), users, max_rows).await?;
+    // Counted once the rows are in, as in `create`.
+    for (id, is_active, is_superuser) in counted {
+        uow.count_user(id, is_active, is_superuser, 1);
+    }
     insert_chunked_by(uow.conn(), roles, max_rows).await?;
     Ok(count)
 }

@@ -1,7 +1,8 @@
-//! Read-only aggregates over orders and invoices, and keyset-paged exports.
+//! Read-only aggregates over orders and invoices, keyset-paged exports, and the dashboard with the counters the
+//! writes keep for it (`counters`, `dashboard`).
 //!
-//! Every figure is computed by the database (GROUP BY, SUM, COUNT); only the aggregated rows, or one page of an
-//! export, come back. The SQL is written out by hand because a few expressions differ between the backends
+//! Every figure is computed by the database (GROUP BY, SUM, COUNT, or a sum of counter rows); only the
+//! aggregated rows, or one page of an export, come back. The SQL is written out by hand because a few expressions differ between the backends
 //! (time arithmetic, casts of sums); placeholders are numbered for PostgreSQL and positional for SQLite.
 
 pub(crate) mod counters;

@@ -70,9 +70,10 @@ FROM bench_orders;
 INSERT INTO order_lines (id, order_id, product_id, quantity, starts_at, ends_at, hold_until, holds_stock, currency,
                          price_per_day_minor, price_per_week_minor, price_per_month_minor, deposit_per_unit_minor,
                          late_fee_per_day_minor, buffer_minutes, charged_days, months, weeks, days,
-                         unit_price_minor, line_total_minor, usage_pending)
+                         unit_price_minor, line_total_minor, usage_pending, order_holding)
 SELECT gen_random_uuid(), o.id, p.id, 1, o.starts_at, o.ends_at, o.ends_at, o.status IN ('reserved', 'picked_up'),
-       'EUR', 1000, NULL, NULL, 0, 0, 0, o.days, 0, 0, o.days, 1000 * o.days, 1000 * o.days, 0
+       'EUR', 1000, NULL, NULL, 0, 0, 0, o.days, 0, 0, o.days, 1000 * o.days, 1000 * o.days, 0,
+       o.status IN ('reserved', 'picked_up')
 FROM bench_orders o JOIN bench_products p ON p.n = o.i % 10000;
 
 INSERT INTO invoices (id, order_id, customer_id, number, year, seq, status, currency, subtotal_minor, tax_rate_bp,

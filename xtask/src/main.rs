@@ -37,6 +37,10 @@ enum Task {
     /// Time the uncached staff dashboard on PostgreSQL, after seeding (with --seed) 1,000,000 users and
     /// 1,000,000 orders by generate_series into a database of its own.
     DashboardBench(dashboard_bench::DashboardBenchArgs),
+    /// Recompute the dashboard's counters (`dashboard_counters`) from the tables, in one transaction, on a
+    /// migrated SQLite or PostgreSQL database; safe while the API runs. For counters that drifted after writes
+    /// made beside the repositories (SQL by hand, a restore of one table).
+    RepairCounters(dashboard_bench::RepairCountersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Task::Loadtest(args) => runtime()?.block_on(loadtest::run(args)),
         Task::QueueBench(args) => runtime()?.block_on(queue_bench::run(args)),
         Task::DashboardBench(args) => runtime()?.block_on(dashboard_bench::run(args)),
+        Task::RepairCounters(args) => runtime()?.block_on(dashboard_bench::repair_counters(args)),
     }
 }

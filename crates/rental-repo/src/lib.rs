@@ -27,8 +27,8 @@ mod users;
 
 pub use analytics::usage::UsageRecorder;
 pub use analytics::{
-    AnalyticsRepo, AnalyticsStore, DashboardRecord, ExportCursor, InvoiceExportRecord, OrderExportRecord,
-    PopularProductRecord, RevenueDayRecord, UtilizationRecord,
+    AnalyticsRepo, AnalyticsStore, DashboardCounters, DashboardRecord, ExportCursor, InvoiceExportRecord,
+    OrderExportRecord, PopularProductRecord, RevenueDayRecord, UtilizationRecord,
 };
 pub use billing::{
     BillingRepo, BillingStore, InvoiceLineRecord, InvoiceRecord, NewInvoiceRecord, NewPaymentRecord, PaymentRecord,

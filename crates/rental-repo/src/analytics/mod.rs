@@ -1,15 +1,19 @@
-//! Read-only aggregates over orders and invoices, and keyset-paged exports.
+//! Read-only aggregates over orders and invoices, keyset-paged exports, and the dashboard with the counters the
+//! writes keep for it (`counters`, `dashboard`).
 //!
-//! Every figure is computed by the database (GROUP BY, SUM, COUNT); only the aggregated rows, or one page of an
-//! export, come back. The SQL is written out by hand because a few expressions differ between the backends
+//! Every figure is computed by the database (GROUP BY, SUM, COUNT, or a sum of counter rows); only the
+//! aggregated rows, or one page of an export, come back. The SQL is written out by hand because a few expressions differ between the backends
 //! (time arithmetic, casts of sums); placeholders are numbered for PostgreSQL and positional for SQLite.
 
+pub(crate) mod counters;
+mod dashboard;
 mod store;
 pub(crate) mod usage;
 
+pub use counters::DashboardCounters;
 pub use store::AnalyticsStore;
 
-use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rental_domain::pricing::OrderTotals;
 use rental_domain::{Money, OrderStatus};
 use sea_orm::{ConnectionTrait, QueryResult};
@@ -61,7 +65,7 @@ pub struct UtilizationRecord {
     pub utilization: f64,
 }
 
-/// The dashboard's figures at one instant, each table read by one aggregate statement.
+/// The dashboard's figures at one instant (see [`AnalyticsRepo::dashboard_from_counters`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct DashboardRecord {
     /// Users: all of them.
@@ -215,96 +219,7 @@ impl AnalyticsRepo {
 
 impl AnalyticsStore for AnalyticsRepo {
     async fn dashboard(&self, at: DateTime<Utc>) -> RepoResult<DashboardRecord> {
-        let today = at.date_naive();
-        let midnight = today.and_time(chrono::NaiveTime::MIN).and_utc();
-        let tomorrow = midnight + chrono::Duration::days(1);
-        let week_ago = at - chrono::Duration::days(7);
-        let month_start = today.with_day(1).unwrap_or(today);
-        let thirty_days_ago = today - chrono::Duration::days(29);
-        let mut record = DashboardRecord::default();
-
-        let mut q = self.query();
-        q.push(
-            "SELECT COUNT(*) AS total, \
-             CAST(COALESCE(SUM(CASE WHEN is_active THEN 1 ELSE 0 END), 0) AS BIGINT) AS active, \
-             CAST(COALESCE(SUM(CASE WHEN is_superuser THEN 1 ELSE 0 END), 0) AS BIGINT) AS superusers, \
-             CAST(COALESCE(SUM(CASE WHEN created_at >= ",
-        )
-        .bind(midnight)
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, CAST(COALESCE(SUM(CASE WHEN created_at >= ")
-        .bind(week_ago)
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_week FROM users");
-        if let Some(row) = self.all(q).await?.into_iter().next() {
-            record.users_total = row.try_get("", "total")?;
-            record.users_active = row.try_get("", "active")?;
-            record.superusers = row.try_get("", "superusers")?;
-            record.users_new_today = row.try_get("", "new_today")?;
-            record.users_new_week = row.try_get("", "new_week")?;
-        }
-
-        let mut q = self.query();
-        q.push(
-            "SELECT status, COUNT(*) AS n, \
-             CAST(COALESCE(SUM(CASE WHEN status = 'picked_up' AND ends_at <= ",
-        )
-        .bind(at)
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue, CAST(COALESCE(SUM(CASE WHEN status = 'picked_up' AND ends_at > ")
-        .bind(at)
-        .push(" AND ends_at < ")
-        .bind(tomorrow)
-        .push(" THEN 1 ELSE 0 END), 0) AS BIGINT) AS due_today FROM rental_orders GROUP BY status");
-        record.orders_by_status = OrderStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        for row in self.all(q).await? {
-            let status: String = row.try_get("", "status")?;
-            let n: i64 = row.try_get("", "n")?;
-            record.orders_overdue += row.try_get::<i64>("", "overdue")?;
-            record.orders_due_today += row.try_get::<i64>("", "due_today")?;
-            if let Some(entry) = record.orders_by_status.iter_mut().find(|(s, _)| s.as_str() == status) {
-                entry.1 = n;
-            }
-        }
-
-        let mut q = self.query();
-        q.push("SELECT currency, CAST(COALESCE(SUM(CASE WHEN issued_on = ")
-            .bind(today)
-            .push(" THEN total_minor ELSE 0 END), 0) AS BIGINT) AS today, CAST(COALESCE(SUM(CASE WHEN issued_on >= ")
-            .bind(month_start)
-            .push(" THEN total_minor ELSE 0 END), 0) AS BIGINT) AS month, CAST(COALESCE(SUM(CASE WHEN issued_on >= ")
-            .bind(thirty_days_ago)
-            .push(
-                " THEN total_minor ELSE 0 END), 0) AS BIGINT) AS last_30 FROM invoices \
-                 WHERE status IN ('open', 'paid') AND issued_on <= ",
-            )
-            .bind(today)
-            .push(" AND issued_on >= ")
-            .bind(month_start.min(thirty_days_ago))
-            .push(" GROUP BY currency ORDER BY currency");
-        for row in self.all(q).await? {
-            record.revenue.push((
-                row.try_get("", "currency")?,
-                row.try_get("", "today")?,
-                row.try_get("", "month")?,
-                row.try_get("", "last_30")?,
-            ));
-        }
-
-        let mut q = self.query();
-        q.push(
-            "SELECT (SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM order_lines l \
-             JOIN rental_orders o ON o.id = l.order_id WHERE o.status IN ('reserved', 'picked_up') AND l.starts_at <= ",
-        )
-        .bind(at)
-        .push(" AND l.ends_at > ")
-        .bind(at)
-        .push(
-            ") AS held, (SELECT COUNT(*) FROM units) + \
-             (SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM stock_levels) AS capacity",
-        );
-        if let Some(row) = self.all(q).await?.into_iter().next() {
-            record.held_now = row.try_get("", "held")?;
-            record.capacity = row.try_get("", "capacity")?;
-        }
-        Ok(record)
+        self.dashboard_from_counters(at).await
     }
 
     async fn revenue_by_day(&self, from: NaiveDate, to: NaiveDate) -> RepoResult<Vec<RevenueDayRecord>> {

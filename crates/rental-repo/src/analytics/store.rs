@@ -18,8 +18,8 @@ use crate::RepoResult;
 /// utilization count rented lines (not quotes, not cancelled orders); exports page by (time, id) without gaps
 /// or repeats.
 pub trait AnalyticsStore: Send + Sync {
-    /// The dashboard's figures at `at` (days are UTC days): one aggregate statement per table (users, orders,
-    /// invoices) and one for what is held now against the capacity.
+    /// The dashboard's figures at `at` (days are UTC days): the totals from the counters the writes keep in
+    /// their units of work, the time-dependent figures from range statements (three statements in all).
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when a query fails.

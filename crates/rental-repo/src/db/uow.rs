@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use sea_orm::{DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 
+use crate::analytics::counters::{self, Deltas};
 use crate::{Backend, Database, RepoError, RepoResult};
 
 /// Work to run after a commit. It runs only if the transaction committed, in the order it was registered.
@@ -29,6 +30,9 @@ pub struct UnitOfWork {
     backend: Backend,
     /// Behind a mutex so that a unit is `Sync` and repositories can share it by reference across awaits.
     after_commit: Mutex<Vec<AfterCommit>>,
+    /// The dashboard counters' deltas of the unit's writes, written just before the commit
+    /// ([`crate::analytics::counters`]).
+    deltas: Mutex<Deltas>,
 }
 
 impl fmt::Debug for UnitOfWork {
@@ -36,6 +40,7 @@ impl fmt::Debug for UnitOfWork {
         f.debug_struct("UnitOfWork")
             .field("backend", &self.backend)
             .field("after_commit", &self.actions().len())
+            .field("counter_deltas", &self.deltas().len())
             .finish_non_exhaustive()
     }
 }
@@ -56,7 +61,12 @@ impl Database {
         let txn = self.connection().begin_with_options(options).await;
         drop(waiting);
         let txn = txn?;
-        Ok(UnitOfWork { txn, backend: self.backend(), after_commit: Mutex::new(Vec::new()) })
+        Ok(UnitOfWork {
+            txn,
+            backend: self.backend(),
+            after_commit: Mutex::new(Vec::new()),
+            deltas: Mutex::new(Deltas::new()),
+        })
     }
 
     /// Runs `work` in a new unit of work and ends it by the outcome ([`UnitOfWork::finish`]): commits when
@@ -99,12 +109,26 @@ impl UnitOfWork {
         self.after_commit.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Commits, then runs the after-commit actions.
+    pub(crate) fn deltas(&self) -> MutexGuard<'_, Deltas> {
+        // As for the actions: an entry is added whole or not at all.
+        self.deltas.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the counters' deltas noted by the unit's writes, then commits, then runs the after-commit
+    /// actions.
     ///
     /// # Errors
-    /// [`RepoError::Database`] when the commit fails; nothing was written then and no action runs.
+    /// [`RepoError::Database`] when the counters' statement or the commit fails; nothing was written then
+    /// and no action runs.
     pub async fn commit(self) -> RepoResult<()> {
-        let Self { txn, after_commit, .. } = self;
+        let Self { txn, backend, after_commit, deltas } = self;
+        let deltas = deltas.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Err(err) = counters::flush(&txn, backend, &deltas).await {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            return Err(err);
+        }
         txn.commit().await.map_err(RepoError::from)?;
         let actions = after_commit.into_inner().unwrap_or_else(PoisonError::into_inner);
         for action in actions {

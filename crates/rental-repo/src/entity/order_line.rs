@@ -27,6 +27,9 @@ pub struct Model {
     pub line_total_minor: i64,
     /// Usage-mark changes not yet recorded: +1 when the line became rented, −1 when it stopped.
     pub usage_pending: i16,
+    /// The order is reserved or picked up (the dashboard's "held now" reads these lines); kept by the
+    /// order's transitions.
+    pub order_holding: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ use sea_orm::{ActiveValue, ConnectionTrait, Statement};
 use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
 use uuid::{NoContext, Timestamp, Uuid};
 
+use crate::analytics::counters;
 use crate::analytics::usage::{self, UsageLine};
 use crate::billing::advance_invoice_counter;
 use crate::entity::product;
@@ -138,6 +139,8 @@ struct Rows {
     invoice_lines: Vec<invoice_line::ActiveModel>,
     /// The lines of rented orders, for the usage marks.
     usage: Vec<UsageLine>,
+    /// Each order's id and status, for the dashboard's counters.
+    counted: Vec<(Uuid, OrderStatus)>,
 }
 
 /// A UUIDv7 carrying `at` as its time, so that imported ids sort by their historical time.
@@ -184,6 +187,9 @@ impl OrderImporter {
         // The usage marks of a product change under its lock, taken before anything that refers to it.
         lock_product_rows(txn, self.db.backend(), &products).await?;
         insert_chunked(txn, std::mem::take(&mut rows.orders)).await?;
+        for (order_id, status) in std::mem::take(&mut rows.counted) {
+            uow.count(counters::orders_in(status), order_id, 1);
+        }
         insert_chunked(txn, std::mem::take(&mut rows.lines)).await?;
         insert_chunked(txn, std::mem::take(&mut rows.events)).await?;
         usage::record(txn, self.db.backend(), &rows.usage, 1).await?;
@@ -283,6 +289,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
             return Err(bad(index, "tax_rate_bp", "must be at most 10000"));
         }
         let order_id = id_at(created_at);
+        rows.counted.push((order_id, status));
         // As in the live flow: set when reserved, kept through pickup and return (hold_until bounds it),
         // cleared when cancelled; quotes hold nothing.
         let holds_stock = status.is_rented();
@@ -338,6 +345,7 @@ fn build_rows(orders: Vec<ImportedOrder>) -> RepoResult<(Rows, Vec<ImportedIds>,
                 line_total_minor: ActiveValue::Set(line_total),
                 // Recorded below, in this transaction.
                 usage_pending: ActiveValue::Set(0),
+                order_holding: ActiveValue::Set(counters::holding(status)),
             });
             if status.is_rented() {
                 rows.usage.push(UsageLine {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::records::*;
 use super::reserve::Wanted;
 use super::{insert_event, invalid, order_record, parse_status};
+use crate::analytics::counters;
 use crate::entity::{maintenance_block, order_line, order_line_unit, rental_order, unit};
 use crate::{Backend, OrderRepo, RepoError, RepoResult, UnitOfWork, stored};
 
@@ -49,6 +50,15 @@ impl OrderRepo {
             .exec(txn)
             .await?;
         insert_event(txn, id, change.actor, Some(from), to, change.note.as_deref(), at).await?;
+        uow.count(counters::orders_in(from), id, -1);
+        uow.count(counters::orders_in(to), id, 1);
+        if counters::holding(from) != counters::holding(to) {
+            order_line::Entity::update_many()
+                .col_expr(order_line::Column::OrderHolding, Expr::val(counters::holding(to)))
+                .filter(order_line::Column::OrderId.eq(id))
+                .exec(txn)
+                .await?;
+        }
         Ok((order, from))
     }
 

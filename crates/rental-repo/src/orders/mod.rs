@@ -136,6 +136,7 @@ pub(super) fn line_model(
         unit_price_minor: t.unit_price.amount_minor,
         line_total_minor: t.line_total.amount_minor,
         usage_pending: i16::from(holds),
+        order_holding: holds,
     }
 }
 

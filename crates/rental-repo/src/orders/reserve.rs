@@ -260,6 +260,7 @@ impl OrderRepo {
             .exec_without_returning(txn)
             .await?;
         insert_event(txn, order_id, new.created_by, None, new.status, Some("created"), at).await?;
+        uow.count(crate::analytics::counters::orders_in(new.status), order_id, 1);
         order_record(order)
     }
 

@@ -14,12 +14,13 @@ use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
+use crate::analytics::counters::{USERS_ACTIVE, USERS_SUPERUSER};
 use crate::entity::{user, user_role};
 use crate::query::{
     Batch, Direction, FilterKind, FilterOp, ListColumns, ListQuery, ListSpec, Listing, MAX_ROWS_PER_INSERT, PageSizes,
     SortKind, insert_chunked_by,
 };
-use crate::{Database, RepoError, RepoResult, UnitOfWork};
+use crate::{Backend, Database, RepoError, RepoResult, UnitOfWork};
 
 /// A stored user with its roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +182,9 @@ impl UserStore for UserRepo {
         let (model, roles) = to_models(id, new, at);
         let txn = uow.conn();
         user::Entity::insert(model).exec_without_returning(txn).await?;
+        // Counted once the row is in: a failed insert (a taken e-mail) counts nothing, even in a unit that
+        // goes on after the error.
+        uow.count_user(id.as_uuid(), record.is_active, record.is_superuser, 1);
         if !roles.is_empty() {
             user_role::Entity::insert_many(roles).exec_without_returning(txn).await?;
         }
@@ -242,6 +246,13 @@ impl UserStore for UserRepo {
         changes: UserChanges,
         at: DateTime<Utc>,
     ) -> RepoResult<UserRecord> {
+        // The flags before the change, for the dashboard's counters; the row is locked until the unit ends
+        // (SQLite's unit holds the write lock already).
+        let before = if changes.is_active.is_some() || changes.is_superuser.is_some() {
+            Some(flags_for_change(uow, id).await?.ok_or(RepoError::NotFound)?)
+        } else {
+            None
+        };
         let mut update = user::Entity::update_many()
             .col_expr(user::Column::UpdatedAt, Expr::val(stamp(at)))
             .filter(user::Column::Id.eq(id.as_uuid()));
@@ -263,14 +274,22 @@ impl UserStore for UserRepo {
         if update.exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
+        if let Some((was_active, was_superuser)) = before {
+            let id = id.as_uuid();
+            let change = |old: bool, new: Option<bool>| i64::from(new.unwrap_or(old)) - i64::from(old);
+            uow.count(USERS_ACTIVE, id, change(was_active, changes.is_active));
+            uow.count(USERS_SUPERUSER, id, change(was_superuser, changes.is_superuser));
+        }
         find_in(uow.conn(), id).await?.ok_or(RepoError::NotFound)
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %id))]
     async fn delete(&self, uow: &UnitOfWork, id: UserId) -> RepoResult<()> {
+        let (is_active, is_superuser) = flags_for_change(uow, id).await?.ok_or(RepoError::NotFound)?;
         if user::Entity::delete_by_id(id.as_uuid()).exec(uow.conn()).await?.rows_affected == 0 {
             return Err(RepoError::NotFound);
         }
+        uow.count_user(id.as_uuid(), is_active, is_superuser, -1);
         Ok(())
     }
 
@@ -348,14 +367,34 @@ async fn insert_batch(
     let created = stamp(at);
     let mut users = Vec::with_capacity(count);
     let mut roles = Vec::with_capacity(count);
+    let mut counted = Vec::with_capacity(count);
     for row in rows {
-        let (model, mut row_roles) = to_models(UserId::new(), row, created);
+        let id = UserId::new();
+        counted.push((id.as_uuid(), row.is_active, row.is_superuser));
+        let (model, mut row_roles) = to_models(id, row, created);
         users.push(model);
         roles.append(&mut row_roles);
     }
     insert_chunked_by(uow.conn(), users, max_rows).await?;
+    // Counted once the rows are in, as in `create`.
+    for (id, is_active, is_superuser) in counted {
+        uow.count_user(id, is_active, is_superuser, 1);
+    }
     insert_chunked_by(uow.conn(), roles, max_rows).await?;
     Ok(count)
+}
+
+/// The user's `(is_active, is_superuser)` read in `uow` before a change to them, the row locked on PostgreSQL
+/// so that the change counted is the one made.
+async fn flags_for_change(uow: &UnitOfWork, id: UserId) -> RepoResult<Option<(bool, bool)>> {
+    let mut select = user::Entity::find_by_id(id.as_uuid())
+        .select_only()
+        .column(user::Column::IsActive)
+        .column(user::Column::IsSuperuser);
+    if uow.backend() == Backend::Postgres {
+        select = select.lock_exclusive();
+    }
+    Ok(select.into_tuple().one(uow.conn()).await?)
 }
 
 /// A user by id, read on `conn` (the pool, or a unit that has just written it).

@@ -17,6 +17,7 @@ pub mod jobs;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod orders;
+mod page;
 pub mod payments;
 mod ports;
 mod principal;
@@ -48,6 +49,7 @@ pub use orders::{
     NewRentalLine, OrderDetailView, OrderEventView, OrderLineView, OrderProductView, OrderView, PeriodView, PickupLine,
     RentalConfig, RentalService, ReturnedUnit, ShortageView,
 };
+pub use page::EncodedPage;
 pub use payments::{
     CheckoutView, PaymentEvent, PaymentIntentView, PaymentService, ReconcileReport, ReconciledPayment, RefundView,
     StripeCustomerView, StripePaymentView, WebhookEvent, WebhookOutcome,

@@ -243,7 +243,7 @@ async fn cached_list_pages_are_dropped_by_every_write() {
     assert_eq!(count(&f, &root).await, 3, "bulk creation clears it");
     f.services.users.delete(&root, jane.id).await.unwrap();
     assert_eq!(count(&f, &root).await, 2, "deletion clears it");
-    let names = |l: std::sync::Arc<rental_service::Listing<rental_service::UserView>>| -> Vec<String> {
+    let names = |l: std::sync::Arc<rental_service::EncodedPage<rental_service::UserView>>| -> Vec<String> {
         l.items().iter().map(|u| u.full_name.clone()).collect()
     };
     let me = f

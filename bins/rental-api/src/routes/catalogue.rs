@@ -4,14 +4,12 @@
 //! Money travels as flat fields in minor units next to one `currency` per product: `price_per_day_minor`,
 //! `price_per_week_minor`, `price_per_month_minor`, `deposit_minor`, `late_fee_per_day_minor`.
 
-use std::sync::Arc;
-
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use rental_service::{
     CategoryUpdate, CategoryView, LocationView, NewCategory, NewLocation, NewProduct, NewUnit, ProductDetailView,
-    ProductListView, ProductPage, ProductUpdate, ProductView, StockLevelView, UnitView,
+    ProductListView, ProductUpdate, ProductView, StockLevelView, UnitView,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -370,16 +368,6 @@ pub async fn create_location(
     Ok(HttpResponse::Created().json(location))
 }
 
-/// The JSON of a (possibly cached) product page, handed to actix without copying.
-struct PageJson(Arc<ProductPage>);
-
-impl AsRef<[u8]> for PageJson {
-    fn as_ref(&self) -> &[u8] {
-        // `list_products` checked that the page encodes before handing it out.
-        self.0.json().unwrap_or_default()
-    }
-}
-
 /// List products with their category and stock. Public: without a staff token only active products are
 /// listed. Filters, sort and search are checked against a whitelist; an unknown one is a 400 naming it.
 /// `available_from` and `available_to` go together (a 400 names the missing one). Pages are cached for
@@ -399,7 +387,7 @@ pub async fn list_products(
     // once and shared by every response that serves it.
     page.json()?;
     let visibility = crate::http_cache::Visibility::for_caller(auth.principal().is_some());
-    Ok(crate::http_cache::json(&req, Bytes::from_owner(PageJson(page)), visibility))
+    Ok(crate::http_cache::json(&req, Bytes::from_owner(super::PageJson(page)), visibility))
 }
 
 /// Create a product (staff).

@@ -23,6 +23,16 @@ pub(crate) fn parse_id(raw: &str, what: &str) -> ApiResult<Uuid> {
     raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid {what} id (UUID)")))
 }
 
+/// The JSON of a (possibly cached) page, handed to actix without copying: `Bytes::from_owner(PageJson(page))`.
+/// The service encodes the page before handing it out, so its JSON is there.
+pub(crate) struct PageJson<T>(pub(crate) std::sync::Arc<rental_service::EncodedPage<T>>);
+
+impl<T: Serialize> AsRef<[u8]> for PageJson<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.json().unwrap_or_default()
+    }
+}
+
 /// A page of a list, as documented: `{items,total,page,per_page,pages}` for offset pagination,
 /// `{items,next_cursor[,total]}` for keyset pagination. Handlers serialise the repository's `Listing`, which has
 /// exactly this shape; this type only describes it in the OpenAPI document.

@@ -1,10 +1,11 @@
 //! `/api/v1/users/*`: one's own profile, and user administration for admins.
 
+use actix_web::http::header::ContentType;
+use actix_web::web::Bytes;
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use rental_domain::{Role, UserId};
-use std::sync::Arc;
 
-use rental_service::{Listing, NewUser, ProfileUpdate, UserUpdate, UserView};
+use rental_service::{NewUser, ProfileUpdate, UserUpdate, UserView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -179,15 +180,6 @@ pub struct UserListParams {
     pub created_before: Option<String>,
 }
 
-/// Serialises a cached page without copying it, as the JSON [`PageOf<UserView>`] documents.
-struct UserPageRef(Arc<Listing<UserView>>);
-
-impl Serialize for UserPageRef {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
-
 fn parse_id(raw: &str) -> ApiResult<UserId> {
     raw.parse().map_err(|_| ApiError::bad_request("invalid_id", format!("`{raw}` is not a valid user id (UUID)")))
 }
@@ -238,8 +230,9 @@ pub async fn change_password(
     responses((status = 200, body = PageOf<UserView>), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
 #[get("/users")]
 pub async fn list(state: web::Data<AppState>, auth: Auth, query: QueryPairs) -> ApiResult<HttpResponse> {
-    let listing = state.services.users.list(&auth.0, &query.0).await?;
-    Ok(HttpResponse::Ok().json(UserPageRef(listing)))
+    let page = state.services.users.list(&auth.0, &query.0).await?;
+    // The cached page's JSON, encoded once and shared by every answer that serves it.
+    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(Bytes::from_owner(super::PageJson(page))))
 }
 
 /// Create a user (admin).

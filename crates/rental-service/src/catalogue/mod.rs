@@ -3,7 +3,7 @@
 
 mod views;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use rental_domain::catalogue::{
 };
 use rental_domain::pricing::{ProductTerms, RateCard};
 use rental_domain::{CategoryName, Collector, Currency, DomainError, FieldError, Money, UnitCondition};
-use rental_repo::query::{FilterValue, Listing};
+use rental_repo::query::FilterValue;
 use rental_repo::{
     CatalogueRepo, CatalogueStore, CategoryChanges, Database, NewCategoryRecord, NewLocationRecord, NewProductRecord,
     NewUnitRecord, ProductChanges, ProductFilter, RepoError, RepoResult, UnitOfWork, parse_product_query,
@@ -30,43 +30,13 @@ pub const UNITS_MAX: usize = 1_000;
 /// What a cached product page is reckoned to cost: its decoded rows and their JSON, per product.
 const CACHED_BYTES_PER_PRODUCT: usize = 2_048;
 
-/// A page of the product list, shared by every caller of a cached page, with its JSON encoded at most once
-/// (a few times at worst, when first readers race).
-#[derive(Debug)]
-pub struct ProductPage {
-    listing: Listing<ProductListView>,
-    json: OnceLock<Box<[u8]>>,
-}
+/// A page of the product list, shared by every caller of a cached page, with its JSON encoded at most once.
+pub type ProductPage = crate::EncodedPage<ProductListView>;
 
-impl ProductPage {
-    fn new(listing: Listing<ProductListView>) -> Self {
-        Self { listing, json: OnceLock::new() }
-    }
-
-    /// The page.
-    pub fn listing(&self) -> &Listing<ProductListView> {
-        &self.listing
-    }
-
-    /// The page as JSON: `{items, next_cursor[, total]}` for keyset pagination, `{items, total, page,
-    /// per_page, pages}` for offset pagination.
-    ///
-    /// # Errors
-    /// [`ServiceError::Internal`] if the page cannot be encoded (plain data always can).
-    pub fn json(&self) -> ServiceResult<&[u8]> {
-        if let Some(json) = self.json.get() {
-            return Ok(json);
-        }
-        let encoded = serde_json::to_vec(&self.listing)
-            .map_err(|err| ServiceError::Internal(format!("cannot encode a product page: {err}")))?;
-        Ok(self.json.get_or_init(|| encoded.into_boxed_slice()))
-    }
-
-    /// The page's weight in the cache, in (estimated) bytes.
-    fn weight(&self) -> u32 {
-        let bytes = (self.listing.items().len() + 1).saturating_mul(CACHED_BYTES_PER_PRODUCT);
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
+/// A product page's weight in the cache, in (estimated) bytes.
+fn page_weight(page: &ProductPage) -> u32 {
+    let bytes = (page.items().len() + 1).saturating_mul(CACHED_BYTES_PER_PRODUCT);
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 /// Catalogue management and browsing, over a [`CatalogueStore`] (the sea-orm [`CatalogueRepo`] unless another
@@ -136,7 +106,7 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
                 ttl: Duration::from_secs(config.list_ttl_secs),
                 capacity: config.product_list_max_bytes,
             };
-            caches.weighed_namespace(spec, |page: &Arc<ProductPage>| page.weight())
+            caches.weighed_namespace(spec, |page: &Arc<ProductPage>| page_weight(page))
         });
         let categories = caches.namespace(NamespaceSpec {
             name: "categories",

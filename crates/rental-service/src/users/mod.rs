@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rental_domain::{Collector, DomainError, Email, FieldError, FullName, Password, Role, UserId};
-use rental_repo::query::Listing;
 use rental_repo::{Database, NewUserRecord, RepoError, UserChanges, UserRecord, UserRepo, UserStore, user_list_spec};
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +131,7 @@ impl CacheValue for Arc<Option<AuthUser>> {
 }
 
 /// User-list pages stay in the process that read them (they are short-lived and admin-only).
-impl CacheValue for Arc<Listing<UserView>> {}
+impl CacheValue for Arc<UserPage> {}
 
 /// The canonical cache key of a validated list query: every part in a fixed order, values in their
 /// canonical text (the cursor in its encoded form), so equivalent query strings share an entry.
@@ -212,6 +211,9 @@ pub struct ProfileUpdate {
     pub full_name: Option<String>,
 }
 
+/// A page of the user list, shared by every caller of a cached page, with its JSON encoded once.
+pub type UserPage = crate::EncodedPage<UserView>;
+
 /// Profiles and user administration, over a [`UserStore`] (the sea-orm [`UserRepo`] unless another is
 /// given). Cheap to clone.
 #[derive(Debug)]
@@ -224,7 +226,7 @@ pub struct UserService<U = UserRepo> {
     /// entry, on every instance.
     cache: Namespace<UserId, Arc<Option<AuthUser>>>,
     /// Pages of the user list by their validated query; every write to any user clears them all.
-    lists: Option<Namespace<String, Arc<Listing<UserView>>>>,
+    lists: Option<Namespace<String, Arc<UserPage>>>,
 }
 
 impl<U> Clone for UserService<U> {
@@ -338,23 +340,23 @@ impl<U: UserStore + 'static> UserService<U> {
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`] for non-admins; [`ServiceError::InvalidQuery`] naming a bad parameter.
-    pub async fn list(
-        &self,
-        principal: &Principal,
-        params: &[(String, String)],
-    ) -> ServiceResult<Arc<Listing<UserView>>> {
+    pub async fn list(&self, principal: &Principal, params: &[(String, String)]) -> ServiceResult<Arc<UserPage>> {
         require_admin(principal)?;
         let query = user_list_spec().parse(params)?;
         let Some(lists) = &self.lists else {
-            return Ok(Arc::new(self.repo.list(&query).await?.map(UserView::from)));
+            return Ok(Arc::new(UserPage::new(self.repo.list(&query).await?.map(UserView::from))));
         };
         // The key is the validated query, so equivalent query strings share an entry; concurrent misses for
         // one key share one database read.
         let repo = self.repo.clone();
         let key = list_query_key(&query);
-        let page =
-            lists.get_or_load(key, async { repo.list(&query).await.map(|l| Arc::new(l.map(UserView::from))) }).await;
-        page.map_err(ServiceError::from)
+        let page = lists
+            .get_or_load(key, async { repo.list(&query).await.map(|l| Arc::new(UserPage::new(l.map(UserView::from)))) })
+            .await;
+        let page = page.map_err(ServiceError::from)?;
+        // Encoded here, once per cached page, so that the route can hand out its bytes.
+        page.json()?;
+        Ok(page)
     }
 
     /// One user (admins only).

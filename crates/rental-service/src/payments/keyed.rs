@@ -212,6 +212,7 @@ impl PaymentService {
         claim: &IdempotencyClaim,
         principal: &Principal,
     ) -> ServiceResult<StripeCustomerView> {
+        let gateway = self.gateway()?;
         let keys = self.keys()?;
         let user_id = principal.user_id.as_uuid();
         // Nothing to note: the key sent to Stripe is derived from the user (`user:<id>:customer`).
@@ -233,7 +234,7 @@ impl PaymentService {
                         return Err(err);
                     }
                 };
-                match self.gateway()?.create_customer(&request).await {
+                match gateway.create_customer(&request).await {
                     Ok(customer) => (customer, true),
                     Err(err @ PortError::Rejected(_)) => {
                         self.db.write(async |uow| keys.forget(uow, claim).await).await?;

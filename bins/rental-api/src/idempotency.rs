@@ -143,8 +143,10 @@ fn replay(stored: StoredResponse) -> ApiResult<HttpResponse> {
 }
 
 /// Answers an idempotent operation: without `claim`, runs it and answers `status` with its result; with one,
-/// replays the stored answer of the key when there is one, or runs the operation for the claim, and when a
-/// concurrent duplicate committed first, replays that one's answer.
+/// runs the operation for the claim, which claims the key first thing in its unit of work, and looks the key
+/// up only when the operation fails: a key already used (its claim found the key taken, or a check that ran
+/// before the claim refused what the first request did) replays the stored answer. A new key's request so pays
+/// no look-up: its cost is the claim's INSERT and the answer's UPDATE in the effect's unit of work.
 ///
 /// # Errors
 /// The operation's error; 422 `idempotency_mismatch` when the key was used with another request; 409
@@ -159,16 +161,19 @@ pub async fn respond<T: Serialize>(
         return Ok(HttpResponse::build(status).json(run(None).await?));
     };
     let idempotency = &state.services.idempotency;
-    if let Some(stored) = idempotency.lookup(&claim).await? {
-        return replay(stored);
-    }
     match run(Some(claim.clone())).await {
         Ok(answer) => Ok(HttpResponse::build(status).json(answer)),
-        Err(ServiceError::IdempotencyKeyInUse) => match idempotency.lookup(&claim).await? {
-            Some(stored) => replay(stored),
-            None => Err(ServiceError::IdempotencyKeyInUse.into()),
+        Err(err) => match idempotency.lookup(&claim).await {
+            Ok(Some(stored)) => replay(stored),
+            // The key is another request's (422), or held by one still running (409).
+            Err(found @ (ServiceError::IdempotencyMismatch | ServiceError::IdempotencyKeyInUse)) => Err(found.into()),
+            // The key is free: the operation's own failure (a lost race ends here too, as 409).
+            Ok(None) => Err(err.into()),
+            Err(lookup) => {
+                tracing::warn!(error = %lookup, "an idempotency key could not be looked up after a failure");
+                Err(err.into())
+            }
         },
-        Err(err) => Err(err.into()),
     }
 }
 

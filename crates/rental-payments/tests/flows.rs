@@ -2,7 +2,10 @@
 //! TEST_DATABASE_URL), the Stripe gateway over real HTTP to the stand-in, and webhook events signed exactly as
 //! Stripe signs them and read by the verifier: replays and concurrent deliveries apply once, any arrival order
 //! ends in the same state, a refund larger than what is left is refused before Stripe is called, and the
-//! reconciliation repairs a payment Stripe settled without our knowing.
+//! reconciliation repairs a payment Stripe settled without our knowing. With an `Idempotency-Key`: a replay
+//! does not call Stripe, a crash between Stripe's answer and our commit is resumed with the same Stripe key
+//! (Stripe answers the same object), and a refund whose outcome is unknown stays `requested` until a retry or
+//! the reconciliation settles it.
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
@@ -13,11 +16,11 @@ use rental_domain::Role;
 use rental_payments::{API_VERSION, StripeConfig, StripeGateway, WebhookVerifier};
 use rental_repo::{Database, DatabaseConfig};
 use rental_service::{
-    AuthConfig, ManualClock, NewCategory, NewLocation, NewProduct, NewRental, NewRentalLine, NewUnit, NewUser,
-    PaymentService, Principal, Registration, RentalConfig, Secret, ServiceConfig, ServiceError, Services,
-    WebhookOutcome,
+    AuthConfig, IdempotencyClaim, IdempotencyKey, ManualClock, NewCategory, NewLocation, NewProduct, NewRental,
+    NewRentalLine, NewUnit, NewUser, PaymentService, Principal, Registration, RentalConfig, Secret, ServiceConfig,
+    ServiceError, Services, WebhookOutcome,
 };
-use rental_testkit::{StripeStandIn, TestDb};
+use rental_testkit::{StripeFault, StripeStandIn, TestDb};
 use serde_json::{Value, json};
 use stripe_webhook::Webhook;
 use uuid::Uuid;
@@ -32,6 +35,7 @@ struct World {
     customer: Principal,
     other: Principal,
     order: Uuid,
+    clock: ManualClock,
     _db: TestDb,
 }
 
@@ -73,7 +77,7 @@ async fn world() -> World {
         ..ServiceConfig::default()
     };
     let clock = ManualClock::new(Utc::now());
-    let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock)).unwrap();
+    let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
     let stand_in = StripeStandIn::start().await;
     let gateway = StripeGateway::new(gateway_config(stand_in.base_url())).unwrap();
     let payments = services.payments.clone().with_gateway(Arc::new(gateway));
@@ -119,7 +123,7 @@ async fn world() -> World {
         notes: None,
     };
     let order = services.rentals.create(&customer, rental).await.unwrap().id;
-    World { services, payments, stand_in, staff, customer, other, order, _db: test_db }
+    World { services, payments, stand_in, staff, customer, other, order, clock, _db: test_db }
 }
 
 impl World {
@@ -410,4 +414,161 @@ async fn a_charge_event_of_an_unknown_intent_is_deferred_not_applied() {
     w.payments.handle_webhook(verified(&paid)).await.unwrap();
     assert_eq!(w.payments.webhook_event("evt_early").await.unwrap().unwrap().outcome, "deferred");
     assert_eq!(w.invoice().await, ("paid".to_owned(), 8_800, 8_800));
+}
+
+/// A claim of `key` by `who` for `POST path` with `body`, as the HTTP layer makes it.
+fn claim(who: &Principal, key: &str, path: &str, body: &str, status: u16) -> IdempotencyClaim {
+    IdempotencyClaim::new(Some(who), IdempotencyKey::parse(key).unwrap(), "POST", path, path, body.as_bytes(), status)
+}
+
+/// The world's payment service on a gateway that tries once and gives up after 300 ms: Stripe's outcome is then
+/// unknown.
+fn impatient(w: &World) -> PaymentService {
+    let config = StripeConfig {
+        attempt_timeout_ms: 300,
+        call_timeout_ms: 300,
+        max_attempts: 1,
+        ..gateway_config(w.stand_in.base_url())
+    };
+    w.services.payments.clone().with_gateway(Arc::new(StripeGateway::new(config).unwrap()))
+}
+
+#[tokio::test]
+async fn a_keyed_checkout_that_crashed_after_stripes_answer_resumes_with_the_same_stripe_key() {
+    let w = world().await;
+    let path = "/api/v1/payments/checkout-session";
+    let body = json!({"order_id": w.order, "success_url": "https://shop.test/ok", "cancel_url": "https://shop.test/c"});
+    let claim = claim(&w.customer, "checkout-1", path, &body.to_string(), 201);
+    let keyed = |service: &PaymentService| {
+        let service = service.idempotent(Some(claim.clone()));
+        let customer = w.customer.clone();
+        let order = w.order;
+        async move { service.checkout_session(&customer, order, "https://shop.test/ok", "https://shop.test/c").await }
+    };
+    // Stripe makes the session and then answers slowly; the process dies while waiting (the task is aborted).
+    w.stand_in.fail_next(
+        "POST",
+        "/v1/checkout/sessions",
+        StripeFault::StallAfterEffect(std::time::Duration::from_secs(30)),
+    );
+    let first = tokio::spawn(keyed(&w.payments));
+    while w.stand_in.requests_to("POST", "/v1/checkout/sessions").is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    assert_eq!(w.stand_in.session_count(), 1);
+
+    // The key is held: a retry now is refused (the HTTP layer answers 409), and Stripe is not called.
+    assert!(matches!(keyed(&w.payments).await, Err(ServiceError::IdempotencyKeyInUse)));
+    assert!(matches!(w.services.idempotency.lookup(&claim).await, Err(ServiceError::IdempotencyKeyInUse)));
+    assert_eq!(w.stand_in.requests_to("POST", "/v1/checkout/sessions").len(), 1);
+
+    // Once the hold has run out, the retry resumes: the same payment, the same Stripe key, the same session.
+    w.clock.advance(Duration::seconds(121));
+    let resumed = keyed(&w.payments).await.unwrap();
+    let sent = w.stand_in.requests_to("POST", "/v1/checkout/sessions");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].idempotency_key, sent[1].idempotency_key);
+    assert_eq!(sent[1].idempotency_key.as_deref(), Some(format!("payment:{}:checkout", resumed.payment.id).as_str()));
+    assert_eq!(w.stand_in.session_count(), 1, "Stripe answered the first session again");
+    assert!(resumed.payment.checkout_session_id.is_some());
+    assert_eq!(w.payments.list(&w.staff, &[]).await.unwrap().items().len(), 1, "one payment of ours");
+
+    // The answer is stored: a replay gets it without calling Stripe.
+    let stored = w.services.idempotency.lookup(&claim).await.unwrap().unwrap();
+    assert_eq!(stored.status, 201);
+    assert_eq!(serde_json::from_str::<Value>(&stored.body).unwrap()["payment"]["id"], json!(resumed.payment.id));
+    assert!(matches!(keyed(&w.payments).await, Err(ServiceError::IdempotencyKeyInUse)));
+    assert_eq!(w.stand_in.requests_to("POST", "/v1/checkout/sessions").len(), 2);
+    // Another body with the key is refused.
+    let other = self::claim(&w.customer, "checkout-1", path, "{}", 201);
+    assert!(matches!(w.services.idempotency.lookup(&other).await, Err(ServiceError::IdempotencyMismatch)));
+}
+
+/// A succeeded payment of the world's order (88.00 paid), and its intent.
+async fn paid(w: &World) -> (Uuid, String) {
+    let payment = w.payments.payment_intent(&w.customer, w.order, None, None).await.unwrap().payment;
+    let intent = payment.payment_intent_id.clone().unwrap();
+    w.stand_in.pay(&intent).unwrap();
+    let event = intent_event("evt_paid", "payment_intent.succeeded", &intent, payment.id, "succeeded", 8_800, 8_800);
+    w.payments.handle_webhook(verified(&event)).await.unwrap();
+    (payment.id, intent)
+}
+
+#[tokio::test]
+async fn a_refund_of_unknown_outcome_stays_requested_until_the_reconciliation_settles_it() {
+    let w = world().await;
+    let (payment, _) = paid(&w).await;
+    let impatient = impatient(&w);
+    // Stripe makes the refund, but its answer comes too late.
+    w.stand_in.fail_next("POST", "/v1/refunds", StripeFault::StallAfterEffect(std::time::Duration::from_secs(2)));
+    let timed_out = impatient.refund(&w.staff, payment, Some(3_000)).await;
+    assert!(matches!(timed_out, Err(ServiceError::Timeout(_))), "{timed_out:?}");
+    // Stripe fails with a 500 and does nothing.
+    w.stand_in.fail_next("POST", "/v1/refunds", StripeFault::ServerError);
+    let failed = impatient.refund(&w.staff, payment, Some(1_000)).await;
+    assert!(matches!(failed, Err(ServiceError::Upstream { .. })), "{failed:?}");
+    assert_eq!(w.stand_in.refund_count(), 1);
+    let view = w.payments.get(&w.staff, payment).await.unwrap();
+    let statuses: Vec<_> = view.refunds.unwrap().iter().map(|r| r.status.clone()).collect();
+    assert_eq!(statuses, ["requested", "requested"]);
+    assert_eq!(view.amount_refunded_minor, 0);
+    // Their amounts stay reserved: no more than 4,800 can be refunded now.
+    assert!(matches!(w.payments.refund(&w.staff, payment, Some(4_801)).await, Err(ServiceError::Invalid(_))));
+
+    let report = w.payments.reconcile(Utc::now() - Duration::days(1), 100).await.unwrap();
+    let settled: Vec<_> = report.refunds.iter().map(|(_, to)| to.as_str()).collect();
+    assert_eq!(settled, ["succeeded", "succeeded"]);
+    assert_eq!(report.refunds_unresolved, 0);
+    // The first was made once (Stripe answered it again under its key), the second made now.
+    assert_eq!(w.stand_in.refund_count(), 2);
+    let sent = w.stand_in.requests_to("POST", "/v1/refunds");
+    let keys: Vec<_> = sent.iter().map(|r| r.idempotency_key.clone().unwrap()).collect();
+    let first = format!("payment:{payment}:refund:1");
+    let second = format!("payment:{payment}:refund:2");
+    assert_eq!(keys, [first.clone(), second.clone(), first, second]);
+    let view = w.payments.get(&w.staff, payment).await.unwrap();
+    let refunds = view.refunds.unwrap();
+    assert!(refunds.iter().all(|r| r.status == "succeeded" && r.stripe_refund_id.is_some()), "{refunds:?}");
+    assert_eq!(view.amount_refunded_minor, 4_000);
+    assert_eq!(w.invoice().await, ("open".to_owned(), 4_800, 8_800));
+    // Nothing is left to settle.
+    let again = w.payments.reconcile(Utc::now() - Duration::days(1), 100).await.unwrap();
+    assert!(again.refunds.is_empty());
+    assert_eq!(w.stand_in.requests_to("POST", "/v1/refunds").len(), 4);
+}
+
+#[tokio::test]
+async fn a_keyed_refund_of_unknown_outcome_is_resumed_by_its_retry_and_refused_ones_start_afresh() {
+    let w = world().await;
+    let (payment, _) = paid(&w).await;
+    let path = format!("/api/v1/payments/{payment}/refund");
+    let claim = claim(&w.staff, "refund-1", &path, r#"{"amount_minor":3000}"#, 200);
+    let impatient = impatient(&w).idempotent(Some(claim.clone()));
+    w.stand_in.fail_next("POST", "/v1/refunds", StripeFault::StallAfterEffect(std::time::Duration::from_secs(2)));
+    let timed_out = impatient.refund(&w.staff, payment, Some(3_000)).await;
+    assert!(matches!(timed_out, Err(ServiceError::Timeout(_))), "{timed_out:?}");
+    // Released at once: the HTTP layer answers the timeout (not 409), and the retry resumes the same refund.
+    assert_eq!(w.services.idempotency.lookup(&claim).await.unwrap(), None);
+    let retried = impatient.refund(&w.staff, payment, Some(3_000)).await.unwrap();
+    assert_eq!(retried.amount_refunded_minor, 3_000);
+    assert_eq!(retried.refunds.as_ref().unwrap().len(), 1, "one refund of ours");
+    assert_eq!(w.stand_in.refund_count(), 1, "one refund at Stripe");
+    let stored = w.services.idempotency.lookup(&claim).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, serde_json::from_str::<Value>(&stored.body).unwrap()["amount_refunded_minor"].clone()),
+        (200, json!(3_000))
+    );
+
+    // Stripe refuses (a 4xx): the refund fails, the key is dropped, and a retry asks again afresh.
+    let claim = self::claim(&w.staff, "refund-2", &path, r#"{"amount_minor":1000}"#, 200);
+    let keyed = w.payments.idempotent(Some(claim.clone()));
+    w.stand_in.fail_next("POST", "/v1/refunds", StripeFault::CardDeclined);
+    assert!(matches!(keyed.refund(&w.staff, payment, Some(1_000)).await, Err(ServiceError::Upstream { .. })));
+    assert_eq!(w.services.idempotency.lookup(&claim).await.unwrap(), None);
+    let view = keyed.refund(&w.staff, payment, Some(1_000)).await.unwrap();
+    let statuses: Vec<_> = view.refunds.unwrap().iter().map(|r| r.status.clone()).collect();
+    assert_eq!(statuses, ["succeeded", "failed", "succeeded"]);
+    assert_eq!(view.amount_refunded_minor, 4_000);
 }

@@ -14,6 +14,10 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::entity::idempotency_key;
 use crate::{Database, RepoResult, UnitOfWork};
 
+mod hold;
+
+pub use hold::Hold;
+
 /// A claim of an idempotency key, written at the start of the effect's unit of work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewIdempotencyRecord {
@@ -42,6 +46,9 @@ pub struct IdempotencyRecord {
     pub created_at: DateTime<Utc>,
     /// From when it no longer counts.
     pub expires_at: DateTime<Utc>,
+    /// Until when a record without an answer belongs to the request holding it across a call to another
+    /// system (see [`IdempotencyRepo::hold`]); `None` for records claimed in the effect's unit of work.
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// The idempotency records on the sea-orm pool. Cheap to clone.
@@ -75,6 +82,7 @@ impl IdempotencyRepo {
             response_body: r.response_body,
             created_at: r.created_at,
             expires_at: r.expires_at,
+            held_until: r.held_until,
         }))
     }
 
@@ -94,6 +102,8 @@ impl IdempotencyRepo {
             response_body: Set(None),
             created_at: Set(stamp(record.created_at)),
             expires_at: Set(stamp(record.expires_at)),
+            held_until: Set(None),
+            resource: Set(None),
         };
         let excluded = Alias::new("excluded");
         let upsert = idempotency_key::Entity::insert(row)
@@ -105,6 +115,8 @@ impl IdempotencyRepo {
                         Column::ResponseBody,
                         Column::CreatedAt,
                         Column::ExpiresAt,
+                        Column::HeldUntil,
+                        Column::Resource,
                     ])
                     .action_and_where(
                         Expr::col((idempotency_key::Entity, Column::ExpiresAt))

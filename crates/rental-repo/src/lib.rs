@@ -46,7 +46,7 @@ pub use db::probe::{Availability, Probe, ProbeSettings};
 pub use db::uow::UnitOfWork;
 pub use db::{Backend, Database, PoolStats, StatementStats};
 pub use error::{DatabaseError, RepoError, RepoResult};
-pub use idempotency::{IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
+pub use idempotency::{Hold, IdempotencyRecord, IdempotencyRepo, NewIdempotencyRecord};
 pub use import::{
     ImportProduct, ImportedCharge, ImportedIds, ImportedInvoice, ImportedLine, ImportedOrder, OrderImporter,
 };

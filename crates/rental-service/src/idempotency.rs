@@ -24,6 +24,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{Clock, Principal, ServiceError, ServiceResult};
 
+mod hold;
+
+pub use hold::Held;
+
 /// Most characters of an idempotency key.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -147,7 +151,8 @@ impl Idempotency {
     /// [`ServiceError::IdempotencyMismatch`] when the key was used with another request (method, path or body);
     /// [`ServiceError::IdempotencyKeyInUse`] when its record holds no answer; storage errors.
     pub async fn lookup(&self, claim: &IdempotencyClaim) -> ServiceResult<Option<StoredResponse>> {
-        let Some(record) = self.repo.find(&claim.scope, claim.key(), self.clock.now()).await? else {
+        let now = self.clock.now();
+        let Some(record) = self.repo.find(&claim.scope, claim.key(), now).await? else {
             return Ok(None);
         };
         if record.fingerprint != claim.fingerprint {
@@ -155,6 +160,8 @@ impl Idempotency {
         }
         match (record.response_status, record.response_body) {
             (Some(status), Some(body)) => Ok(Some(StoredResponse { status, body })),
+            // A hold that ended without an answer: the next request with the key resumes it.
+            _ if record.held_until.is_some_and(|held| held <= now) => Ok(None),
             _ => Err(ServiceError::IdempotencyKeyInUse),
         }
     }

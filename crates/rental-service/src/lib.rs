@@ -42,7 +42,7 @@ pub use catalogue::{
 };
 pub use config::{AuthConfig, CacheConfig, Secret, ServiceConfig};
 pub use error::{BUSY_RETRY_AFTER, LOCK_RETRY_AFTER, ServiceError, ServiceResult, UNAVAILABLE_RETRY_AFTER};
-pub use idempotency::{Idempotency, IdempotencyClaim, IdempotencyConfig, IdempotencyKey, StoredResponse};
+pub use idempotency::{Held, Idempotency, IdempotencyClaim, IdempotencyConfig, IdempotencyKey, StoredResponse};
 pub use jobs::{JobService, JobsConfig, Outbox};
 pub use orders::{
     AssignedUnitView, AvailabilityView, CustomerView, DayView, MAX_LINES, MAX_QUANTITY, MaintenanceView, NewRental,
@@ -154,7 +154,7 @@ impl Services {
         let billing =
             BillingService::new(db.clone(), billing_repo, clock.clone()).with_idempotency(idempotency.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
-        let payments = PaymentService::new(db.clone(), clock.clone());
+        let payments = PaymentService::new(db.clone(), clock.clone()).with_idempotency(idempotency.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
         Ok(Self {
             auth,

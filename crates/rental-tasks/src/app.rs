@@ -247,7 +247,8 @@ impl App {
     /// a job of its own, enqueued with the order's id as its dedupe key, so each order gets one notice however
     /// often this runs.
     /// Compares the Stripe payments of the last [`RECONCILE_DAYS`] days that are still pending or failed with
-    /// Stripe and repairs those Stripe settled; logs what it checked and changed. Without Stripe keys there is
+    /// Stripe and repairs those Stripe settled, and settles refunds of unknown outcome; logs what it checked and
+    /// changed. Without Stripe keys there is
     /// nothing to compare with.
     async fn reconcile_payments(&self) -> Result<(), JobError> {
         let payments = &self.services.payments;
@@ -262,6 +263,8 @@ impl App {
             changed = report.changed.len(),
             failed = report.failed,
             repaired = %serde_json::to_string(&report.changed).unwrap_or_default(),
+            refunds_settled = %serde_json::to_string(&report.refunds).unwrap_or_default(),
+            refunds_unresolved = report.refunds_unresolved,
             "payments reconciled"
         );
         Ok(())

@@ -164,6 +164,16 @@ impl StripeStandIn {
         self.state().intents.len()
     }
 
+    /// How many checkout sessions exist.
+    pub fn session_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+
+    /// How many customers exist.
+    pub fn customer_count(&self) -> usize {
+        self.state().customers.len()
+    }
+
     /// How many refunds exist.
     pub fn refund_count(&self) -> usize {
         self.state().refunds.len()

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use rental_monitor::ComponentHandle;
 use rental_payments::{API_VERSION, StripeConfig, StripeEvent, StripeGateway, WebhookError, WebhookVerifier};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{Auth, QueryPairs};
+use crate::idempotency::{IdempotencyKeyHeader, Idempotent, respond};
 use crate::json::{Json, OptionalJson};
 use crate::routes::{PageOf, parse_id};
 use crate::state::AppState;
@@ -30,6 +32,15 @@ struct Stripe {
     config: StripeConfig,
     gateway: Arc<StripeGateway>,
     verifier: WebhookVerifier,
+}
+
+impl Stripe {
+    /// `service` calling Stripe through this gateway, holding an `Idempotency-Key` across a call for twice the
+    /// call's bound (two minutes at least).
+    fn over(&self, service: PaymentService) -> PaymentService {
+        let hold = rental_service::payments::DEFAULT_HOLD.max(self.config.call_timeout() * 2);
+        service.with_gateway(self.gateway.clone()).with_hold(hold)
+    }
 }
 
 impl Payments {
@@ -77,14 +88,13 @@ impl Payments {
     /// Gives `services` (and so the background jobs built over them: the reconciliation) this gateway.
     pub fn attach(&self, services: &mut Services) {
         if let Some(stripe) = &self.stripe {
-            services.payments = services.payments.clone().with_gateway(stripe.gateway.clone());
+            services.payments = stripe.over(services.payments.clone());
         }
     }
 
     /// The payment service of `services` calling Stripe through this gateway.
     pub(crate) fn service(&self, services: &Services) -> ApiResult<PaymentService> {
-        let stripe = self.stripe()?;
-        Ok(services.payments.clone().with_gateway(stripe.gateway.clone()))
+        Ok(self.stripe()?.over(services.payments.clone()))
     }
 
     /// Verifies and reads a webhook delivery.
@@ -182,7 +192,7 @@ pub struct PaymentListParams {
 
 /// Pay an order's open invoice with Stripe Checkout: a session for all that is due. The payment is `pending`
 /// until Stripe's webhook says it is paid. Stripe failing: 502/504 and the payment `failed`, nothing paid.
-#[utoipa::path(tag = "payments", security(("bearer" = [])), request_body = CheckoutSessionRequest,
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(IdempotencyKeyHeader), request_body = CheckoutSessionRequest,
     responses((status = 201, body = CheckoutView, description = "The session and its payment"),
         (status = 404, body = ErrorEnvelope, description = "No such order of the caller's"),
         (status = 409, body = ErrorEnvelope, description = "The invoice is not open or nothing is due"),
@@ -193,16 +203,19 @@ pub struct PaymentListParams {
 pub async fn checkout_session(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<CheckoutSessionRequest>,
+    req: Idempotent<Json<CheckoutSessionRequest>>,
 ) -> ApiResult<HttpResponse> {
     let service = state.payments.service(&state.services)?;
-    let b = body.into_inner();
-    let view = service.checkout_session(&auth.0, b.order_id, &b.success_url, &b.cancel_url).await?;
-    Ok(HttpResponse::Created().json(view))
+    let claim = req.claim(&auth.0, StatusCode::CREATED);
+    let b = req.body.into_inner();
+    respond(&state, claim, StatusCode::CREATED, async |claim| {
+        service.idempotent(claim).checkout_session(&auth.0, b.order_id, &b.success_url, &b.cancel_url).await
+    })
+    .await
 }
 
 /// A payment intent for an amount of an order's open invoice (a custom form confirms it with Stripe.js).
-#[utoipa::path(tag = "payments", security(("bearer" = [])), request_body = PaymentIntentRequest,
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(IdempotencyKeyHeader), request_body = PaymentIntentRequest,
     responses((status = 201, body = PaymentIntentView, description = "The intent's client secret and its payment"),
         (status = 404, body = ErrorEnvelope, description = "No such order of the caller's"),
         (status = 409, body = ErrorEnvelope, description = "The invoice is not open or nothing is due"),
@@ -214,12 +227,15 @@ pub async fn checkout_session(
 pub async fn payment_intent(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<PaymentIntentRequest>,
+    req: Idempotent<Json<PaymentIntentRequest>>,
 ) -> ApiResult<HttpResponse> {
     let service = state.payments.service(&state.services)?;
-    let b = body.into_inner();
-    let view = service.payment_intent(&auth.0, b.order_id, b.amount_minor, b.currency.as_deref()).await?;
-    Ok(HttpResponse::Created().json(view))
+    let claim = req.claim(&auth.0, StatusCode::CREATED);
+    let b = req.body.into_inner();
+    respond(&state, claim, StatusCode::CREATED, async |claim| {
+        service.idempotent(claim).payment_intent(&auth.0, b.order_id, b.amount_minor, b.currency.as_deref()).await
+    })
+    .await
 }
 
 /// List Stripe payments: customers see their own, staff all.
@@ -253,7 +269,7 @@ pub async fn get_payment(
 
 /// Refund a succeeded payment, in full or in part (staff). More than is left to refund is refused before Stripe
 /// is called.
-#[utoipa::path(tag = "payments", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Payment id")),
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "Payment id"), IdempotencyKeyHeader),
     request_body(content = Option<RefundRequest>, description = "Optional: the amount; all that is left by default"),
     responses((status = 200, body = StripePaymentView, description = "The payment with its refunds"),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
@@ -267,22 +283,25 @@ pub async fn refund(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: OptionalJson<RefundRequest>,
-) -> ApiResult<web::Json<StripePaymentView>> {
+    req: Idempotent<OptionalJson<RefundRequest>>,
+) -> ApiResult<HttpResponse> {
     let service = state.payments.service(&state.services)?;
     let id = parse_id(&id, "payment")?;
-    let amount = body.unwrap_or_default().amount_minor;
-    Ok(web::Json(service.refund(&auth.0, id, amount).await?))
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    let amount = req.body.unwrap_or_default().amount_minor;
+    respond(&state, claim, StatusCode::OK, async |claim| service.idempotent(claim).refund(&auth.0, id, amount).await)
+        .await
 }
 
 /// The caller's Stripe customer, created at Stripe on first use.
-#[utoipa::path(tag = "payments", security(("bearer" = [])),
+#[utoipa::path(tag = "payments", security(("bearer" = [])), params(IdempotencyKeyHeader),
     responses((status = 200, body = StripeCustomerView, description = "The customer"),
         (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
         (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),
         (status = 504, body = ErrorEnvelope, description = "Stripe did not answer in time")))]
 #[post("/payments/customer")]
-pub async fn customer(state: web::Data<AppState>, auth: Auth) -> ApiResult<web::Json<StripeCustomerView>> {
+pub async fn customer(state: web::Data<AppState>, auth: Auth, req: Idempotent<()>) -> ApiResult<HttpResponse> {
     let service = state.payments.service(&state.services)?;
-    Ok(web::Json(service.customer(&auth.0).await?))
+    let claim = req.claim(&auth.0, StatusCode::OK);
+    respond(&state, claim, StatusCode::OK, async |claim| service.idempotent(claim).customer(&auth.0).await).await
 }

@@ -13,7 +13,7 @@ use crate::rentals::{product, rental, rentals_count};
 use crate::support::{Ctx, app, bearer, context, context_with_pool, customer_token, login, send, staff_token};
 
 /// Status, `Idempotent-Replayed` header and body bytes of an answer.
-async fn raw<S, B>(app: &S, req: TestRequest) -> (StatusCode, Option<String>, Vec<u8>)
+pub(crate) async fn raw<S, B>(app: &S, req: TestRequest) -> (StatusCode, Option<String>, Vec<u8>)
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
@@ -24,7 +24,7 @@ where
     (status, replayed, test::read_body(res).await.to_vec())
 }
 
-fn keyed(req: TestRequest, token: &str, key: &str) -> TestRequest {
+pub(crate) fn keyed(req: TestRequest, token: &str, key: &str) -> TestRequest {
     bearer(req, token).insert_header(("Idempotency-Key", key))
 }
 

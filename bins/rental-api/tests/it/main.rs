@@ -15,6 +15,7 @@ mod jobs;
 mod middleware;
 mod monitoring;
 mod payment_flows;
+mod payment_keys;
 mod payments;
 mod rentals;
 mod support;

@@ -31,7 +31,7 @@ fn keys(stripe: &StripeStandIn) -> StripeConfig {
     }
 }
 
-async fn paying_context(stripe: &StripeStandIn) -> Ctx {
+pub(crate) async fn paying_context(stripe: &StripeStandIn) -> Ctx {
     let mut ctx = context().await;
     let payments = Payments::from_config(&keys(stripe)).unwrap();
     ctx.state.monitoring.monitor.components.register(Arc::new(payments.component()));
@@ -68,7 +68,7 @@ fn event(id: &str, kind: &str, version: &str, object: Value) -> String {
 }
 
 /// A reserved order of the customer (`cus_token`): 4 days at 10.00, no tax by default.
-async fn order<S, B>(app: &S, staff: &str, customer: &str) -> String
+pub(crate) async fn order<S, B>(app: &S, staff: &str, customer: &str) -> String
 where
     S: actix_web::dev::Service<
             actix_http::Request,

@@ -127,6 +127,8 @@ pub struct RefundRecord {
     pub status: String,
     /// Stripe's refund (`re_…`).
     pub stripe_refund_id: Option<String>,
+    /// When it was asked for.
+    pub created_at: DateTime<Utc>,
 }
 
 static PAYMENT_LIST_SPEC: ListSpec = ListSpec {
@@ -464,6 +466,55 @@ impl PaymentRepo {
             .collect())
     }
 
+    /// A payment's refunds, in order, read in `uow`.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn refunds_in(&self, uow: &UnitOfWork, payment_id: Uuid) -> RepoResult<Vec<RefundRecord>> {
+        Ok(stripe_refund::Entity::find()
+            .filter(stripe_refund::Column::PaymentId.eq(payment_id))
+            .order_by_asc(stripe_refund::Column::Seq)
+            .all(uow.conn())
+            .await?
+            .into_iter()
+            .map(refund_record)
+            .collect())
+    }
+
+    /// Refunds still `requested` (Stripe's outcome not known) asked for since `since`, oldest first, at most
+    /// `limit`, each with its payment's intent.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn requested_refunds(
+        &self,
+        since: DateTime<Utc>,
+        limit: u64,
+    ) -> RepoResult<Vec<(RefundRecord, Option<String>)>> {
+        let rows = stripe_refund::Entity::find()
+            .filter(stripe_refund::Column::Status.eq("requested"))
+            .filter(stripe_refund::Column::CreatedAt.gte(since))
+            .order_by_asc(stripe_refund::Column::CreatedAt)
+            .limit(limit)
+            .all(self.db.connection())
+            .await?;
+        let payments: Vec<Uuid> = rows.iter().map(|r| r.payment_id).collect();
+        let intents: std::collections::HashMap<Uuid, Option<String>> = stripe_payment::Entity::find()
+            .filter(stripe_payment::Column::Id.is_in(payments))
+            .all(self.db.connection())
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.payment_intent_id))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(|refund| {
+                let intent = intents.get(&refund.payment_id).cloned().flatten();
+                (refund_record(refund), intent)
+            })
+            .collect())
+    }
+
     /// The Stripe customer of a user.
     ///
     /// # Errors
@@ -473,6 +524,29 @@ impl PaymentRepo {
             .one(self.db.connection())
             .await?
             .map(|row| row.stripe_customer_id))
+    }
+
+    /// Links a user to a Stripe customer in `uow` unless linked already; answers the linked customer.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn link_customer_in(
+        &self,
+        uow: &UnitOfWork,
+        user_id: Uuid,
+        customer: &str,
+        at: DateTime<Utc>,
+    ) -> RepoResult<String> {
+        let model = stripe_customer::Model { user_id, stripe_customer_id: customer.to_owned(), created_at: at };
+        stripe_customer::Entity::insert(stripe_customer::ActiveModel::from(model))
+            .on_conflict(OnConflict::column(stripe_customer::Column::UserId).do_nothing().to_owned())
+            .exec_without_returning(uow.conn())
+            .await?;
+        stripe_customer::Entity::find_by_id(user_id)
+            .one(uow.conn())
+            .await?
+            .map(|row| row.stripe_customer_id)
+            .ok_or(RepoError::NotFound)
     }
 
     /// Links a user to a Stripe customer unless linked already; answers the linked customer (the first one
@@ -526,5 +600,6 @@ fn refund_record(m: stripe_refund::Model) -> RefundRecord {
         amount_minor: m.amount_minor,
         status: m.status,
         stripe_refund_id: m.stripe_refund_id,
+        created_at: m.created_at,
     }
 }

@@ -7,6 +7,7 @@
 //! `user:<id>:customer`), so a retry never charges twice. Nothing is marked paid by a request: money arrives
 //! through the webhook (or the reconciliation), which applies [`merge`]'s ordering rule.
 
+mod keyed;
 pub mod merge;
 pub mod reconcile;
 pub mod webhook;
@@ -17,16 +18,20 @@ use chrono::{DateTime, Utc};
 use rental_domain::{Currency, DomainError, InvoiceStatus, Money};
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
-    Database, NewStripePayment, PaymentKey, PaymentRepo, RefundRecord, RepoError, StripePaymentRecord, UserRepo,
-    UserStore, payment_list_spec,
+    Database, NewStripePayment, PaymentKey, PaymentRepo, RefundRecord, RepoError, StripePaymentRecord, UnitOfWork,
+    UserRepo, UserStore, payment_list_spec,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    CheckoutRequest, Clock, CustomerRequest, PaymentGateway, PaymentRequest, PortError, Principal, ServiceError,
-    ServiceResult,
+    CheckoutRequest, Clock, CustomerRequest, Idempotency, IdempotencyClaim, PaymentGateway, PaymentRequest, PortError,
+    Principal, ServiceError, ServiceResult,
 };
+
+/// How long a payment request with an `Idempotency-Key` holds the key across its call to Stripe by default
+/// (see [`PaymentService::with_hold`]).
+pub const DEFAULT_HOLD: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub use merge::PaymentEvent;
 pub use reconcile::{ReconcileReport, ReconciledPayment};
@@ -166,6 +171,12 @@ pub struct PaymentService {
     users: Arc<UserRepo>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     clock: Arc<dyn Clock>,
+    /// The idempotency records, for the requests with an `Idempotency-Key`.
+    idempotency: Option<Idempotency>,
+    /// The idempotency key the next operation claims (see [`PaymentService::idempotent`]).
+    claim: Option<Arc<IdempotencyClaim>>,
+    /// How long a claim is held across the call to Stripe.
+    hold: chrono::Duration,
 }
 
 fn gateway_error(err: PortError) -> ServiceError {
@@ -188,7 +199,38 @@ impl PaymentService {
             db,
             gateway: None,
             clock,
+            idempotency: None,
+            claim: None,
+            hold: chrono::Duration::from_std(DEFAULT_HOLD).unwrap_or(chrono::Duration::seconds(120)),
         }
+    }
+
+    /// The service storing the answers of requests with an `Idempotency-Key` in `idempotency`.
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = Some(idempotency);
+        self
+    }
+
+    /// The service holding a claimed key for `lease` across its call to Stripe ([`DEFAULT_HOLD`] by default):
+    /// it must be longer than the call can take (the gateway's call bound), since a duplicate after it resumes
+    /// the claim while the first may still be running (both then send Stripe the same key, and Stripe answers
+    /// both with one object).
+    #[must_use]
+    pub fn with_hold(mut self, lease: std::time::Duration) -> Self {
+        self.hold = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(120));
+        self
+    }
+
+    /// The same service for one request with an `Idempotency-Key`: its operation claims `claim`'s key and
+    /// stores its answer on it (see [`keyed`]'s steps). `None`: an ordinary request.
+    #[must_use]
+    pub fn idempotent(&self, claim: Option<IdempotencyClaim>) -> Self {
+        Self { claim: claim.map(Arc::new), ..self.clone() }
+    }
+
+    fn keys(&self) -> ServiceResult<&Idempotency> {
+        self.idempotency.as_ref().ok_or_else(|| ServiceError::Internal("payments: no idempotency records".into()))
     }
 
     /// The service calling Stripe through `gateway`.
@@ -239,6 +281,17 @@ impl PaymentService {
         kind: &'static str,
         amount: Money,
     ) -> ServiceResult<StripePaymentRecord> {
+        self.db.write(async |uow| self.start_in(uow, invoice, kind, amount).await).await
+    }
+
+    /// Writes a new payment of `invoice` in `uow`.
+    async fn start_in(
+        &self,
+        uow: &UnitOfWork,
+        invoice: &rental_repo::InvoiceRecord,
+        kind: &'static str,
+        amount: Money,
+    ) -> ServiceResult<StripePaymentRecord> {
         let customer = self.repo.stripe_customer(invoice.customer_id).await?;
         let new = NewStripePayment {
             invoice_id: invoice.id,
@@ -248,8 +301,20 @@ impl PaymentService {
             amount,
             stripe_customer_id: customer,
         };
-        let now = self.clock.now();
-        Ok(self.db.write(async |uow| self.repo.create(uow, new, now).await).await?)
+        Ok(self.repo.create(uow, new, self.clock.now()).await?)
+    }
+
+    /// Marks a payment `failed` for `reason` in `uow`, unless it got further already.
+    async fn mark_failed(&self, uow: &UnitOfWork, id: Uuid, reason: &str) -> Result<(), RepoError> {
+        let Some(current) = self.repo.lock(uow, PaymentKey::Id(id)).await? else {
+            return Ok(());
+        };
+        let mut facts = current.facts.clone();
+        if merge::rank(&facts.status) < merge::rank("failed") {
+            "failed".clone_into(&mut facts.status);
+            facts.failure_reason = Some(reason.to_owned());
+        }
+        self.repo.store_facts(uow, &current, &facts, self.clock.now()).await
     }
 
     /// Notes Stripe's ids, or the failure to reach Stripe (the payment stays unpaid: `failed`).
@@ -270,19 +335,7 @@ impl PaymentService {
             }
             Err(err) => {
                 let reason = err.to_string();
-                self.db
-                    .write(async |uow| {
-                        let Some(current) = self.repo.lock(uow, PaymentKey::Id(payment.id)).await? else {
-                            return Ok::<_, RepoError>(());
-                        };
-                        let mut facts = current.facts.clone();
-                        if merge::rank(&facts.status) < merge::rank("failed") {
-                            "failed".clone_into(&mut facts.status);
-                            facts.failure_reason = Some(reason.clone());
-                        }
-                        self.repo.store_facts(uow, &current, &facts, now).await
-                    })
-                    .await?;
+                self.db.write(async |uow| self.mark_failed(uow, payment.id, &reason).await).await?;
                 Err(gateway_error(err))
             }
         }
@@ -305,6 +358,9 @@ impl PaymentService {
             if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
                 return Err(invalid(field, "must be an http(s) URL of at most 2048 characters"));
             }
+        }
+        if let Some(claim) = self.claim.as_deref() {
+            return self.keyed_checkout(claim, principal, order_id, success_url, cancel_url).await;
         }
         let gateway = self.gateway()?;
         let (invoice, due) = self.payable_invoice(principal, order_id).await?;
@@ -337,22 +393,29 @@ impl PaymentService {
         amount_minor: Option<i64>,
         currency: Option<&str>,
     ) -> ServiceResult<PaymentIntentView> {
+        let amount_of = |due: Money| {
+            if let Some(currency) = currency {
+                let currency =
+                    Currency::parse(currency).map_err(|_| invalid("currency", "must be an ISO 4217 code"))?;
+                if currency != due.currency {
+                    return Err(invalid("currency", format!("must be the invoice's currency {}", due.currency)));
+                }
+            }
+            let amount = amount_minor.unwrap_or(due.amount_minor);
+            if amount <= 0 {
+                return Err(invalid("amount_minor", "must be positive"));
+            }
+            if amount > due.amount_minor {
+                return Err(invalid("amount_minor", format!("exceeds the amount due ({})", due.amount_minor)));
+            }
+            Ok(Money::new(amount, due.currency))
+        };
+        if let Some(claim) = self.claim.as_deref() {
+            return self.keyed_intent(claim, principal, order_id, amount_of).await;
+        }
         let gateway = self.gateway()?;
         let (invoice, due) = self.payable_invoice(principal, order_id).await?;
-        if let Some(currency) = currency {
-            let currency = Currency::parse(currency).map_err(|_| invalid("currency", "must be an ISO 4217 code"))?;
-            if currency != due.currency {
-                return Err(invalid("currency", format!("must be the invoice's currency {}", due.currency)));
-            }
-        }
-        let amount = amount_minor.unwrap_or(due.amount_minor);
-        if amount <= 0 {
-            return Err(invalid("amount_minor", "must be positive"));
-        }
-        if amount > due.amount_minor {
-            return Err(invalid("amount_minor", format!("exceeds the amount due ({})", due.amount_minor)));
-        }
-        let amount = Money::new(amount, due.currency);
+        let amount = amount_of(due)?;
         let payment = self.start(&invoice, "intent", amount).await?;
         let request = PaymentRequest {
             amount,
@@ -415,54 +478,19 @@ impl PaymentService {
         id: Uuid,
         amount_minor: Option<i64>,
     ) -> ServiceResult<StripePaymentView> {
+        if let Some(claim) = self.claim.as_deref() {
+            return self.keyed_refund(claim, principal, id, amount_minor).await;
+        }
         principal.require_staff()?;
         let gateway = self.gateway()?;
-        let now = self.clock.now();
         let by = principal.user_id.as_uuid();
-        let (refund, intent) = self
-            .db
-            .write(async |uow| {
-                let payment =
-                    self.repo.lock(uow, PaymentKey::Id(id)).await?.ok_or(ServiceError::NotFound("payment"))?;
-                let (Some(intent), "succeeded") = (payment.payment_intent_id.clone(), payment.status.as_str()) else {
-                    return Err(ServiceError::Conflict {
-                        message: "only a succeeded payment can be refunded".into(),
-                        index: None,
-                    });
-                };
-                let reserved = self.repo.refunds_reserved(uow, id).await?.max(payment.facts.amount_refunded_minor);
-                let refundable = payment.facts.amount_paid_minor - reserved;
-                let amount = amount_minor.unwrap_or(refundable);
-                if amount <= 0 {
-                    return Err(if amount_minor.is_some() {
-                        invalid("amount_minor", "must be positive")
-                    } else {
-                        ServiceError::Conflict { message: "nothing is left to refund".into(), index: None }
-                    });
-                }
-                if amount > refundable {
-                    return Err(invalid("amount_minor", format!("exceeds what is left to refund ({refundable})")));
-                }
-                Ok((self.repo.add_refund(uow, id, amount, Some(by), now).await?, intent))
-            })
-            .await?;
+        let (refund, intent) = self.db.write(async |uow| self.reserve_refund(uow, id, amount_minor, by).await).await?;
         let key = format!("payment:{id}:refund:{}", refund.seq);
         let answer = gateway.refund(&intent, Some(refund.amount_minor), &key).await;
         let now = self.clock.now();
         match answer {
             Ok(stripe_id) => {
-                self.db
-                    .write(async |uow| {
-                        self.repo.finish_refund(uow, refund.id, Some(&stripe_id), now).await?;
-                        let Some(current) = self.repo.lock(uow, PaymentKey::Id(id)).await? else {
-                            return Ok::<_, RepoError>(());
-                        };
-                        let mut facts = current.facts.clone();
-                        let confirmed = self.repo.refunds_succeeded(uow, id).await?;
-                        facts.amount_refunded_minor = facts.amount_refunded_minor.max(confirmed);
-                        self.repo.store_facts(uow, &current, &facts, now).await
-                    })
-                    .await?;
+                self.db.write(async |uow| self.record_refund(uow, id, refund.id, &stripe_id, now).await).await?;
                 self.get(principal, id).await
             }
             Err(err @ PortError::Rejected(_)) => {
@@ -470,9 +498,62 @@ impl PaymentService {
                 Err(gateway_error(err))
             }
             // Unknown outcome: the refund stays `requested` (its amount reserved) until Stripe's charge.refunded
-            // event or a retry with the same key settles it.
+            // event, a retry with the same key or the reconciliation settles it.
             Err(err) => Err(gateway_error(err)),
         }
+    }
+
+    /// Checks a refund of `amount_minor` (what is left by default) of payment `id` and writes it `requested`
+    /// in `uow`, holding the payment's lock; the refund and the payment's intent.
+    async fn reserve_refund(
+        &self,
+        uow: &UnitOfWork,
+        id: Uuid,
+        amount_minor: Option<i64>,
+        by: Uuid,
+    ) -> ServiceResult<(RefundRecord, String)> {
+        let now = self.clock.now();
+        let payment = self.repo.lock(uow, PaymentKey::Id(id)).await?.ok_or(ServiceError::NotFound("payment"))?;
+        let (Some(intent), "succeeded") = (payment.payment_intent_id.clone(), payment.status.as_str()) else {
+            return Err(ServiceError::Conflict {
+                message: "only a succeeded payment can be refunded".into(),
+                index: None,
+            });
+        };
+        let reserved = self.repo.refunds_reserved(uow, id).await?.max(payment.facts.amount_refunded_minor);
+        let refundable = payment.facts.amount_paid_minor - reserved;
+        let amount = amount_minor.unwrap_or(refundable);
+        if amount <= 0 {
+            return Err(if amount_minor.is_some() {
+                invalid("amount_minor", "must be positive")
+            } else {
+                ServiceError::Conflict { message: "nothing is left to refund".into(), index: None }
+            });
+        }
+        if amount > refundable {
+            return Err(invalid("amount_minor", format!("exceeds what is left to refund ({refundable})")));
+        }
+        Ok((self.repo.add_refund(uow, id, amount, Some(by), now).await?, intent))
+    }
+
+    /// Notes in `uow` that Stripe made refund `refund_id` of payment `id` (`stripe_id`), and the payment's
+    /// refunded amount.
+    async fn record_refund(
+        &self,
+        uow: &UnitOfWork,
+        id: Uuid,
+        refund_id: Uuid,
+        stripe_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepoError> {
+        self.repo.finish_refund(uow, refund_id, Some(stripe_id), now).await?;
+        let Some(current) = self.repo.lock(uow, PaymentKey::Id(id)).await? else {
+            return Ok(());
+        };
+        let mut facts = current.facts.clone();
+        let confirmed = self.repo.refunds_succeeded(uow, id).await?;
+        facts.amount_refunded_minor = facts.amount_refunded_minor.max(confirmed);
+        self.repo.store_facts(uow, &current, &facts, now).await
     }
 
     /// The Stripe customer of the caller, created at Stripe on first use.
@@ -481,21 +562,30 @@ impl PaymentService {
     /// [`ServiceError::NotFound`] when the user is gone; [`ServiceError::Upstream`] or
     /// [`ServiceError::Timeout`] when Stripe fails.
     pub async fn customer(&self, principal: &Principal) -> ServiceResult<StripeCustomerView> {
+        if let Some(claim) = self.claim.as_deref() {
+            return self.keyed_customer(claim, principal).await;
+        }
         let user_id = principal.user_id.as_uuid();
         if let Some(customer_id) = self.repo.stripe_customer(user_id).await? {
             return Ok(StripeCustomerView { customer_id, created: false });
         }
         let gateway = self.gateway()?;
+        let request = self.customer_request(principal).await?;
+        let created = gateway.create_customer(&request).await.map_err(gateway_error)?;
+        let linked = self.repo.link_customer(user_id, &created, self.clock.now()).await?;
+        Ok(StripeCustomerView { created: linked == created, customer_id: linked })
+    }
+
+    /// The request creating the caller's Stripe customer, keyed by the user (`user:<id>:customer`).
+    async fn customer_request(&self, principal: &Principal) -> ServiceResult<CustomerRequest> {
+        let user_id = principal.user_id.as_uuid();
         let user = self.users.find(principal.user_id).await?.ok_or(ServiceError::NotFound("user"))?;
-        let request = CustomerRequest {
+        Ok(CustomerRequest {
             email: user.email.clone(),
             name: user.full_name.clone(),
             reference: format!("user:{user_id}"),
             idempotency_key: format!("user:{user_id}:customer"),
-        };
-        let created = gateway.create_customer(&request).await.map_err(gateway_error)?;
-        let linked = self.repo.link_customer(user_id, &created, self.clock.now()).await?;
-        Ok(StripeCustomerView { created: linked == created, customer_id: linked })
+        })
     }
 
     /// Whether a webhook event was recorded, and how (tests, operators).

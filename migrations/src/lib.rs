@@ -14,6 +14,7 @@ mod m20261128_000006_jobs;
 mod m20261128_000007_job_request_id;
 mod m20261129_000008_stripe_payments;
 mod m20261129_000020_idempotency;
+mod m20261129_000021_deposits;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_job_request_id::Migration),
             Box::new(m20261129_000008_stripe_payments::Migration),
             Box::new(m20261129_000020_idempotency::Migration),
+            Box::new(m20261129_000021_deposits::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 //! `user:<id>:customer`), so a retry never charges twice. Nothing is marked paid by a request: money arrives
 //! through the webhook (or the reconciliation), which applies [`merge`]'s ordering rule.
 
+pub mod deposit;
 pub mod merge;
 pub mod reconcile;
 pub mod webhook;
@@ -23,11 +24,13 @@ use rental_repo::{
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::idempotency::{Idempotency, IdempotencyClaim, IdempotencyConfig};
 use crate::{
     CheckoutRequest, Clock, CustomerRequest, PaymentGateway, PaymentRequest, PortError, Principal, ServiceError,
     ServiceResult,
 };
 
+pub use deposit::{DepositConfig, DepositHoldView, DepositRunReport, DepositView};
 pub use merge::PaymentEvent;
 pub use reconcile::{ReconcileReport, ReconciledPayment};
 pub use webhook::{WebhookEvent, WebhookOutcome};
@@ -166,6 +169,10 @@ pub struct PaymentService {
     users: Arc<UserRepo>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     clock: Arc<dyn Clock>,
+    deposits: DepositConfig,
+    idempotency: Idempotency,
+    /// The idempotency key the next deposit write claims (see [`PaymentService::idempotent`]).
+    claim: Option<Arc<IdempotencyClaim>>,
 }
 
 fn gateway_error(err: PortError) -> ServiceError {
@@ -185,10 +192,34 @@ impl PaymentService {
         Self {
             repo: PaymentRepo::new(db.clone()),
             users: Arc::new(UserRepo::new(db.clone())),
+            idempotency: Idempotency::new(db.clone(), clock.clone(), &IdempotencyConfig::default()),
             db,
             gateway: None,
             clock,
+            deposits: DepositConfig::default(),
+            claim: None,
         }
+    }
+
+    /// The same service keeping its idempotency records with `idempotency` (the services share one).
+    #[must_use]
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
+    }
+
+    /// The same service placing deposits by `config`.
+    #[must_use]
+    pub fn with_deposit_config(mut self, config: DepositConfig) -> Self {
+        self.deposits = config;
+        self
+    }
+
+    /// The same service for one idempotent request: its deposit write claims `claim`'s key in the unit of work
+    /// of the effect and stores its answer there (see [`crate::idempotency`]). `None`: an ordinary request.
+    #[must_use]
+    pub fn idempotent(&self, claim: Option<IdempotencyClaim>) -> Self {
+        Self { claim: claim.map(Arc::new), ..self.clone() }
     }
 
     /// The service calling Stripe through `gateway`.

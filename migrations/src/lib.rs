@@ -14,6 +14,7 @@ mod m20261128_000006_jobs;
 mod m20261128_000007_job_request_id;
 mod m20261129_000008_stripe_payments;
 mod m20261129_000020_idempotency;
+mod m20261129_000021_deposits;
 mod m20261129_000025_idempotency_holds;
 mod m20261129_000030_dashboard_counters;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_job_request_id::Migration),
             Box::new(m20261129_000008_stripe_payments::Migration),
             Box::new(m20261129_000020_idempotency::Migration),
+            Box::new(m20261129_000021_deposits::Migration),
             Box::new(m20261129_000025_idempotency_holds::Migration),
             Box::new(m20261129_000030_dashboard_counters::Migration),
         ]

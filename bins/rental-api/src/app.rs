@@ -15,7 +15,7 @@ use crate::middleware::body_limit::BodyLimits;
 use crate::middleware::{HttpLayers, stack};
 use crate::request_id::request_context;
 use crate::routes::{
-    analytics, auth, cache, catalogue, health, jobs, monitoring, payments, payments_webhook, rentals, users,
+    analytics, auth, cache, catalogue, deposits, health, jobs, monitoring, payments, payments_webhook, rentals, users,
 };
 use crate::settings::ServerConfig;
 use crate::state::AppState;
@@ -30,7 +30,7 @@ use crate::state::AppState;
         (name = "catalogue", description = "Categories, locations, products, units and stock: public reads, staff writes"),
         (name = "rentals", description = "Rental orders and their lifecycle, availability, maintenance, invoices and payments"),
         (name = "analytics", description = "Revenue, rankings, status counts, utilization and CSV exports: staff only"),
-        (name = "payments", description = "Stripe payments: checkout sessions, payment intents, refunds, customers, the signed webhook; 503 payments_not_configured without keys"),
+        (name = "payments", description = "Stripe payments: checkout sessions, payment intents, refunds, customers, rental deposits held on cards, the signed webhook; 503 payments_not_configured without keys"),
         (name = "jobs", description = "The background job queue: inspect, retry and cancel jobs; admins only"),
         (name = "health", description = "Liveness and readiness"),
         (name = "monitoring", description = "Health with components, admin metrics, alerts and system views, Prometheus exposition")
@@ -192,7 +192,11 @@ pub fn build_with(
                 .service(payments_webhook::webhook)
                 .service(payments::list)
                 .service(payments::get_payment)
-                .service(payments::refund),
+                .service(payments::refund)
+                .service(deposits::get_deposit)
+                .service(deposits::place_deposit)
+                .service(deposits::capture_deposit)
+                .service(deposits::release_deposit),
         )
         .split_for_parts();
     openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -8,7 +8,9 @@ use config::{Config, Environment, File};
 use rental_monitor::MonitorConfig;
 use rental_payments::StripeConfig;
 use rental_repo::DatabaseConfig;
-use rental_service::{AuthConfig, CacheConfig, IdempotencyConfig, JobsConfig, RentalConfig, Secret, ServiceConfig};
+use rental_service::{
+    AuthConfig, CacheConfig, DepositConfig, IdempotencyConfig, JobsConfig, RentalConfig, Secret, ServiceConfig,
+};
 use rental_tasks::app::NotifyConfig;
 use rental_tasks::mail::MailConfig;
 use rental_tasks::{SchedulerConfig, WorkerConfig};
@@ -111,6 +113,8 @@ pub struct Settings {
     pub jobs: JobsConfig,
     /// `Idempotency-Key` records: how long a key answers replays.
     pub idempotency: IdempotencyConfig,
+    /// Deposits held on cards: how early a hold is placed, when a held one is flagged before it lapses.
+    pub deposits: DepositConfig,
     /// The background worker.
     pub worker: WorkerConfig,
     /// Periodic jobs.
@@ -145,6 +149,7 @@ impl Default for Settings {
             rentals: RentalConfig::default(),
             jobs: JobsConfig::default(),
             idempotency: IdempotencyConfig::default(),
+            deposits: DepositConfig::default(),
             worker: WorkerConfig::default(),
             scheduler: SchedulerConfig::default(),
             mail: MailConfig::default(),
@@ -273,6 +278,16 @@ impl Settings {
                 self.idempotency.ttl_secs
             ));
         }
+        // A card hold lasts about 7 days: one placed 7 days early would lapse before the rental starts.
+        if self.deposits.lead_days > 6 {
+            return invalid(format!("deposits.lead_days must be 0 to 6, not {}", self.deposits.lead_days));
+        }
+        if !(1..=6).contains(&self.deposits.expiry_warning_days) {
+            return invalid(format!(
+                "deposits.expiry_warning_days must be 1 to 6 (before the hold lapses), not {}",
+                self.deposits.expiry_warning_days
+            ));
+        }
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
         self.http.validate().map_err(SettingsError::Invalid)?;
         self.redis.validate().map_err(SettingsError::Invalid)?;
@@ -289,6 +304,7 @@ impl Settings {
             rentals: self.rentals.clone(),
             jobs: self.jobs.clone(),
             idempotency: self.idempotency.clone(),
+            deposits: self.deposits.clone(),
         }
     }
 

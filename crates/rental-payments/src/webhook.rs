@@ -126,7 +126,11 @@ impl StripeEvent {
                 PaymentEvent::IntentFailed { reference: reference(&p), intent: p.id, reason }
             }
             EventEffect::PaymentCanceled(p) => PaymentEvent::IntentCanceled { reference: reference(&p), intent: p.id },
-            EventEffect::HoldPlaced(p) => PaymentEvent::HoldPlaced { reference: reference(&p), intent: p.id },
+            EventEffect::HoldPlaced(p) => PaymentEvent::HoldPlaced {
+                reference: reference(&p),
+                amount_capturable_minor: p.amount_capturable_minor,
+                intent: p.id,
+            },
             EventEffect::ChargeRefunded { charge, payment_intent, amount_refunded_minor } => {
                 PaymentEvent::ChargeRefunded { charge, payment_intent, amount_refunded_minor }
             }

@@ -19,6 +19,7 @@ pub(crate) mod rental_order;
 pub(crate) mod schedule;
 pub(crate) mod stock_level;
 pub(crate) mod stripe_customer;
+pub(crate) mod stripe_deposit;
 pub(crate) mod stripe_payment;
 pub(crate) mod stripe_refund;
 pub(crate) mod unit;

@@ -60,8 +60,8 @@ pub use orders::{
     Shortage, StockHolds, Transitioned, UnitReturn, order_list_spec,
 };
 pub use payments::{
-    NewStripePayment, NewWebhookEvent, PAYMENT_STATUSES, PaymentFacts, PaymentKey, PaymentRepo, RefundRecord,
-    StripePaymentRecord, WebhookEventRecord, payment_list_spec,
+    DEPOSIT_STATUSES, DepositKey, DepositOrder, DepositRecord, NewStripePayment, NewWebhookEvent, PAYMENT_STATUSES,
+    PaymentFacts, PaymentKey, PaymentRepo, RefundRecord, StripePaymentRecord, WebhookEventRecord, payment_list_spec,
 };
 pub use users::{
     NewPasswordReset, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore,

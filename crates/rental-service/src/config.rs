@@ -178,6 +178,8 @@ pub struct ServiceConfig {
     pub jobs: crate::JobsConfig,
     /// `Idempotency-Key` records: how long they answer replays.
     pub idempotency: crate::IdempotencyConfig,
+    /// Deposits held on cards: how early a hold is placed, when a held one is flagged before it lapses.
+    pub deposits: crate::DepositConfig,
 }
 
 #[cfg(test)]

@@ -51,8 +51,9 @@ pub use orders::{
 };
 pub use page::EncodedPage;
 pub use payments::{
-    CheckoutView, PaymentEvent, PaymentIntentView, PaymentService, ReconcileReport, ReconciledPayment, RefundView,
-    StripeCustomerView, StripePaymentView, WebhookEvent, WebhookOutcome,
+    CheckoutView, DepositConfig, DepositHoldView, DepositRunReport, DepositView, PaymentEvent, PaymentIntentView,
+    PaymentService, ReconcileReport, ReconciledPayment, RefundView, StripeCustomerView, StripePaymentView,
+    WebhookEvent, WebhookOutcome,
 };
 pub use ports::{
     CacheBackend, CacheEvent, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment,
@@ -154,7 +155,9 @@ impl Services {
         let billing =
             BillingService::new(db.clone(), billing_repo, clock.clone()).with_idempotency(idempotency.clone());
         let analytics = AnalyticsService::new(db.clone(), clock.clone(), &config.cache, &caches);
-        let payments = PaymentService::new(db.clone(), clock.clone()).with_idempotency(idempotency.clone());
+        let payments = PaymentService::new(db.clone(), clock.clone())
+            .with_idempotency(idempotency.clone())
+            .with_deposit_config(config.deposits.clone());
         let auth = AuthService::new(db, hasher, users.clone(), &config.auth)?.with_outbox(outbox);
         Ok(Self {
             auth,

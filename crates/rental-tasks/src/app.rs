@@ -94,6 +94,7 @@ pub fn registry(
         .register(kinds::INVOICE_MAIL, handler(|app, job| Box::pin(app.invoice(job))))
         .register(kinds::DAILY_REPORT, handler(|app, job| Box::pin(app.daily_report(job))))
         .register(kinds::RECONCILE_PAYMENTS, handler(|app, _| Box::pin(app.reconcile_payments())))
+        .register(kinds::DEPOSITS, handler(|app, _| Box::pin(app.deposits())))
 }
 
 fn when(at: chrono::DateTime<Utc>) -> String {
@@ -266,6 +267,25 @@ impl App {
             refunds_settled = %serde_json::to_string(&report.refunds).unwrap_or_default(),
             refunds_unresolved = report.refunds_unresolved,
             "payments reconciled"
+        );
+        Ok(())
+    }
+
+    /// Places the scheduled deposits whose time has come and flags card holds about to lapse; logs what it did.
+    /// Without Stripe keys there is nothing to do.
+    async fn deposits(&self) -> Result<(), JobError> {
+        let payments = &self.services.payments;
+        if !payments.has_gateway() {
+            tracing::debug!("payments are not configured: no deposits to place");
+            return Ok(());
+        }
+        let report = payments.run_deposits().await?;
+        tracing::info!(
+            placed = report.placed,
+            dropped = report.dropped,
+            flagged = report.flagged,
+            failed = report.failed,
+            "deposits run"
         );
         Ok(())
     }

@@ -89,6 +89,7 @@ impl Default for SchedulerConfig {
             ("pickup_reminders".into(), schedule("10 * * * *", kinds::PICKUP_REMINDERS, Missed::Skip)),
             ("daily_report".into(), schedule("0 7 * * *", kinds::DAILY_REPORT, Missed::RunOnce)),
             ("reconcile_payments".into(), schedule("*/10 * * * *", kinds::RECONCILE_PAYMENTS, Missed::RunOnce)),
+            ("deposits".into(), schedule("*/10 * * * *", kinds::DEPOSITS, Missed::RunOnce)),
         ]);
         Self { enabled: true, tick_secs: 5, late_after_secs: 120, schedules }
     }

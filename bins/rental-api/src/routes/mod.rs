@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod auth;
 pub mod cache;
 pub mod catalogue;
+pub mod deposits;
 pub mod health;
 pub mod jobs;
 pub mod monitoring;

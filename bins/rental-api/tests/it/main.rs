@@ -9,6 +9,7 @@ mod cache_freshness;
 mod catalogue;
 mod cli;
 mod console;
+mod deposits;
 mod errors;
 mod idempotency;
 mod jobs;

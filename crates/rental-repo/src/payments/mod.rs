@@ -7,8 +7,10 @@
 //! the service ([`PaymentFacts`] are stored as given); this module moves the invoice's paid amount by the change
 //! of the payment's net amount, under the invoice's row lock.
 
+mod deposits;
 mod events;
 
+pub use deposits::{DEPOSIT_STATUSES, DepositKey, DepositOrder, DepositRecord};
 pub use events::{NewWebhookEvent, WebhookEventRecord};
 
 use chrono::{DateTime, Utc};

@@ -54,6 +54,9 @@ pub mod kinds {
     pub const DAILY_REPORT: &str = "reports.daily";
     /// Compares recent unsettled Stripe payments with Stripe and repairs drift (periodic).
     pub const RECONCILE_PAYMENTS: &str = "payments.reconcile";
+    /// Places the scheduled deposits whose time has come and flags card holds about to lapse (periodic; see
+    /// `PaymentService::run_deposits`).
+    pub const DEPOSITS: &str = "payments.deposits";
 }
 
 /// Arguments of [`kinds::MAIL`]: a message rendered from `template` with `context` when the job runs.

@@ -3,7 +3,8 @@
 //! replaces a higher one), amounts paid and refunded only grow (each event carries Stripe's cumulative figure,
 //! and the larger one wins), a dispute once noted stays, and ids once known are kept.
 
-use rental_repo::PaymentFacts;
+use chrono::{DateTime, Utc};
+use rental_repo::{DepositRecord, PaymentFacts};
 use serde::{Deserialize, Serialize};
 
 /// What a Stripe event (or a reconciliation's look at Stripe) says about a payment, in our terms.
@@ -53,6 +54,9 @@ pub enum PaymentEvent {
         intent: String,
         /// Our reference.
         reference: Option<String>,
+        /// Held and capturable, minor units.
+        #[serde(default)]
+        amount_capturable_minor: i64,
     },
     /// `charge.refunded`, with the charge's cumulative refunded amount.
     ChargeRefunded {
@@ -88,6 +92,19 @@ impl PaymentEvent {
         reference.strip_prefix("payment:").and_then(|id| id.parse().ok())
     }
 
+    /// The deposit and hold named by the event's reference (`deposit:<uuid>:<hold_seq>`).
+    pub fn deposit_hold(&self) -> Option<(uuid::Uuid, i32)> {
+        let reference = match self {
+            Self::IntentSucceeded { reference, .. }
+            | Self::IntentFailed { reference, .. }
+            | Self::IntentCanceled { reference, .. }
+            | Self::HoldPlaced { reference, .. } => reference.as_deref(),
+            _ => None,
+        }?;
+        let (id, seq) = reference.strip_prefix("deposit:")?.split_once(':')?;
+        Some((id.parse().ok()?, seq.parse().ok()?))
+    }
+
     /// The payment intent the event concerns.
     pub fn payment_intent(&self) -> Option<&str> {
         match self {
@@ -117,6 +134,55 @@ fn raise(status: &mut String, to: &str) {
     if rank(to) > rank(status) {
         to.clone_into(status);
     }
+}
+
+/// The precedence of a deposit's status: `scheduled` and `pending` < `failed` < `requires_capture` <
+/// `canceled` < `succeeded` (a hold is either captured or cancelled, never both).
+pub fn deposit_rank(status: &str) -> u8 {
+    match status {
+        "failed" => 1,
+        "requires_capture" => 2,
+        "canceled" => 3,
+        "succeeded" => 4,
+        _ => 0,
+    }
+}
+
+/// The deposit facts `current` with `event` applied, by the same rules as a payment's: a status never goes
+/// down ([`deposit_rank`]), the amounts held and captured only grow (Stripe's figures are cumulative), the
+/// first failure's reason stays, and `authorised_at` is the first time a hold was seen (`at`).
+pub fn merge_deposit(current: &DepositRecord, event: &PaymentEvent, at: DateTime<Utc>) -> DepositRecord {
+    let mut next = current.clone();
+    let raise = |status: &mut String, to: &str| {
+        if deposit_rank(to) > deposit_rank(status) {
+            to.clone_into(status);
+        }
+    };
+    if next.payment_intent_id.is_none() {
+        next.payment_intent_id = event.payment_intent().map(str::to_owned);
+    }
+    match event {
+        PaymentEvent::HoldPlaced { amount_capturable_minor, .. } => {
+            raise(&mut next.status, "requires_capture");
+            next.amount_held_minor = next.amount_held_minor.max(*amount_capturable_minor);
+            next.authorised_at.get_or_insert(at);
+        }
+        PaymentEvent::IntentSucceeded { amount_received_minor, .. } => {
+            raise(&mut next.status, "succeeded");
+            next.amount_captured_minor = next.amount_captured_minor.max(*amount_received_minor);
+            next.amount_held_minor = next.amount_held_minor.max(*amount_received_minor);
+            next.authorised_at.get_or_insert(at);
+        }
+        PaymentEvent::IntentFailed { reason, .. } => {
+            raise(&mut next.status, "failed");
+            if next.failure_reason.is_none() {
+                next.failure_reason.clone_from(reason);
+            }
+        }
+        PaymentEvent::IntentCanceled { .. } => raise(&mut next.status, "canceled"),
+        _ => {}
+    }
+    next
 }
 
 /// `current` with `event` applied; `amount_minor` is the amount the payment asked for (a completed, paid
@@ -222,6 +288,73 @@ mod tests {
         assert_eq!(merge(&pending, &failed, 10).status, "failed");
         let canceled = PaymentEvent::IntentCanceled { intent: "pi".into(), reference: None };
         assert_eq!(merge(&merge(&pending, &canceled, 10), &failed, 10).status, "canceled");
+    }
+
+    fn deposit() -> DepositRecord {
+        let at = chrono::DateTime::UNIX_EPOCH;
+        DepositRecord {
+            id: uuid::Uuid::nil(),
+            order_id: uuid::Uuid::nil(),
+            customer_id: uuid::Uuid::nil(),
+            amount: rental_domain::Money::new(5_000, rental_domain::Currency::parse("EUR").unwrap()),
+            status: "pending".into(),
+            hold_seq: 1,
+            place_from: at,
+            payment_intent_id: None,
+            stripe_customer_id: None,
+            amount_held_minor: 0,
+            amount_captured_minor: 0,
+            capture_requested_minor: None,
+            authorised_at: None,
+            attention: None,
+            failure_reason: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn every_order_of_a_deposits_events_ends_in_the_same_deposit() {
+        let at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::days(1);
+        let captured = vec![
+            PaymentEvent::IntentFailed { intent: "pi_d".into(), reference: None, reason: Some("declined".into()) },
+            PaymentEvent::HoldPlaced { intent: "pi_d".into(), reference: None, amount_capturable_minor: 5_000 },
+            PaymentEvent::IntentSucceeded { intent: "pi_d".into(), reference: None, amount_received_minor: 3_000 },
+        ];
+        let released = vec![
+            PaymentEvent::HoldPlaced { intent: "pi_d".into(), reference: None, amount_capturable_minor: 5_000 },
+            PaymentEvent::IntentCanceled { intent: "pi_d".into(), reference: None },
+            PaymentEvent::IntentFailed { intent: "pi_d".into(), reference: None, reason: None },
+        ];
+        for (events, status, held, taken) in [(captured, "succeeded", 5_000, 3_000), (released, "canceled", 5_000, 0)] {
+            let fold = |events: &[PaymentEvent]| events.iter().fold(deposit(), |d, e| merge_deposit(&d, e, at));
+            let forward = fold(&events);
+            assert_eq!(forward.status, status);
+            assert_eq!((forward.amount_held_minor, forward.amount_captured_minor), (held, taken));
+            assert_eq!(forward.payment_intent_id.as_deref(), Some("pi_d"));
+            assert_eq!(forward.authorised_at, Some(at));
+            for shift in 0..events.len() {
+                let mut rotated = events.clone();
+                rotated.rotate_left(shift);
+                assert_eq!(fold(&rotated), forward, "rotation {shift}");
+                rotated.reverse();
+                assert_eq!(fold(&rotated), forward, "reversed rotation {shift}");
+            }
+        }
+    }
+
+    #[test]
+    fn deposit_references_name_the_deposit_and_its_hold() {
+        let id = uuid::Uuid::now_v7();
+        let event = PaymentEvent::HoldPlaced {
+            intent: "pi".into(),
+            reference: Some(format!("deposit:{id}:2")),
+            amount_capturable_minor: 1,
+        };
+        assert_eq!(event.deposit_hold(), Some((id, 2)));
+        assert_eq!(event.payment_id(), None);
+        let payment = PaymentEvent::IntentCanceled { intent: "pi".into(), reference: Some(format!("payment:{id}")) };
+        assert_eq!(payment.deposit_hold(), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `user:<id>:customer`), so a retry never charges twice. Nothing is marked paid by a request: money arrives
 //! through the webhook (or the reconciliation), which applies [`merge`]'s ordering rule.
 
+pub mod deposit;
 mod keyed;
 pub mod merge;
 pub mod reconcile;
@@ -33,6 +34,7 @@ use crate::{
 /// (see [`PaymentService::with_hold`]).
 pub const DEFAULT_HOLD: std::time::Duration = std::time::Duration::from_secs(120);
 
+pub use deposit::{DepositConfig, DepositHoldView, DepositRunReport, DepositView};
 pub use merge::PaymentEvent;
 pub use reconcile::{ReconcileReport, ReconciledPayment};
 pub use webhook::{WebhookEvent, WebhookOutcome};
@@ -177,6 +179,8 @@ pub struct PaymentService {
     claim: Option<Arc<IdempotencyClaim>>,
     /// How long a claim is held across the call to Stripe.
     hold: chrono::Duration,
+    /// How deposits are placed (lead time, expiry warning).
+    deposits: DepositConfig,
 }
 
 fn gateway_error(err: PortError) -> ServiceError {
@@ -201,6 +205,7 @@ impl PaymentService {
             clock,
             idempotency: None,
             claim: None,
+            deposits: DepositConfig::default(),
             hold: chrono::Duration::from_std(DEFAULT_HOLD).unwrap_or(chrono::Duration::seconds(120)),
         }
     }
@@ -209,6 +214,13 @@ impl PaymentService {
     #[must_use]
     pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
         self.idempotency = Some(idempotency);
+        self
+    }
+
+    /// The same service placing deposits by `config`.
+    #[must_use]
+    pub fn with_deposit_config(mut self, config: DepositConfig) -> Self {
+        self.deposits = config;
         self
     }
 

@@ -38,7 +38,8 @@ pub enum WebhookOutcome {
     Ignored,
     /// Waits for its payment intent to be known.
     Deferred,
-    /// Names no payment of ours (a payment of another system on the same account, or a deposit): recorded.
+    /// Names no payment or deposit of ours (a payment of another system on the same account, an older hold of
+    /// a deposit): recorded.
     Unmatched,
 }
 
@@ -65,6 +66,9 @@ impl PaymentService {
         let now = self.clock.now();
         self.db
             .write(async |uow| {
+                if let Some(outcome) = self.deposit_webhook(uow, &event).await? {
+                    return Ok(outcome);
+                }
                 let payment = self.find(uow, &event.effect).await?;
                 let (outcome, deferred_effect) = match (&payment, &event.effect) {
                     (_, PaymentEvent::Ignored) => (WebhookOutcome::Ignored, None),

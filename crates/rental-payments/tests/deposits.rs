@@ -1,0 +1,419 @@
+//! Deposits held on cards end to end: the payment service over a real database (SQLite, or PostgreSQL with
+//! TEST_DATABASE_URL), the Stripe gateway over real HTTP to the stand-in, and webhook events signed as Stripe
+//! signs them. A hold is placed with keys derived from the deposit and its hold, captured in part, released;
+//! bad amounts are refused before Stripe is called; Stripe failing or slow marks nothing and a retry sends the
+//! same key; the expiry rule's branches run on a manual clock.
+
+#![expect(clippy::unwrap_used, reason = "tests")]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use rental_domain::Role;
+use rental_payments::{API_VERSION, StripeConfig, StripeGateway, WebhookVerifier};
+use rental_repo::{Database, DatabaseConfig};
+use rental_service::{
+    AuthConfig, Clock, DepositView, ManualClock, NewCategory, NewLocation, NewProduct, NewRental, NewRentalLine,
+    NewUnit, NewUser, PaymentService, Principal, Registration, Secret, ServiceConfig, ServiceError, Services,
+    WebhookOutcome,
+};
+use rental_testkit::{StripeFault, StripeStandIn, TestDb};
+use serde_json::{Value, json};
+use stripe_webhook::Webhook;
+use uuid::Uuid;
+
+const SECRET: &str = "whsec_deposits";
+/// 2 items at 25.00 deposit each.
+const DEPOSIT: i64 = 5_000;
+
+struct World {
+    services: Services,
+    payments: PaymentService,
+    stand_in: StripeStandIn,
+    clock: ManualClock,
+    staff: Principal,
+    customer: Principal,
+    other: Principal,
+    order: Uuid,
+    start: DateTime<Utc>,
+    _db: TestDb,
+}
+
+async fn principal(services: &Services, email: &str, password: &str) -> Principal {
+    let tokens = services.auth.login(email, password).await.unwrap();
+    services.auth.authenticate(&tokens.access_token).await.unwrap()
+}
+
+fn gateway_config(api_base: String) -> StripeConfig {
+    StripeConfig {
+        secret_key: Some(Secret::new("sk_test_deposits")),
+        api_base,
+        attempt_timeout_ms: 2_000,
+        call_timeout_ms: 5_000,
+        max_attempts: 2,
+        retry_backoff_ms: 10,
+        ..StripeConfig::default()
+    }
+}
+
+/// Services on a manual clock over a fresh database; staff, two customers, and a reserved order of the first
+/// customer for 2 cameras with a 25.00 deposit each, starting `start_in` from now and lasting 10 days.
+async fn world(start_in: Duration) -> World {
+    let test_db = TestDb::new().await;
+    let config = DatabaseConfig {
+        max_connections: Some(12),
+        min_connections: Some(0),
+        ..DatabaseConfig::with_url(test_db.url())
+    };
+    let db = Database::connect(&config).await.unwrap();
+    let service_config = ServiceConfig {
+        auth: AuthConfig {
+            jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        },
+        ..ServiceConfig::default()
+    };
+    let clock = ManualClock::new(Utc::now());
+    let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
+    let stand_in = StripeStandIn::start().await;
+    let gateway = StripeGateway::new(gateway_config(stand_in.base_url())).unwrap();
+    let payments = services.payments.clone().with_gateway(Arc::new(gateway));
+
+    services.users.create_admin("root@example.com", "root-password").await.unwrap();
+    let admin = principal(&services, "root@example.com", "root-password").await;
+    let staff = NewUser {
+        email: "staff@example.com".into(),
+        full_name: "Sam Staff".into(),
+        password: Some("staff-password".into()),
+        roles: Some(vec![Role::Staff]),
+        ..NewUser::default()
+    };
+    services.users.create(&admin, staff).await.unwrap();
+    let staff = principal(&services, "staff@example.com", "staff-password").await;
+    for email in ["cus@example.com", "other@example.com"] {
+        let registration =
+            Registration { email: email.into(), full_name: "Cus Tomer".into(), password: "customer-pw".into() };
+        services.auth.register(registration).await.unwrap();
+    }
+    let customer = principal(&services, "cus@example.com", "customer-pw").await;
+    let other = principal(&services, "other@example.com", "customer-pw").await;
+
+    let c = &services.catalogue;
+    let category = c.create_category(&staff, NewCategory { name: "Cameras".into(), description: None }).await.unwrap();
+    let depot = c.create_location(&staff, NewLocation { name: "Depot".into(), address: None }).await.unwrap();
+    let product = NewProduct {
+        category_id: category.id,
+        sku: "CAM-D".into(),
+        name: "Camera".into(),
+        currency: "EUR".into(),
+        price_per_day_minor: 2_000,
+        deposit_minor: Some(DEPOSIT / 2),
+        ..NewProduct::default()
+    };
+    let product = c.create_product(&staff, product).await.unwrap();
+    let units = ["CAM-D-A", "CAM-D-B"]
+        .map(|serial| NewUnit { serial_number: serial.into(), condition: None, location_id: depot.id })
+        .to_vec();
+    c.add_units(&staff, product.id, units).await.unwrap();
+    let start = clock.now() + start_in;
+    let rental = NewRental {
+        customer_id: None,
+        status: None,
+        lines: vec![NewRentalLine { product_id: product.id, quantity: 2, start, end: start + Duration::days(10) }],
+        notes: None,
+    };
+    let order = services.rentals.create(&customer, rental).await.unwrap().id;
+    World { services, payments, stand_in, clock, staff, customer, other, order, start, _db: test_db }
+}
+
+fn event(id: &str, kind: &str, object: Value) -> String {
+    json!({
+        "id": id, "object": "event", "api_version": API_VERSION, "created": Utc::now().timestamp(),
+        "livemode": false, "pending_webhooks": 1, "request": { "id": null, "idempotency_key": null }, "type": kind,
+        "data": { "object": object },
+    })
+    .to_string()
+}
+
+/// Signs `payload` as Stripe does and reads it with the verifier.
+fn verified(payload: &str) -> rental_service::WebhookEvent {
+    let header = Webhook::generate_test_header(payload, SECRET, Some(Utc::now().timestamp()));
+    WebhookVerifier::new(Secret::new(SECRET)).verify(payload, Some(&header)).unwrap().into_service_event()
+}
+
+/// An event about the stand-in's payment intent `intent` as it stands now.
+fn intent_event(w: &World, id: &str, kind: &str, intent: &str) -> String {
+    let mut object = w.stand_in.intent(intent).unwrap();
+    object["capture_method"] = json!("manual");
+    event(id, kind, object)
+}
+
+async fn deposit(w: &World) -> DepositView {
+    w.payments.deposit(&w.staff, w.order).await.unwrap()
+}
+
+/// Places the order's deposit, has the customer confirm the hold at the stand-in and delivers Stripe's
+/// `amount_capturable_updated`; answers the intent.
+async fn held(w: &World) -> String {
+    let placed = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    let intent = placed.deposit.payment_intent_id.clone().unwrap();
+    w.stand_in.pay(&intent).unwrap();
+    let payload = intent_event(w, "evt_held", "payment_intent.amount_capturable_updated", &intent);
+    assert_eq!(w.payments.handle_webhook(verified(&payload)).await.unwrap(), WebhookOutcome::Applied);
+    intent
+}
+
+#[tokio::test]
+async fn a_hold_is_placed_with_keys_of_its_own_record_and_captured_in_part() {
+    let w = world(Duration::hours(12)).await;
+    let placed = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    let d = &placed.deposit;
+    assert_eq!((d.status.as_str(), d.amount_minor, d.currency.as_str(), d.hold_seq), ("pending", DEPOSIT, "EUR", 1));
+    assert!(placed.client_secret.is_some());
+    let sent = w.stand_in.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("deposit:{}:1:hold", d.id).as_str()));
+    assert_eq!(sent[0].param("capture_method"), Some("manual"));
+    assert_eq!(sent[0].param("amount"), Some("5000"));
+    assert_eq!(sent[0].param("metadata[reference]"), Some(format!("deposit:{}:1", d.id).as_str()));
+    // Asked for: a second hold is refused while the first waits for the card.
+    let again = w.payments.place_deposit(&w.customer, w.order).await;
+    assert!(matches!(again, Err(ServiceError::Conflict { .. })), "{again:?}");
+
+    let intent = d.payment_intent_id.clone().unwrap();
+    w.stand_in.pay(&intent).unwrap();
+    let payload = intent_event(&w, "evt_hold", "payment_intent.amount_capturable_updated", &intent);
+    assert_eq!(w.payments.handle_webhook(verified(&payload)).await.unwrap(), WebhookOutcome::Applied);
+    assert_eq!(w.payments.handle_webhook(verified(&payload)).await.unwrap(), WebhookOutcome::Duplicate);
+    let now = deposit(&w).await;
+    assert_eq!(
+        (now.status.as_str(), now.amount_held_minor, now.amount_capturable_minor),
+        ("requires_capture", DEPOSIT, DEPOSIT)
+    );
+    assert_eq!(now.hold_expires_at, now.authorised_at.map(|at| at + Duration::days(7)));
+    let active = w.payments.place_deposit(&w.staff, w.order).await;
+    assert!(matches!(active, Err(ServiceError::Conflict { .. })), "{active:?}");
+
+    // Customers cannot capture; 0 and more than is held are refused before Stripe is called.
+    let by_customer = w.payments.capture_deposit(&w.customer, w.order, Some(100)).await;
+    assert!(matches!(by_customer, Err(ServiceError::Forbidden(_))), "{by_customer:?}");
+    for amount in [0, -5, DEPOSIT + 1] {
+        let refused = w.payments.capture_deposit(&w.staff, w.order, Some(amount)).await;
+        assert!(matches!(refused, Err(ServiceError::Invalid(_))), "{amount}: {refused:?}");
+    }
+    let capture_path = format!("/v1/payment_intents/{intent}/capture");
+    assert!(w.stand_in.requests_to("POST", &capture_path).is_empty());
+
+    let captured = w.payments.capture_deposit(&w.staff, w.order, Some(2_000)).await.unwrap();
+    assert_eq!((captured.status.as_str(), captured.amount_captured_minor), ("succeeded", 2_000));
+    assert_eq!(captured.amount_capturable_minor, 0);
+    let sent = w.stand_in.requests_to("POST", &capture_path);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("deposit:{}:1:capture", d.id).as_str()));
+    assert_eq!(sent[0].param("amount_to_capture"), Some("2000"));
+    assert_eq!(w.stand_in.intent(&intent).unwrap()["amount_received"], 2_000);
+
+    // Stripe's events of the capture, late and in any order, change nothing more; nor do the released rest.
+    let succeeded = intent_event(&w, "evt_captured", "payment_intent.succeeded", &intent);
+    assert_eq!(w.payments.handle_webhook(verified(&succeeded)).await.unwrap(), WebhookOutcome::Applied);
+    let late_hold = payload.replace("evt_hold", "evt_hold_late");
+    assert_eq!(w.payments.handle_webhook(verified(&late_hold)).await.unwrap(), WebhookOutcome::Applied);
+    let end = deposit(&w).await;
+    assert_eq!((end.status.as_str(), end.amount_captured_minor, end.amount_held_minor), ("succeeded", 2_000, DEPOSIT));
+    let release = w.payments.release_deposit(&w.staff, w.order).await;
+    assert!(matches!(release, Err(ServiceError::Conflict { .. })), "{release:?}");
+    // The invoice is not touched by a deposit.
+    let invoices = w.services.billing.list_invoices(&w.staff, &[]).await.unwrap();
+    assert!(invoices.items().iter().all(|i| i.amount_paid_minor == 0));
+}
+
+#[tokio::test]
+async fn a_release_cancels_the_hold_and_other_customers_see_nothing() {
+    let w = world(Duration::hours(2)).await;
+    let refused = w.payments.place_deposit(&w.other, w.order).await;
+    assert!(matches!(refused, Err(ServiceError::NotFound(_))), "{refused:?}");
+    let unknown = w.payments.place_deposit(&w.staff, Uuid::now_v7()).await;
+    assert!(matches!(unknown, Err(ServiceError::NotFound(_))), "{unknown:?}");
+    assert!(w.stand_in.requests_to("POST", "/v1/payment_intents").is_empty());
+
+    let intent = held(&w).await;
+    assert!(matches!(w.payments.deposit(&w.other, w.order).await, Err(ServiceError::NotFound(_))));
+    assert_eq!(w.payments.deposit(&w.customer, w.order).await.unwrap().status, "requires_capture");
+    let by_customer = w.payments.release_deposit(&w.customer, w.order).await;
+    assert!(matches!(by_customer, Err(ServiceError::Forbidden(_))), "{by_customer:?}");
+
+    let released = w.payments.release_deposit(&w.staff, w.order).await.unwrap();
+    assert_eq!((released.status.as_str(), released.amount_captured_minor), ("canceled", 0));
+    let sent = w.stand_in.requests_to("POST", &format!("/v1/payment_intents/{intent}/cancel"));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("deposit:{}:1:release", released.id).as_str()));
+    assert_eq!(w.stand_in.intent(&intent).unwrap()["status"], "canceled");
+    let canceled = intent_event(&w, "evt_canceled", "payment_intent.canceled", &intent);
+    assert_eq!(w.payments.handle_webhook(verified(&canceled)).await.unwrap(), WebhookOutcome::Applied);
+    let capture = w.payments.capture_deposit(&w.staff, w.order, None).await;
+    assert!(matches!(capture, Err(ServiceError::Conflict { .. })), "{capture:?}");
+    assert_eq!(deposit(&w).await.status, "canceled");
+}
+
+#[tokio::test]
+async fn stripe_failing_or_slow_marks_nothing_and_a_retry_sends_the_same_key() {
+    let w = world(Duration::hours(12)).await;
+    // Stripe answers 500 to every attempt: nothing held, nothing at Stripe.
+    for _ in 0..2 {
+        w.stand_in.fail_next("POST", "/v1/payment_intents", StripeFault::ServerError);
+    }
+    let failed = w.payments.place_deposit(&w.customer, w.order).await;
+    assert!(matches!(failed, Err(ServiceError::Upstream { .. })), "{failed:?}");
+    let d = deposit(&w).await;
+    assert_eq!((d.status.as_str(), d.payment_intent_id.as_deref(), d.amount_held_minor), ("pending", None, 0));
+    assert_eq!(w.stand_in.intent_count(), 0);
+
+    // Stripe does the work but answers after our bound: the hold exists at Stripe, our record is unchanged.
+    let slow = StripeConfig {
+        attempt_timeout_ms: 200,
+        call_timeout_ms: 400,
+        max_attempts: 1,
+        ..gateway_config(w.stand_in.base_url())
+    };
+    let impatient = w.services.payments.clone().with_gateway(Arc::new(StripeGateway::new(slow).unwrap()));
+    w.stand_in.fail_next(
+        "POST",
+        "/v1/payment_intents",
+        StripeFault::StallAfterEffect(std::time::Duration::from_secs(2)),
+    );
+    let late = impatient.place_deposit(&w.customer, w.order).await;
+    assert!(matches!(late, Err(ServiceError::Timeout(_))), "{late:?}");
+    assert_eq!(w.stand_in.intent_count(), 1);
+    assert_eq!(deposit(&w).await.payment_intent_id, None);
+    // The retry sends the same key: Stripe answers with the hold it made, no second one.
+    let placed = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    assert_eq!(w.stand_in.intent_count(), 1);
+    let keys: Vec<_> =
+        w.stand_in.requests_to("POST", "/v1/payment_intents").into_iter().map(|r| r.idempotency_key.unwrap()).collect();
+    assert!(keys.iter().all(|k| *k == format!("deposit:{}:1:hold", d.id)), "{keys:?}");
+    let intent = placed.deposit.payment_intent_id.clone().unwrap();
+
+    // A capture Stripe fails leaves the hold as it was; its retry sends the same key and amount.
+    w.stand_in.pay(&intent).unwrap();
+    let payload = intent_event(&w, "evt_hold_f", "payment_intent.amount_capturable_updated", &intent);
+    w.payments.handle_webhook(verified(&payload)).await.unwrap();
+    let capture_path = format!("/v1/payment_intents/{intent}/capture");
+    for _ in 0..2 {
+        w.stand_in.fail_next("POST", &capture_path, StripeFault::ServerError);
+    }
+    let failed = w.payments.capture_deposit(&w.staff, w.order, Some(1_500)).await;
+    assert!(matches!(failed, Err(ServiceError::Upstream { .. })), "{failed:?}");
+    let d = deposit(&w).await;
+    assert_eq!((d.status.as_str(), d.amount_captured_minor), ("requires_capture", 0));
+    // Another amount while the first is unanswered is refused; the same amount goes through once.
+    let other = w.payments.capture_deposit(&w.staff, w.order, Some(1_000)).await;
+    assert!(matches!(other, Err(ServiceError::Conflict { .. })), "{other:?}");
+    let captured = w.payments.capture_deposit(&w.staff, w.order, Some(1_500)).await.unwrap();
+    assert_eq!(captured.amount_captured_minor, 1_500);
+    let sent = w.stand_in.requests_to("POST", &capture_path);
+    assert!(sent.iter().all(|r| r.idempotency_key.as_deref() == Some(&*format!("deposit:{}:1:capture", d.id))));
+    assert!(sent.iter().all(|r| r.param("amount_to_capture") == Some("1500")));
+}
+
+#[tokio::test]
+async fn a_refused_hold_fails_and_the_next_hold_has_the_next_number() {
+    let w = world(Duration::hours(12)).await;
+    w.stand_in.fail_next("POST", "/v1/payment_intents", StripeFault::CardDeclined);
+    let refused = w.payments.place_deposit(&w.customer, w.order).await;
+    assert!(matches!(refused, Err(ServiceError::Upstream { .. })), "{refused:?}");
+    let d = deposit(&w).await;
+    assert_eq!(d.status, "failed");
+    assert!(d.failure_reason.unwrap().contains("generic_decline"));
+
+    let placed = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    assert_eq!((placed.deposit.status.as_str(), placed.deposit.hold_seq), ("pending", 2));
+    let sent = w.stand_in.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.last().unwrap().idempotency_key.as_deref(), Some(format!("deposit:{}:2:hold", d.id).as_str()));
+    // An event of the first hold's reference changes nothing of the second.
+    let intent = placed.deposit.payment_intent_id.clone().unwrap();
+    let mut object = w.stand_in.intent(&intent).unwrap();
+    object["id"] = json!("pi_old_hold");
+    object["status"] = json!("canceled");
+    object["metadata"]["reference"] = json!(format!("deposit:{}:1", d.id));
+    let stale = event("evt_stale", "payment_intent.canceled", object);
+    assert_eq!(w.payments.handle_webhook(verified(&stale)).await.unwrap(), WebhookOutcome::Unmatched);
+    assert_eq!(deposit(&w).await.status, "pending");
+}
+
+#[tokio::test]
+async fn an_early_deposit_is_scheduled_and_placed_by_the_job_from_its_day() {
+    let w = world(Duration::days(3)).await;
+    let scheduled = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    let d = &scheduled.deposit;
+    assert_eq!((d.status.as_str(), d.place_from), ("scheduled", w.start - Duration::days(1)));
+    assert_eq!(scheduled.client_secret, None);
+    assert!(w.stand_in.requests_to("POST", "/v1/payment_intents").is_empty());
+    let twice = w.payments.place_deposit(&w.customer, w.order).await;
+    assert!(matches!(twice, Err(ServiceError::Conflict { .. })), "{twice:?}");
+
+    // Before its day the job leaves it; from its day the job places it.
+    let report = w.payments.run_deposits().await.unwrap();
+    assert_eq!((report.placed, report.dropped, report.flagged, report.failed), (0, 0, 0, 0));
+    w.clock.set(w.start - Duration::days(1));
+    let report = w.payments.run_deposits().await.unwrap();
+    assert_eq!((report.placed, report.failed), (1, 0));
+    let placed = deposit(&w).await;
+    assert_eq!(placed.status, "pending");
+    let sent = w.stand_in.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("deposit:{}:1:hold", d.id).as_str()));
+    assert_eq!(w.payments.run_deposits().await.unwrap().placed, 0);
+
+    // Held from the day before the start; the 10-day rental outlasts the 7-day hold: flagged on day 6, once.
+    let intent = placed.payment_intent_id.unwrap();
+    w.stand_in.pay(&intent).unwrap();
+    let payload = intent_event(&w, "evt_job_hold", "payment_intent.amount_capturable_updated", &intent);
+    w.payments.handle_webhook(verified(&payload)).await.unwrap();
+    let authorised = deposit(&w).await.authorised_at.unwrap();
+    assert_eq!(authorised, w.start - Duration::days(1));
+    w.clock.set(authorised + Duration::days(6) - Duration::minutes(1));
+    assert_eq!(w.payments.run_deposits().await.unwrap().flagged, 0);
+    assert_eq!(deposit(&w).await.attention, None);
+    w.clock.set(authorised + Duration::days(6));
+    assert_eq!(w.payments.run_deposits().await.unwrap().flagged, 1);
+    let flagged = deposit(&w).await;
+    assert!(flagged.attention.as_deref().unwrap().contains("while the rental runs"), "{:?}", flagged.attention);
+    assert_eq!(flagged.status, "requires_capture");
+    assert_eq!(w.payments.run_deposits().await.unwrap().flagged, 0);
+}
+
+#[tokio::test]
+async fn a_scheduled_deposit_of_a_cancelled_order_is_dropped_and_a_hold_of_an_ended_one_is_flagged_plainly() {
+    let w = world(Duration::days(4)).await;
+    w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    w.services.rentals.cancel(&w.staff, w.order, None).await.unwrap();
+    w.clock.set(w.start);
+    let report = w.payments.run_deposits().await.unwrap();
+    assert_eq!((report.placed, report.dropped), (0, 1));
+    assert_eq!(deposit(&w).await.status, "canceled");
+    assert!(w.stand_in.requests_to("POST", "/v1/payment_intents").is_empty());
+    // A cancelled order takes no new deposit.
+    let refused = w.payments.place_deposit(&w.staff, w.order).await;
+    assert!(matches!(refused, Err(ServiceError::Conflict { .. })), "{refused:?}");
+
+    let w = world(Duration::hours(1)).await;
+    held(&w).await;
+    w.services.rentals.cancel(&w.staff, w.order, None).await.unwrap();
+    w.clock.advance(Duration::days(6));
+    assert_eq!(w.payments.run_deposits().await.unwrap().flagged, 1);
+    let flagged = deposit(&w).await.attention.unwrap();
+    assert!(flagged.contains("capture what is owed or release it") && !flagged.contains("runs"), "{flagged}");
+}
+
+#[tokio::test]
+async fn a_release_drops_a_scheduled_deposit_without_calling_stripe() {
+    let w = world(Duration::days(5)).await;
+    w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    let released = w.payments.release_deposit(&w.staff, w.order).await.unwrap();
+    assert_eq!(released.status, "canceled");
+    assert!(w.stand_in.requests().is_empty());
+    let missing = w.payments.capture_deposit(&w.staff, Uuid::now_v7(), None).await;
+    assert!(matches!(missing, Err(ServiceError::NotFound(_))), "{missing:?}");
+}

@@ -6,21 +6,21 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use rental_domain::Role;
-use rental_payments::{API_VERSION, StripeConfig, StripeGateway, WebhookVerifier};
-use rental_repo::{Database, DatabaseConfig};
+use rental_payments::{StripeConfig, StripeGateway};
 use rental_service::{
-    AuthConfig, Clock, DepositView, ManualClock, NewCategory, NewLocation, NewProduct, NewRental, NewRentalLine,
-    NewUnit, NewUser, PaymentService, Principal, Registration, Secret, ServiceConfig, ServiceError, Services,
-    WebhookOutcome,
+    Clock, DepositView, ManualClock, NewProduct, NewRental, NewRentalLine, NewUnit, PaymentService, Principal,
+    ServiceError, Services, WebhookOutcome,
 };
 use rental_testkit::{StripeFault, StripeStandIn, TestDb};
-use serde_json::{Value, json};
-use stripe_webhook::Webhook;
+use serde_json::json;
 use uuid::Uuid;
+
+use common::event;
 
 const SECRET: &str = "whsec_deposits";
 /// 2 items at 25.00 deposit each.
@@ -39,70 +39,16 @@ struct World {
     _db: TestDb,
 }
 
-async fn principal(services: &Services, email: &str, password: &str) -> Principal {
-    let tokens = services.auth.login(email, password).await.unwrap();
-    services.auth.authenticate(&tokens.access_token).await.unwrap()
-}
-
 fn gateway_config(api_base: String) -> StripeConfig {
-    StripeConfig {
-        secret_key: Some(Secret::new("sk_test_deposits")),
-        api_base,
-        attempt_timeout_ms: 2_000,
-        call_timeout_ms: 5_000,
-        max_attempts: 2,
-        retry_backoff_ms: 10,
-        ..StripeConfig::default()
-    }
+    common::gateway_config("sk_test_deposits", api_base)
 }
 
 /// Services on a manual clock over a fresh database; staff, two customers, and a reserved order of the first
 /// customer for 2 cameras with a 25.00 deposit each, starting `start_in` from now and lasting 10 days.
 async fn world(start_in: Duration) -> World {
-    let test_db = TestDb::new().await;
-    let config = DatabaseConfig {
-        max_connections: Some(12),
-        min_connections: Some(0),
-        ..DatabaseConfig::with_url(test_db.url())
-    };
-    let db = Database::connect(&config).await.unwrap();
-    let service_config = ServiceConfig {
-        auth: AuthConfig {
-            jwt_secret: Secret::new("test-secret-test-secret-test-secret!"),
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            ..AuthConfig::default()
-        },
-        ..ServiceConfig::default()
-    };
-    let clock = ManualClock::new(Utc::now());
-    let services = Services::with_clock(db.clone(), &service_config, Arc::new(clock.clone())).unwrap();
-    let stand_in = StripeStandIn::start().await;
-    let gateway = StripeGateway::new(gateway_config(stand_in.base_url())).unwrap();
-    let payments = services.payments.clone().with_gateway(Arc::new(gateway));
-
-    services.users.create_admin("root@example.com", "root-password").await.unwrap();
-    let admin = principal(&services, "root@example.com", "root-password").await;
-    let staff = NewUser {
-        email: "staff@example.com".into(),
-        full_name: "Sam Staff".into(),
-        password: Some("staff-password".into()),
-        roles: Some(vec![Role::Staff]),
-        ..NewUser::default()
-    };
-    services.users.create(&admin, staff).await.unwrap();
-    let staff = principal(&services, "staff@example.com", "staff-password").await;
-    for email in ["cus@example.com", "other@example.com"] {
-        let registration =
-            Registration { email: email.into(), full_name: "Cus Tomer".into(), password: "customer-pw".into() };
-        services.auth.register(registration).await.unwrap();
-    }
-    let customer = principal(&services, "cus@example.com", "customer-pw").await;
-    let other = principal(&services, "other@example.com", "customer-pw").await;
-
+    let common::Base { services, payments, stand_in, clock, staff, customer, other, category, depot, db: test_db } =
+        common::base("sk_test_deposits", |_| {}).await;
     let c = &services.catalogue;
-    let category = c.create_category(&staff, NewCategory { name: "Cameras".into(), description: None }).await.unwrap();
-    let depot = c.create_location(&staff, NewLocation { name: "Depot".into(), address: None }).await.unwrap();
     let product = NewProduct {
         category_id: category.id,
         sku: "CAM-D".into(),
@@ -128,19 +74,9 @@ async fn world(start_in: Duration) -> World {
     World { services, payments, stand_in, clock, staff, customer, other, order, start, _db: test_db }
 }
 
-fn event(id: &str, kind: &str, object: Value) -> String {
-    json!({
-        "id": id, "object": "event", "api_version": API_VERSION, "created": Utc::now().timestamp(),
-        "livemode": false, "pending_webhooks": 1, "request": { "id": null, "idempotency_key": null }, "type": kind,
-        "data": { "object": object },
-    })
-    .to_string()
-}
-
 /// Signs `payload` as Stripe does and reads it with the verifier.
 fn verified(payload: &str) -> rental_service::WebhookEvent {
-    let header = Webhook::generate_test_header(payload, SECRET, Some(Utc::now().timestamp()));
-    WebhookVerifier::new(Secret::new(SECRET)).verify(payload, Some(&header)).unwrap().into_service_event()
+    common::verified(SECRET, payload)
 }
 
 /// An event about the stand-in's payment intent `intent` as it stands now.

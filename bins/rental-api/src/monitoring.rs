@@ -169,6 +169,7 @@ fn cache_gauges(services: &Services) -> Vec<CacheGauge> {
             hits: s.hits,
             misses: s.misses,
             loads: s.loads,
+            refreshes: s.refreshes,
             evictions: s.evictions,
             entries: s.entries,
         })

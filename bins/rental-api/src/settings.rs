@@ -278,6 +278,12 @@ impl Settings {
                 self.idempotency.ttl_secs
             ));
         }
+        if self.cache.refresh_ahead_percent > 99 {
+            return invalid(format!(
+                "cache.refresh_ahead_percent must be 1 to 99, or 0 for off, not {}",
+                self.cache.refresh_ahead_percent
+            ));
+        }
         // A card hold lasts about 7 days: one placed 7 days early would lapse before the rental starts.
         if self.deposits.lead_days > 6 {
             return invalid(format!("deposits.lead_days must be 0 to 6, not {}", self.deposits.lead_days));
@@ -389,6 +395,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("min_connections"), "{err}");
+        let err = Settings::load_from(&dir, "development", env(&[("RENTAL__CACHE__REFRESH_AHEAD_PERCENT", "100")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("cache.refresh_ahead_percent"), "{err}");
         assert!(Settings::load_from(&dir, "../etc", env(&[])).is_err());
     }
 

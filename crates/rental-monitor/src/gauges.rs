@@ -53,6 +53,8 @@ pub struct CacheGauge {
     pub misses: u64,
     /// Values loaded from the source of truth since start.
     pub loads: u64,
+    /// Of those loads, the ones that replaced an entry still served (refresh-ahead) since start.
+    pub refreshes: u64,
     /// Entries dropped for size or age since start.
     pub evictions: u64,
     /// Entries held now (approximate).
@@ -121,6 +123,7 @@ struct CacheHandles {
     hits: Counter,
     misses: Counter,
     loads: Counter,
+    refreshes: Counter,
     evictions: Counter,
     entries: Gauge,
     hit_ratio: Gauge,
@@ -219,6 +222,11 @@ impl ServiceGauges {
                     hits: e.counter("rental_cache_hits_total", "Lookups answered from the cache.", &labels),
                     misses: e.counter("rental_cache_misses_total", "Lookups that had to load.", &labels),
                     loads: e.counter("rental_cache_loads_total", "Values loaded from the source.", &labels),
+                    refreshes: e.counter(
+                        "rental_cache_refreshes_total",
+                        "Loads that replaced an entry still being served (refresh-ahead).",
+                        &labels,
+                    ),
                     evictions: e.counter("rental_cache_evictions_total", "Entries dropped for size or age.", &labels),
                     entries: e.gauge("rental_cache_entries", "Entries held (approximate).", &labels),
                     hit_ratio: e.gauge("rental_cache_hit_ratio", "Hits over lookups since start.", &labels),
@@ -227,6 +235,7 @@ impl ServiceGauges {
             h.hits.absolute(cache.hits);
             h.misses.absolute(cache.misses);
             h.loads.absolute(cache.loads);
+            h.refreshes.absolute(cache.refreshes);
             h.evictions.absolute(cache.evictions);
             h.entries.set(cache.entries as f64);
             h.hit_ratio.set(cache.hit_rate().unwrap_or(0.0));
@@ -261,6 +270,7 @@ mod tests {
             hits: 9,
             misses: 1,
             loads: 1,
+            refreshes: 1,
             entries: 3,
             ..CacheGauge::default()
         }]);

@@ -18,7 +18,7 @@ use rental_service::cache::{Caches, JsonBytes, Namespace, NamespaceSpec, Singlet
 const BATCH: u64 = 1_000;
 
 fn spec(name: &'static str) -> NamespaceSpec {
-    NamespaceSpec { name, ttl: Duration::from_secs(3600), capacity: 100_000 }
+    NamespaceSpec::new(name, Duration::from_secs(3600), 100_000)
 }
 
 fn hits(c: &mut Criterion) {

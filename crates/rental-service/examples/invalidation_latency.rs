@@ -26,7 +26,7 @@ async fn main() {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let prefix = format!("rental-latency-{}", std::process::id());
-    let spec = NamespaceSpec { name: "latency", ttl: Duration::from_secs(3_600), capacity: 100 };
+    let spec = NamespaceSpec::new("latency", Duration::from_secs(3_600), 100);
     let (a, b) = (caches(&url, &prefix), caches(&url, &prefix));
     let (on_a, on_b) = (a.namespace::<String, JsonBytes>(spec), b.namespace::<String, JsonBytes>(spec));
     while a.shared_tier() != SharedTier::Up || b.shared_tier() != SharedTier::Up {

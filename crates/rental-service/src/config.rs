@@ -137,6 +137,21 @@ pub struct CacheConfig {
     /// Longest life of a local entry while Redis is unreachable (invalidations of other instances may be
     /// missed then), in milliseconds.
     pub degraded_ttl_ms: u64,
+    /// Refresh-ahead of the caches that only expire (user and product list pages, dashboard, analytics): the
+    /// first lookup of an entry past this share of its TTL reloads it while the other lookups are still served
+    /// the entry, so a page in steady use never expires under its readers. Percent, 1 to 99; 0 turns it off.
+    /// Entries are never kept past their TTL either way.
+    pub refresh_ahead_percent: u64,
+}
+
+impl CacheConfig {
+    /// `spec` with this configuration's refresh-ahead point.
+    pub fn refresh_ahead(&self, spec: crate::cache::NamespaceSpec) -> crate::cache::NamespaceSpec {
+        match self.refresh_ahead_percent {
+            1..=99 => spec.refreshed_after(spec.ttl.mul_f64(self.refresh_ahead_percent as f64 / 100.0)),
+            _ => spec,
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -160,6 +175,7 @@ impl Default for CacheConfig {
             product_ttl_secs: 300,
             product_capacity: 10_000,
             analytics_ttl_secs: 60,
+            refresh_ahead_percent: 75,
         }
     }
 }

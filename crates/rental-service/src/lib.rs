@@ -139,11 +139,11 @@ impl Services {
         let service_clock = clock.clone();
         let users = UserService::new(db.clone(), hasher.clone(), clock.clone(), &config.cache, &caches);
         // Availability answers: evicted per product by the rentals' writes, cleared by the catalogue's.
-        let availability = caches.grouped_namespace(cache::NamespaceSpec {
-            name: "availability",
-            ttl: std::time::Duration::from_secs(config.cache.availability_ttl_secs.max(1)),
-            capacity: config.cache.availability_capacity,
-        });
+        let availability = caches.grouped_namespace(cache::NamespaceSpec::new(
+            "availability",
+            std::time::Duration::from_secs(config.cache.availability_ttl_secs.max(1)),
+            config.cache.availability_capacity,
+        ));
         let catalogue = CatalogueService::new(db.clone(), clock.clone(), &config.cache, &caches)
             .with_availability_cache(availability.clone());
         let idempotency = Idempotency::new(db.clone(), clock.clone(), &config.idempotency);

@@ -268,16 +268,16 @@ impl AnalyticsService {
 impl<A: AnalyticsStore> AnalyticsService<A> {
     /// The service over another implementation of the store.
     pub fn with_store(repo: Arc<A>, clock: Arc<dyn Clock>, config: &CacheConfig, caches: &Caches) -> Self {
-        let dashboard = caches.namespace(NamespaceSpec {
-            name: "dashboard",
-            ttl: Duration::from_secs(config.dashboard_ttl_secs.max(1)),
-            capacity: 1,
-        });
-        let reports = caches.namespace(NamespaceSpec {
-            name: "analytics",
-            ttl: Duration::from_secs(config.analytics_ttl_secs.max(1)),
-            capacity: 1_000,
-        });
+        let dashboard = caches.namespace(config.refresh_ahead(NamespaceSpec::new(
+            "dashboard",
+            Duration::from_secs(config.dashboard_ttl_secs.max(1)),
+            1,
+        )));
+        let reports = caches.namespace(config.refresh_ahead(NamespaceSpec::new(
+            "analytics",
+            Duration::from_secs(config.analytics_ttl_secs.max(1)),
+            1_000,
+        )));
         Self { repo, clock, dashboard, reports }
     }
 

@@ -6,6 +6,9 @@
 //!
 //! - get-or-load with stampede protection: concurrent misses of one key run the loader once (moka's
 //!   `try_get_with`), and everyone waiting gets its result;
+//! - refresh-ahead (optional, [`NamespaceSpec::refreshed_after`]): the first lookup of an entry older than the
+//!   refresh point reloads it while every other lookup is still served the current entry, so an entry in
+//!   steady use is replaced before it expires and its readers never queue behind a load;
 //! - invalidation by key, and of the whole namespace by bumping its generation (entries of older generations
 //!   can no longer be reached and age out), instead of `invalidate_all` loops;
 //! - counters per namespace and tier (hits, misses, loads, evictions, entries) for monitoring.
@@ -44,6 +47,24 @@ pub struct NamespaceSpec {
     pub ttl: Duration,
     /// Most entries kept, or most weight when the namespace is weighed.
     pub capacity: u64,
+    /// Refresh-ahead: an entry at least this old (and not expired) is reloaded by the first lookup that finds
+    /// it, while the other lookups are served the entry as it is. `None` (the default): entries only expire.
+    pub refresh_after: Option<Duration>,
+}
+
+impl NamespaceSpec {
+    /// A namespace of `capacity` entries living `ttl`, without refresh-ahead.
+    pub const fn new(name: &'static str, ttl: Duration, capacity: u64) -> Self {
+        Self { name, ttl, capacity, refresh_after: None }
+    }
+
+    /// The same namespace with refresh-ahead from an entry's age `after` (kept only when shorter than the
+    /// TTL; a refresh point at or past the TTL would never be reached).
+    #[must_use]
+    pub const fn refreshed_after(mut self, after: Duration) -> Self {
+        self.refresh_after = if after.as_nanos() < self.ttl.as_nanos() { Some(after) } else { None };
+        self
+    }
 }
 
 /// No namespace of that name.
@@ -142,12 +163,36 @@ struct Lifetime {
     healthy: Option<Arc<AtomicBool>>,
 }
 
-impl<K, V> Expiry<K, V> for Lifetime {
-    fn expire_after_create(&self, _key: &K, _value: &V, _created_at: Instant) -> Option<Duration> {
+impl Lifetime {
+    fn current(&self) -> Duration {
         match &self.healthy {
-            Some(healthy) if !healthy.load(Ordering::Relaxed) => Some(self.ttl.min(self.degraded_ttl)),
-            _ => Some(self.ttl),
+            Some(healthy) if !healthy.load(Ordering::Relaxed) => self.ttl.min(self.degraded_ttl),
+            _ => self.ttl,
         }
+    }
+}
+
+/// [`Lifetime`] shared between the local tier and the namespace (which stamps refresh points with it).
+struct SharedLifetime(Arc<Lifetime>);
+
+impl<K, V> Expiry<K, V> for SharedLifetime {
+    fn expire_after_create(&self, _key: &K, _value: &V, _created_at: Instant) -> Option<Duration> {
+        Some(self.0.current())
+    }
+}
+
+/// A value as the local tier holds it: with the moment it should be refreshed (refresh-ahead namespaces) and
+/// whether a lookup is refreshing it already.
+struct Entry<V> {
+    value: V,
+    refresh_at: Option<Instant>,
+    refreshing: AtomicBool,
+}
+
+impl<V> Entry<V> {
+    /// Whether this lookup should refresh the entry: past its refresh point, and no other lookup took it.
+    fn take_refresh(&self) -> bool {
+        self.refresh_at.is_some_and(|at| Instant::now() >= at) && !self.refreshing.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -186,7 +231,9 @@ impl<K: CacheKey, V: CacheValue> fmt::Debug for Namespace<K, V> {
 struct NamespaceInner<K: CacheKey, V: CacheValue> {
     spec: NamespaceSpec,
     /// Entries of this process, keyed by (local generation, key).
-    local: moka::future::Cache<(u64, K), V>,
+    local: moka::future::Cache<(u64, K), Arc<Entry<V>>>,
+    /// How long entries live (the namespace's TTL, or the degraded bound while the shared tier is down).
+    lifetime: Arc<Lifetime>,
     /// Bumped to drop every local entry at once.
     generation: AtomicU64,
     /// The namespace's generation in the shared tier (part of every shared key), bumped by a clear anywhere.
@@ -201,6 +248,16 @@ impl<K: CacheKey, V: CacheValue> NamespaceInner<K, V> {
     fn shared_key(&self, key: &K) -> String {
         format!("{}:{}:{}", self.spec.name, self.shared_generation.load(Ordering::Acquire), key.canonical())
     }
+
+    /// A value as the local tier holds it, stamped with its refresh point (half-way into a shortened,
+    /// degraded lifetime at the latest).
+    fn entry(&self, value: V) -> Arc<Entry<V>> {
+        let refresh_at = self.spec.refresh_after.map(|after| {
+            let lifetime = self.lifetime.current();
+            Instant::now() + if after < lifetime { after } else { lifetime / 2 }
+        });
+        Arc::new(Entry { value, refresh_at, refreshing: AtomicBool::new(false) })
+    }
 }
 
 impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
@@ -210,7 +267,10 @@ impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
     }
 
     /// The value of `key`, from this process, else from the shared tier, else from `load` (which is stored
-    /// in both). Concurrent misses of one key run `load` once and share its result, error included.
+    /// in both). Concurrent misses of one key run `load` once and share its result, error included. In a
+    /// refresh-ahead namespace, the first lookup of an entry past its refresh point runs `load` and stores its
+    /// value (an error keeps the entry as it is, to be tried again by a later lookup), while the others are
+    /// served the entry.
     ///
     /// # Errors
     /// `load`'s error, shared by every caller that waited for it.
@@ -222,18 +282,26 @@ impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
         let inner = &self.inner;
         let generation = inner.generation.load(Ordering::Acquire);
         let invalidations = inner.invalidations.load(Ordering::Acquire);
+        let local_key = (generation, key);
+        if let Some(entry) = inner.local.get(&local_key).await {
+            bump(&inner.counters.hits);
+            if entry.take_refresh() {
+                return Ok(self.refresh(local_key, entry, invalidations, load).await);
+            }
+            return Ok(entry.value.clone());
+        }
         let loaded = AtomicBool::new(false);
         let result = inner
             .local
-            .try_get_with_by_ref(&(generation, key.clone()), async {
+            .try_get_with_by_ref(&local_key, async {
                 loaded.store(true, Ordering::Relaxed);
-                if let Some(value) = self.shared_get(&key).await {
-                    return Ok(value);
+                if let Some(value) = self.shared_get(&local_key.1).await {
+                    return Ok(inner.entry(value));
                 }
                 bump(&inner.counters.loads);
                 let value = load.await?;
-                self.shared_set(&key, &value).await;
-                Ok(value)
+                self.shared_set(&local_key.1, &value).await;
+                Ok(inner.entry(value))
             })
             .await;
         if loaded.load(Ordering::Relaxed) {
@@ -241,12 +309,40 @@ impl<K: CacheKey, V: CacheValue> Namespace<K, V> {
             // An invalidation that ran while this value was loaded may have been for a change the load did
             // not see: the caller gets the value (it raced with the write), the cache does not keep it.
             if inner.invalidations.load(Ordering::Acquire) != invalidations {
-                inner.local.invalidate(&(generation, key)).await;
+                inner.local.invalidate(&local_key).await;
             }
         } else {
+            // Another lookup loaded it meanwhile.
             bump(&inner.counters.hits);
         }
-        result
+        result.map(|entry| entry.value.clone())
+    }
+
+    /// Reloads `entry` (past its refresh point, taken by this lookup) from the source, not the shared tier,
+    /// whose copy is likely as old. A failed load keeps the entry as it is for a later lookup to try again.
+    async fn refresh<E, F>(&self, local_key: (u64, K), entry: Arc<Entry<V>>, invalidations: u64, load: F) -> V
+    where
+        F: Future<Output = Result<V, E>>,
+    {
+        let inner = &self.inner;
+        bump(&inner.counters.loads);
+        bump(&inner.counters.refreshes);
+        match load.await {
+            Ok(value) => {
+                self.shared_set(&local_key.1, &value).await;
+                inner.local.insert(local_key.clone(), inner.entry(value.clone())).await;
+                // As for a miss: a refresh that overlapped an invalidation is not kept.
+                if inner.invalidations.load(Ordering::Acquire) != invalidations {
+                    inner.local.invalidate(&local_key).await;
+                }
+                value
+            }
+            Err(_) => {
+                tracing::debug!(namespace = inner.spec.name, "refreshing a cache entry failed: serving it as it is");
+                entry.refreshing.store(false, Ordering::Release);
+                entry.value.clone()
+            }
+        }
     }
 
     async fn shared_get(&self, key: &K) -> Option<V> {
@@ -350,6 +446,7 @@ impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
             hits: read(&c.hits),
             misses: read(&c.misses),
             loads: read(&c.loads),
+            refreshes: read(&c.refreshes),
             evictions: read(&c.evictions),
             entries: self.inner.local.entry_count(),
         }];
@@ -360,6 +457,7 @@ impl<K: CacheKey, V: CacheValue> Control for Namespace<K, V> {
                 hits: read(&c.shared_hits),
                 misses: read(&c.shared_misses),
                 loads: 0,
+                refreshes: 0,
                 evictions: 0,
                 entries: 0,
             });
@@ -595,15 +693,15 @@ impl Caches {
     ) -> Namespace<K, V> {
         let counters = Arc::new(Counters::default());
         let evictions = counters.clone();
-        let lifetime = Lifetime {
+        let lifetime = Arc::new(Lifetime {
             ttl: spec.ttl,
             degraded_ttl: self.inner.degraded_ttl,
             healthy: self.inner.shared.as_ref().map(|s| s.healthy.clone()),
-        };
+        });
         let mut builder = moka::future::Cache::builder()
             .name(spec.name)
             .max_capacity(spec.capacity)
-            .expire_after(lifetime)
+            .expire_after(SharedLifetime(lifetime.clone()))
             .eviction_listener(move |_key, _value, cause| {
                 if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
                     bump(&evictions.evictions);
@@ -613,12 +711,13 @@ impl Caches {
             builder = builder.support_invalidation_closures();
         }
         if let Some(weigher) = weigher {
-            builder = builder.weigher(move |_key: &(u64, K), value: &V| weigher(value));
+            builder = builder.weigher(move |_key: &(u64, K), entry: &Arc<Entry<V>>| weigher(&entry.value));
         }
         let namespace = Namespace {
             inner: Arc::new(NamespaceInner {
                 spec,
                 local: builder.build(),
+                lifetime,
                 generation: AtomicU64::new(0),
                 shared_generation: AtomicU64::new(0),
                 invalidations: AtomicU64::new(0),
@@ -684,7 +783,7 @@ mod tests {
     use super::*;
 
     fn spec(name: &'static str) -> NamespaceSpec {
-        NamespaceSpec { name, ttl: Duration::from_secs(3600), capacity: 1_000 }
+        NamespaceSpec::new(name, Duration::from_secs(3600), 1_000)
     }
 
     async fn load(ns: &Namespace<String, JsonBytes>, key: &str, value: &'static str, loads: &AtomicUsize) -> String {
@@ -744,6 +843,112 @@ mod tests {
         assert_eq!(&*slow.await.unwrap().unwrap().0, b"old", "the racing caller gets what it read");
         let loads = AtomicUsize::new(0);
         assert_eq!(load(&ns, "k", "new", &loads).await, "new", "the cache did not keep it");
+    }
+
+    fn refreshes(caches: &Caches) -> u64 {
+        caches.stats().iter().map(|s| s.refreshes).sum()
+    }
+
+    #[test]
+    fn a_refresh_point_is_kept_only_before_the_ttl() {
+        let spec = NamespaceSpec::new("x", Duration::from_secs(10), 1);
+        assert_eq!(spec.refresh_after, None);
+        assert_eq!(spec.refreshed_after(Duration::from_secs(7)).refresh_after, Some(Duration::from_secs(7)));
+        assert_eq!(spec.refreshed_after(Duration::from_secs(10)).refresh_after, None);
+    }
+
+    #[tokio::test]
+    async fn an_entry_before_its_refresh_point_is_served_without_a_load() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(
+            NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_secs(60)),
+        );
+        let loads = AtomicUsize::new(0);
+        assert_eq!(load(&ns, "a", "1", &loads).await, "1");
+        for _ in 0..10 {
+            assert_eq!(load(&ns, "a", "2", &loads).await, "1");
+        }
+        assert_eq!((loads.load(Ordering::SeqCst), refreshes(&caches)), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn past_its_refresh_point_one_lookup_reloads_an_entry_while_the_others_are_served_it() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(
+            NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
+        );
+        let loads = AtomicUsize::new(0);
+        assert_eq!(load(&ns, "a", "old", &loads).await, "old");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let refresher = {
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                ns.get_or_load("a".to_owned(), async move {
+                    let _ = started_tx.send(());
+                    let _ = go_rx.await;
+                    Ok::<_, ()>(JsonBytes(Arc::from(&b"new"[..])))
+                })
+                .await
+            })
+        };
+        started_rx.await.unwrap();
+        // While the refresh runs, 50 lookups are answered at once with the entry, none of them loading.
+        for _ in 0..50 {
+            assert_eq!(load(&ns, "a", "other", &loads).await, "old");
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "only the first load ran");
+        go_tx.send(()).unwrap();
+        assert_eq!(&*refresher.await.unwrap().unwrap().0, b"new", "the refreshing lookup gets what it loaded");
+        assert_eq!(load(&ns, "a", "other", &loads).await, "new", "the entry was replaced");
+        assert_eq!(refreshes(&caches), 1);
+        let stats = &caches.stats()[0];
+        assert_eq!((stats.hits, stats.misses, stats.loads), (52, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_keeps_the_entry_and_a_later_lookup_tries_again() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(
+            NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
+        );
+        let loads = AtomicUsize::new(0);
+        load(&ns, "a", "old", &loads).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let failed = ns.get_or_load("a".to_owned(), async { Err::<JsonBytes, _>("database down") }).await;
+        assert_eq!(&*failed.unwrap().0, b"old", "the entry is served when its refresh fails");
+        assert_eq!(load(&ns, "a", "new", &loads).await, "new", "the next lookup refreshes it");
+        assert_eq!(refreshes(&caches), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_that_overlaps_an_invalidation_is_not_kept() {
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(
+            NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
+        );
+        let loads = AtomicUsize::new(0);
+        load(&ns, "a", "old", &loads).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let refresher = {
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                ns.get_or_load("a".to_owned(), async move {
+                    let _ = started_tx.send(());
+                    let _ = go_rx.await;
+                    Ok::<_, ()>(JsonBytes(Arc::from(&b"raced"[..])))
+                })
+                .await
+            })
+        };
+        started_rx.await.unwrap();
+        ns.invalidate(&"a".to_owned()).await;
+        go_tx.send(()).unwrap();
+        assert_eq!(&*refresher.await.unwrap().unwrap().0, b"raced");
+        assert_eq!(load(&ns, "a", "fresh", &loads).await, "fresh", "the raced refresh was not kept");
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Values loaded from the database because no tier held them (for `local`; 0 for `shared`).
     pub loads: u64,
+    /// Of those loads, the ones that replaced an entry still being served (refresh-ahead; 0 for `shared`).
+    pub refreshes: u64,
     /// Entries removed because of size or age (not invalidations).
     pub evictions: u64,
     /// Entries held now (moka's estimate; 0 for `shared`, which is not counted).
@@ -35,6 +37,7 @@ pub(super) struct Counters {
     pub(super) hits: AtomicU64,
     pub(super) misses: AtomicU64,
     pub(super) loads: AtomicU64,
+    pub(super) refreshes: AtomicU64,
     pub(super) evictions: AtomicU64,
     pub(super) shared_hits: AtomicU64,
     pub(super) shared_misses: AtomicU64,

@@ -101,23 +101,23 @@ impl<C: CatalogueStore + 'static> CatalogueService<C> {
         caches: &Caches,
     ) -> Self {
         let pages = (config.list_ttl_secs > 0).then(|| {
-            let spec = NamespaceSpec {
-                name: "product_pages",
-                ttl: Duration::from_secs(config.list_ttl_secs),
-                capacity: config.product_list_max_bytes,
-            };
+            let spec = config.refresh_ahead(NamespaceSpec::new(
+                "product_pages",
+                Duration::from_secs(config.list_ttl_secs),
+                config.product_list_max_bytes,
+            ));
             caches.weighed_namespace(spec, |page: &Arc<ProductPage>| page_weight(page))
         });
-        let categories = caches.namespace(NamespaceSpec {
-            name: "categories",
-            ttl: Duration::from_secs(config.catalogue_ttl_secs.max(1)),
-            capacity: 1,
-        });
-        let products = caches.namespace(NamespaceSpec {
-            name: "products",
-            ttl: Duration::from_secs(config.product_ttl_secs.max(1)),
-            capacity: config.product_capacity,
-        });
+        let categories = caches.namespace(NamespaceSpec::new(
+            "categories",
+            Duration::from_secs(config.catalogue_ttl_secs.max(1)),
+            1,
+        ));
+        let products = caches.namespace(NamespaceSpec::new(
+            "products",
+            Duration::from_secs(config.product_ttl_secs.max(1)),
+            config.product_capacity,
+        ));
         Self { db, repo, clock, pages, categories, products, availability: None }
     }
 

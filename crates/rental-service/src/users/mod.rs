@@ -265,17 +265,17 @@ impl<U: UserStore + 'static> UserService<U> {
         config: &CacheConfig,
         caches: &Caches,
     ) -> Self {
-        let cache = caches.namespace(NamespaceSpec {
-            name: "users",
-            ttl: Duration::from_secs(config.user_ttl_secs),
-            capacity: config.user_capacity,
-        });
+        let cache = caches.namespace(NamespaceSpec::new(
+            "users",
+            Duration::from_secs(config.user_ttl_secs),
+            config.user_capacity,
+        ));
         let lists = (config.list_ttl_secs > 0).then(|| {
-            caches.namespace(NamespaceSpec {
-                name: "user_lists",
-                ttl: Duration::from_secs(config.list_ttl_secs),
-                capacity: config.list_capacity,
-            })
+            caches.namespace(config.refresh_ahead(NamespaceSpec::new(
+                "user_lists",
+                Duration::from_secs(config.list_ttl_secs),
+                config.list_capacity,
+            )))
         });
         Self { db, repo, hasher, clock, cache, lists }
     }

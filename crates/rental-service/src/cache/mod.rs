@@ -179,6 +179,17 @@ impl<K, V> Expiry<K, V> for SharedLifetime {
     fn expire_after_create(&self, _key: &K, _value: &V, _created_at: Instant) -> Option<Duration> {
         Some(self.0.current())
     }
+
+    /// A replaced entry (a refresh) lives a whole lifetime again; moka's default would keep the old expiry.
+    fn expire_after_update(
+        &self,
+        _key: &K,
+        _value: &V,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.0.current())
+    }
 }
 
 /// A value as the local tier holds it: with the moment it should be refreshed (refresh-ahead namespaces) and
@@ -905,6 +916,24 @@ mod tests {
         assert_eq!(refreshes(&caches), 1);
         let stats = &caches.stats()[0];
         assert_eq!((stats.hits, stats.misses, stats.loads), (52, 1, 2));
+    }
+
+    #[tokio::test]
+    async fn a_refreshed_entry_lives_a_whole_ttl_from_its_refresh() {
+        // TTL 2 s, refresh point 50 ms: refreshed at about 1 s, the entry must still be there at about 2.5 s
+        // (half a second either side of both expiries, the first entry's and the refreshed one's).
+        let caches = Caches::local_only();
+        let ns: Namespace<String, JsonBytes> = caches.namespace(
+            NamespaceSpec::new("things", Duration::from_secs(2), 10).refreshed_after(Duration::from_millis(50)),
+        );
+        let loads = AtomicUsize::new(0);
+        load(&ns, "a", "1", &loads).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        load(&ns, "a", "2", &loads).await;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        load(&ns, "a", "3", &loads).await;
+        let stats = &caches.stats()[0];
+        assert_eq!((stats.misses, stats.refreshes), (1, 2), "past the first TTL the refreshed entry was still there");
     }
 
     #[tokio::test]

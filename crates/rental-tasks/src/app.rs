@@ -271,7 +271,8 @@ impl App {
         Ok(())
     }
 
-    /// Places the scheduled deposits whose time has come and flags card holds about to lapse; logs what it did.
+    /// Places the scheduled deposits whose time has come and re-authorises (saved card) or flags card holds
+    /// about to lapse; logs what it did.
     /// Without Stripe keys there is nothing to do.
     async fn deposits(&self) -> Result<(), JobError> {
         let payments = &self.services.payments;
@@ -284,6 +285,8 @@ impl App {
             placed = report.placed,
             dropped = report.dropped,
             flagged = report.flagged,
+            reauthorised = report.reauthorised,
+            released = report.released,
             failed = report.failed,
             "deposits run"
         );

@@ -521,11 +521,7 @@ async fn crash_during(w: &World, path: &str) {
     let before = w.stand_in.requests_to("POST", path).len();
     let payments = w.payments.clone();
     let run = tokio::spawn(async move { payments.run_deposits().await });
-    while w.stand_in.requests_to("POST", path).len() == before {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    run.abort();
-    assert!(run.await.unwrap_err().is_cancelled());
+    kill_when_asked(w, path, before, run).await;
 }
 
 #[tokio::test]
@@ -612,4 +608,104 @@ async fn a_hold_captured_while_its_reauthorisation_was_unfinished_has_the_new_ho
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].1, format!("deposit:{id}:2:release"));
     assert!(!released[0].0.contains(&old));
+}
+
+/// Waits until the stand-in got a request to `path` beyond the `before` it had, then kills `task` (the process
+/// dies while Stripe, having done the work, has not answered).
+async fn kill_when_asked<T: std::fmt::Debug>(w: &World, path: &str, before: usize, task: tokio::task::JoinHandle<T>) {
+    while w.stand_in.requests_to("POST", path).len() == before {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test]
+async fn reconciliation_repairs_a_deposit_whose_hold_stripe_made_while_we_crashed() {
+    let w = world(Duration::hours(12)).await;
+    let stall = StripeFault::StallAfterEffect(std::time::Duration::from_secs(30));
+    w.stand_in.fail_next("POST", "/v1/payment_intents", stall);
+    let (payments, customer, order) = (w.payments.clone(), w.customer.clone(), w.order);
+    let place = tokio::spawn(async move { payments.place_deposit(&customer, order).await });
+    kill_when_asked(&w, "/v1/payment_intents", 0, place).await;
+    assert_eq!(w.stand_in.intent_count(), 1);
+    let d = deposit(&w).await;
+    assert_eq!((d.status.as_str(), d.payment_intent_id.as_deref()), ("pending", None));
+
+    // Within the idempotency hold the request may still be waiting for Stripe: left alone.
+    let since = w.clock.now() - Duration::days(1);
+    let report = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((report.deposits_checked, report.deposits_changed.len()), (0, 0));
+    assert_eq!(w.stand_in.requests_to("POST", "/v1/payment_intents").len(), 1);
+    // After it, the hold is asked again with the same key and parameters: Stripe answers the intent it made.
+    w.clock.advance(Duration::seconds(121));
+    let report = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((report.deposits_checked, report.deposits_failed), (1, 0));
+    let sent = w.stand_in.requests_to("POST", "/v1/payment_intents");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].params, sent[1].params);
+    assert!(sent.iter().all(|r| r.idempotency_key.as_deref() == Some(&*format!("deposit:{}:1:hold", d.id))));
+    assert_eq!(w.stand_in.intent_count(), 1);
+    let intent = deposit(&w).await.payment_intent_id.unwrap();
+    assert_eq!(report.deposits_changed.len(), 1);
+    assert_eq!(report.deposits_changed[0].payment_intent_id.as_deref(), Some(intent.as_str()));
+
+    // The customer confirms the hold and its webhook is lost: the next run reads the intent and records it.
+    w.stand_in.pay(&intent).unwrap();
+    let report = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!(report.deposits_changed.len(), 1);
+    let changed = &report.deposits_changed[0];
+    assert_eq!((changed.from.as_str(), changed.to.as_str()), ("pending", "requires_capture"));
+    let held = deposit(&w).await;
+    assert_eq!((held.status.as_str(), held.amount_held_minor), ("requires_capture", DEPOSIT));
+    // Once: the next run has nothing to do, and the late webhook adds nothing.
+    let again = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((again.deposits_checked, again.deposits_changed.len()), (0, 0));
+    let late = intent_event(&w, "evt_late_hold", "payment_intent.amount_capturable_updated", &intent);
+    assert_eq!(w.payments.handle_webhook(verified(&late)).await.unwrap(), WebhookOutcome::Applied);
+    assert_eq!(deposit(&w).await, held);
+}
+
+#[tokio::test]
+async fn reconciliation_records_a_capture_stripe_made_while_we_crashed() {
+    let w = world(Duration::hours(12)).await;
+    let intent = held(&w).await;
+    let path = format!("/v1/payment_intents/{intent}/capture");
+    w.stand_in.fail_next("POST", &path, StripeFault::StallAfterEffect(std::time::Duration::from_secs(30)));
+    let (payments, staff, order) = (w.payments.clone(), w.staff.clone(), w.order);
+    let capture = tokio::spawn(async move { payments.capture_deposit(&staff, order, Some(2_000)).await });
+    kill_when_asked(&w, &path, 0, capture).await;
+    assert_eq!(w.stand_in.intent(&intent).unwrap()["amount_received"], 2_000);
+    let d = deposit(&w).await;
+    assert_eq!((d.status.as_str(), d.amount_captured_minor), ("requires_capture", 0));
+
+    let since = w.clock.now() - Duration::days(1);
+    let report = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((report.deposits_checked, report.deposits_failed), (1, 0));
+    assert_eq!(report.deposits_changed.len(), 1);
+    let changed = &report.deposits_changed[0];
+    assert_eq!((changed.from.as_str(), changed.to.as_str()), ("requires_capture", "succeeded"));
+    let d = deposit(&w).await;
+    assert_eq!((d.status.as_str(), d.amount_captured_minor), ("succeeded", 2_000));
+    // No second capture was asked of Stripe, and the next run finds nothing.
+    assert_eq!(w.stand_in.requests_to("POST", &path).len(), 1);
+    let again = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((again.deposits_checked, again.deposits_changed.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn reconciliation_leaves_a_capture_stripe_never_made_for_staff_to_repeat() {
+    let w = world(Duration::hours(12)).await;
+    let intent = held(&w).await;
+    let path = format!("/v1/payment_intents/{intent}/capture");
+    for _ in 0..2 {
+        w.stand_in.fail_next("POST", &path, StripeFault::ServerError);
+    }
+    assert!(w.payments.capture_deposit(&w.staff, w.order, Some(1_500)).await.is_err());
+    let since = w.clock.now() - Duration::days(1);
+    let report = w.payments.reconcile(since, 100).await.unwrap();
+    assert_eq!((report.deposits_checked, report.deposits_changed.len()), (1, 0));
+    assert_eq!(deposit(&w).await.status, "requires_capture");
+    let captured = w.payments.capture_deposit(&w.staff, w.order, Some(1_500)).await.unwrap();
+    assert_eq!(captured.amount_captured_minor, 1_500);
 }

@@ -194,6 +194,28 @@ impl PaymentRepo {
 }
 
 impl PaymentRepo {
+    /// Deposits changed since `since` whose outcome at Stripe may be unknown to us, oldest change first, at
+    /// most `limit`: `pending` ones (a hold asked of Stripe; its answer or the customer's confirmation not
+    /// recorded) and held ones with a capture asked of Stripe (`capture_requested_minor`) but not recorded.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn deposits_to_reconcile(&self, since: DateTime<Utc>, limit: u64) -> RepoResult<Vec<DepositRecord>> {
+        let capture_asked = sea_orm::Condition::all()
+            .add(stripe_deposit::Column::Status.eq("requires_capture"))
+            .add(stripe_deposit::Column::CaptureRequestedMinor.is_not_null());
+        stripe_deposit::Entity::find()
+            .filter(stripe_deposit::Column::UpdatedAt.gte(since))
+            .filter(sea_orm::Condition::any().add(stripe_deposit::Column::Status.eq("pending")).add(capture_asked))
+            .order_by_asc(stripe_deposit::Column::UpdatedAt)
+            .limit(limit)
+            .all(self.database().connection())
+            .await?
+            .into_iter()
+            .map(deposit_record)
+            .collect()
+    }
+
     /// Deposits with work left over from an earlier run of the deposit job: a re-authorisation asked of Stripe
     /// without its answer recorded (`reauth_seq`), or a replaced hold still to release (`release_intent_id`);
     /// oldest change first, at most `limit`.

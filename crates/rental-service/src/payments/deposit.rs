@@ -356,7 +356,7 @@ impl PaymentService {
 
     /// Asks Stripe for the hold of `deposit` (noted `pending`) and records the answer. A hold that saves the
     /// card needs the customer's Stripe customer, which is created (or found, by its key) first.
-    async fn ask_for_hold(
+    pub(super) async fn ask_for_hold(
         &self,
         gateway: &dyn crate::PaymentGateway,
         mut deposit: DepositRecord,
@@ -860,6 +860,36 @@ impl PaymentService {
             tracing::warn!(deposit = %id, error = %err, "deposit job: cannot note a released hold");
             report.failed += 1;
         }
+    }
+
+    /// Merges what Stripe says of `deposit`'s current intent now (`remote`) into the row, by the events' rule;
+    /// nothing when the row moved on to another hold meanwhile.
+    pub(super) async fn merge_remote_deposit(
+        &self,
+        deposit: &DepositRecord,
+        remote: &GatewayPayment,
+    ) -> ServiceResult<()> {
+        let Some(effect) = effect_of(remote) else { return Ok(()) };
+        let now = self.clock.now();
+        self.db
+            .write(async |uow| {
+                let Some(current) = self.repo.lock_deposit(uow, DepositKey::Id(deposit.id)).await? else {
+                    return Ok::<_, ServiceError>(());
+                };
+                if current.hold_seq != deposit.hold_seq || current.payment_intent_id.as_deref() != Some(&remote.id) {
+                    return Ok(());
+                }
+                let mut next = merge_deposit(&current, &effect, now);
+                if next.saves_card && next.payment_method_id.is_none() {
+                    next.payment_method_id.clone_from(&remote.payment_method);
+                }
+                if next != current {
+                    next.updated_at = now;
+                    self.repo.save_deposit(uow, &next).await?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Applies a webhook event that concerns a deposit (named by its reference, or by its current intent) in

@@ -36,7 +36,7 @@ pub const DEFAULT_HOLD: std::time::Duration = std::time::Duration::from_secs(120
 
 pub use deposit::{DepositConfig, DepositHoldView, DepositRunReport, DepositView};
 pub use merge::PaymentEvent;
-pub use reconcile::{ReconcileReport, ReconciledPayment};
+pub use reconcile::{ReconcileReport, ReconciledDeposit, ReconciledPayment};
 pub use webhook::{WebhookEvent, WebhookOutcome};
 
 /// A Stripe payment of an invoice.
@@ -183,7 +183,7 @@ pub struct PaymentService {
     deposits: DepositConfig,
 }
 
-fn gateway_error(err: PortError) -> ServiceError {
+pub(crate) fn gateway_error(err: PortError) -> ServiceError {
     match err {
         PortError::Timeout(_) => ServiceError::Timeout("the payment provider"),
         other => ServiceError::Upstream { service: "payments", source: Some(Box::new(other)) },

@@ -709,3 +709,33 @@ async fn reconciliation_leaves_a_capture_stripe_never_made_for_staff_to_repeat()
     let captured = w.payments.capture_deposit(&w.staff, w.order, Some(1_500)).await.unwrap();
     assert_eq!(captured.amount_captured_minor, 1_500);
 }
+
+#[tokio::test]
+async fn capturing_a_pending_deposit_asks_stripe_first_and_captures_a_hold_whose_webhook_was_missed() {
+    let w = world(Duration::hours(12)).await;
+    let placed = w.payments.place_deposit(&w.customer, w.order).await.unwrap();
+    let intent = placed.deposit.payment_intent_id.unwrap();
+    let read = format!("/v1/payment_intents/{intent}");
+    let capture = format!("{read}/capture");
+
+    // Not confirmed by the customer: Stripe holds nothing, so there is nothing to capture (409), and no
+    // capture is asked of Stripe. A bad amount is refused before Stripe is asked anything.
+    let bad = w.payments.capture_deposit(&w.staff, w.order, Some(0)).await;
+    assert!(matches!(bad, Err(ServiceError::Invalid(_))), "{bad:?}");
+    assert!(w.stand_in.requests_to("GET", &read).is_empty());
+    let early = w.payments.capture_deposit(&w.staff, w.order, Some(2_000)).await;
+    assert!(matches!(early, Err(ServiceError::Conflict { .. })), "{early:?}");
+    assert_eq!(w.stand_in.requests_to("GET", &read).len(), 1);
+    assert!(w.stand_in.requests_to("POST", &capture).is_empty());
+    assert_eq!(deposit(&w).await.status, "pending");
+
+    // Confirmed, and its webhook lost: the capture records the hold from Stripe's answer, then captures it.
+    w.stand_in.pay(&intent).unwrap();
+    let captured = w.payments.capture_deposit(&w.staff, w.order, Some(2_000)).await.unwrap();
+    assert_eq!((captured.status.as_str(), captured.amount_captured_minor), ("succeeded", 2_000));
+    assert_eq!((captured.amount_held_minor, captured.authorised_at.is_some()), (DEPOSIT, true));
+    let sent = w.stand_in.requests_to("POST", &capture);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].idempotency_key.as_deref(), Some(format!("deposit:{}:1:capture", captured.id).as_str()));
+    assert_eq!(sent[0].param("amount_to_capture"), Some("2000"));
+}

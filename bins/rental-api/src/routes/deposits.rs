@@ -81,13 +81,15 @@ pub async fn place_deposit(
 }
 
 /// Capture a held deposit in full or in part, for damage or late fees (staff); Stripe releases the rest. More
-/// than is held is refused before Stripe is called.
+/// than is held is refused before Stripe is called. A deposit still `pending` whose hold was asked of Stripe is
+/// first looked up at Stripe (a hold whose webhook was missed is recorded, then captured); one Stripe does not
+/// hold either is 409.
 #[utoipa::path(tag = "payments", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body(content = Option<DepositCaptureRequest>, description = "Optional: the amount; all that is held by default"),
     responses((status = 200, body = DepositView, description = "The deposit, `succeeded` with the amount captured"),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope, description = "No such order or no deposit"),
-        (status = 409, body = ErrorEnvelope, description = "No hold in place, or a capture of another amount awaits Stripe's answer"),
+        (status = 409, body = ErrorEnvelope, description = "No hold in place (also after asking Stripe about a `pending` one), or a capture of another amount awaits Stripe's answer"),
         (status = 422, body = ErrorEnvelope, description = "Amount not above 0 or above what is held"),
         (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
         (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),

@@ -464,7 +464,8 @@ impl PaymentService {
 
     /// Captures `amount_minor` of an order's held deposit (all that is held when `None`), for damage or late
     /// fees; Stripe releases the rest. Staff. Refused before Stripe is called when the amount is not above 0
-    /// or above what is held.
+    /// or above what is held. A deposit still `pending` with an intent is first looked up at Stripe, so that a
+    /// hold whose webhook was missed is recorded (as the reconciliation would) and captured.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`]; [`ServiceError::NotFound`]; [`ServiceError::Conflict`] when no hold is in
@@ -481,6 +482,17 @@ impl PaymentService {
         principal.require_staff()?;
         let life = self.deposits.hold_life();
         let gateway = self.gateway()?;
+        if amount_minor.is_some_and(|amount| amount <= 0) {
+            return Err(invalid("amount_minor", "must be positive"));
+        }
+        // A hold asked of Stripe whose confirmation (or its webhook) we have not seen: ask Stripe first, so that a
+        // hold the customer did confirm is recorded and captured rather than refused.
+        if let Some(pending) = self.repo.deposit_of_order(order_id).await?.filter(|d| d.status == "pending")
+            && let Some(intent) = pending.payment_intent_id.as_deref()
+        {
+            let remote = gateway.retrieve_payment(intent).await.map_err(gateway_error)?;
+            self.merge_remote_deposit(&pending, &remote).await?;
+        }
         let now = self.clock.now();
         let (deposit, intent, amount) = self
             .db

@@ -738,7 +738,13 @@ impl PaymentService {
         // The saved card: learnt when the first hold was answered, else from the held intent at Stripe.
         let method = match (&deposit.payment_method_id, &old_intent) {
             (Some(method), _) => Some(method.clone()),
-            (None, Some(intent)) => gateway.retrieve_payment(intent).await.map_err(gateway_error)?.payment_method,
+            (None, Some(intent)) => match gateway.retrieve_payment(intent).await {
+                Ok(remote) => remote.payment_method,
+                Err(err @ PortError::Rejected(_)) => {
+                    return self.refuse_reauth(deposit.id, seq, &format!("its hold cannot be read: {err}")).await;
+                }
+                Err(err) => return Err(gateway_error(err)),
+            },
             (None, None) => None,
         };
         let Some(method) = method else {

@@ -982,3 +982,22 @@ fn effect_of(intent: &GatewayPayment) -> Option<PaymentEvent> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_saves_the_card_only_when_the_rental_and_its_margin_outlast_a_hold() {
+        let config = DepositConfig::default();
+        let placed = DateTime::<Utc>::UNIX_EPOCH;
+        // Placed, then 6 days of rental and a day's margin: exactly a hold's 7 days, which it covers.
+        assert!(!config.outlasts_a_hold(placed, placed + Duration::days(6)));
+        assert!(config.outlasts_a_hold(placed, placed + Duration::days(6) + Duration::seconds(1)));
+        let no_margin = DepositConfig { return_margin_days: 0, ..config.clone() };
+        assert!(!no_margin.outlasts_a_hold(placed, placed + Duration::days(7)));
+        let long_holds = DepositConfig { hold_life_days: 30, ..config };
+        assert!(!long_holds.outlasts_a_hold(placed, placed + Duration::days(20)));
+        assert_eq!(long_holds.hold_life(), Duration::days(30));
+    }
+}

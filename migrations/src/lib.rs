@@ -17,6 +17,7 @@ mod m20261129_000020_idempotency;
 mod m20261129_000021_deposits;
 mod m20261129_000025_idempotency_holds;
 mod m20261129_000030_dashboard_counters;
+mod m20261129_000031_deposit_reauth;
 
 /// Every migration of the project, in order.
 #[derive(Debug)]
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000021_deposits::Migration),
             Box::new(m20261129_000025_idempotency_holds::Migration),
             Box::new(m20261129_000030_dashboard_counters::Migration),
+            Box::new(m20261129_000031_deposit_reauth::Migration),
         ]
     }
 }

@@ -284,14 +284,26 @@ impl Settings {
                 self.cache.refresh_ahead_percent
             ));
         }
-        // A card hold lasts about 7 days: one placed 7 days early would lapse before the rental starts.
-        if self.deposits.lead_days > 6 {
-            return invalid(format!("deposits.lead_days must be 0 to 6, not {}", self.deposits.lead_days));
+        // A card hold lasts about 7 days online (`hold_life_days`; longer only with extended authorisation):
+        // one placed that early would lapse before the rental starts, and one warned of that late has lapsed.
+        let life = self.deposits.hold_life_days;
+        if !(2..=30).contains(&life) {
+            return invalid(format!("deposits.hold_life_days must be 2 to 30, not {life}"));
         }
-        if !(1..=6).contains(&self.deposits.expiry_warning_days) {
+        if self.deposits.lead_days >= life {
+            return invalid(format!("deposits.lead_days must be 0 to {}, not {}", life - 1, self.deposits.lead_days));
+        }
+        if !(1..life).contains(&self.deposits.expiry_warning_days) {
             return invalid(format!(
-                "deposits.expiry_warning_days must be 1 to 6 (before the hold lapses), not {}",
+                "deposits.expiry_warning_days must be 1 to {} (before the hold lapses), not {}",
+                life - 1,
                 self.deposits.expiry_warning_days
+            ));
+        }
+        if self.deposits.return_margin_days > 30 {
+            return invalid(format!(
+                "deposits.return_margin_days must be 0 to 30, not {}",
+                self.deposits.return_margin_days
             ));
         }
         self.worker.validate("worker").map_err(SettingsError::Invalid)?;
@@ -399,6 +411,28 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("cache.refresh_ahead_percent"), "{err}");
         assert!(Settings::load_from(&dir, "../etc", env(&[])).is_err());
+    }
+
+    #[test]
+    fn deposit_days_must_fit_in_a_holds_life() {
+        let dir = dir_with(&[]);
+        let settings = Settings::load_from(&dir, "development", env(&[])).unwrap();
+        assert_eq!((settings.deposits.hold_life_days, settings.deposits.return_margin_days), (7, 1));
+        let warn_late = env(&[("RENTAL__DEPOSITS__EXPIRY_WARNING_DAYS", "7")]);
+        let err = Settings::load_from(&dir, "development", warn_late).unwrap_err();
+        assert!(err.to_string().contains("deposits.expiry_warning_days must be 1 to 6"), "{err}");
+        let longer =
+            env(&[("RENTAL__DEPOSITS__HOLD_LIFE_DAYS", "30"), ("RENTAL__DEPOSITS__EXPIRY_WARNING_DAYS", "28")]);
+        assert_eq!(Settings::load_from(&dir, "development", longer).unwrap().deposits.expiry_warning_days, 28);
+        let shorter = env(&[("RENTAL__DEPOSITS__HOLD_LIFE_DAYS", "5")]);
+        let err = Settings::load_from(&dir, "development", shorter).unwrap_err();
+        assert!(err.to_string().contains("deposits.expiry_warning_days must be 1 to 4"), "{err}");
+        let err =
+            Settings::load_from(&dir, "development", env(&[("RENTAL__DEPOSITS__HOLD_LIFE_DAYS", "1")])).unwrap_err();
+        assert!(err.to_string().contains("deposits.hold_life_days"), "{err}");
+        let err = Settings::load_from(&dir, "development", env(&[("RENTAL__DEPOSITS__RETURN_MARGIN_DAYS", "31")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("deposits.return_margin_days"), "{err}");
     }
 
     #[test]

@@ -23,10 +23,11 @@ use stripe_checkout::checkout_session::{
 };
 use stripe_core::customer::CreateCustomer;
 use stripe_core::payment_intent::{
-    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, RetrievePaymentIntent,
+    CancelPaymentIntent, CapturePaymentIntent, CreatePaymentIntent, CreatePaymentIntentOffSession,
+    RetrievePaymentIntent,
 };
 use stripe_core::refund::CreateRefund;
-use stripe_core::{PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentStatus};
+use stripe_core::{PaymentIntent, PaymentIntentCaptureMethod, PaymentIntentSetupFutureUsage, PaymentIntentStatus};
 
 use crate::config::StripeConfig;
 use crate::error::{PaymentError, PaymentResult};
@@ -184,6 +185,7 @@ pub fn payment_of(intent: &PaymentIntent) -> Result<GatewayPayment, PortError> {
         amount_capturable_minor: intent.amount_capturable,
         client_secret: intent.client_secret.clone(),
         reference: intent.metadata.get(REFERENCE_KEY).cloned(),
+        payment_method: intent.payment_method.as_ref().map(|method| method.id().as_str().to_owned()),
     })
 }
 
@@ -203,6 +205,15 @@ impl PaymentGateway for StripeGateway {
             }
             if let Some(description) = &request.description {
                 create = create.description(description.as_str());
+            }
+            if request.save_card {
+                create = create.setup_future_usage(PaymentIntentSetupFutureUsage::OffSession);
+            }
+            if let Some(method) = &request.off_session_payment_method {
+                create = create
+                    .payment_method(method.as_str())
+                    .off_session(CreatePaymentIntentOffSession::Bool(true))
+                    .confirm(true);
             }
             let intent = self
                 .call(Some(&request.idempotency_key), |strategy| {

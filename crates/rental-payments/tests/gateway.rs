@@ -34,6 +34,8 @@ fn payment(key: &str, capture_later: bool) -> PaymentRequest {
         amount: eur(12_500),
         customer: Some("cus_known".into()),
         capture_later,
+        save_card: false,
+        off_session_payment_method: None,
         description: Some("Invoice 2026-000001".into()),
         reference: "payment:0191".into(),
         idempotency_key: key.into(),

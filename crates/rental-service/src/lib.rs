@@ -52,8 +52,8 @@ pub use orders::{
 pub use page::EncodedPage;
 pub use payments::{
     CheckoutView, DepositConfig, DepositHoldView, DepositRunReport, DepositView, PaymentEvent, PaymentIntentView,
-    PaymentService, ReconcileReport, ReconciledPayment, RefundView, StripeCustomerView, StripePaymentView,
-    WebhookEvent, WebhookOutcome,
+    PaymentService, ReconcileReport, ReconciledDeposit, ReconciledPayment, RefundView, StripeCustomerView,
+    StripePaymentView, WebhookEvent, WebhookOutcome,
 };
 pub use ports::{
     CacheBackend, CacheEvent, CheckoutRequest, Clock, CustomerRequest, GatewayCheckout, GatewayPayment,

@@ -137,6 +137,13 @@ pub struct PaymentRequest {
     pub customer: Option<String>,
     /// Authorise only (a deposit hold, captured or released later) instead of charging at once.
     pub capture_later: bool,
+    /// Save the card the customer confirms with to `customer` for later use without them
+    /// (`setup_future_usage=off_session`); needs `customer`.
+    pub save_card: bool,
+    /// Confirm at once, without the customer, on this saved payment method of `customer` (`payment_method`,
+    /// `off_session=true`, `confirm=true`). A card that needs the customer (authentication) or is declined is
+    /// [`PortError::Rejected`].
+    pub off_session_payment_method: Option<String>,
     /// A line the customer sees on the statement and in the provider's dashboard.
     pub description: Option<String>,
     /// Our own record the payment belongs to, sent as metadata (`reference`) so that reconciliation can find
@@ -244,6 +251,8 @@ pub struct GatewayPayment {
     pub client_secret: Option<String>,
     /// Our own record, from the payment's metadata (`reference`), when it carries one.
     pub reference: Option<String>,
+    /// The payment method (`pm_…`) the payment was confirmed with, when the provider names one.
+    pub payment_method: Option<String>,
 }
 
 /// The calls the payment flows make to the payment provider. Every mutating call carries an idempotency key

@@ -248,9 +248,9 @@ impl App {
     /// a job of its own, enqueued with the order's id as its dedupe key, so each order gets one notice however
     /// often this runs.
     /// Compares the Stripe payments of the last [`RECONCILE_DAYS`] days that are still pending or failed with
-    /// Stripe and repairs those Stripe settled, and settles refunds of unknown outcome; logs what it checked and
-    /// changed. Without Stripe keys there is
-    /// nothing to compare with.
+    /// Stripe and repairs those Stripe settled, settles refunds of unknown outcome, and repairs deposits whose
+    /// outcome at Stripe is unknown; logs what it checked and changed. Without Stripe keys there is nothing to
+    /// compare with.
     async fn reconcile_payments(&self) -> Result<(), JobError> {
         let payments = &self.services.payments;
         if !payments.has_gateway() {
@@ -266,12 +266,16 @@ impl App {
             repaired = %serde_json::to_string(&report.changed).unwrap_or_default(),
             refunds_settled = %serde_json::to_string(&report.refunds).unwrap_or_default(),
             refunds_unresolved = report.refunds_unresolved,
+            deposits_checked = report.deposits_checked,
+            deposits_failed = report.deposits_failed,
+            deposits_repaired = %serde_json::to_string(&report.deposits_changed).unwrap_or_default(),
             "payments reconciled"
         );
         Ok(())
     }
 
-    /// Places the scheduled deposits whose time has come and flags card holds about to lapse; logs what it did.
+    /// Places the scheduled deposits whose time has come and re-authorises (saved card) or flags card holds
+    /// about to lapse; logs what it did.
     /// Without Stripe keys there is nothing to do.
     async fn deposits(&self) -> Result<(), JobError> {
         let payments = &self.services.payments;
@@ -284,6 +288,8 @@ impl App {
             placed = report.placed,
             dropped = report.dropped,
             flagged = report.flagged,
+            reauthorised = report.reauthorised,
+            released = report.released,
             failed = report.failed,
             "deposits run"
         );

@@ -1,5 +1,6 @@
 //! [`StripeStandIn`]: an HTTP server on loopback that speaks enough of Stripe's API for the payment tests:
-//! payment intents (create, retrieve, list, capture, cancel), checkout sessions, customers and refunds, with
+//! payment intents (create, retrieve, list, capture, cancel; saving the card with `setup_future_usage` and
+//! confirming off-session on a saved card), checkout sessions, customers and refunds, with
 //! Stripe's form-encoded requests, its JSON objects and error envelope, and its idempotency rule (a repeated
 //! `Idempotency-Key` on the same path with the same parameters answers the first result again, with other
 //! parameters a 400 `idempotency_error`).
@@ -54,6 +55,10 @@ impl StripeRequestRecord {
 pub enum StripeFault {
     /// 402 `card_error`, `card_declined` (decline code `generic_decline`); nothing is created.
     CardDeclined,
+    /// 402 `card_error`, `authentication_required`: an off-session payment the bank wants the customer to
+    /// authenticate. Nothing is created (Stripe would leave an intent in `requires_payment_method`, which holds
+    /// nothing).
+    AuthenticationRequired,
     /// 429 `rate_limit`; nothing is done.
     RateLimited,
     /// 500 `api_error`; nothing is done.
@@ -80,6 +85,8 @@ struct State {
     sessions: HashMap<String, Value>,
     customers: HashMap<String, Value>,
     refunds: HashMap<String, Value>,
+    /// Payment methods saved to a customer (`pm_…` -> `cus_…`).
+    saved_methods: HashMap<String, String>,
     idempotent: HashMap<String, Remembered>,
     next_id: u64,
 }
@@ -184,11 +191,31 @@ impl StripeStandIn {
         self.state().intents.get(id).cloned()
     }
 
-    /// The customer pays payment intent `id` (as Stripe.js would confirm it): a manual-capture one becomes
-    /// `requires_capture`, any other `succeeded`. Returns the intent.
+    /// The payment intents whose metadata `reference` is `reference`.
+    pub fn intents_with_reference(&self, reference: &str) -> Vec<Value> {
+        self.state().intents.values().filter(|intent| intent["metadata"]["reference"] == reference).cloned().collect()
+    }
+
+    /// The customer that payment method `method` is saved to, if any.
+    pub fn saved_to(&self, method: &str) -> Option<String> {
+        self.state().saved_methods.get(method).cloned()
+    }
+
+    /// Makes Stripe forget every saved card (as a customer removing theirs would).
+    pub fn forget_saved_cards(&self) {
+        self.state().saved_methods.clear();
+    }
+
+    /// The customer pays payment intent `id` (as Stripe.js would confirm it, with a new card `pm_…`): a
+    /// manual-capture one becomes `requires_capture`, any other `succeeded`; with `setup_future_usage` and a
+    /// customer, the card is saved to the customer. Returns the intent.
     pub fn pay(&self, id: &str) -> Option<Value> {
         let mut state = self.state();
+        let method = state.id("pm");
         let intent = state.intents.get_mut(id)?;
+        intent["payment_method"] = json!(method);
+        let saves = intent["setup_future_usage"].is_string();
+        let customer = intent["customer"].as_str().map(str::to_owned);
         let amount = intent["amount"].clone();
         if intent["capture_method"] == "manual" {
             intent["status"] = json!("requires_capture");
@@ -198,7 +225,11 @@ impl StripeStandIn {
             intent["amount_received"] = amount;
             intent["latest_charge"] = json!(format!("ch_for_{id}"));
         }
-        Some(intent.clone())
+        let intent = intent.clone();
+        if let (true, Some(customer)) = (saves, customer) {
+            state.saved_methods.insert(method, customer);
+        }
+        Some(intent)
     }
 }
 
@@ -234,6 +265,15 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
             Some(StripeFault::CardDeclined) => {
                 let body =
                     error_body("card_error", Some("card_declined"), Some("generic_decline"), "Your card was declined.");
+                return Ok(reply(402, &body, false));
+            }
+            Some(StripeFault::AuthenticationRequired) => {
+                let body = error_body(
+                    "card_error",
+                    Some("authentication_required"),
+                    Some("authentication_required"),
+                    "Your card was declined. This transaction requires authentication.",
+                );
                 return Ok(reply(402, &body, false));
             }
             Some(StripeFault::RateLimited) => {
@@ -417,15 +457,45 @@ fn create_intent(state: &mut State, params: &[(String, String)]) -> Answer {
     let Some(currency) = param(params, "currency") else {
         return invalid("Missing required param: currency.", "currency");
     };
+    let off_session = param(params, "off_session") == Some("true");
+    let confirm = param(params, "confirm") == Some("true");
+    let method = param(params, "payment_method");
+    if off_session && !confirm {
+        return invalid("off_session can only be used with confirm=true.", "off_session");
+    }
+    if let Some(method) = method {
+        let customer = param(params, "customer");
+        if state.saved_methods.get(method).map(String::as_str) != customer {
+            let message = format!(
+                "The customer does not have a payment method with the ID {method}. The payment method must be \
+                 attached to the customer."
+            );
+            let mut body = error_body("invalid_request_error", Some("resource_missing"), None, &message);
+            body["error"]["param"] = json!("payment_method");
+            return (400, body);
+        }
+    }
     let id = state.id("pi");
-    let intent = json!({
+    let mut intent = json!({
         "id": id, "object": "payment_intent", "amount": total, "amount_capturable": 0, "amount_received": 0,
         "capture_method": param(params, "capture_method").unwrap_or("automatic_async"),
         "client_secret": format!("{id}_secret_standin"), "confirmation_method": "automatic",
         "created": 1_700_000_000, "currency": currency, "customer": param(params, "customer"),
         "description": param(params, "description"), "livemode": false, "metadata": metadata(params, "metadata"),
-        "payment_method_types": ["card"], "status": "requires_payment_method",
+        "payment_method": method, "payment_method_types": ["card"], "setup_future_usage": param(params, "setup_future_usage"),
+        "status": "requires_payment_method",
     });
+    if confirm && method.is_some() {
+        // Confirmed at once on a saved card (the stand-in's cards never need the customer, unless a fault says so).
+        if intent["capture_method"] == "manual" {
+            intent["status"] = json!("requires_capture");
+            intent["amount_capturable"] = json!(total);
+        } else {
+            intent["status"] = json!("succeeded");
+            intent["amount_received"] = json!(total);
+            intent["latest_charge"] = json!(format!("ch_for_{id}"));
+        }
+    }
     state.intents.insert(id, intent.clone());
     (200, intent)
 }

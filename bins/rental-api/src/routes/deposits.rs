@@ -47,8 +47,12 @@ pub async fn get_deposit(
 /// **Expiry rule:** Stripe keeps a card hold for about 7 days, so a hold is placed no earlier than
 /// `deposits.lead_days` (default 1) days before the rental starts. Asked for earlier, the deposit is recorded as
 /// `scheduled` with `place_from` (no client secret yet), and the deposit job places it from then on; asking
-/// again from `place_from` places it at once. A hold in place for `deposits.expiry_warning_days` (default 6)
-/// is flagged in `attention` for staff to capture or release before it lapses.
+/// again from `place_from` places it at once. When the hold must outlast a card hold (from its placing to the
+/// rental's end plus `deposits.return_margin_days`, longer than `deposits.hold_life_days`), the card is saved to
+/// the customer's Stripe customer (`setup_future_usage=off_session`) and the deposit job re-authorises the hold
+/// off-session after `deposits.expiry_warning_days` (default 6): a new hold (next `hold_seq`), then the old one
+/// released. Any other hold in place that long, or one whose re-authorisation Stripe refuses, is flagged in
+/// `attention` for staff to capture or release before it lapses.
 ///
 /// After a failed hold the deposit may be placed again. Stripe failing or slow: 502/504 and nothing marked
 /// (a card refusal marks the deposit `failed`).
@@ -77,13 +81,15 @@ pub async fn place_deposit(
 }
 
 /// Capture a held deposit in full or in part, for damage or late fees (staff); Stripe releases the rest. More
-/// than is held is refused before Stripe is called.
+/// than is held is refused before Stripe is called. A deposit still `pending` whose hold was asked of Stripe is
+/// first looked up at Stripe (a hold whose webhook was missed is recorded, then captured); one Stripe does not
+/// hold either is 409.
 #[utoipa::path(tag = "payments", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "Order id"), IdempotencyKeyHeader),
     request_body(content = Option<DepositCaptureRequest>, description = "Optional: the amount; all that is held by default"),
     responses((status = 200, body = DepositView, description = "The deposit, `succeeded` with the amount captured"),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope, description = "No such order or no deposit"),
-        (status = 409, body = ErrorEnvelope, description = "No hold in place, or a capture of another amount awaits Stripe's answer"),
+        (status = 409, body = ErrorEnvelope, description = "No hold in place (also after asking Stripe about a `pending` one), or a capture of another amount awaits Stripe's answer"),
         (status = 422, body = ErrorEnvelope, description = "Amount not above 0 or above what is held"),
         (status = 502, body = ErrorEnvelope, description = "Stripe failed"),
         (status = 503, body = ErrorEnvelope, description = "`payments_not_configured`"),

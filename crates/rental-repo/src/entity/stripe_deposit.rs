@@ -20,6 +20,11 @@ pub struct Model {
     pub authorised_at: Option<DateTimeUtc>,
     pub attention: Option<String>,
     pub failure_reason: Option<String>,
+    pub saves_card: bool,
+    pub payment_method_id: Option<String>,
+    pub reauth_seq: Option<i32>,
+    pub release_intent_id: Option<String>,
+    pub release_hold_seq: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

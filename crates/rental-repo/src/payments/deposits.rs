@@ -65,6 +65,15 @@ pub struct DepositRecord {
     pub attention: Option<String>,
     /// Stripe's reason of the last failure.
     pub failure_reason: Option<String>,
+    /// The first hold saved the card to the customer (`setup_future_usage=off_session`): the deposit job may
+    /// place the next hold off-session before this one lapses.
+    pub saves_card: bool,
+    /// The saved card (`pm_…`), once known.
+    pub payment_method_id: Option<String>,
+    /// The `hold_seq` of a re-authorisation asked of Stripe whose answer is not recorded yet.
+    pub reauth_seq: Option<i32>,
+    /// A replaced hold still to release at Stripe (its intent and its own `hold_seq`, for its key).
+    pub release: Option<(String, i32)>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -135,6 +144,14 @@ impl PaymentRepo {
             .transpose()
     }
 
+    /// A deposit by its id.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn deposit(&self, id: Uuid) -> RepoResult<Option<DepositRecord>> {
+        stripe_deposit::Entity::find_by_id(id).one(self.database().connection()).await?.map(deposit_record).transpose()
+    }
+
     /// Writes a new deposit in `uow`.
     ///
     /// # Errors
@@ -176,6 +193,52 @@ impl PaymentRepo {
     }
 }
 
+impl PaymentRepo {
+    /// Deposits changed since `since` whose outcome at Stripe may be unknown to us, oldest change first, at
+    /// most `limit`: `pending` ones (a hold asked of Stripe; its answer or the customer's confirmation not
+    /// recorded) and held ones with a capture asked of Stripe (`capture_requested_minor`) but not recorded.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn deposits_to_reconcile(&self, since: DateTime<Utc>, limit: u64) -> RepoResult<Vec<DepositRecord>> {
+        let capture_asked = sea_orm::Condition::all()
+            .add(stripe_deposit::Column::Status.eq("requires_capture"))
+            .add(stripe_deposit::Column::CaptureRequestedMinor.is_not_null());
+        stripe_deposit::Entity::find()
+            .filter(stripe_deposit::Column::UpdatedAt.gte(since))
+            .filter(sea_orm::Condition::any().add(stripe_deposit::Column::Status.eq("pending")).add(capture_asked))
+            .order_by_asc(stripe_deposit::Column::UpdatedAt)
+            .limit(limit)
+            .all(self.database().connection())
+            .await?
+            .into_iter()
+            .map(deposit_record)
+            .collect()
+    }
+
+    /// Deposits with work left over from an earlier run of the deposit job: a re-authorisation asked of Stripe
+    /// without its answer recorded (`reauth_seq`), or a replaced hold still to release (`release_intent_id`);
+    /// oldest change first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`RepoError::Database`].
+    pub async fn deposits_unfinished(&self, limit: u64) -> RepoResult<Vec<DepositRecord>> {
+        stripe_deposit::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(stripe_deposit::Column::ReauthSeq.is_not_null())
+                    .add(stripe_deposit::Column::ReleaseIntentId.is_not_null()),
+            )
+            .order_by_asc(stripe_deposit::Column::UpdatedAt)
+            .limit(limit)
+            .all(self.database().connection())
+            .await?
+            .into_iter()
+            .map(deposit_record)
+            .collect()
+    }
+}
+
 fn deposit_model(d: &DepositRecord) -> stripe_deposit::Model {
     stripe_deposit::Model {
         id: d.id,
@@ -194,6 +257,11 @@ fn deposit_model(d: &DepositRecord) -> stripe_deposit::Model {
         authorised_at: d.authorised_at,
         attention: d.attention.clone(),
         failure_reason: d.failure_reason.clone(),
+        saves_card: d.saves_card,
+        payment_method_id: d.payment_method_id.clone(),
+        reauth_seq: d.reauth_seq,
+        release_intent_id: d.release.as_ref().map(|(intent, _)| intent.clone()),
+        release_hold_seq: d.release.as_ref().map(|(_, seq)| *seq),
         created_at: d.created_at,
         updated_at: d.updated_at,
     }
@@ -217,6 +285,10 @@ fn deposit_record(m: stripe_deposit::Model) -> RepoResult<DepositRecord> {
         authorised_at: m.authorised_at,
         attention: m.attention,
         failure_reason: m.failure_reason,
+        saves_card: m.saves_card,
+        payment_method_id: m.payment_method_id,
+        reauth_seq: m.reauth_seq,
+        release: m.release_intent_id.zip(m.release_hold_seq),
         created_at: m.created_at,
         updated_at: m.updated_at,
     })

@@ -6,7 +6,16 @@
 //! deposit is recorded as `scheduled` with `place_from`, and the deposit job places it from then on. A hold
 //! that has been in place [`DepositConfig::expiry_warning_days`] (default 6) is flagged (`attention`) by the
 //! same job, saying when it lapses and whether its rental still runs, so that staff capture what is owed or
-//! release it before Stripe drops it. Re-authorising a hold without the customer (off-session) is not done.
+//! release it before Stripe drops it, unless the hold is re-authorised:
+//!
+//! **Long rentals.** When the hold period, from placing the hold to the rental's end plus
+//! [`DepositConfig::return_margin_days`], is longer than a hold lives ([`DepositConfig::hold_life_days`]), the
+//! hold is placed for the customer's Stripe customer with `setup_future_usage=off_session`, which saves the
+//! card. At `expiry_warning_days`, while the rental still outlasts the hold, the deposit job places a new hold
+//! of the same amount off-session on the saved card (the next `hold_seq`, noted in `reauth_seq` before Stripe
+//! is asked), and only once Stripe answers it `requires_capture` makes it the current hold and releases the
+//! old one with the old hold's key. A refusal keeps the old hold and flags the deposit; a crash anywhere is
+//! finished by the next run with the same keys, so Stripe answers the hold it made instead of making another.
 //!
 //! **Stripe and our records.** Every mutating call carries an idempotency key derived from the deposit and
 //! its hold: `deposit:<id>:<hold_seq>:hold`, `…:capture`, `…:release`; the intent's metadata carries
@@ -29,8 +38,8 @@ use super::webhook::{WebhookEvent, WebhookOutcome};
 use super::{PaymentService, gateway_error, invalid};
 use crate::{GatewayPayment, GatewayPaymentStatus, PaymentRequest, PortError, Principal, ServiceError, ServiceResult};
 
-/// How long Stripe keeps an online card hold.
-pub const HOLD_LIFETIME_DAYS: i64 = 7;
+/// How long Stripe keeps an online card hold, in days (the default of [`DepositConfig::hold_life_days`]).
+pub const HOLD_LIFETIME_DAYS: u32 = 7;
 
 /// Most deposits one run of the deposit job handles per sweep.
 const RUN_BATCH: u64 = 200;
@@ -41,14 +50,32 @@ const RUN_BATCH: u64 = 200;
 pub struct DepositConfig {
     /// A hold is placed at most this many days before the rental's start (0: from the start). Default 1.
     pub lead_days: u32,
-    /// A hold in place for this many days is flagged for staff, before Stripe lets it lapse after about
-    /// [`HOLD_LIFETIME_DAYS`]. Default 6.
+    /// A hold in place for this many days is re-authorised (a card saved for a long rental) or flagged for
+    /// staff, before Stripe lets it lapse after about [`DepositConfig::hold_life_days`]. Default 6.
     pub expiry_warning_days: u32,
+    /// How long Stripe keeps an online card hold, in days. Default [`HOLD_LIFETIME_DAYS`] (7).
+    pub hold_life_days: u32,
+    /// How long after the rental's end the deposit stays held while the return is inspected, in days: part of
+    /// the hold period that decides whether the card is saved. Default 1.
+    pub return_margin_days: u32,
 }
 
 impl Default for DepositConfig {
     fn default() -> Self {
-        Self { lead_days: 1, expiry_warning_days: 6 }
+        Self { lead_days: 1, expiry_warning_days: 6, hold_life_days: HOLD_LIFETIME_DAYS, return_margin_days: 1 }
+    }
+}
+
+impl DepositConfig {
+    /// How long a hold lives.
+    pub fn hold_life(&self) -> Duration {
+        Duration::days(i64::from(self.hold_life_days))
+    }
+
+    /// Whether a hold placed at `placed` must outlive a card hold to cover a rental ending at `ends_at` (with
+    /// the return margin): then the card is saved and the hold re-authorised before it lapses.
+    pub fn outlasts_a_hold(&self, placed: DateTime<Utc>, ends_at: DateTime<Utc>) -> bool {
+        ends_at + Duration::days(i64::from(self.return_margin_days)) - placed > self.hold_life()
     }
 }
 
@@ -95,6 +122,15 @@ pub struct DepositView {
     pub updated_at: DateTime<Utc>,
 }
 
+impl DepositView {
+    /// The view of `d` whose holds live `life` (see [`DepositConfig::hold_life_days`]).
+    fn of(d: DepositRecord, life: Duration) -> Self {
+        let mut view = Self::from(d);
+        view.hold_expires_at = view.authorised_at.map(|at| at + life);
+        view
+    }
+}
+
 impl From<DepositRecord> for DepositView {
     fn from(d: DepositRecord) -> Self {
         let capturable =
@@ -112,7 +148,7 @@ impl From<DepositRecord> for DepositView {
             hold_seq: d.hold_seq,
             place_from: d.place_from,
             payment_intent_id: d.payment_intent_id,
-            hold_expires_at: d.authorised_at.map(|at| at + Duration::days(HOLD_LIFETIME_DAYS)),
+            hold_expires_at: d.authorised_at.map(|at| at + Duration::days(i64::from(HOLD_LIFETIME_DAYS))),
             authorised_at: d.authorised_at,
             attention: d.attention,
             failure_reason: d.failure_reason,
@@ -139,8 +175,13 @@ pub struct DepositRunReport {
     pub placed: usize,
     /// Scheduled deposits dropped because their order no longer runs.
     pub dropped: usize,
-    /// Holds flagged as about to lapse.
+    /// Holds flagged as about to lapse (not re-authorised: no saved card, the rental ends in time, or the
+    /// off-session hold was refused).
     pub flagged: usize,
+    /// Holds re-authorised off-session on the saved card (a new hold in place of one about to lapse).
+    pub reauthorised: usize,
+    /// Replaced holds released at Stripe.
+    pub released: usize,
     /// Deposits that could not be handled (tried again next run).
     pub failed: usize,
 }
@@ -151,6 +192,26 @@ fn conflict(message: impl Into<String>) -> ServiceError {
 
 fn runs(status: OrderStatus) -> bool {
     matches!(status, OrderStatus::Reserved | OrderStatus::PickedUp)
+}
+
+/// What the deposit job does with a hold about to lapse.
+enum Expiring {
+    /// Nothing (handled meanwhile).
+    Nothing,
+    /// Flagged for staff.
+    Flagged,
+    /// Re-authorise it (noted in `reauth_seq`).
+    Reauthorise(Box<DepositRecord>),
+}
+
+/// How a re-authorisation ended.
+enum Reauthorised {
+    /// The new hold is the current one; the old one is noted for release.
+    Switched,
+    /// Stripe refused the new hold: the old one stays, the deposit is flagged.
+    Refused,
+    /// Nothing more to do (done by another run, or the deposit was settled meanwhile).
+    Settled,
 }
 
 /// What the first unit of a placement decided.
@@ -169,7 +230,9 @@ impl PaymentService {
     /// record.
     pub async fn deposit(&self, principal: &Principal, order_id: Uuid) -> ServiceResult<DepositView> {
         match self.repo.deposit_of_order(order_id).await? {
-            Some(d) if principal.is_staff() || d.customer_id == principal.user_id.as_uuid() => Ok(d.into()),
+            Some(d) if principal.is_staff() || d.customer_id == principal.user_id.as_uuid() => {
+                Ok(DepositView::of(d, self.deposits.hold_life()))
+            }
             _ => Err(ServiceError::NotFound("deposit")),
         }
     }
@@ -237,6 +300,10 @@ impl PaymentService {
                     authorised_at: None,
                     attention: None,
                     failure_reason: None,
+                    saves_card: false,
+                    payment_method_id: None,
+                    reauth_seq: None,
+                    release: None,
                     created_at: now,
                     updated_at: now,
                 };
@@ -264,11 +331,15 @@ impl PaymentService {
             },
         };
         if deposit.status == "scheduled" && now < deposit.place_from {
-            let view = DepositHoldView { deposit: deposit.into(), client_secret: None };
+            let view =
+                DepositHoldView { deposit: DepositView::of(deposit, self.deposits.hold_life()), client_secret: None };
             self.record_answer(uow, &view).await?;
             return Ok(Placement::Scheduled(view));
         }
         deposit.status = "pending".into();
+        // The rule for long rentals: a hold that must outlive a card hold saves the card, so that the deposit
+        // job can place the next hold without the customer before this one lapses.
+        deposit.saves_card = self.deposits.outlasts_a_hold(now, order.ends_at);
         deposit.updated_at = now;
         self.repo.save_deposit(uow, &deposit).await?;
         Ok(Placement::Place(deposit))
@@ -283,17 +354,39 @@ impl PaymentService {
         Ok(())
     }
 
-    /// Asks Stripe for the hold of `deposit` (noted `pending`) and records the answer.
-    async fn ask_for_hold(
+    /// Asks Stripe for the hold of `deposit` (noted `pending`) and records the answer. A hold that saves the
+    /// card needs the customer's Stripe customer, which is created (or found, by its key) first.
+    pub(super) async fn ask_for_hold(
         &self,
         gateway: &dyn crate::PaymentGateway,
-        deposit: DepositRecord,
+        mut deposit: DepositRecord,
     ) -> ServiceResult<DepositHoldView> {
+        let life = self.deposits.hold_life();
+        if deposit.saves_card && deposit.stripe_customer_id.is_none() {
+            let customer = self.stripe_customer_of(gateway, deposit.customer_id).await?;
+            deposit = self
+                .db
+                .write(async |uow| {
+                    let mut current = self
+                        .repo
+                        .lock_deposit(uow, DepositKey::Id(deposit.id))
+                        .await?
+                        .ok_or(ServiceError::NotFound("deposit"))?;
+                    if current.stripe_customer_id.is_none() {
+                        current.stripe_customer_id = Some(customer.clone());
+                        self.repo.save_deposit(uow, &current).await?;
+                    }
+                    Ok::<_, ServiceError>(DepositRecord { stripe_customer_id: current.stripe_customer_id, ..deposit })
+                })
+                .await?;
+        }
         let hold = format!("deposit:{}:{}", deposit.id, deposit.hold_seq);
         let request = PaymentRequest {
             amount: deposit.amount,
             customer: deposit.stripe_customer_id.clone(),
             capture_later: true,
+            save_card: deposit.saves_card && deposit.stripe_customer_id.is_some(),
+            off_session_payment_method: None,
             description: Some(format!("Deposit for rental {}", deposit.order_id)),
             reference: hold.clone(),
             idempotency_key: format!("{hold}:hold"),
@@ -301,9 +394,8 @@ impl PaymentService {
         match gateway.create_payment(&request).await {
             Ok(intent) => {
                 let secret = intent.client_secret.clone();
-                let event = effect_of(&intent);
-                self.settle_deposit(deposit.id, deposit.hold_seq, &intent.id, event, |d| DepositHoldView {
-                    deposit: d.into(),
+                self.settle_deposit(deposit.id, deposit.hold_seq, &intent, |d| DepositHoldView {
+                    deposit: DepositView::of(d, life),
                     client_secret: secret,
                 })
                 .await
@@ -338,10 +430,12 @@ impl PaymentService {
         &self,
         id: Uuid,
         hold_seq: i32,
-        intent: &str,
-        effect: Option<PaymentEvent>,
+        intent: &GatewayPayment,
         answer: impl FnOnce(DepositRecord) -> T,
     ) -> ServiceResult<T> {
+        let effect = effect_of(intent);
+        let method = intent.payment_method.clone();
+        let intent = intent.id.as_str();
         let now = self.clock.now();
         self.db
             .write(async |uow| {
@@ -352,6 +446,9 @@ impl PaymentService {
                     next.payment_intent_id = Some(intent.to_owned());
                     if let Some(effect) = &effect {
                         next = merge_deposit(&next, effect, now);
+                    }
+                    if next.saves_card && next.payment_method_id.is_none() {
+                        next.payment_method_id.clone_from(&method);
                     }
                 }
                 if next != current {
@@ -367,7 +464,8 @@ impl PaymentService {
 
     /// Captures `amount_minor` of an order's held deposit (all that is held when `None`), for damage or late
     /// fees; Stripe releases the rest. Staff. Refused before Stripe is called when the amount is not above 0
-    /// or above what is held.
+    /// or above what is held. A deposit still `pending` with an intent is first looked up at Stripe, so that a
+    /// hold whose webhook was missed is recorded (as the reconciliation would) and captured.
     ///
     /// # Errors
     /// [`ServiceError::Forbidden`]; [`ServiceError::NotFound`]; [`ServiceError::Conflict`] when no hold is in
@@ -382,7 +480,19 @@ impl PaymentService {
         amount_minor: Option<i64>,
     ) -> ServiceResult<DepositView> {
         principal.require_staff()?;
+        let life = self.deposits.hold_life();
         let gateway = self.gateway()?;
+        if amount_minor.is_some_and(|amount| amount <= 0) {
+            return Err(invalid("amount_minor", "must be positive"));
+        }
+        // A hold asked of Stripe whose confirmation (or its webhook) we have not seen: ask Stripe first, so that a
+        // hold the customer did confirm is recorded and captured rather than refused.
+        if let Some(pending) = self.repo.deposit_of_order(order_id).await?.filter(|d| d.status == "pending")
+            && let Some(intent) = pending.payment_intent_id.as_deref()
+        {
+            let remote = gateway.retrieve_payment(intent).await.map_err(gateway_error)?;
+            self.merge_remote_deposit(&pending, &remote).await?;
+        }
         let now = self.clock.now();
         let (deposit, intent, amount) = self
             .db
@@ -415,8 +525,7 @@ impl PaymentService {
             .await?;
         let key = format!("deposit:{}:{}:capture", deposit.id, deposit.hold_seq);
         let captured = gateway.capture(&intent, Some(amount), &key).await.map_err(gateway_error)?;
-        let effect = effect_of(&captured);
-        self.settle_deposit(deposit.id, deposit.hold_seq, &intent, effect, DepositView::from).await
+        self.settle_deposit(deposit.id, deposit.hold_seq, &captured, |d| DepositView::of(d, life)).await
     }
 
     /// The deposit of `order_id`, locked, which must be held (`requires_capture`).
@@ -439,6 +548,7 @@ impl PaymentService {
     #[tracing::instrument(skip(self, principal))]
     pub async fn release_deposit(&self, principal: &Principal, order_id: Uuid) -> ServiceResult<DepositView> {
         principal.require_staff()?;
+        let life = self.deposits.hold_life();
         let gateway = self.gateway()?;
         let now = self.clock.now();
         let local = self
@@ -451,7 +561,7 @@ impl PaymentService {
                         "canceled".clone_into(&mut d.status);
                         d.updated_at = now;
                         self.repo.save_deposit(uow, &d).await?;
-                        let view = DepositView::from(d);
+                        let view = DepositView::of(d, self.deposits.hold_life());
                         self.record_answer(uow, &view).await?;
                         Ok(Err(view))
                     }
@@ -471,13 +581,15 @@ impl PaymentService {
         let intent = deposit.payment_intent_id.clone().unwrap_or_default();
         let key = format!("deposit:{}:{}:release", deposit.id, deposit.hold_seq);
         let released = gateway.release(&intent, &key).await.map_err(gateway_error)?;
-        let effect = effect_of(&released);
-        self.settle_deposit(deposit.id, deposit.hold_seq, &intent, effect, DepositView::from).await
+        self.settle_deposit(deposit.id, deposit.hold_seq, &released, |d| DepositView::of(d, life)).await
     }
 
-    /// The deposit job: places the scheduled deposits whose time has come (dropping those whose order no
-    /// longer runs) and flags the holds in place for [`DepositConfig::expiry_warning_days`]. A deposit that
-    /// cannot be handled now is counted in `failed` and tried again next run.
+    /// The deposit job: finishes what an earlier run left (a re-authorisation without its answer recorded, a
+    /// replaced hold not released yet), places the scheduled deposits whose time has come (dropping those whose
+    /// order no longer runs), and handles the holds in place for [`DepositConfig::expiry_warning_days`]: one
+    /// whose card was saved and whose rental (with its return margin) outlasts it is re-authorised off-session
+    /// ([`Self::reauthorise`]); any other is flagged (`attention`) for staff. A deposit that cannot be handled
+    /// now is counted in `failed` and tried again next run.
     ///
     /// # Errors
     /// [`ServiceError::Repo`] when the deposits cannot be read.
@@ -485,6 +597,14 @@ impl PaymentService {
         let gateway = self.gateway()?;
         let mut report = DepositRunReport::default();
         let now = self.clock.now();
+        // Work an earlier run left unfinished (a crash, Stripe unreachable): the same keys make it safe.
+        for unfinished in self.repo.deposits_unfinished(RUN_BATCH).await? {
+            if unfinished.reauth_seq.is_some() {
+                self.reauthorise(gateway, unfinished, &mut report).await;
+            } else {
+                self.release_replaced(gateway, unfinished.id, &mut report).await;
+            }
+        }
         for due in self.repo.deposits_due("scheduled", now, RUN_BATCH).await? {
             let placement = self
                 .db
@@ -524,43 +644,270 @@ impl PaymentService {
         }
         let warn_before = now - Duration::days(i64::from(self.deposits.expiry_warning_days));
         for held in self.repo.deposits_due("requires_capture", warn_before, RUN_BATCH).await? {
-            let flagged = self
-                .db
-                .write(async |uow| {
-                    let order = self.repo.lock_deposit_order(uow, held.order_id).await?;
-                    let Some(mut d) = self.repo.lock_deposit(uow, DepositKey::Id(held.id)).await? else {
-                        return Ok::<_, ServiceError>(false);
-                    };
-                    let Some(authorised) = d.authorised_at.filter(|_| d.status == "requires_capture") else {
-                        return Ok(false);
-                    };
-                    if d.attention.is_some() {
-                        return Ok(false);
-                    }
-                    let lapses = authorised + Duration::days(HOLD_LIFETIME_DAYS);
-                    d.attention = Some(match order.filter(|o| runs(o.status)) {
-                        Some(o) => format!(
-                            "the hold lapses at about {lapses} while the rental runs until {}: capture what is owed \
-                             before then, or release it and place a new deposit",
-                            o.ends_at
-                        ),
-                        None => format!("the hold lapses at about {lapses}: capture what is owed or release it"),
-                    });
-                    d.updated_at = self.clock.now();
-                    self.repo.save_deposit(uow, &d).await?;
-                    Ok(true)
-                })
-                .await;
-            match flagged {
-                Ok(true) => report.flagged += 1,
-                Ok(false) => {}
+            if held.reauth_seq.is_some() {
+                // Handled by the repair sweep above.
+                continue;
+            }
+            let decided = self.db.write(async |uow| self.expiring_hold(uow, held.id, warn_before).await).await;
+            match decided {
+                Ok(Expiring::Nothing) => {}
+                Ok(Expiring::Flagged) => report.flagged += 1,
+                Ok(Expiring::Reauthorise(deposit)) => self.reauthorise(gateway, *deposit, &mut report).await,
                 Err(err) => {
-                    tracing::warn!(deposit = %held.id, error = %err, "deposit job: cannot flag a hold");
+                    tracing::warn!(deposit = %held.id, error = %err, "deposit job: cannot handle a hold about to lapse");
                     report.failed += 1;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// Decides, in `uow`, what to do with the hold of deposit `id` in place since `warn_before` or earlier: note
+    /// a re-authorisation (its `hold_seq` in `reauth_seq`) when the card was saved and the rental still runs
+    /// past the hold's lapse (with the return margin), else flag it once for staff.
+    async fn expiring_hold(&self, uow: &UnitOfWork, id: Uuid, warn_before: DateTime<Utc>) -> ServiceResult<Expiring> {
+        let Some(mut d) = self.repo.lock_deposit(uow, DepositKey::Id(id)).await? else { return Ok(Expiring::Nothing) };
+        let order = self.repo.lock_deposit_order(uow, d.order_id).await?;
+        let Some(authorised) = d.authorised_at.filter(|at| d.status == "requires_capture" && *at <= warn_before) else {
+            return Ok(Expiring::Nothing);
+        };
+        if d.attention.is_some() || d.reauth_seq.is_some() {
+            return Ok(Expiring::Nothing);
+        }
+        let lapses = authorised + self.deposits.hold_life();
+        let running = order.filter(|o| runs(o.status));
+        let outlasts = running.as_ref().is_some_and(|o| self.deposits.outlasts_a_hold(authorised, o.ends_at));
+        let now = self.clock.now();
+        if outlasts
+            && d.saves_card
+            && d.stripe_customer_id.is_some()
+            && d.capture_requested_minor.is_none()
+            && d.release.is_none()
+        {
+            d.reauth_seq = Some(d.hold_seq + 1);
+            d.updated_at = now;
+            self.repo.save_deposit(uow, &d).await?;
+            return Ok(Expiring::Reauthorise(Box::new(d)));
+        }
+        d.attention = Some(match running {
+            Some(o) => format!(
+                "the hold lapses at about {lapses} while the rental runs until {}: capture what is owed before \
+                 then, or release it and place a new deposit",
+                o.ends_at
+            ),
+            None => format!("the hold lapses at about {lapses}: capture what is owed or release it"),
+        });
+        d.updated_at = now;
+        self.repo.save_deposit(uow, &d).await?;
+        Ok(Expiring::Flagged)
+    }
+
+    /// Re-authorises `deposit`'s hold (noted with its `reauth_seq`): places a new hold of the same amount
+    /// off-session on the saved card (key `deposit:<id>:<reauth_seq>:hold`, so a repeat after a crash gets
+    /// Stripe's first answer and never a second hold); once that hold is `requires_capture`, records it as the
+    /// current hold (the old one noted for release) and releases the old one with its own key. A refusal
+    /// (authentication required, a declined card) keeps the old hold and flags the deposit for staff; Stripe
+    /// unreachable leaves the note for the next run. The outcome is counted in `report`.
+    async fn reauthorise(
+        &self,
+        gateway: &dyn crate::PaymentGateway,
+        deposit: DepositRecord,
+        report: &mut DepositRunReport,
+    ) {
+        let id = deposit.id;
+        match self.reauthorise_hold(gateway, deposit).await {
+            Ok(Reauthorised::Switched) => report.reauthorised += 1,
+            Ok(Reauthorised::Refused) => report.flagged += 1,
+            Ok(Reauthorised::Settled) => {}
+            Err(err) => {
+                tracing::warn!(deposit = %id, error = %err, "deposit job: cannot re-authorise a hold");
+                report.failed += 1;
+                return;
+            }
+        }
+        self.release_replaced(gateway, id, report).await;
+    }
+
+    async fn reauthorise_hold(
+        &self,
+        gateway: &dyn crate::PaymentGateway,
+        deposit: DepositRecord,
+    ) -> ServiceResult<Reauthorised> {
+        let Some(seq) = deposit.reauth_seq else { return Ok(Reauthorised::Settled) };
+        let old_intent = deposit.payment_intent_id.clone();
+        // The saved card: learnt when the first hold was answered, else from the held intent at Stripe.
+        let method = match (&deposit.payment_method_id, &old_intent) {
+            (Some(method), _) => Some(method.clone()),
+            (None, Some(intent)) => match gateway.retrieve_payment(intent).await {
+                Ok(remote) => remote.payment_method,
+                Err(err @ PortError::Rejected(_)) => {
+                    return self.refuse_reauth(deposit.id, seq, &format!("its hold cannot be read: {err}")).await;
+                }
+                Err(err) => return Err(gateway_error(err)),
+            },
+            (None, None) => None,
+        };
+        let Some(method) = method else {
+            return self.refuse_reauth(deposit.id, seq, "no saved card is known for it").await;
+        };
+        let hold = format!("deposit:{}:{seq}", deposit.id);
+        let request = PaymentRequest {
+            amount: deposit.amount,
+            customer: deposit.stripe_customer_id.clone(),
+            capture_later: true,
+            save_card: false,
+            off_session_payment_method: Some(method.clone()),
+            description: Some(format!("Deposit for rental {} (re-authorised)", deposit.order_id)),
+            reference: hold.clone(),
+            idempotency_key: format!("{hold}:hold"),
+        };
+        let intent = match gateway.create_payment(&request).await {
+            Ok(intent) => intent,
+            Err(err @ PortError::Rejected(_)) => return self.refuse_reauth(deposit.id, seq, &err.to_string()).await,
+            Err(err) => return Err(gateway_error(err)),
+        };
+        if intent.status != GatewayPaymentStatus::RequiresCapture {
+            let reason = format!("Stripe answered the new hold {} with {}", intent.id, intent.status.as_str());
+            return self.refuse_reauth(deposit.id, seq, &reason).await;
+        }
+        let now = self.clock.now();
+        self.db
+            .write(async |uow| {
+                let Some(mut d) = self.repo.lock_deposit(uow, DepositKey::Id(deposit.id)).await? else {
+                    return Ok(Reauthorised::Settled);
+                };
+                if d.reauth_seq != Some(seq) {
+                    return Ok(Reauthorised::Settled);
+                }
+                d.reauth_seq = None;
+                d.updated_at = now;
+                let still_held = d.status == "requires_capture"
+                    && d.hold_seq == seq - 1
+                    && d.capture_requested_minor.is_none()
+                    && d.release.is_none();
+                let outcome = if let (true, Some(old)) = (still_held, d.payment_intent_id.clone()) {
+                    d.release = Some((old, d.hold_seq));
+                    d.hold_seq = seq;
+                    d.payment_intent_id = Some(intent.id.clone());
+                    d.payment_method_id = Some(intent.payment_method.clone().unwrap_or(method));
+                    d.amount_held_minor = intent.amount_capturable_minor;
+                    d.amount_captured_minor = 0;
+                    d.authorised_at = Some(now);
+                    d.attention = None;
+                    Reauthorised::Switched
+                } else {
+                    // Captured or released meanwhile: the new hold is not wanted.
+                    if d.release.is_none() {
+                        d.release = Some((intent.id.clone(), seq));
+                    }
+                    Reauthorised::Settled
+                };
+                self.repo.save_deposit(uow, &d).await?;
+                Ok::<_, ServiceError>(outcome)
+            })
+            .await
+    }
+
+    /// Clears the re-authorisation `seq` of deposit `id`, whose new hold Stripe refused, and flags the deposit:
+    /// the old hold stays as it was, for staff to capture or release before it lapses.
+    async fn refuse_reauth(&self, id: Uuid, seq: i32, reason: &str) -> ServiceResult<Reauthorised> {
+        tracing::warn!(deposit = %id, %reason, "deposit job: the off-session hold was refused; flagged for staff");
+        let now = self.clock.now();
+        let life = self.deposits.hold_life();
+        self.db
+            .write(async |uow| {
+                let Some(mut d) = self.repo.lock_deposit(uow, DepositKey::Id(id)).await? else {
+                    return Ok(Reauthorised::Settled);
+                };
+                if d.reauth_seq != Some(seq) {
+                    return Ok(Reauthorised::Settled);
+                }
+                d.reauth_seq = None;
+                let lapses = d.authorised_at.map_or_else(|| "its time".to_owned(), |at| (at + life).to_string());
+                d.attention = Some(format!(
+                    "the hold lapses at about {lapses} and could not be renewed without the customer ({reason}): \
+                     capture what is owed before then, or release it and place a new deposit with the customer"
+                ));
+                d.updated_at = now;
+                self.repo.save_deposit(uow, &d).await?;
+                Ok::<_, ServiceError>(Reauthorised::Refused)
+            })
+            .await
+    }
+
+    /// Releases at Stripe the replaced hold noted on deposit `id`, with that hold's own key, and clears the
+    /// note. Stripe refusing (the hold already lapsed or was released) also clears it; Stripe unreachable
+    /// leaves it for the next run.
+    async fn release_replaced(&self, gateway: &dyn crate::PaymentGateway, id: Uuid, report: &mut DepositRunReport) {
+        let noted = match self.repo.deposit(id).await {
+            Ok(d) => d.and_then(|d| d.release),
+            Err(err) => {
+                tracing::warn!(deposit = %id, error = %err, "deposit job: cannot read a deposit");
+                report.failed += 1;
+                return;
+            }
+        };
+        let Some((intent, seq)) = noted else { return };
+        let key = format!("deposit:{id}:{seq}:release");
+        match gateway.release(&intent, &key).await {
+            Ok(_) => report.released += 1,
+            Err(PortError::Rejected(reason)) => {
+                tracing::warn!(deposit = %id, %intent, %reason, "deposit job: Stripe refused to release a replaced hold");
+            }
+            Err(err) => {
+                tracing::warn!(deposit = %id, %intent, error = %err, "deposit job: cannot release a replaced hold");
+                report.failed += 1;
+                return;
+            }
+        }
+        let now = self.clock.now();
+        let cleared = self
+            .db
+            .write(async |uow| {
+                if let Some(mut d) = self.repo.lock_deposit(uow, DepositKey::Id(id)).await?
+                    && d.release.as_ref().is_some_and(|(noted, _)| *noted == intent)
+                {
+                    d.release = None;
+                    d.updated_at = now;
+                    self.repo.save_deposit(uow, &d).await?;
+                }
+                Ok::<_, RepoError>(())
+            })
+            .await;
+        if let Err(err) = cleared {
+            tracing::warn!(deposit = %id, error = %err, "deposit job: cannot note a released hold");
+            report.failed += 1;
+        }
+    }
+
+    /// Merges what Stripe says of `deposit`'s current intent now (`remote`) into the row, by the events' rule;
+    /// nothing when the row moved on to another hold meanwhile.
+    pub(super) async fn merge_remote_deposit(
+        &self,
+        deposit: &DepositRecord,
+        remote: &GatewayPayment,
+    ) -> ServiceResult<()> {
+        let Some(effect) = effect_of(remote) else { return Ok(()) };
+        let now = self.clock.now();
+        self.db
+            .write(async |uow| {
+                let Some(current) = self.repo.lock_deposit(uow, DepositKey::Id(deposit.id)).await? else {
+                    return Ok::<_, ServiceError>(());
+                };
+                if current.hold_seq != deposit.hold_seq || current.payment_intent_id.as_deref() != Some(&remote.id) {
+                    return Ok(());
+                }
+                let mut next = merge_deposit(&current, &effect, now);
+                if next.saves_card && next.payment_method_id.is_none() {
+                    next.payment_method_id.clone_from(&remote.payment_method);
+                }
+                if next != current {
+                    next.updated_at = now;
+                    self.repo.save_deposit(uow, &next).await?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     /// Applies a webhook event that concerns a deposit (named by its reference, or by its current intent) in
@@ -633,5 +980,24 @@ fn effect_of(intent: &GatewayPayment) -> Option<PaymentEvent> {
         }),
         GatewayPaymentStatus::Canceled => Some(PaymentEvent::IntentCanceled { intent: id, reference: None }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_saves_the_card_only_when_the_rental_and_its_margin_outlast_a_hold() {
+        let config = DepositConfig::default();
+        let placed = DateTime::<Utc>::UNIX_EPOCH;
+        // Placed, then 6 days of rental and a day's margin: exactly a hold's 7 days, which it covers.
+        assert!(!config.outlasts_a_hold(placed, placed + Duration::days(6)));
+        assert!(config.outlasts_a_hold(placed, placed + Duration::days(6) + Duration::seconds(1)));
+        let no_margin = DepositConfig { return_margin_days: 0, ..config.clone() };
+        assert!(!no_margin.outlasts_a_hold(placed, placed + Duration::days(7)));
+        let long_holds = DepositConfig { hold_life_days: 30, ..config };
+        assert!(!long_holds.outlasts_a_hold(placed, placed + Duration::days(20)));
+        assert_eq!(long_holds.hold_life(), Duration::days(30));
     }
 }

@@ -138,6 +138,8 @@ impl PaymentService {
             amount: payment.amount,
             customer: payment.stripe_customer_id.clone(),
             capture_later: false,
+            save_card: false,
+            off_session_payment_method: None,
             description: Some(format!("Invoice {}", invoice.number.as_deref().unwrap_or("(unnumbered)"))),
             reference: format!("payment:{}", payment.id),
             idempotency_key: format!("payment:{}:intent", payment.id),

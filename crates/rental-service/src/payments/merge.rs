@@ -308,6 +308,10 @@ mod tests {
             authorised_at: None,
             attention: None,
             failure_reason: None,
+            saves_card: false,
+            payment_method_id: None,
+            reauth_seq: None,
+            release: None,
             created_at: at,
             updated_at: at,
         }

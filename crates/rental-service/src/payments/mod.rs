@@ -36,7 +36,7 @@ pub const DEFAULT_HOLD: std::time::Duration = std::time::Duration::from_secs(120
 
 pub use deposit::{DepositConfig, DepositHoldView, DepositRunReport, DepositView};
 pub use merge::PaymentEvent;
-pub use reconcile::{ReconcileReport, ReconciledPayment};
+pub use reconcile::{ReconcileReport, ReconciledDeposit, ReconciledPayment};
 pub use webhook::{WebhookEvent, WebhookOutcome};
 
 /// A Stripe payment of an invoice.
@@ -183,7 +183,7 @@ pub struct PaymentService {
     deposits: DepositConfig,
 }
 
-fn gateway_error(err: PortError) -> ServiceError {
+pub(crate) fn gateway_error(err: PortError) -> ServiceError {
     match err {
         PortError::Timeout(_) => ServiceError::Timeout("the payment provider"),
         other => ServiceError::Upstream { service: "payments", source: Some(Box::new(other)) },
@@ -433,6 +433,8 @@ impl PaymentService {
             amount,
             customer: payment.stripe_customer_id.clone(),
             capture_later: false,
+            save_card: false,
+            off_session_payment_method: None,
             description: Some(format!("Invoice {}", invoice.number.as_deref().unwrap_or("(unnumbered)"))),
             reference: format!("payment:{}", payment.id),
             idempotency_key: format!("payment:{}:intent", payment.id),
@@ -588,10 +590,26 @@ impl PaymentService {
         Ok(StripeCustomerView { created: linked == created, customer_id: linked })
     }
 
+    /// The Stripe customer of user `user_id`, created at Stripe (with the key of [`Self::customer`]) when the
+    /// user has none yet.
+    async fn stripe_customer_of(&self, gateway: &dyn PaymentGateway, user_id: Uuid) -> ServiceResult<String> {
+        if let Some(customer_id) = self.repo.stripe_customer(user_id).await? {
+            return Ok(customer_id);
+        }
+        let request = self.customer_request_of(rental_domain::UserId::from_uuid(user_id)).await?;
+        let created = gateway.create_customer(&request).await.map_err(gateway_error)?;
+        Ok(self.repo.link_customer(user_id, &created, self.clock.now()).await?)
+    }
+
     /// The request creating the caller's Stripe customer, keyed by the user (`user:<id>:customer`).
     async fn customer_request(&self, principal: &Principal) -> ServiceResult<CustomerRequest> {
-        let user_id = principal.user_id.as_uuid();
-        let user = self.users.find(principal.user_id).await?.ok_or(ServiceError::NotFound("user"))?;
+        self.customer_request_of(principal.user_id).await
+    }
+
+    /// The request creating user `user_id`'s Stripe customer, keyed by the user (`user:<id>:customer`).
+    async fn customer_request_of(&self, user: rental_domain::UserId) -> ServiceResult<CustomerRequest> {
+        let user_id = user.as_uuid();
+        let user = self.users.find(user).await?.ok_or(ServiceError::NotFound("user"))?;
         Ok(CustomerRequest {
             email: user.email.clone(),
             name: user.full_name.clone(),

@@ -9,6 +9,20 @@
 //! for; a refusal marks the refund `failed`, releasing its amount. Stripe keeps a key for 24 hours, so only
 //! refunds asked for within [`REFUND_KEY_LIFETIME`] are sent again: an older one could be made twice, and stays
 //! `requested` for an operator (logged, and counted in `refunds_unresolved`).
+//!
+//! Deposits (`stripe_deposits`) whose outcome at Stripe may be unknown are repaired too:
+//! - `pending` with a payment intent (Stripe answered; the customer's confirmation, or its webhook, missing):
+//!   the intent is retrieved and its state merged through [`super::merge::merge_deposit`], the rule of the
+//!   webhook's events, so a repair and a late event end in the same row;
+//! - `pending` without one (asked of Stripe, its answer never recorded: a crash or a timeout after Stripe
+//!   answered): once the request is older than the idempotency hold (the time a request may still be waiting
+//!   for Stripe), the hold is asked again with the same key and the same parameters, so Stripe answers the
+//!   intent it made (or makes it now, if the first request never reached it), and the answer is recorded.
+//!   Older than [`REFUND_KEY_LIFETIME`] (Stripe may have forgotten the key) it is left for the next request
+//!   to place the deposit, which is allowed for a `pending` deposit without intent;
+//! - held with a capture asked of Stripe (`capture_requested_minor`) but not recorded: the intent is retrieved;
+//!   a capture Stripe made (or a hold Stripe cancelled) is merged, one Stripe never made is left for staff to
+//!   repeat with the same amount (the rule of the capture endpoint).
 
 use chrono::{DateTime, Duration, Utc};
 use rental_repo::PaymentKey;
@@ -48,6 +62,25 @@ pub struct ReconcileReport {
     /// Refunds still of unknown outcome: Stripe could not be asked (tried again next run), or asked for longer
     /// ago than [`REFUND_KEY_LIFETIME`] (left to an operator).
     pub refunds_unresolved: usize,
+    /// Deposits compared with Stripe (or whose hold was asked again).
+    pub deposits_checked: usize,
+    /// Deposits repaired.
+    pub deposits_changed: Vec<ReconciledDeposit>,
+    /// Deposits Stripe could not be asked about (tried again next run).
+    pub deposits_failed: usize,
+}
+
+/// A deposit the reconciliation changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconciledDeposit {
+    /// Our deposit.
+    pub deposit_id: Uuid,
+    /// Its status before.
+    pub from: String,
+    /// Its status after.
+    pub to: String,
+    /// The payment intent of its hold, when the repair recorded it.
+    pub payment_intent_id: Option<String>,
 }
 
 impl PaymentService {
@@ -103,7 +136,57 @@ impl PaymentService {
             }
         }
         self.reconcile_refunds(since, limit, &mut report).await?;
+        self.reconcile_deposits(since, limit, &mut report).await?;
         Ok(report)
+    }
+
+    /// Repairs the deposits changed since `since` (at most `limit`) whose outcome at Stripe may be unknown
+    /// (see the module's rules).
+    async fn reconcile_deposits(
+        &self,
+        since: DateTime<Utc>,
+        limit: u64,
+        report: &mut ReconcileReport,
+    ) -> ServiceResult<()> {
+        let gateway = self.gateway()?;
+        let now = self.clock.now();
+        for deposit in self.repo.deposits_to_reconcile(since, limit).await? {
+            let repaired = match deposit.payment_intent_id.clone() {
+                Some(intent) => {
+                    report.deposits_checked += 1;
+                    match gateway.retrieve_payment(&intent).await {
+                        Ok(remote) => self.merge_remote_deposit(&deposit, &remote).await,
+                        Err(err) => Err(super::gateway_error(err)),
+                    }
+                }
+                None if deposit.updated_at > now - self.hold || deposit.updated_at < now - REFUND_KEY_LIFETIME => {
+                    // Still in flight, or too old to ask again safely: left alone.
+                    continue;
+                }
+                None => {
+                    report.deposits_checked += 1;
+                    self.ask_for_hold(gateway, deposit.clone()).await.map(|_| ())
+                }
+            };
+            if let Err(err) = repaired {
+                tracing::warn!(deposit = %deposit.id, error = %err, "reconciliation: cannot repair a deposit");
+                report.deposits_failed += 1;
+            }
+            // A refusal of the hold asked again marks the deposit failed: a change too.
+            let after = self.repo.deposit(deposit.id).await?;
+            if let Some(after) =
+                after.filter(|a| a.status != deposit.status || a.payment_intent_id != deposit.payment_intent_id)
+            {
+                tracing::info!(deposit = %after.id, from = %deposit.status, to = %after.status, "reconciliation repaired a deposit");
+                report.deposits_changed.push(ReconciledDeposit {
+                    deposit_id: after.id,
+                    from: deposit.status.clone(),
+                    to: after.status,
+                    payment_intent_id: after.payment_intent_id,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Settles the `requested` refunds asked for since `since` (at most `limit`) by sending them again.

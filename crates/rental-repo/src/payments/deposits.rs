@@ -204,16 +204,10 @@ impl PaymentRepo {
         let capture_asked = sea_orm::Condition::all()
             .add(stripe_deposit::Column::Status.eq("requires_capture"))
             .add(stripe_deposit::Column::CaptureRequestedMinor.is_not_null());
-        stripe_deposit::Entity::find()
-            .filter(stripe_deposit::Column::UpdatedAt.gte(since))
-            .filter(sea_orm::Condition::any().add(stripe_deposit::Column::Status.eq("pending")).add(capture_asked))
-            .order_by_asc(stripe_deposit::Column::UpdatedAt)
-            .limit(limit)
-            .all(self.database().connection())
-            .await?
-            .into_iter()
-            .map(deposit_record)
-            .collect()
+        let unknown = sea_orm::Condition::all()
+            .add(stripe_deposit::Column::UpdatedAt.gte(since))
+            .add(sea_orm::Condition::any().add(stripe_deposit::Column::Status.eq("pending")).add(capture_asked));
+        self.deposits_by_change(unknown, limit).await
     }
 
     /// Deposits with work left over from an earlier run of the deposit job: a re-authorisation asked of Stripe
@@ -223,12 +217,16 @@ impl PaymentRepo {
     /// # Errors
     /// [`RepoError::Database`].
     pub async fn deposits_unfinished(&self, limit: u64) -> RepoResult<Vec<DepositRecord>> {
+        let unfinished = sea_orm::Condition::any()
+            .add(stripe_deposit::Column::ReauthSeq.is_not_null())
+            .add(stripe_deposit::Column::ReleaseIntentId.is_not_null());
+        self.deposits_by_change(unfinished, limit).await
+    }
+
+    /// Deposits meeting `condition`, oldest change first, at most `limit`.
+    async fn deposits_by_change(&self, condition: sea_orm::Condition, limit: u64) -> RepoResult<Vec<DepositRecord>> {
         stripe_deposit::Entity::find()
-            .filter(
-                sea_orm::Condition::any()
-                    .add(stripe_deposit::Column::ReauthSeq.is_not_null())
-                    .add(stripe_deposit::Column::ReleaseIntentId.is_not_null()),
-            )
+            .filter(condition)
             .order_by_asc(stripe_deposit::Column::UpdatedAt)
             .limit(limit)
             .all(self.database().connection())

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, ResponseError};
 
 use crate::error::ApiError;
 use crate::middleware::rate_limit::Authenticated;
@@ -39,8 +40,35 @@ fn accept(header: Option<&HeaderValue>) -> Option<String> {
 /// with 503 `database_unavailable` instead of waiting for the pool's acquire timeout. Health, metrics and the
 /// documentation do not need the database and are always served.
 fn database_lost(req: &ServiceRequest, state: Option<&actix_web::web::Data<AppState>>) -> bool {
-    let needs_database = || req.path().starts_with("/api/") && req.path() != "/api/v1/openapi.json";
-    state.is_some_and(|state| !state.db.availability().is_up()) && needs_database()
+    state.is_some_and(|state| !state.db.availability().is_up()) && needs_database(req)
+}
+
+fn needs_database(req: &ServiceRequest) -> bool {
+    req.path().starts_with("/api/") && req.path() != "/api/v1/openapi.json"
+}
+
+/// For a request that needs a probed database: completes when the probe finds the database lost while the
+/// request runs. A request then waiting for a connection would otherwise wait for the pool's acquire timeout
+/// (30 s); it is answered 503 `database_unavailable` within a probe interval instead. Its work is dropped: a
+/// transaction not committed rolls back, and one whose commit was under way has an unknown outcome, as when
+/// its connection breaks (a client retries a write safely with an `Idempotency-Key`).
+fn loss_while_running(
+    req: &ServiceRequest,
+    state: Option<&actix_web::web::Data<AppState>>,
+) -> Option<impl std::future::Future<Output = ()> + use<>> {
+    let availability = state?.db.availability();
+    (availability.is_probed() && needs_database(req)).then(|| availability.lost())
+}
+
+/// The 503 of a request whose database was lost while it ran, as an error carrying its answer (the request
+/// itself went to the routes).
+fn lost_while_running(id: &str) -> Error {
+    let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
+    let mut response = error.error_response();
+    if let Ok(value) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    InternalError::from_response("the database was lost while the request ran", response).into()
 }
 
 /// The access log's line for one request: at info level, or as a warning when it took longer than
@@ -93,6 +121,13 @@ pub async fn request_context(
     let result = if database_lost(&req, state.as_ref()) {
         let error = ApiError::database_unavailable(rental_service::UNAVAILABLE_RETRY_AFTER);
         Ok(rental_service::context::scope(Some(id.clone()), async { req.error_response(error) }).await)
+    } else if let Some(lost) = loss_while_running(&req, state.as_ref()) {
+        let run = rental_service::context::scope(Some(id.clone()), next.call(req));
+        tokio::select! {
+            biased;
+            result = run => result.map(ServiceResponse::map_into_boxed_body),
+            () = lost => Err(rental_service::context::scope(Some(id.clone()), async { lost_while_running(&id) }).await),
+        }
     } else {
         rental_service::context::scope(Some(id.clone()), next.call(req)).await.map(ServiceResponse::map_into_boxed_body)
     };

@@ -199,3 +199,69 @@ fn a_database_down_at_start_up_stops_the_start_with_a_clear_message() {
     assert!(stderr.contains("connecting to postgres://postgres@127.0.0.1"), "{stderr}");
     assert!(stderr.contains("unavailable") && stderr.contains("refused"), "{stderr}");
 }
+
+/// Requests already running when the database goes away, waiting for a connection the pool cannot make (it
+/// retries a refused connection until its acquire timeout, here two minutes), are answered 503
+/// `database_unavailable` as soon as the probe notices, not after the acquire or the request timeout (30 s,
+/// past this client's read timeout): none is answered `busy` or 504, and none is stored.
+#[test]
+fn requests_in_flight_when_the_database_is_lost_are_answered_503_by_the_probe() {
+    if !postgres_pass() {
+        return;
+    }
+    let db = PgServer::start();
+    let port = free_port();
+    let mut command = serve(&db.url(), port);
+    // A probe slow enough that the requests below are running, waiting for a connection, when it notices.
+    command.env("RENTAL__DATABASE__PROBE_INTERVAL_MS", "2000").env("RENTAL__DATABASE__ACQUIRE_TIMEOUT_SECS", "120");
+    let _server = Server(command.stderr(Stdio::inherit()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while request(port, "GET", "/health/ready", None).map(|a| a.status) != Some(200) {
+        assert!(Instant::now() < deadline, "the server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(register(port, "inflight-before@example.com"), 201);
+
+    db.stop();
+    let started = Instant::now();
+    let running: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let json = format!(
+                    r#"{{"email":"inflight-{i}@example.com","password":"outage-password-1","full_name":"In Flight"}}"#
+                );
+                request(port, "POST", "/api/v1/auth/register", Some(&json))
+            })
+        })
+        .collect();
+    for thread in running {
+        let answer = thread.join().unwrap().expect("answered before the client's 30 s read timeout");
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert!(answer.body.contains("\"database_unavailable\""), "{}", answer.body);
+        assert!(answer.headers.contains_key("x-request-id") && answer.headers.contains_key("retry-after"));
+    }
+    println!("the in-flight requests were answered within {} ms of the stop", started.elapsed().as_millis());
+
+    db.start_again();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stored = rt.block_on(async {
+        use sea_orm::{ConnectionTrait, Statement};
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let conn = loop {
+            match sea_orm::Database::connect(db.url()).await {
+                Ok(conn) => break conn,
+                Err(err) => assert!(Instant::now() < deadline, "the database did not come back: {err}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let rows = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT email FROM users WHERE email LIKE 'inflight-%' ORDER BY email",
+            ))
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.try_get::<String>("", "email").unwrap()).collect::<Vec<_>>()
+    });
+    assert_eq!(stored, ["inflight-before@example.com"], "nothing of the refused requests was stored");
+}

@@ -2,8 +2,9 @@
 //! never looks like a lost database and a lost database is known within a probe interval rather than after the
 //! pool's acquire timeout.
 
+use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,15 +18,48 @@ use crate::{RepoError, RepoResult};
 
 /// The database's availability as the probe last saw it. Reading it is one atomic load, cheap enough for every
 /// request.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Availability {
     /// 0 while available; otherwise when it became unavailable, in milliseconds since the Unix epoch.
     down_since_ms: AtomicU64,
     /// Why the last probe failed.
     last_error: Mutex<Option<String>>,
+    /// Whether a probe keeps this current (PostgreSQL); without one the database is always available.
+    probed: AtomicBool,
+    /// True while down, for the requests in flight that wait for the loss ([`Availability::lost`]).
+    down: watch::Sender<bool>,
+}
+
+impl Default for Availability {
+    fn default() -> Self {
+        Self {
+            down_since_ms: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            probed: AtomicBool::new(false),
+            down: watch::Sender::new(false),
+        }
+    }
 }
 
 impl Availability {
+    /// Whether a probe keeps this current: without one, [`Availability::lost`] never completes.
+    pub fn is_probed(&self) -> bool {
+        self.probed.load(Ordering::Relaxed)
+    }
+
+    /// Completes when the probe finds the database lost (at once if it is lost now): a request in flight races
+    /// its work against it to answer 503 within a probe interval instead of waiting for the pool's acquire
+    /// timeout. Never completes while the database answers or without a probe.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut down = self.down.subscribe();
+        async move {
+            if down.wait_for(|down| *down).await.is_err() {
+                // The availability is gone (the process is stopping): never "lost".
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Whether the database answered the last probe (always true without a probe).
     pub fn is_up(&self) -> bool {
         self.down_since_ms.load(Ordering::Relaxed) == 0
@@ -52,12 +86,20 @@ impl Availability {
         *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_millis().max(1));
         let now = u64::try_from(now).unwrap_or(u64::MAX);
-        self.down_since_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        let changed = self.down_since_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        if changed {
+            self.down.send_replace(true);
+        }
+        changed
     }
 
     /// Records a successful probe; true when this is the change from down to up.
     fn mark_up(&self) -> bool {
-        self.down_since_ms.swap(0, Ordering::Relaxed) != 0
+        let changed = self.down_since_ms.swap(0, Ordering::Relaxed) != 0;
+        if changed {
+            self.down.send_replace(false);
+        }
+        changed
     }
 }
 
@@ -139,6 +181,7 @@ impl Database {
     /// Must be called inside a tokio runtime.
     pub fn start_probe(&self, settings: ProbeSettings) -> Option<Probe> {
         let ProbeTarget::Postgres(options) = self.probe_target.clone() else { return None };
+        self.availability.probed.store(true, Ordering::Relaxed);
         let (stop, mut stopped) = watch::channel(false);
         let db = self.clone();
         let task = tokio::spawn(async move {
@@ -234,5 +277,20 @@ mod tests {
         assert!(availability.mark_up(), "down → up is a change");
         assert!(!availability.mark_up());
         assert!(availability.is_up() && availability.last_error().is_none());
+    }
+
+    #[tokio::test]
+    async fn lost_completes_when_the_database_is_found_lost_and_at_once_while_it_is() {
+        async fn still_up(availability: &Availability) -> bool {
+            tokio::time::timeout(Duration::from_millis(50), availability.lost()).await.is_err()
+        }
+        let availability = Availability::default();
+        assert!(still_up(&availability).await, "up: a request in flight goes on");
+        let waiting = tokio::spawn(availability.lost());
+        availability.mark_down("refused".into());
+        waiting.await.unwrap();
+        availability.lost().await;
+        availability.mark_up();
+        assert!(still_up(&availability).await, "back up: requests go on again");
     }
 }

@@ -156,7 +156,9 @@ impl Shared {
     }
 }
 
-/// Per-entry lifetime: the namespace's TTL, or the degraded bound while the shared tier is down.
+/// Per-entry lifetime: the namespace's TTL, or the degraded bound while the shared tier is down. Cheap to clone:
+/// the local tier has one copy, the namespace another (it stamps refresh points with it).
+#[derive(Clone)]
 struct Lifetime {
     ttl: Duration,
     degraded_ttl: Duration,
@@ -172,12 +174,9 @@ impl Lifetime {
     }
 }
 
-/// [`Lifetime`] shared between the local tier and the namespace (which stamps refresh points with it).
-struct SharedLifetime(Arc<Lifetime>);
-
-impl<K, V> Expiry<K, V> for SharedLifetime {
+impl<K, V> Expiry<K, V> for Lifetime {
     fn expire_after_create(&self, _key: &K, _value: &V, _created_at: Instant) -> Option<Duration> {
-        Some(self.0.current())
+        Some(self.current())
     }
 
     /// A replaced entry (a refresh) lives a whole lifetime again; moka's default would keep the old expiry.
@@ -188,7 +187,7 @@ impl<K, V> Expiry<K, V> for SharedLifetime {
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.0.current())
+        Some(self.current())
     }
 }
 
@@ -244,7 +243,7 @@ struct NamespaceInner<K: CacheKey, V: CacheValue> {
     /// Entries of this process, keyed by (local generation, key).
     local: moka::future::Cache<(u64, K), Arc<Entry<V>>>,
     /// How long entries live (the namespace's TTL, or the degraded bound while the shared tier is down).
-    lifetime: Arc<Lifetime>,
+    lifetime: Lifetime,
     /// Bumped to drop every local entry at once.
     generation: AtomicU64,
     /// The namespace's generation in the shared tier (part of every shared key), bumped by a clear anywhere.
@@ -704,15 +703,15 @@ impl Caches {
     ) -> Namespace<K, V> {
         let counters = Arc::new(Counters::default());
         let evictions = counters.clone();
-        let lifetime = Arc::new(Lifetime {
+        let lifetime = Lifetime {
             ttl: spec.ttl,
             degraded_ttl: self.inner.degraded_ttl,
             healthy: self.inner.shared.as_ref().map(|s| s.healthy.clone()),
-        });
+        };
         let mut builder = moka::future::Cache::builder()
             .name(spec.name)
             .max_capacity(spec.capacity)
-            .expire_after(SharedLifetime(lifetime.clone()))
+            .expire_after(lifetime.clone())
             .eviction_listener(move |_key, _value, cause| {
                 if matches!(cause, RemovalCause::Expired | RemovalCause::Size) {
                     bump(&evictions.evictions);

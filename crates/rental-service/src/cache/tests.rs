@@ -41,24 +41,44 @@ async fn keys_are_invalidated_one_by_one_and_namespaces_by_generation() {
     );
 }
 
+/// A lookup of `key` whose load gives `value` once the returned sender is used; returns when the load runs.
+async fn held_lookup(
+    ns: &Namespace<String, JsonBytes>,
+    key: &str,
+    value: &'static [u8],
+) -> (tokio::task::JoinHandle<Result<JsonBytes, Arc<()>>>, tokio::sync::oneshot::Sender<()>) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ns, key) = (ns.clone(), key.to_owned());
+    let lookup = tokio::spawn(async move {
+        ns.get_or_load(key, async move {
+            let _ = started_tx.send(());
+            let _ = go_rx.await;
+            Ok::<_, ()>(JsonBytes(Arc::from(value)))
+        })
+        .await
+    });
+    started_rx.await.unwrap();
+    (lookup, go_tx)
+}
+
+/// A namespace with a refresh point of 50 ms (TTL 2 minutes) holding `a` = `old`, 100 ms later.
+async fn past_its_refresh_point() -> (Caches, Namespace<String, JsonBytes>, AtomicUsize) {
+    let caches = Caches::local_only();
+    let ns = caches.namespace(
+        NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
+    );
+    let loads = AtomicUsize::new(0);
+    assert_eq!(load(&ns, "a", "old", &loads).await, "old");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (caches, ns, loads)
+}
+
 #[tokio::test]
 async fn a_load_that_overlaps_an_invalidation_is_not_kept() {
     let caches = Caches::local_only();
     let ns: Namespace<String, JsonBytes> = caches.namespace(spec("things"));
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let slow = {
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            ns.get_or_load("k".to_owned(), async move {
-                let _ = started_tx.send(());
-                let _ = go_rx.await;
-                Ok::<_, ()>(JsonBytes(Arc::from(&b"old"[..])))
-            })
-            .await
-        })
-    };
-    started_rx.await.unwrap();
+    let (slow, go_tx) = held_lookup(&ns, "k", b"old").await;
     ns.invalidate(&"k".to_owned()).await;
     go_tx.send(()).unwrap();
     assert_eq!(&*slow.await.unwrap().unwrap().0, b"old", "the racing caller gets what it read");
@@ -93,27 +113,8 @@ async fn an_entry_before_its_refresh_point_is_served_without_a_load() {
 
 #[tokio::test]
 async fn past_its_refresh_point_one_lookup_reloads_an_entry_while_the_others_are_served_it() {
-    let caches = Caches::local_only();
-    let ns: Namespace<String, JsonBytes> = caches.namespace(
-        NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
-    );
-    let loads = AtomicUsize::new(0);
-    assert_eq!(load(&ns, "a", "old", &loads).await, "old");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let refresher = {
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            ns.get_or_load("a".to_owned(), async move {
-                let _ = started_tx.send(());
-                let _ = go_rx.await;
-                Ok::<_, ()>(JsonBytes(Arc::from(&b"new"[..])))
-            })
-            .await
-        })
-    };
-    started_rx.await.unwrap();
+    let (caches, ns, loads) = past_its_refresh_point().await;
+    let (refresher, go_tx) = held_lookup(&ns, "a", b"new").await;
     // While the refresh runs, 50 lookups are answered at once with the entry, none of them loading.
     for _ in 0..50 {
         assert_eq!(load(&ns, "a", "other", &loads).await, "old");
@@ -146,13 +147,7 @@ async fn a_refreshed_entry_lives_a_whole_ttl_from_its_refresh() {
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_the_entry_and_a_later_lookup_tries_again() {
-    let caches = Caches::local_only();
-    let ns: Namespace<String, JsonBytes> = caches.namespace(
-        NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
-    );
-    let loads = AtomicUsize::new(0);
-    load(&ns, "a", "old", &loads).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (caches, ns, loads) = past_its_refresh_point().await;
     let failed = ns.get_or_load("a".to_owned(), async { Err::<JsonBytes, _>("database down") }).await;
     assert_eq!(&*failed.unwrap().0, b"old", "the entry is served when its refresh fails");
     assert_eq!(load(&ns, "a", "new", &loads).await, "new", "the next lookup refreshes it");
@@ -161,27 +156,8 @@ async fn a_failed_refresh_keeps_the_entry_and_a_later_lookup_tries_again() {
 
 #[tokio::test]
 async fn a_refresh_that_overlaps_an_invalidation_is_not_kept() {
-    let caches = Caches::local_only();
-    let ns: Namespace<String, JsonBytes> = caches.namespace(
-        NamespaceSpec::new("things", Duration::from_secs(120), 10).refreshed_after(Duration::from_millis(50)),
-    );
-    let loads = AtomicUsize::new(0);
-    load(&ns, "a", "old", &loads).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
-    let refresher = {
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            ns.get_or_load("a".to_owned(), async move {
-                let _ = started_tx.send(());
-                let _ = go_rx.await;
-                Ok::<_, ()>(JsonBytes(Arc::from(&b"raced"[..])))
-            })
-            .await
-        })
-    };
-    started_rx.await.unwrap();
+    let (_caches, ns, loads) = past_its_refresh_point().await;
+    let (refresher, go_tx) = held_lookup(&ns, "a", b"raced").await;
     ns.invalidate(&"a".to_owned()).await;
     go_tx.send(()).unwrap();
     assert_eq!(&*refresher.await.unwrap().unwrap().0, b"raced");

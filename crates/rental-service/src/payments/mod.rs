@@ -579,15 +579,10 @@ impl PaymentService {
         if let Some(claim) = self.claim.as_deref() {
             return self.keyed_customer(claim, principal).await;
         }
-        let user_id = principal.user_id.as_uuid();
-        if let Some(customer_id) = self.repo.stripe_customer(user_id).await? {
+        if let Some(customer_id) = self.repo.stripe_customer(principal.user_id.as_uuid()).await? {
             return Ok(StripeCustomerView { customer_id, created: false });
         }
-        let gateway = self.gateway()?;
-        let request = self.customer_request(principal).await?;
-        let created = gateway.create_customer(&request).await.map_err(gateway_error)?;
-        let linked = self.repo.link_customer(user_id, &created, self.clock.now()).await?;
-        Ok(StripeCustomerView { created: linked == created, customer_id: linked })
+        self.link_new_customer(self.gateway()?, principal.user_id).await
     }
 
     /// The Stripe customer of user `user_id`, created at Stripe (with the key of [`Self::customer`]) when the
@@ -596,9 +591,20 @@ impl PaymentService {
         if let Some(customer_id) = self.repo.stripe_customer(user_id).await? {
             return Ok(customer_id);
         }
-        let request = self.customer_request_of(rental_domain::UserId::from_uuid(user_id)).await?;
+        Ok(self.link_new_customer(gateway, rental_domain::UserId::from_uuid(user_id)).await?.customer_id)
+    }
+
+    /// Creates `user`'s Stripe customer (key `user:<id>:customer`) and links it; a customer linked meanwhile by
+    /// another request wins (`created` is then false).
+    async fn link_new_customer(
+        &self,
+        gateway: &dyn PaymentGateway,
+        user: rental_domain::UserId,
+    ) -> ServiceResult<StripeCustomerView> {
+        let request = self.customer_request_of(user).await?;
         let created = gateway.create_customer(&request).await.map_err(gateway_error)?;
-        Ok(self.repo.link_customer(user_id, &created, self.clock.now()).await?)
+        let linked = self.repo.link_customer(user.as_uuid(), &created, self.clock.now()).await?;
+        Ok(StripeCustomerView { created: linked == created, customer_id: linked })
     }
 
     /// The request creating the caller's Stripe customer, keyed by the user (`user:<id>:customer`).

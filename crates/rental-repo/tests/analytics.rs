@@ -713,3 +713,67 @@ async fn reports_record_usage_left_pending_by_an_interrupted_settlement() {
     assert_eq!(left.try_get_by_index::<i64>(0).unwrap(), 0, "recorded once, then cleared");
     assert_eq!(repo.popular_products(10, None, None).await.unwrap()[0].quantity, 1, "not counted twice");
 }
+
+/// A recording never waits for an order being changed: the lines a cancellation holds are left pending for the
+/// next recording, whichever way the cancellation ends, and their change is counted exactly once.
+/// PostgreSQL only: SQLite's one writer makes the report wait for the cancellation, by design.
+#[tokio::test]
+async fn a_recording_skips_the_lines_an_unfinished_cancellation_holds() {
+    use rental_repo::{OrderChange, OrderRepo};
+    use sea_orm::{ConnectionTrait, Statement};
+    let test_db = TestDb::new().await;
+    if !test_db.is_postgres() {
+        eprintln!("skipped on SQLite: its one write lock serialises every write by design");
+        return;
+    }
+    let f = fixture(&test_db).await;
+    let batch = vec![order(
+        f.alice,
+        OrderStatus::Cancelled,
+        "EUR",
+        2000,
+        "2026-01-01T00:00:00Z",
+        vec![f.b.line(1, "2026-01-10T00:00:00Z", "2026-01-12T00:00:00Z")],
+        None,
+    )];
+    let ids = f.db.write(async |uow| OrderImporter::new(f.db.clone()).import(uow, batch).await).await.unwrap();
+    let order_id = ids[0].order_id;
+    // A reservation committed whose usage is not recorded yet (as in the test above).
+    let conn = f.db.connection();
+    let exec = |sql: String| conn.execute_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql));
+    exec(format!("UPDATE rental_orders SET status = 'reserved' WHERE id = '{order_id}'")).await.unwrap();
+    exec(format!("UPDATE order_lines SET usage_pending = 1 WHERE order_id = '{order_id}'")).await.unwrap();
+    let pending = async || {
+        let sql = "SELECT COALESCE(SUM(usage_pending), 0) FROM order_lines";
+        let row = conn.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap();
+        row.unwrap().try_get_by_index::<i64>(0).unwrap()
+    };
+    let repo = AnalyticsRepo::new(f.db.clone());
+    let orders = OrderRepo::new(f.db.clone());
+    let change = OrderChange { actor: None, note: None, at: Utc::now() };
+    let ranked = async || {
+        let ranking = tokio::time::timeout(std::time::Duration::from_secs(30), repo.popular_products(10, None, None))
+            .await
+            .expect("the report's recording waited for the cancellation");
+        ranking.unwrap().iter().map(|r| (r.product_id, r.rental_count)).collect::<Vec<_>>()
+    };
+
+    // A cancellation in flight holds the line: the recording leaves it, and the report goes on without it.
+    let cancelling = f.db.begin().await.unwrap();
+    orders.cancel(&cancelling, order_id, &change).await.unwrap();
+    assert_eq!(ranked().await, []);
+    assert_eq!(pending().await, 1, "left pending");
+    // Rolled back: the reservation stands and the next recording counts it.
+    cancelling.rollback().await;
+    assert_eq!(ranked().await, [(f.b.id, 1)]);
+    assert_eq!(pending().await, 0);
+
+    // Again, committed this time: the line's −1 was noted on top of the recorded +1, and is recorded next.
+    let cancelling = f.db.begin().await.unwrap();
+    orders.cancel(&cancelling, order_id, &change).await.unwrap();
+    assert_eq!(ranked().await, [(f.b.id, 1)], "the cancellation has not committed");
+    cancelling.commit().await.unwrap();
+    assert_eq!(pending().await, -1);
+    assert_eq!(ranked().await, []);
+    assert_eq!(pending().await, 0);
+}

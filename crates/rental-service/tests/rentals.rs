@@ -335,3 +335,73 @@ async fn customers_see_and_change_only_their_own_orders_and_staff_run_the_desk()
     let illegal = f.services.rentals.confirm(&customer, mine.id, None).await.unwrap_err();
     assert!(matches!(illegal, ServiceError::Invalid(rental_domain::DomainError::IllegalTransition { .. })));
 }
+
+/// While a product's usage is being recorded (here: an import holding its usage lock, uncommitted), a
+/// reservation of that product goes through, and so does the reservation whose commit makes the next recording
+/// due: the recording runs in a task of its own, waits for the lock, and records every line once it is free.
+/// PostgreSQL only: SQLite's one writer makes every write wait for any other, by design.
+#[tokio::test]
+async fn a_reservation_waits_neither_for_a_usage_recording_nor_for_the_one_it_makes_due() {
+    use rental_domain::OrderStatus;
+    use rental_repo::{AnalyticsRepo, AnalyticsStore, ImportedLine, ImportedOrder, OrderImporter};
+
+    let f = fixture().await;
+    if f.db.backend() != rental_repo::Backend::Postgres {
+        eprintln!("skipped on SQLite: its one write lock serialises every write by design");
+        return;
+    }
+    let (_, staff, customer) = people(&f.services).await;
+    let (product_id, _) = camera(&f.services, &staff).await;
+    let start = f.clock.now() + Duration::days(1);
+    // The first reservation's recording is due at once (nothing was recorded yet); read it back, which waits
+    // for that recording.
+    f.services.rentals.create(&customer, rental(product_id, 1, start, 1, None)).await.unwrap();
+    let analytics = AnalyticsRepo::new(f.db.clone());
+    assert_eq!(analytics.popular_products(10, None, None).await.unwrap()[0].rental_count, 1);
+
+    // An import of an order of the product holds its usage lock until it commits.
+    let eur = Currency::parse("EUR").unwrap();
+    let rates = RateCard::new(Money::new(2_000, eur), Some(Money::new(10_000, eur)), None).unwrap();
+    let terms = ProductTerms {
+        rates,
+        deposit_per_unit: Money::new(5_000, eur),
+        late_fee_per_day: Money::new(500, eur),
+        buffer_minutes: 0,
+    };
+    let imported = ImportedOrder {
+        customer_id: customer.user_id.as_uuid(),
+        status: OrderStatus::Reserved,
+        currency: eur,
+        tax_rate_bp: 1_000,
+        created_at: f.clock.now(),
+        picked_up_at: None,
+        returned_at: None,
+        notes: None,
+        lines: vec![ImportedLine {
+            product_id,
+            quantity: 1,
+            starts_at: start + Duration::days(10),
+            ends_at: start + Duration::days(11),
+            terms,
+        }],
+        invoice: None,
+    };
+    let import = f.db.begin().await.unwrap();
+    OrderImporter::new(f.db.clone()).import(&import, vec![imported]).await.unwrap();
+
+    // A second has passed since the last recording, so this reservation's commit makes the next one due; the
+    // recording then waits for the import's lock. Neither holds the reservation up (before, it waited for
+    // both: the importer locked the product's row, and the request ran the recording itself).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let reserved = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        f.services.rentals.create(&customer, rental(product_id, 1, start + Duration::days(3), 1, None)),
+    )
+    .await
+    .expect("the reservation waited for the usage lock");
+    reserved.unwrap();
+
+    import.commit().await.unwrap();
+    let ranking = analytics.popular_products(10, None, None).await.unwrap();
+    assert_eq!((ranking[0].product_id, ranking[0].rental_count), (product_id, 3), "every line recorded once");
+}

@@ -18,8 +18,9 @@
 //!    the line, its unit-time up to the mark, and its count, quantity and revenue on the started (and, from the
 //!    line's end, the ended) totals.
 //!
-//! The caller holds the products' locks (PostgreSQL: the product rows; SQLite: the write lock), so a series is
-//! changed by one transaction at a time. Times are milliseconds since the epoch.
+//! The caller holds the products' usage locks ([`lock_series`]: on PostgreSQL an advisory lock per product, not
+//! the product row; on SQLite the write lock), so a series is changed by one transaction at a time while
+//! reservations of its product go on. Times are milliseconds since the epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -27,12 +28,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::db::raw::RawSql;
 use crate::entity::order_line;
-use crate::orders::lock_product_rows;
 use crate::{Backend, Database, RepoResult};
 
 /// Usage is recorded once this many lines are waiting…
@@ -71,22 +72,29 @@ impl UsageRecorder {
         self.backlog.lines.fetch_add(u64::try_from(lines).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
+    /// Whether [`UsageRecorder::record_when_due`] would record now: lines are waiting, and 256 of them or a
+    /// second since the last recording.
+    pub fn is_due(&self) -> bool {
+        let backlog = self.backlog.lines.load(Ordering::SeqCst);
+        let since = now_ms().saturating_sub(self.backlog.recorded_ms.load(Ordering::SeqCst));
+        backlog > 0 && (backlog >= USAGE_BACKLOG_LINES || since >= USAGE_MAX_DELAY_MS)
+    }
+
     /// Records every pending change once 256 lines are waiting or a second has passed since the last recording
     /// (the reports record whatever is left before they read, so nothing is ever missing from them).
     ///
     /// # Errors
     /// [`crate::RepoError::Database`] when a statement fails; the changes stay pending for the next call.
     pub async fn record_when_due(&self) -> RepoResult<()> {
-        let backlog = self.backlog.lines.load(Ordering::SeqCst);
-        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
-        let since = now_ms.saturating_sub(self.backlog.recorded_ms.load(Ordering::SeqCst));
-        if backlog == 0 || (backlog < USAGE_BACKLOG_LINES && since < USAGE_MAX_DELAY_MS) {
+        if !self.is_due() {
             return Ok(());
         }
         let Ok(_gate) = self.backlog.gate.try_lock() else { return Ok(()) };
+        let backlog = self.backlog.lines.load(Ordering::SeqCst);
+        let started_ms = now_ms();
         record_pending(&self.db).await?;
         self.backlog.lines.fetch_sub(backlog, Ordering::SeqCst);
-        self.backlog.recorded_ms.store(now_ms, Ordering::SeqCst);
+        self.backlog.recorded_ms.store(started_ms, Ordering::SeqCst);
         Ok(())
     }
 
@@ -99,6 +107,11 @@ impl UsageRecorder {
         let _gate = self.backlog.gate.lock().await;
         record_pending(&self.db).await
     }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
 }
 
 /// Length of a bucket, milliseconds: a week (also in the migration).
@@ -159,10 +172,54 @@ fn usage_line(l: &order_line::Model) -> UsageLine {
     }
 }
 
+/// The first key of the products' usage locks on PostgreSQL (the second is derived from the product id).
+const USAGE_LOCK_SPACE: i32 = 0x7573_6167;
+
+/// The second key of a product's usage lock: its id folded to 32 bits. Two products sharing a key only share
+/// a lock.
+fn usage_lock_key(product_id: Uuid) -> i32 {
+    let x = product_id.as_u128();
+    // Truncation is the point: the four 32-bit words folded into one.
+    #[allow(clippy::cast_possible_truncation)]
+    let folded = (x ^ (x >> 32) ^ (x >> 64) ^ (x >> 96)) as u32;
+    i32::from_ne_bytes(folded.to_ne_bytes())
+}
+
+/// Takes the usage locks of `products` until the end of the transaction: the holder is the only one changing
+/// their series and marks. On PostgreSQL these are transaction-level advisory locks of their own, taken in key
+/// order so that two recorders never deadlock, and not the product rows: a reservation or cancellation of the
+/// product (which locks its row) never waits for a recording, however long it takes. On SQLite the
+/// transaction's write lock serialises everything already.
+///
+/// # Errors
+/// [`crate::RepoError::Database`] when the statement fails.
+pub(crate) async fn lock_series<C: ConnectionTrait>(
+    conn: &C,
+    backend: Backend,
+    products: &BTreeSet<Uuid>,
+) -> RepoResult<()> {
+    if backend != Backend::Postgres || products.is_empty() {
+        return Ok(());
+    }
+    let keys: BTreeSet<i32> = products.iter().map(|p| usage_lock_key(*p)).collect();
+    let mut q = RawSql::new(backend);
+    // The function is volatile, so PostgreSQL calls it after the sort: in key order.
+    q.push("SELECT pg_advisory_xact_lock(").bind(USAGE_LOCK_SPACE).push(", v.k) FROM (VALUES ");
+    for (i, key) in keys.into_iter().enumerate() {
+        q.push(if i == 0 { "(" } else { ", (" });
+        q.bind(key).push(")");
+    }
+    q.push(") AS v(k) ORDER BY v.k");
+    conn.query_all_raw(q.statement()).await?;
+    Ok(())
+}
+
 /// Records every pending usage change (`order_lines.usage_pending`), a batch per transaction: the products'
-/// locks first, then the lines read again under them (a cancellation may have changed one meanwhile), their
-/// changes recorded, and their pending count cleared. Safe to run from several places at once: a line is
-/// recorded by whoever locks its product first.
+/// usage locks first ([`lock_series`]), then the lines read again under them and locked, their changes
+/// recorded, and their pending count cleared. A line that a cancellation is changing at that moment is skipped
+/// (on PostgreSQL, `SKIP LOCKED`) and left for the next recording, so a recording never waits for an order
+/// and an order waits for a recording only on a line in its batch. Safe to run from several places at once: a
+/// line is recorded by whoever locks its product first.
 ///
 /// # Errors
 /// [`crate::RepoError::Database`] when a statement fails; that batch stays pending.
@@ -186,12 +243,14 @@ pub(crate) async fn record_pending(db: &Database) -> RepoResult<()> {
         let uow = db.begin().await?;
         let txn = uow.conn();
         let recorded = async {
-            lock_product_rows(txn, db.backend(), &products).await?;
-            let lines = order_line::Entity::find()
+            lock_series(txn, db.backend(), &products).await?;
+            let mut again = order_line::Entity::find()
                 .filter(order_line::Column::Id.is_in(waiting.iter().map(|(id, _)| *id)))
-                .filter(pending())
-                .all(txn)
-                .await?;
+                .filter(pending());
+            if db.backend() == Backend::Postgres {
+                again = again.lock_with_behavior(LockType::NoKeyUpdate, LockBehavior::SkipLocked);
+            }
+            let lines = again.all(txn).await?;
             let mut by_weight: BTreeMap<i16, Vec<UsageLine>> = BTreeMap::new();
             for l in &lines {
                 by_weight.entry(l.usage_pending).or_default().push(usage_line(l));
@@ -206,18 +265,19 @@ pub(crate) async fn record_pending(db: &Database) -> RepoResult<()> {
                     .exec(txn)
                     .await?;
             }
-            Ok::<_, crate::RepoError>(())
+            Ok::<_, crate::RepoError>(!lines.is_empty())
         }
         .await;
-        uow.finish(recorded).await?;
-        if (waiting.len() as u64) < PENDING_BATCH {
+        let progressed = uow.finish(recorded).await?;
+        // A batch whose every line was skipped would be read again as it is: the next recording takes it.
+        if !progressed || (waiting.len() as u64) < PENDING_BATCH {
             return Ok(());
         }
     }
 }
 
 /// Adds `lines` to the marks of their products `weight` times (−1 takes them out). The caller holds the
-/// products' locks.
+/// products' usage locks ([`lock_series`]).
 ///
 /// # Errors
 /// [`crate::RepoError::Database`] when a statement fails.

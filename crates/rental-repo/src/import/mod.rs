@@ -24,7 +24,6 @@ use crate::analytics::usage::{self, UsageLine};
 use crate::billing::advance_invoice_counter;
 use crate::entity::product;
 use crate::entity::{invoice, invoice_line, order_event, order_line, rental_order};
-use crate::orders::lock_product_rows;
 use crate::orders::stock::capacity;
 use crate::query::insert_chunked;
 use crate::{Database, RepoError, RepoResult, UnitOfWork, stored};
@@ -184,8 +183,8 @@ impl OrderImporter {
         let (mut rows, mut ids, numbering) = build_rows(orders)?;
         let products: BTreeSet<Uuid> = rows.usage.iter().map(|l| l.product_id).collect();
         let txn = uow.conn();
-        // The usage marks of a product change under its lock, taken before anything that refers to it.
-        lock_product_rows(txn, self.db.backend(), &products).await?;
+        // The usage marks of a product change under its usage lock, taken before anything that refers to it.
+        usage::lock_series(txn, self.db.backend(), &products).await?;
         insert_chunked(txn, std::mem::take(&mut rows.orders)).await?;
         for (order_id, status) in std::mem::take(&mut rows.counted) {
             uow.count(counters::orders_in(status), order_id, 1);

@@ -108,7 +108,7 @@ impl OrderRepo {
     pub async fn cancel(&self, uow: &UnitOfWork, id: Uuid, change: &OrderChange) -> RepoResult<Transitioned> {
         let lines = self.lines_in(uow, id).await?;
         let product_ids: BTreeSet<Uuid> = lines.iter().map(|l| l.product_id).collect();
-        // Products before the order, as `confirm` does: the usage marks of a product change under its lock.
+        // Products before the order, as `confirm` does, so that the two take their locks in one order.
         self.lock_products(uow, &product_ids).await?;
         let (order, from) = self.transition(uow, id, OrderStatus::Cancelled, change).await?;
         let mut release = order_line::Entity::update_many()

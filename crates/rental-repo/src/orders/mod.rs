@@ -21,7 +21,6 @@ mod store;
 
 pub use records::*;
 pub use reserve::SUGGESTION_HORIZON_DAYS;
-pub(crate) use reserve::lock_product_rows;
 pub use store::OrderStore;
 
 use chrono::{DateTime, Utc};

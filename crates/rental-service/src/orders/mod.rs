@@ -25,6 +25,7 @@ use rental_repo::{
     NewOrderLineRecord, NewOrderRecord, OrderChange, OrderDetail, OrderFilter, OrderRecord, OrderRepo, OrderStore,
     RepoError, RepoResult, Shortage, UnitOfWork, UnitReturn, UsageRecorder, order_list_spec,
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::jobs::kinds;
@@ -189,11 +190,19 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
                 tracing::warn!(error = %err, "numbering invoices failed; the settlement job retries it");
                 settled = false;
             }
-            if let Err(err) = usage.record_when_due().await {
-                tracing::warn!(error = %err, "recording usage failed; the settlement job retries it");
-                settled = false;
-            }
-            if settled && let Some(job) = job {
+            // A recording covers a whole batch and can take seconds: it runs in a task of its own, so that
+            // the request whose commit made it due does not wait for it. The settlement job is marked done
+            // once the recording succeeded.
+            if usage.is_due() {
+                let record = async move {
+                    if let Err(err) = usage.record_when_due().await {
+                        tracing::warn!(error = %err, "recording usage failed; the settlement job retries it");
+                    } else if settled && let Some(job) = job {
+                        outbox.settled(job);
+                    }
+                };
+                tokio::spawn(record.instrument(tracing::Span::current()));
+            } else if settled && let Some(job) = job {
                 outbox.settled(job);
             }
         });

@@ -79,16 +79,24 @@ fn field_errors(err: ServiceError) -> Vec<String> {
     }
 }
 
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("EUR").unwrap())
+}
+
+/// 20.00 EUR a day and nothing else: no weekly rate, deposit, late fee or buffer.
+fn day_rate_terms() -> ProductTerms {
+    ProductTerms {
+        rates: RateCard::new(eur(2_000), None, None).unwrap(),
+        deposit_per_unit: eur(0),
+        late_fee_per_day: eur(0),
+        buffer_minutes: 0,
+    }
+}
+
 /// A priced quote of one camera for two days, written straight through the order repository.
 fn quote_record(customer: &Principal, product_id: Uuid, at: DateTime<Utc>) -> NewOrderRecord {
-    let eur = |minor: i64| Money::new(minor, Currency::parse("EUR").unwrap());
     let terms = LineTerms {
-        product: ProductTerms {
-            rates: RateCard::new(eur(2_000), None, None).unwrap(),
-            deposit_per_unit: eur(0),
-            late_fee_per_day: eur(0),
-            buffer_minutes: 0,
-        },
+        product: day_rate_terms(),
         charged_days: 2,
         months: 0,
         weeks: 0,
@@ -360,18 +368,10 @@ async fn a_reservation_waits_neither_for_a_usage_recording_nor_for_the_one_it_ma
     assert_eq!(analytics.popular_products(10, None, None).await.unwrap()[0].rental_count, 1);
 
     // An import of an order of the product holds its usage lock until it commits.
-    let eur = Currency::parse("EUR").unwrap();
-    let rates = RateCard::new(Money::new(2_000, eur), Some(Money::new(10_000, eur)), None).unwrap();
-    let terms = ProductTerms {
-        rates,
-        deposit_per_unit: Money::new(5_000, eur),
-        late_fee_per_day: Money::new(500, eur),
-        buffer_minutes: 0,
-    };
     let imported = ImportedOrder {
         customer_id: customer.user_id.as_uuid(),
         status: OrderStatus::Reserved,
-        currency: eur,
+        currency: Currency::parse("EUR").unwrap(),
         tax_rate_bp: 1_000,
         created_at: f.clock.now(),
         picked_up_at: None,
@@ -382,7 +382,7 @@ async fn a_reservation_waits_neither_for_a_usage_recording_nor_for_the_one_it_ma
             quantity: 1,
             starts_at: start + Duration::days(10),
             ends_at: start + Duration::days(11),
-            terms,
+            terms: day_rate_terms(),
         }],
         invoice: None,
     };

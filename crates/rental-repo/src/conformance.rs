@@ -1,19 +1,21 @@
 //! The conformance suite of the store traits: the behaviour the services rely on, written against the traits
 //! only ([`crate::UserStore`], [`crate::RefreshTokenStore`], [`CatalogueStore`], [`OrderStore`], [`BillingStore`],
-//! [`crate::JobStore`]),
-//! so that any implementation can prove itself with it. The crate's own tests run it on the sea-orm repositories,
-//! on SQLite and on PostgreSQL (`tests/conformance.rs`); an embedding developer runs it the same way on theirs.
+//! [`crate::JobStore`], [`crate::PaymentStore`]), so that any implementation can prove itself with it. The
+//! crate's own tests run it on the sea-orm repositories, on SQLite and on PostgreSQL (`tests/conformance.rs`);
+//! an embedding developer runs it the same way on theirs.
 //!
 //! Each check takes a freshly migrated, empty [`Database`] (the units of work are begun on it and the fixtures —
-//! a customer and products — are written with this crate's user and catalogue repositories) and the stores to
-//! check, and panics with a message when the contract is broken. The invariants are checked against the real
-//! database, never against a fake: no double booking under concurrency, gap-free invoice numbers, nothing
-//! written by a refused operation.
+//! a customer and products, and for the payment checks reserved orders with their invoices — are written with
+//! this crate's user, catalogue, order and billing repositories) and the stores to check, and panics with a
+//! message when the contract is broken. The invariants are checked against the real database, never against a
+//! fake: no double booking under concurrency, gap-free invoice numbers, a webhook event recorded once however
+//! its deliveries race, one payment per Stripe intent, nothing written by a refused operation.
 //!
 //! Available with the `conformance` feature.
 
 mod catalogue;
 mod jobs;
+mod payments;
 mod users;
 
 pub use catalogue::{
@@ -22,6 +24,7 @@ pub use catalogue::{
     products_are_created_updated_and_deleted_with_their_stock, unit,
 };
 pub use jobs::*;
+pub use payments::*;
 pub use users::*;
 
 use std::fmt::Debug;

@@ -61,7 +61,8 @@ pub use orders::{
 };
 pub use payments::{
     DEPOSIT_STATUSES, DepositKey, DepositOrder, DepositRecord, NewStripePayment, NewWebhookEvent, PAYMENT_STATUSES,
-    PaymentFacts, PaymentKey, PaymentRepo, RefundRecord, StripePaymentRecord, WebhookEventRecord, payment_list_spec,
+    PaymentFacts, PaymentKey, PaymentRepo, PaymentStore, RefundRecord, StripePaymentRecord, WebhookEventRecord,
+    payment_list_spec,
 };
 pub use users::{
     NewPasswordReset, NewRefreshToken, NewUserRecord, RefreshTokenRecord, RefreshTokenRepo, RefreshTokenStore,

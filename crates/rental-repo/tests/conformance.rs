@@ -1,12 +1,13 @@
-//! The store traits' conformance suite (`rental_repo::conformance`) run on the sea-orm repositories: on SQLite
-//! by default, on PostgreSQL when TEST_DATABASE_URL is set, a fresh database per check.
+//! The store traits' conformance suite (`rental_repo::conformance`) run on the sea-orm repositories (users and
+//! refresh tokens, catalogue, orders and billing, jobs, payments): on SQLite by default, on PostgreSQL when
+//! TEST_DATABASE_URL is set, a fresh database per check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
 use rental_repo::conformance;
 use rental_repo::{
-    BillingRepo, CatalogueRepo, Database, DatabaseConfig, JobRepo, OrderRepo, RefreshTokenRepo, UserRepo,
+    BillingRepo, CatalogueRepo, Database, DatabaseConfig, JobRepo, OrderRepo, PaymentRepo, RefreshTokenRepo, UserRepo,
 };
 use rental_testkit::TestDb;
 
@@ -68,6 +69,34 @@ macro_rules! jobs_check {
         }
     };
 }
+
+/// Runs a check of the payments' contract on a fresh database with the sea-orm payment store.
+macro_rules! payments_check {
+    ($name:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, &PaymentRepo::new(db.clone())).await;
+        }
+    };
+    ($name:ident, shared) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let (_test_db, db, _, _) = stores().await;
+            conformance::$name(&db, Arc::new(PaymentRepo::new(db.clone()))).await;
+        }
+    };
+}
+
+payments_check!(payments_are_recorded_and_found_by_their_keys);
+payments_check!(a_stripe_object_belongs_to_one_row);
+payments_check!(a_webhook_event_is_recorded_once);
+payments_check!(concurrent_deliveries_record_an_event_once, shared);
+payments_check!(refunds_are_numbered_against_their_payment);
+payments_check!(stored_facts_move_the_invoice_paid_amount);
+payments_check!(deposits_are_saved_and_read_back);
+payments_check!(the_deposit_jobs_find_their_work);
+payments_check!(refused_writes_leave_nothing);
 
 jobs_check!(jobs_exist_if_and_only_if_their_unit_committed);
 jobs_check!(claims_take_due_jobs_oldest_first);

@@ -6,12 +6,17 @@
 //! effect, so an event is applied exactly once whatever the redeliveries. What an event changes is decided by
 //! the service ([`PaymentFacts`] are stored as given); this module moves the invoice's paid amount by the change
 //! of the payment's net amount, under the invoice's row lock.
+//!
+//! The services rely on it through the store trait [`PaymentStore`] (`store.rs`), whose impl delegates to the
+//! inherent methods spread over this module, `events.rs` and `deposits.rs`.
 
 mod deposits;
 mod events;
+mod store;
 
 pub use deposits::{DEPOSIT_STATUSES, DepositKey, DepositOrder, DepositRecord};
 pub use events::{NewWebhookEvent, WebhookEventRecord};
+pub use store::PaymentStore;
 
 use chrono::{DateTime, Utc};
 use rental_domain::{InvoiceStatus, Money};
@@ -371,8 +376,8 @@ impl PaymentRepo {
             .collect()
     }
 
-    /// Writes the next refund of a payment (`requested`) in `uow`; the caller holds the payment's lock.
-    /// Returns it and the total of the payment's refunds that are requested or succeeded, itself included.
+    /// Writes the next refund of a payment (`requested`, numbered 1, 2, … per payment) in `uow`; the caller
+    /// holds the payment's lock.
     ///
     /// # Errors
     /// [`RepoError::Database`].

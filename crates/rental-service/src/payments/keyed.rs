@@ -14,7 +14,7 @@
 //! (its amount reserved) until a retry, Stripe's `charge.refunded` event or the reconciliation settles it.
 
 use rental_domain::Money;
-use rental_repo::{InvoiceRecord, PaymentKey, RefundRecord, StripePaymentRecord, UnitOfWork};
+use rental_repo::{InvoiceRecord, PaymentKey, PaymentStore, RefundRecord, StripePaymentRecord, UnitOfWork};
 use uuid::Uuid;
 
 use super::{CheckoutView, PaymentIntentView, PaymentService, StripeCustomerView, StripePaymentView, gateway_error};
@@ -25,7 +25,7 @@ fn resource_id(resource: &str) -> ServiceResult<Uuid> {
     Uuid::parse_str(resource).map_err(|_| ServiceError::Internal(format!("idempotency resource {resource:?}")))
 }
 
-impl PaymentService {
+impl<P: PaymentStore> PaymentService<P> {
     /// Step 1 for a payment: the claim, and the payment it made (a new one, or the first request's on a resume).
     async fn held_payment(
         &self,

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use rental_domain::{Currency, DomainError, InvoiceStatus, Money};
 use rental_repo::query::{FilterValue, Listing};
 use rental_repo::{
-    Database, NewStripePayment, PaymentKey, PaymentRepo, RefundRecord, RepoError, StripePaymentRecord, UnitOfWork,
-    UserRepo, UserStore, payment_list_spec,
+    Database, NewStripePayment, PaymentKey, PaymentRepo, PaymentStore, RefundRecord, RepoError, StripePaymentRecord,
+    UnitOfWork, UserRepo, UserStore, payment_list_spec,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -165,11 +165,11 @@ pub struct StripeCustomerView {
     pub created: bool,
 }
 
-/// Stripe payments. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct PaymentService {
+/// Stripe payments, over any [`PaymentStore`] (the sea-orm [`PaymentRepo`] by default). Cheap to clone.
+#[derive(Debug)]
+pub struct PaymentService<P = PaymentRepo> {
     db: Database,
-    repo: PaymentRepo,
+    repo: Arc<P>,
     users: Arc<UserRepo>,
     gateway: Option<Arc<dyn PaymentGateway>>,
     clock: Arc<dyn Clock>,
@@ -181,6 +181,22 @@ pub struct PaymentService {
     hold: chrono::Duration,
     /// How deposits are placed (lead time, expiry warning).
     deposits: DepositConfig,
+}
+
+impl<P> Clone for PaymentService<P> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            repo: self.repo.clone(),
+            users: self.users.clone(),
+            gateway: self.gateway.clone(),
+            clock: self.clock.clone(),
+            idempotency: self.idempotency.clone(),
+            claim: self.claim.clone(),
+            hold: self.hold,
+            deposits: self.deposits.clone(),
+        }
+    }
 }
 
 pub(crate) fn gateway_error(err: PortError) -> ServiceError {
@@ -195,10 +211,18 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
 }
 
 impl PaymentService {
-    /// The service over `db`, without a gateway until [`Self::with_gateway`].
+    /// The service over `db`'s sea-orm payment repository, without a gateway until [`Self::with_gateway`].
     pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+        Self::with_store(db.clone(), Arc::new(PaymentRepo::new(db)), clock)
+    }
+}
+
+impl<P: PaymentStore> PaymentService<P> {
+    /// The service over another implementation of the store; `db` gives the units of work it writes in (and
+    /// the users, for a Stripe customer's name and e-mail). No gateway until [`Self::with_gateway`].
+    pub fn with_store(db: Database, repo: Arc<P>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            repo: PaymentRepo::new(db.clone()),
+            repo,
             users: Arc::new(UserRepo::new(db.clone())),
             db,
             gateway: None,

@@ -25,7 +25,7 @@
 //!   repeat with the same amount (the rule of the capture endpoint).
 
 use chrono::{DateTime, Duration, Utc};
-use rental_repo::PaymentKey;
+use rental_repo::{PaymentKey, PaymentStore};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -83,7 +83,7 @@ pub struct ReconciledDeposit {
     pub payment_intent_id: Option<String>,
 }
 
-impl PaymentService {
+impl<P: PaymentStore> PaymentService<P> {
     /// Compares the payments created since `since` that are still pending or failed (at most `limit`) with
     /// Stripe and repairs those Stripe settled.
     ///

@@ -6,7 +6,7 @@
 //! intent is only known once the session completes): it is then recorded as `deferred`, with its effect, and
 //! applied in the transaction that learns the intent.
 
-use rental_repo::{NewWebhookEvent, PaymentKey, RepoError, StripePaymentRecord, UnitOfWork};
+use rental_repo::{NewWebhookEvent, PaymentKey, PaymentStore, RepoError, StripePaymentRecord, UnitOfWork};
 
 use super::PaymentService;
 use super::merge::{PaymentEvent, merge};
@@ -56,7 +56,7 @@ impl WebhookOutcome {
     }
 }
 
-impl PaymentService {
+impl<P: PaymentStore> PaymentService<P> {
     /// Applies a verified event once.
     ///
     /// # Errors

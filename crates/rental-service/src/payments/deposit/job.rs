@@ -3,7 +3,7 @@
 //! earlier run left half-done. The rules are in the parent module's documentation.
 
 use chrono::{DateTime, Duration, Utc};
-use rental_repo::{DepositKey, DepositRecord, RepoError, UnitOfWork};
+use rental_repo::{DepositKey, DepositRecord, PaymentStore, RepoError, UnitOfWork};
 use uuid::Uuid;
 
 use super::{DepositRunReport, Placement, RUN_BATCH, runs};
@@ -30,7 +30,7 @@ enum Reauthorised {
     Settled,
 }
 
-impl PaymentService {
+impl<P: PaymentStore> PaymentService<P> {
     /// The deposit job: finishes what an earlier run left (a re-authorisation without its answer recorded, a
     /// replaced hold not released yet), places the scheduled deposits whose time has come (dropping those whose
     /// order no longer runs), and handles the holds in place for [`DepositConfig::expiry_warning_days`]: one

@@ -31,7 +31,7 @@ mod job;
 
 use chrono::{DateTime, Duration, Utc};
 use rental_domain::OrderStatus;
-use rental_repo::{DepositKey, DepositOrder, DepositRecord, NewWebhookEvent, RepoError, UnitOfWork};
+use rental_repo::{DepositKey, DepositOrder, DepositRecord, NewWebhookEvent, PaymentStore, RepoError, UnitOfWork};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -204,7 +204,7 @@ enum Placement {
     Scheduled(DepositHoldView),
 }
 
-impl PaymentService {
+impl<P: PaymentStore> PaymentService<P> {
     /// The deposit of an order.
     ///
     /// # Errors

@@ -384,29 +384,7 @@ pub async fn stored_facts_move_the_invoice_paid_amount<P: PaymentStore>(db: &Dat
 
 /// A deposit of every field as given, for `order` of `customer`, to be placed from `place_from`.
 fn deposit(order: Uuid, customer: Uuid, place_from: DateTime<Utc>, at: DateTime<Utc>) -> DepositRecord {
-    DepositRecord {
-        id: Uuid::now_v7(),
-        order_id: order,
-        customer_id: customer,
-        amount: Money::new(5_000, eur()),
-        status: "scheduled".into(),
-        hold_seq: 1,
-        place_from,
-        payment_intent_id: None,
-        stripe_customer_id: None,
-        amount_held_minor: 0,
-        amount_captured_minor: 0,
-        capture_requested_minor: None,
-        authorised_at: None,
-        attention: None,
-        failure_reason: None,
-        saves_card: false,
-        payment_method_id: None,
-        reauth_seq: None,
-        release: None,
-        created_at: at,
-        updated_at: at,
-    }
+    DepositRecord::new(order, customer, Money::new(5_000, eur()), "scheduled", place_from, at)
 }
 
 async fn insert<P: PaymentStore>(db: &Database, payments: &P, d: &DepositRecord) -> RepoResult<()> {

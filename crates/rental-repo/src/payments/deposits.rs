@@ -80,6 +80,44 @@ pub struct DepositRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+impl DepositRecord {
+    /// A new deposit of `amount` for `order_id` of `customer_id`, first hold, nothing held or captured yet: `status`
+    /// is `scheduled` (placed from `place_from`) or `pending` (to be placed now).
+    #[must_use]
+    pub fn new(
+        order_id: Uuid,
+        customer_id: Uuid,
+        amount: Money,
+        status: &str,
+        place_from: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            order_id,
+            customer_id,
+            amount,
+            status: status.to_owned(),
+            hold_seq: 1,
+            place_from,
+            payment_intent_id: None,
+            stripe_customer_id: None,
+            amount_held_minor: 0,
+            amount_captured_minor: 0,
+            capture_requested_minor: None,
+            authorised_at: None,
+            attention: None,
+            failure_reason: None,
+            saves_card: false,
+            payment_method_id: None,
+            reauth_seq: None,
+            release: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 /// How a deposit is looked up.
 #[derive(Debug, Clone, Copy)]
 pub enum DepositKey<'a> {

@@ -266,28 +266,10 @@ impl<P: PaymentStore> PaymentService<P> {
         let existing = self.repo.lock_deposit(uow, DepositKey::Order(order.id)).await?;
         let mut deposit = match existing {
             None => {
+                let status = if now >= place_from { "pending" } else { "scheduled" };
                 let deposit = DepositRecord {
-                    id: Uuid::now_v7(),
-                    order_id: order.id,
-                    customer_id: order.customer_id,
-                    amount: order.deposit,
-                    status: if now >= place_from { "pending" } else { "scheduled" }.to_owned(),
-                    hold_seq: 1,
-                    place_from,
-                    payment_intent_id: None,
                     stripe_customer_id: self.repo.stripe_customer(order.customer_id).await?,
-                    amount_held_minor: 0,
-                    amount_captured_minor: 0,
-                    capture_requested_minor: None,
-                    authorised_at: None,
-                    attention: None,
-                    failure_reason: None,
-                    saves_card: false,
-                    payment_method_id: None,
-                    reauth_seq: None,
-                    release: None,
-                    created_at: now,
-                    updated_at: now,
+                    ..DepositRecord::new(order.id, order.customer_id, order.deposit, status, place_from, now)
                 };
                 self.repo.insert_deposit(uow, &deposit).await?;
                 deposit

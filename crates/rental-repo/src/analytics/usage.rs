@@ -44,7 +44,7 @@ const USAGE_MAX_DELAY_MS: u64 = 1_000;
 /// Records the usage changes that committed orders noted on their lines, in batches shared by many orders:
 /// recording costs about ten statements whatever the number of lines. A service notes the lines a committed
 /// reservation, confirmation or cancellation changed ([`UsageRecorder::note`]) and calls
-/// [`UsageRecorder::record_when_due`] after the commit. Cheap to clone; clones share the backlog.
+/// [`UsageRecorder::due_recording`] after the commit. Cheap to clone; clones share the backlog.
 #[derive(Debug, Clone)]
 pub struct UsageRecorder {
     db: Database,
@@ -58,7 +58,7 @@ struct Backlog {
     /// When this instance last recorded, milliseconds since the epoch.
     recorded_ms: AtomicU64,
     /// One recording at a time on this instance; others skip instead of queueing behind it.
-    gate: tokio::sync::Mutex<()>,
+    gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl UsageRecorder {
@@ -72,30 +72,31 @@ impl UsageRecorder {
         self.backlog.lines.fetch_add(u64::try_from(lines).unwrap_or(u64::MAX), Ordering::SeqCst);
     }
 
-    /// Whether [`UsageRecorder::record_when_due`] would record now: lines are waiting, and 256 of them or a
-    /// second since the last recording.
-    pub fn is_due(&self) -> bool {
+    /// The recording of every pending change, once 256 lines are waiting or a second has passed since the last
+    /// recording, unless one is already running on this instance: `None` then (the reports record whatever is
+    /// left before they read, so nothing is ever missing from them). The returned future holds this instance's
+    /// turn from now on, so that one recording is started however many commits find it due; a batch can take
+    /// seconds, so the caller runs it in a task of its own rather than in a request.
+    ///
+    /// The future fails with [`crate::RepoError::Database`] when a statement fails; the changes stay pending
+    /// for the next recording.
+    pub fn due_recording(&self) -> Option<impl Future<Output = RepoResult<()>> + Send + 'static> {
         let backlog = self.backlog.lines.load(Ordering::SeqCst);
         let since = now_ms().saturating_sub(self.backlog.recorded_ms.load(Ordering::SeqCst));
-        backlog > 0 && (backlog >= USAGE_BACKLOG_LINES || since >= USAGE_MAX_DELAY_MS)
-    }
-
-    /// Records every pending change once 256 lines are waiting or a second has passed since the last recording
-    /// (the reports record whatever is left before they read, so nothing is ever missing from them).
-    ///
-    /// # Errors
-    /// [`crate::RepoError::Database`] when a statement fails; the changes stay pending for the next call.
-    pub async fn record_when_due(&self) -> RepoResult<()> {
-        if !self.is_due() {
-            return Ok(());
+        if backlog == 0 || (backlog < USAGE_BACKLOG_LINES && since < USAGE_MAX_DELAY_MS) {
+            return None;
         }
-        let Ok(_gate) = self.backlog.gate.try_lock() else { return Ok(()) };
-        let backlog = self.backlog.lines.load(Ordering::SeqCst);
-        let started_ms = now_ms();
-        record_pending(&self.db).await?;
-        self.backlog.lines.fetch_sub(backlog, Ordering::SeqCst);
-        self.backlog.recorded_ms.store(started_ms, Ordering::SeqCst);
-        Ok(())
+        let turn = self.backlog.gate.clone().try_lock_owned().ok()?;
+        let recorder = self.clone();
+        Some(async move {
+            let _turn = turn;
+            let backlog = recorder.backlog.lines.load(Ordering::SeqCst);
+            let started_ms = now_ms();
+            record_pending(&recorder.db).await?;
+            recorder.backlog.lines.fetch_sub(backlog, Ordering::SeqCst);
+            recorder.backlog.recorded_ms.store(started_ms, Ordering::SeqCst);
+            Ok(())
+        })
     }
 
     /// Records every pending change now, whoever noted it (for the settlement job, which repairs what a

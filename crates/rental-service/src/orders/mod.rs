@@ -190,21 +190,21 @@ impl<O: OrderStore + 'static, B: BillingStore + 'static> RentalService<O, B> {
                 tracing::warn!(error = %err, "numbering invoices failed; the settlement job retries it");
                 settled = false;
             }
-            // A recording covers a whole batch and can take seconds: it runs in a task of its own, so that
-            // the request whose commit made it due does not wait for it. The settlement job is marked done
-            // once the recording succeeded.
-            if usage.is_due() {
-                let record = async move {
-                    if let Err(err) = usage.record_when_due().await {
-                        tracing::warn!(error = %err, "recording usage failed; the settlement job retries it");
-                    } else if settled && let Some(job) = job {
-                        outbox.settled(job);
-                    }
-                };
-                tokio::spawn(record.instrument(tracing::Span::current()));
-            } else if settled && let Some(job) = job {
-                outbox.settled(job);
-            }
+            // A recording can take seconds: it runs in a task of its own, not in this request. The settlement
+            // job is marked done once it succeeded, or now when none was started (another takes these lines).
+            let mark = move || {
+                if settled && let Some(job) = job {
+                    outbox.settled(job);
+                }
+            };
+            let Some(recording) = usage.due_recording() else { return mark() };
+            let recorded = async move {
+                match recording.await {
+                    Ok(()) => mark(),
+                    Err(err) => tracing::warn!(error = %err, "recording usage failed; the settlement job retries it"),
+                }
+            };
+            tokio::spawn(recorded.instrument(tracing::Span::current()));
         });
         Ok(())
     }
